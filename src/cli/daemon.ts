@@ -1,0 +1,256 @@
+import { createHash } from "node:crypto";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { existsSync, unlinkSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import { OperatorError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic-file.js";
+import type { Secret } from "../core/secret.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { BootstrapProvisioner, ensureBootstrapKey } from "../attestation/bootstrap.js";
+import { ProvisionerRegistry } from "../attestation/routing.js";
+import { CertificateAuthority } from "../issuance/certificate-authority.js";
+import { bindIssuer, type Issuer } from "../issuance/issuer.js";
+import { verifySignature } from "../issuance/sign-tbs.js";
+import { RegistrationAuthority } from "../registration/registration-authority.js";
+import { createApiApp } from "../api/api-router.js";
+import { createPublicApp } from "../api/public-router.js";
+import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
+import type { IssuerRecord } from "../storage/ports.js";
+import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
+import { initHierarchy } from "./init.js";
+
+export interface Daemon {
+  apiUrl: string;
+  publicUrl: string;
+  servingCertificate: ServingCertificate;
+  dataDir: OpenedDataDir;
+  /** Runs the periodic jobs now (serving-cert renewal, pruning); the timers call the same. */
+  tick(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  passphrase: Secret | undefined;
+  clock: Clock;
+  log: Logger;
+  /** Periodic job interval; tests pass 0 to drive `tick()` by hand. */
+  tickMs?: number;
+}
+
+const LEAF_BACKDATE_MS = 60_000;
+const SIGNER_PROBE_CACHE_MS = 10_000;
+const TLS_MIN_VERSION = "TLSv1.2" as const;
+
+export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
+  const { clock, log } = opts;
+  if (!dataDirInitialised(config.dataDir)) {
+    log.warn({ dataDir: config.dataDir }, "dataDir holds no CA: initialising a new hierarchy first");
+    const r = await initHierarchy(config, opts.passphrase, clock);
+    log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
+  }
+  const dd = openDataDir(config.dataDir, opts.passphrase, { create: false });
+  try {
+    return await run(config, dd, opts);
+  } catch (e) {
+    dd.store.close();
+    throw e;
+  }
+}
+
+async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions): Promise<Daemon> {
+  const { clock, log } = opts;
+  if (dd.kek.mode === "development") {
+    log.warn(
+      { kekFile: join(dd.dir, "kek.key") },
+      "DEVELOPMENT MODE: CA keys are wrapped by a random KEK stored next to them; anyone who can read dataDir has the keys. Set FLEETCA_PASSPHRASE or passphraseFile for production",
+    );
+  }
+  const issuers = dd.store.listIssuers();
+  const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+  const current = currentIntermediate(issuers, clock.now());
+  // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
+  const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+  const ca = new CertificateAuthority(
+    issuer,
+    {
+      maxTtlMs: config.issuance.maxTTL,
+      backdateMs: LEAF_BACKDATE_MS,
+      urls: (keyIdHex) => ({
+        crl: `${config.publicUrl}/crl/${keyIdHex}`,
+        ocsp: `${config.publicUrl}/ocsp`,
+        caIssuers: `${config.publicUrl}/intermediate.crt`,
+      }),
+    },
+    clock,
+  );
+
+  const provisioners = [];
+  for (const p of config.provisioners) {
+    const record = await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
+    provisioners.push(await BootstrapProvisioner.fromRecord({ name: p.name, maxTokenTtlMs: p.maxTokenTTL, leewayMs: config.tokens.leeway }, record));
+  }
+  let audiences: string[] = [];
+  const ra = new RegistrationAuthority(
+    new ProvisionerRegistry(provisioners),
+    () => ca,
+    dd.store,
+    clock,
+    { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
+    () => audiences,
+    log,
+  );
+
+  const [apiHost, apiPort] = splitHostPort(config.listen.api);
+  const [pubHost, pubPort] = splitHostPort(config.listen.public);
+  const servingNames = unique(["localhost", "127.0.0.1", ...(isWildcard(apiHost) ? [] : [apiHost]), ...config.serverNames,
+    ...(config.apiUrl ? [new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, "")] : [])]);
+
+  let apiServer: HttpsServer | null = null;
+  const install = (c: TlsCredentials) => apiServer?.setSecureContext({ key: c.key, cert: c.cert, minVersion: TLS_MIN_VERSION });
+  const serving = new ServingCertificate(ra, servingNames, Math.min(config.issuance.defaultTTL, config.issuance.maxTTL), clock, log, install);
+  const creds = await serving.issue();
+
+  apiServer = createHttpsServer({ key: creds.key, cert: creds.cert, minVersion: TLS_MIN_VERSION }, createApiApp({ ra, log }));
+  hardenTimeouts(apiServer);
+  let lastProbe = { at: 0, ok: false };
+  const publicServer = createHttpServer(
+    createPublicApp(
+      {
+        roots: () => roots.map((r) => r.der),
+        intermediate: () => issuer.der,
+        healthy: async () => {
+          if (!dd.store.ping()) return false;
+          const now = clock.now().getTime();
+          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
+          return lastProbe.ok;
+        },
+      },
+      log,
+    ),
+  );
+  hardenTimeouts(publicServer);
+
+  const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");
+  let pubAddr: AddressInfo;
+  try {
+    pubAddr = await listen(publicServer, pubHost, pubPort, "listen.public");
+  } catch (e) {
+    apiServer.close();
+    throw e;
+  }
+  const apiUrl = `https://${urlHost(apiHost)}:${apiAddr.port}`;
+  const publicUrl = `http://${urlHost(pubHost)}:${pubAddr.port}`;
+  audiences = signAudiences(config, servingNames, apiAddr.port);
+
+  const statePath = join(dd.dir, SERVE_STATE_FILE);
+  writeFileAtomic(statePath, JSON.stringify({ pid: process.pid, apiUrl, publicUrl, startedAt: clock.now().toISOString() }) + "\n", 0o600);
+  log.info({ url: apiUrl }, "api listening");
+  log.info({ url: publicUrl }, "public listening");
+  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners: provisioners.map((p) => p.name) }, "fleetca ready");
+
+  const tick = async () => {
+    await serving.renewIfDue();
+    try {
+      const pruned = dd.store.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
+      if (pruned > 0) log.debug({ pruned }, "pruned expired token ids and idempotency keys");
+    } catch (err) {
+      log.error({ err }, "pruning failed");
+    }
+  };
+  const tickMs = opts.tickMs ?? 60_000;
+  const timer = tickMs > 0 ? setInterval(() => void tick(), tickMs) : null;
+  timer?.unref();
+
+  return {
+    apiUrl,
+    publicUrl,
+    servingCertificate: serving,
+    dataDir: dd,
+    tick,
+    close: async () => {
+      if (timer) clearInterval(timer);
+      await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
+      dd.store.close();
+      if (existsSync(statePath)) unlinkSync(statePath);
+    },
+  };
+}
+
+/** The issuing intermediate: the newest active one that is valid now. */
+function currentIntermediate(issuers: IssuerRecord[], now: Date): IssuerRecord {
+  const candidates = issuers
+    .filter((i) => i.role === "intermediate" && i.status === "active" && i.notBefore <= now && i.notAfter > now)
+    .sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
+  if (!candidates[0]) throw new OperatorError("no valid intermediate CA in dataDir (all expired or retired)");
+  return candidates[0];
+}
+
+async function probeSigner(issuer: Issuer): Promise<boolean> {
+  try {
+    const probe = createHash("sha256").update(`health ${Date.now()}`).digest();
+    return verifySignature(issuer.info.spki, issuer.signer.keyType, probe, await issuer.signer.sign(probe));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every `aud` a bootstrap token may carry for this CA: {base}/v1/sign for the configured apiUrl
+ * and for each name the serving certificate answers to, on the bound port.
+ */
+function signAudiences(config: FleetcaConfig, names: string[], port: number): string[] {
+  const bases = names.map((n) => `https://${urlHost(n)}:${port}`);
+  if (port === 443) bases.push(...names.map((n) => `https://${urlHost(n)}`));
+  if (config.apiUrl) bases.push(config.apiUrl);
+  return unique(bases.map((b) => `${b}/v1/sign`));
+}
+
+export function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(":");
+  return [addr.slice(0, i).replace(/^\[|\]$/g, ""), Number(addr.slice(i + 1))];
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
+}
+
+/** The host to print in a URL: wildcard binds are reachable on loopback; IPv6 goes in brackets. */
+export function urlHost(host: string): string {
+  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
+  if (host === "::") return "[::1]";
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+function unique<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+function hardenTimeouts(s: HttpServer | HttpsServer): void {
+  s.headersTimeout = 10_000;
+  s.requestTimeout = 30_000;
+  s.keepAliveTimeout = 5_000;
+  s.maxHeadersCount = 100;
+}
+
+function listen(server: HttpServer | HttpsServer, host: string, port: number, key: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) =>
+      reject(new OperatorError(`cannot listen on ${host}:${port} (${key}): ${e.code ?? e.message}`));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function closeServer(s: HttpServer | HttpsServer): Promise<void> {
+  return new Promise((resolve) => {
+    s.close(() => resolve());
+    s.closeAllConnections();
+  });
+}

@@ -1,0 +1,53 @@
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { OperatorError } from "../core/errors.js";
+import type { Secret } from "../core/secret.js";
+import { openKek, type Kek } from "../signing/kek.js";
+import { SoftKeyStore } from "../signing/soft-keystore.js";
+import { SqliteStore } from "../storage/sqlite/sqlite-store.js";
+
+export const DB_FILE = "fleetca.db";
+export const KEYS_DIR = "keys";
+export const SERVE_STATE_FILE = "serve.json";
+
+export interface OpenedDataDir {
+  dir: string;
+  store: SqliteStore;
+  keys: SoftKeyStore;
+  kek: Kek;
+}
+
+/** True when dataDir already holds a hierarchy (a database with issuers, or key files). */
+export function dataDirInitialised(dir: string): boolean {
+  if (!existsSync(join(dir, DB_FILE))) {
+    const keys = join(dir, KEYS_DIR);
+    return existsSync(keys) && readdirSync(keys).some((f) => f.endsWith(".key.json"));
+  }
+  const store = new SqliteStore(join(dir, DB_FILE), { readonly: true });
+  try {
+    return store.listIssuers().length > 0;
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * Opens the data directory: 0700 dir, KEK (creating it only when `create`), key store, database.
+ */
+export function openDataDir(dir: string, passphrase: Secret | undefined, opts: { create: boolean }): OpenedDataDir {
+  if (!existsSync(dir)) {
+    if (!opts.create) throw new OperatorError(`dataDir ${dir} does not exist: run "fleetca init" first`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+  if (!statSync(dir).isDirectory()) throw new OperatorError(`dataDir ${dir} is not a directory`);
+  if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
+  const kek = openKek({ dataDir: dir, passphrase, create: opts.create });
+  const keys = new SoftKeyStore(join(dir, KEYS_DIR), kek);
+  const store = new SqliteStore(join(dir, DB_FILE));
+  return { dir, store, keys, kek };
+}
+
+/** Opens only the database, read-only, for inventory commands that need no key. */
+export function openInventory(dir: string): SqliteStore {
+  return new SqliteStore(join(dir, DB_FILE), { readonly: true });
+}

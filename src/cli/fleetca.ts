@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { systemClock } from "../core/clock.js";
+import { CaError, OperatorError } from "../core/errors.js";
+import { formatDuration, parseDuration } from "../core/duration.js";
+import { sansToList } from "../core/sans.js";
+import { loadConfig, passphraseFrom } from "../config/load.js";
+import { createBootstrapToken } from "../attestation/bootstrap.js";
+import { createLogger } from "../log/logger.js";
+import { openDataDir, openInventory } from "./data-dir.js";
+import { startDaemon } from "./daemon.js";
+import { initHierarchy } from "./init.js";
+import { signAudience } from "./token-audience.js";
+
+const program = new Command("fleetca")
+  .description("fleetca: a private certificate authority for service fleets")
+  .showHelpAfterError()
+  .exitOverride();
+
+const configOption = () => new Option("--config <file>", "config file (default: $FLEETCA_CONFIG, else ./config.yaml if present)");
+
+function durationArg(flag: string) {
+  return (v: string) => {
+    try {
+      return parseDuration(v);
+    } catch {
+      throw new OperatorError(`${flag}: invalid duration "${v}" (use e.g. 90s, 10m, 24h)`);
+    }
+  };
+}
+
+program
+  .command("init")
+  .description("create the root and online intermediate in dataDir (refuses to overwrite)")
+  .addOption(configOption())
+  .action(async (o: { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const r = await initHierarchy(config, passphraseFrom(config), systemClock);
+    process.stdout.write(
+      [
+        `initialised CA in ${config.dataDir}`,
+        `root key id:          ${r.rootKeyId}`,
+        `intermediate key id:  ${r.intermediateKeyId}`,
+        `root SHA-256:         ${r.rootFingerprint}`,
+        ...(r.developmentMode ? ["WARNING: development mode: no passphrase; the KEK is stored in dataDir/kek.key"] : []),
+      ].join("\n") + "\n",
+    );
+  });
+
+program
+  .command("serve")
+  .description("run the CA daemon (initialises an empty dataDir first)")
+  .addOption(configOption())
+  .action(async (o: { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const log = createLogger({ level: config.log.level, format: config.log.format });
+    const daemon = await startDaemon(config, { passphrase: passphraseFrom(config), clock: systemClock, log });
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, "shutting down");
+      void daemon.close().then(() => process.exit(0));
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  });
+
+const token = program.command("token").description("one-time bootstrap tokens");
+token
+  .command("create")
+  .description("print a one-time bootstrap JWT authorising the given SANs")
+  .requiredOption("--sub <name>", "subject the token is for (e.g. the host name)")
+  .requiredOption("--san <san>", "a SAN the token allows (repeatable): DNS name, IP or URI", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option("--ttl <duration>", "token lifetime", "5m")
+  .option("--provisioner <name>", "bootstrap provisioner to sign with")
+  .option("--aud <url>", "audience (the CA's sign URL); default {apiUrl}/v1/sign")
+  .addOption(configOption())
+  .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const prov = o.provisioner ? config.provisioners.find((p) => p.name === o.provisioner) : config.provisioners[0];
+    if (!prov) throw new OperatorError(o.provisioner ? `no provisioner named ${o.provisioner}` : "no bootstrap provisioner configured");
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const jwt = await createBootstrapToken(
+        { name: prov.name, maxTokenTtlMs: prov.maxTokenTTL, leewayMs: config.tokens.leeway },
+        dd.keys,
+        dd.store,
+        { subject: o.sub, sans: o.san, ttlMs: durationArg("--ttl")(o.ttl), audience: o.aud ?? signAudience(config) },
+        systemClock,
+      );
+      process.stdout.write(jwt.reveal() + "\n");
+    } finally {
+      dd.store.close();
+    }
+  });
+
+program
+  .command("list")
+  .description("inventory of issued certificates (unexpired unless --expiring/--revoked say otherwise)")
+  .option("--expiring <duration>", "only certificates expiring within this duration")
+  .option("--revoked", "only revoked certificates")
+  .option("--json", "one JSON array with full records")
+  .addOption(configOption())
+  .action((o: { expiring?: string; revoked?: boolean; json?: boolean; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const now = systemClock.now();
+    const store = openInventory(config.dataDir);
+    try {
+      const rows = store.listCertificates({
+        notExpiredAt: now,
+        ...(o.revoked && { revoked: true }),
+        ...(o.expiring && { expiringBefore: new Date(now.getTime() + durationArg("--expiring")(o.expiring)) }),
+      });
+      if (o.json) {
+        const out = rows.map(({ der: _der, ...r }) => ({ ...r, sans: sansToList(r.sans) }));
+        process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+        return;
+      }
+      const lines = rows.map((r) =>
+        [r.serial, r.status.padEnd(7), r.notAfter.toISOString(), `in ${formatDuration(Math.max(0, Math.round((r.notAfter.getTime() - now.getTime()) / 60_000)) * 60_000 || 60_000)}`.padEnd(9), r.provisioner.padEnd(12), sansToList(r.sans).join(",")].join("  "),
+      );
+      process.stdout.write(["SERIAL                            STATUS   NOT AFTER                 EXPIRES    PROVISIONER   SANS", ...lines].join("\n") + "\n");
+    } finally {
+      store.close();
+    }
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+    if (e instanceof OperatorError || e instanceof CaError) {
+      process.stderr.write(`fleetca: ${e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`fleetca: unexpected error: ${(e as Error).message ?? String(e)}\n`);
+    if (process.env.FLEETCA_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,57 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { OperatorError } from "../core/errors.js";
+import { Secret } from "../core/secret.js";
+import { readPassphraseFile } from "../signing/kek.js";
+import { configSchema, type FleetcaConfig } from "./schema.js";
+
+export interface LoadedConfig {
+  config: FleetcaConfig;
+  /** The file it came from, or null for built-in defaults. */
+  source: string | null;
+}
+
+/**
+ * Finds and validates the config: --config, else $FLEETCA_CONFIG, else ./config.yaml if present,
+ * else defaults. Relative paths inside a config file are taken relative to that file, so a
+ * service manager can start fleetca from any directory.
+ */
+export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const path = explicit ?? env.FLEETCA_CONFIG ?? (existsSync("config.yaml") ? "config.yaml" : null);
+  let raw: unknown = {};
+  if (path !== null) {
+    if (!existsSync(path)) throw new OperatorError(`config file ${path} does not exist`);
+    try {
+      raw = parseYaml(readFileSync(path, "utf8")) ?? {};
+    } catch (e) {
+      throw new OperatorError(`${path}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+    }
+    if (typeof raw !== "object" || Array.isArray(raw)) throw new OperatorError(`${path}: expected a YAML mapping at the top level`);
+    if (raw && "passphrase" in (raw as object)) {
+      throw new OperatorError(`${path}: passphrase must not be in the config; use FLEETCA_PASSPHRASE or passphraseFile`);
+    }
+  }
+  const r = configSchema.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const where = i.path.length ? i.path.join(".") : "(top level)";
+    const msg = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : i.message;
+    throw new OperatorError(`${path ?? "built-in config"}: ${where}: ${msg}`);
+  }
+  const base = path ? dirname(resolve(path)) : process.cwd();
+  const config = r.data;
+  config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(base, config.dataDir);
+  if (config.passphraseFile) {
+    config.passphraseFile = isAbsolute(config.passphraseFile) ? config.passphraseFile : resolve(base, config.passphraseFile);
+  }
+  return { config, source: path };
+}
+
+/** The passphrase that unlocks CA keys: $FLEETCA_PASSPHRASE, else passphraseFile, else none (dev mode). */
+export function passphraseFrom(config: FleetcaConfig, env: NodeJS.ProcessEnv = process.env): Secret | undefined {
+  const fromEnv = env.FLEETCA_PASSPHRASE;
+  if (fromEnv !== undefined && fromEnv !== "") return new Secret(fromEnv);
+  if (config.passphraseFile) return readPassphraseFile(config.passphraseFile);
+  return undefined;
+}

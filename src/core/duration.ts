@@ -1,0 +1,36 @@
+import { CaError } from "./errors.js";
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * Parses durations as SPEC.md writes them: "90s", "10m", "24h", also compound "1h30m" and "7d".
+ * Returns milliseconds; throws CaError(bad_request) for anything else, so callers can surface it.
+ */
+export function parseDuration(text: string): number {
+  const s = text.trim();
+  if (!/^(\d+(ms|s|m|h|d))+$/.test(s)) {
+    throw new CaError("bad_request", `invalid duration "${text.slice(0, 40)}" (use e.g. 90s, 10m, 24h)`);
+  }
+  let total = 0;
+  for (const m of s.matchAll(/(\d+)(ms|s|m|h|d)/g)) {
+    total += Number(m[1]) * (UNIT_MS[m[2]!] ?? 0);
+  }
+  if (!Number.isSafeInteger(total) || total <= 0) {
+    throw new CaError("bad_request", `duration "${text.slice(0, 40)}" must be positive`);
+  }
+  return total;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
+  return `${ms}ms`;
+}

@@ -1,0 +1,52 @@
+/**
+ * The closed set of error codes fleetca reports (SPEC.md "HTTP API"). Domain code throws CaError;
+ * api/http-errors.ts is the one place a code becomes an HTTP status.
+ */
+export type CaErrorCode =
+  | "bad_request"
+  | "bad_csr"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "too_large"
+  | "rate_limited"
+  | "internal";
+
+/** Why a token was refused; carried as the message of an `unauthorized` error. */
+export type TokenRejection =
+  | "malformed"
+  | "expired"
+  | "not_yet_valid"
+  | "bad_signature"
+  | "unknown_kid"
+  | "unknown_issuer"
+  | "wrong_audience"
+  | "wrong_issuer"
+  | "replayed"
+  | "alg_not_allowed"
+  | "missing_claim"
+  | "missing_token";
+
+export class CaError extends Error {
+  readonly code: CaErrorCode;
+  constructor(code: CaErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = "CaError";
+  }
+
+  static unauthorized(reason: TokenRejection, detail?: string): CaError {
+    return new CaError("unauthorized", detail ? `${reason}: ${detail}` : reason);
+  }
+}
+
+/**
+ * An operator mistake (bad config, wrong passphrase, missing data dir): the CLI prints the
+ * message on one line and exits non-zero, never a stack trace.
+ */
+export class OperatorError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "OperatorError";
+  }
+}

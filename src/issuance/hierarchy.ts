@@ -1,0 +1,54 @@
+import type { Clock } from "../core/clock.js";
+import type { Signer } from "../signing/signer.js";
+import { SIGNATURE_SCHEMES } from "../core/key-type.js";
+import { keyIdentifier } from "../x509/certificate-info.js";
+import { caTbs, nameOf } from "../x509/profile.js";
+import type { Issuer } from "./issuer.js";
+import { randomSerialContent } from "./serial.js";
+import { serializeTbs, signTbs } from "./sign-tbs.js";
+
+const CA_BACKDATE_MS = 60_000;
+
+/** Self-signed root: pathLen 1 allows exactly one intermediate level below it. */
+export async function createRootCertificate(
+  signer: Signer,
+  opts: { caName: string; validityMs: number; clock: Clock },
+): Promise<Uint8Array> {
+  const now = opts.clock.now().getTime();
+  const tbs = caTbs({
+    serialContent: randomSerialContent(),
+    subject: nameOf({ o: opts.caName, cn: `${opts.caName} Root CA` }),
+    subjectSpki: signer.publicKeySpki,
+    subjectKeyId: keyIdentifier(signer.publicKeySpki),
+    selfScheme: SIGNATURE_SCHEMES[signer.keyType],
+    pathLen: 1,
+    notBefore: new Date(now - CA_BACKDATE_MS),
+    notAfter: new Date(now + opts.validityMs),
+  });
+  return signTbs(signer, serializeTbs(tbs));
+}
+
+/**
+ * The online intermediate (pathLen 0: it issues leaves only). Its validity never outlives the
+ * root's; the date in its CN tells rotated intermediates apart in operator tools.
+ */
+export async function createIntermediateCertificate(
+  root: Issuer,
+  subjectSigner: Signer,
+  opts: { caName: string; validityMs: number; clock: Clock },
+): Promise<Uint8Array> {
+  const now = opts.clock.now();
+  const notAfter = Math.min(now.getTime() + opts.validityMs, root.info.notAfter.getTime());
+  const tbs = caTbs({
+    serialContent: randomSerialContent(),
+    subject: nameOf({ o: opts.caName, cn: `${opts.caName} Intermediate CA ${now.toISOString().slice(0, 10)}` }),
+    subjectSpki: subjectSigner.publicKeySpki,
+    subjectKeyId: keyIdentifier(subjectSigner.publicKeySpki),
+    issuer: root.ref,
+    selfScheme: SIGNATURE_SCHEMES[subjectSigner.keyType],
+    pathLen: 0,
+    notBefore: new Date(Math.max(now.getTime() - CA_BACKDATE_MS, root.info.notBefore.getTime())),
+    notAfter: new Date(notAfter),
+  });
+  return signTbs(root.signer, serializeTbs(tbs));
+}

@@ -1,0 +1,33 @@
+import { createPublicKey, verify as cryptoVerify, constants } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import type { TBSCertificate } from "@peculiar/asn1-x509";
+import { SIGNATURE_SCHEMES } from "../core/key-type.js";
+import type { Signer } from "../signing/signer.js";
+import { derBitString, derSequence } from "../x509/der.js";
+import { signatureAlgorithmId } from "../x509/profile.js";
+
+/**
+ * Signs the exact TBS bytes and wraps them as Certificate ::= SEQUENCE { tbs, algorithm, BIT
+ * STRING signature } (RFC 5280 §4.1), then verifies the signature with the issuer's public key so
+ * a faulty signer (or an RSA fault) can never hand out a bad certificate.
+ */
+export async function signTbs(signer: Signer, tbsDer: Uint8Array): Promise<Uint8Array> {
+  const scheme = SIGNATURE_SCHEMES[signer.keyType];
+  const sig = await signer.sign(tbsDer);
+  const algDer = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(scheme)));
+  if (!verifySignature(signer.publicKeySpki, signer.keyType, tbsDer, sig)) {
+    throw new Error("signer produced a signature that does not verify");
+  }
+  return derSequence(tbsDer, algDer, derBitString(sig));
+}
+
+export function serializeTbs(tbs: TBSCertificate): Uint8Array {
+  return new Uint8Array(AsnConvert.serialize(tbs));
+}
+
+export function verifySignature(spki: Uint8Array, keyType: Signer["keyType"], data: Uint8Array, sig: Uint8Array): boolean {
+  const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  const hash = SIGNATURE_SCHEMES[keyType].hash;
+  const opts = key.asymmetricKeyType === "rsa" ? { key, padding: constants.RSA_PKCS1_PADDING } : { key, dsaEncoding: "der" as const };
+  return cryptoVerify(hash, data, opts, sig);
+}

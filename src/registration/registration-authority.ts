@@ -1,0 +1,194 @@
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import { CaError } from "../core/errors.js";
+import { parseDuration } from "../core/duration.js";
+import type { SubjectKeyAlgorithm } from "../core/key-type.js";
+import { sansToList, type Sans } from "../core/sans.js";
+import type { Secret } from "../core/secret.js";
+import type { ProvisionerRegistry } from "../attestation/routing.js";
+import type { IssuedLeaf, LeafIssuer } from "../issuance/certificate-authority.js";
+import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
+import { decodeCsrPem, verifyCsr } from "../x509/csr.js";
+import { issuedMatchesRequest } from "../x509/lint.js";
+import { toPem } from "../x509/pem.js";
+import { decideSans } from "./san-policy.js";
+
+export interface SignRequest {
+  token: Secret;
+  body: unknown;
+  idempotencyKey?: string | undefined;
+}
+
+export interface IssuedCertificate {
+  serial: string;
+  certificate: string;
+  chain: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+export interface RaSettings {
+  defaultTtlMs: number;
+  /** Idempotency keys are honoured this long after the first request. */
+  idempotencyWindowMs: number;
+}
+
+/** Visible ASCII, as IETF draft-ietf-httpapi-idempotency-key-header suggests for the header value. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const MAX_SERIAL_ATTEMPTS = 3;
+
+/**
+ * The RA (Boulder ra/ra.go): decides who gets what. verify CSR → authorize token → check policy
+ * → issue via the CA → re-check → commit durably → hand out. It never touches key bytes or HTTP.
+ */
+export class RegistrationAuthority {
+  constructor(
+    private readonly provisioners: ProvisionerRegistry,
+    private readonly ca: () => LeafIssuer,
+    private readonly store: IssuanceStore,
+    private readonly clock: Clock,
+    private readonly settings: RaSettings,
+    private readonly audiences: () => readonly string[],
+    private readonly log: Logger,
+  ) {}
+
+  async sign(req: SignRequest): Promise<IssuedCertificate> {
+    const { csrPem, ttlMs } = parseSignBody(req.body, this.settings.defaultTtlMs);
+    if (req.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
+      throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
+    }
+    const csrDer = decodeCsrPem(csrPem);
+    const now = this.clock.now();
+    const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() });
+    const requestHash = createHash("sha256").update(csrDer).update(`|ttl=${ttlMs}`).digest("hex");
+
+    if (req.idempotencyKey !== undefined) {
+      const prior = this.store.findIdempotency(req.idempotencyKey, now);
+      if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
+    }
+    if (this.store.isTokenUsed(auth.tokenId)) throw CaError.unauthorized("replayed");
+
+    const csr = verifyCsr(csrDer);
+    const sans = decideSans(csr.requested, auth.policy);
+    const ca = this.ca();
+
+    for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
+      const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs });
+      const record = recordOf(issued, sans, auth.provisioner, auth.tokenId, this.clock.now());
+      const outcome = await this.store.commitIssuance({
+        certificate: record,
+        tokenUse: { tokenId: auth.tokenId, provisioner: auth.provisioner, expiresAt: auth.tokenExpiresAt },
+        ...(req.idempotencyKey !== undefined && {
+          idempotency: {
+            key: req.idempotencyKey,
+            requestHash,
+            tokenId: auth.tokenId,
+            serial: issued.serial,
+            expiresAt: new Date(now.getTime() + this.settings.idempotencyWindowMs),
+          },
+        }),
+      });
+      switch (outcome) {
+        case "committed":
+          this.log.info(
+            { serial: issued.serial, provisioner: auth.provisioner, sub: auth.subject, sans: sansToList(sans), notAfter: record.notAfter },
+            "certificate issued",
+          );
+          return this.#response(record);
+        case "replayed":
+          throw CaError.unauthorized("replayed");
+        case "idempotency_conflict": {
+          // A concurrent request with the same key won the race; answer as a retry of it would be.
+          const prior = this.store.findIdempotency(req.idempotencyKey!, now);
+          if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
+          throw CaError.unauthorized("replayed");
+        }
+        case "serial_collision":
+          this.log.warn({ serial: issued.serial, attempt }, "serial collision; re-issuing with a fresh serial");
+          continue;
+      }
+    }
+    throw new Error("could not allocate a unique serial");
+  }
+
+  /**
+   * Issues a certificate for fleetca's own use (the API listener's serving cert): no token, the
+   * SANs come from configuration. Stored like every other cert so it can be listed and revoked.
+   */
+  async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
+    const ca = this.ca();
+    for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
+      const issued = await this.#issueChecked(ca, req);
+      const record = recordOf(issued, req.sans, req.purpose, null, this.clock.now());
+      const outcome = await this.store.commitIssuance({ certificate: record });
+      if (outcome === "committed") {
+        this.log.info({ serial: issued.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
+        return record;
+      }
+    }
+    throw new Error("could not allocate a unique serial");
+  }
+
+  chainPem(): string {
+    return toPem(this.ca().issuer.der, "CERTIFICATE");
+  }
+
+  async #issueChecked(
+    ca: LeafIssuer,
+    req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
+  ): Promise<IssuedLeaf> {
+    const issued = await ca.issueLeaf({ subjectSpki: req.spki, subjectKey: req.subjectKey, sans: req.sans, ttlMs: req.ttlMs });
+    const problems = issuedMatchesRequest(issued.info, { spki: req.spki, sans: req.sans });
+    if (problems.length > 0) throw new Error(`issued certificate does not match the request: ${problems.join("; ")}`);
+    return issued;
+  }
+
+  #replayIdempotent(prior: { tokenId: string | null; requestHash: string; serial: string }, tokenId: string, requestHash: string): IssuedCertificate {
+    if (prior.tokenId !== tokenId || prior.requestHash !== requestHash) {
+      throw new CaError("bad_request", "Idempotency-Key was already used for a different request");
+    }
+    const record = this.store.getCertificate(prior.serial as CertificateRecord["serial"]);
+    if (!record) throw new Error(`idempotency key points at missing certificate ${prior.serial}`);
+    return this.#response(record);
+  }
+
+  #response(r: CertificateRecord): IssuedCertificate {
+    return {
+      serial: r.serial,
+      certificate: toPem(r.der, "CERTIFICATE"),
+      chain: this.chainPem(),
+      notBefore: r.notBefore.toISOString(),
+      notAfter: r.notAfter.toISOString(),
+    };
+  }
+}
+
+function parseSignBody(body: unknown, defaultTtlMs: number): { csrPem: string; ttlMs: number } {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new CaError("bad_request", "expected a JSON object body");
+  }
+  const { csr, ttl } = body as { csr?: unknown; ttl?: unknown };
+  if (typeof csr !== "string" || csr.length === 0) throw new CaError("bad_request", "csr (a PEM string) is required");
+  if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
+  return { csrPem: csr, ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl) };
+}
+
+function recordOf(issued: IssuedLeaf, sans: Sans, provisioner: string, tokenId: string | null, now: Date): CertificateRecord {
+  return {
+    serial: issued.serial,
+    issuerKeyId: issued.issuerKeyIdHex,
+    sans,
+    subjectCommonName: issued.info.subjectCommonName,
+    notBefore: issued.info.notBefore,
+    notAfter: issued.info.notAfter,
+    der: issued.der,
+    provisioner,
+    tokenId,
+    status: "valid",
+    revokedAt: null,
+    revocationReason: null,
+    createdAt: now,
+  };
+}
+

@@ -1,0 +1,169 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { createHash, randomBytes, scryptSync } from "node:crypto";
+import { join } from "node:path";
+import { OperatorError } from "../core/errors.js";
+import { Secret } from "../core/secret.js";
+import { writeFileAtomic } from "../core/atomic-file.js";
+import { open, seal, type SealedBox } from "./aead.js";
+
+/**
+ * The key-encryption key that wraps every per-key DEK (envelope encryption, DESIGN habit 7).
+ * Its id and version are recorded in each wrapped key so the KEK can be rotated by re-wrapping
+ * DEKs only, and so a key file is never tried against the wrong KEK.
+ */
+export interface Kek {
+  readonly id: string;
+  readonly version: number;
+  readonly mode: "passphrase" | "development";
+  wrap(dek: Uint8Array, aad: string): SealedBox;
+  unwrap(box: SealedBox, aad: string): Buffer | null;
+}
+
+export const KEK_PARAMS_FILE = "kek.json";
+export const DEV_KEK_FILE = "kek.key";
+
+// scrypt cost: N=2^15, r=8 needs 32 MiB and ~0.1 s, the RFC 7914 §2 interactive-login order.
+const SCRYPT = { N: 1 << 15, r: 8, p: 1 } as const;
+const CHECK_AAD = "fleetca-kek-check/1";
+const CHECK_TEXT = "fleetca passphrase check";
+
+interface KekParamsFile {
+  format: "fleetca-kek/1";
+  kind: "scrypt";
+  id: string;
+  version: number;
+  salt: string;
+  N: number;
+  r: number;
+  p: number;
+  check: SealedBox;
+}
+
+class AesKek implements Kek {
+  readonly #key: Buffer;
+  constructor(
+    key: Buffer,
+    readonly id: string,
+    readonly version: number,
+    readonly mode: "passphrase" | "development",
+  ) {
+    this.#key = key;
+  }
+  wrap(dek: Uint8Array, aad: string): SealedBox {
+    return seal(this.#key, dek, aad);
+  }
+  unwrap(box: SealedBox, aad: string): Buffer | null {
+    return open(this.#key, box, aad);
+  }
+}
+
+export interface KekSource {
+  dataDir: string;
+  /** From FLEETCA_PASSPHRASE or passphraseFile; absent means development mode. */
+  passphrase?: Secret | undefined;
+  /** Create the KEK material when the data dir has none (init); otherwise its absence is an error. */
+  create: boolean;
+}
+
+export function openKek(src: KekSource): Kek {
+  const paramsPath = join(src.dataDir, KEK_PARAMS_FILE);
+  const devPath = join(src.dataDir, DEV_KEK_FILE);
+  if (existsSync(paramsPath)) {
+    if (!src.passphrase) {
+      throw new OperatorError(
+        `CA keys in ${src.dataDir} are protected by a passphrase: set FLEETCA_PASSPHRASE or passphraseFile`,
+      );
+    }
+    return passphraseKek(readParams(paramsPath), src.passphrase, src.dataDir);
+  }
+  if (existsSync(devPath)) {
+    if (src.passphrase) {
+      throw new OperatorError(
+        `${src.dataDir} was initialised in development mode (${DEV_KEK_FILE}, no passphrase); unset FLEETCA_PASSPHRASE/passphraseFile for it`,
+      );
+    }
+    assertPrivateMode(devPath);
+    const key = readFileSync(devPath);
+    if (key.length !== 32) throw new OperatorError(`${devPath} is not a 32-byte KEK`);
+    return new AesKek(key, kekIdFor(key, "dev"), 1, "development");
+  }
+  if (!src.create) {
+    throw new OperatorError(`no CA key material in ${src.dataDir}: run "fleetca init" first`);
+  }
+  if (src.passphrase) {
+    const salt = randomBytes(16);
+    const key = derive(src.passphrase, salt, SCRYPT);
+    const params: KekParamsFile = {
+      format: "fleetca-kek/1",
+      kind: "scrypt",
+      id: kekIdFor(salt, "scrypt"),
+      version: 1,
+      salt: salt.toString("base64"),
+      ...SCRYPT,
+      check: seal(key, Buffer.from(CHECK_TEXT), CHECK_AAD),
+    };
+    writeFileAtomic(paramsPath, JSON.stringify(params, null, 2) + "\n", 0o600);
+    return new AesKek(key, params.id, params.version, "passphrase");
+  }
+  const key = randomBytes(32);
+  writeFileAtomic(devPath, key, 0o600);
+  return new AesKek(key, kekIdFor(key, "dev"), 1, "development");
+}
+
+function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: string): Kek {
+  const key = derive(passphrase, Buffer.from(params.salt, "base64"), params);
+  const check = open(key, params.check, CHECK_AAD);
+  if (!check || check.toString() !== CHECK_TEXT) {
+    throw new OperatorError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}`);
+  }
+  return new AesKek(key, params.id, params.version, "passphrase");
+}
+
+function derive(passphrase: Secret, salt: Buffer, p: { N: number; r: number; p: number }): Buffer {
+  return scryptSync(passphrase.reveal().normalize("NFC"), salt, 32, {
+    N: p.N,
+    r: p.r,
+    p: p.p,
+    maxmem: 256 * p.N * p.r,
+  });
+}
+
+function readParams(path: string): KekParamsFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    throw new OperatorError(`${path} is not valid JSON`);
+  }
+  const p = parsed as Partial<KekParamsFile>;
+  if (p.format !== "fleetca-kek/1" || p.kind !== "scrypt" || typeof p.salt !== "string" || !p.check) {
+    throw new OperatorError(`${path} is not a fleetca KEK parameter file`);
+  }
+  if (![p.N, p.r, p.p].every((n) => Number.isSafeInteger(n) && (n as number) > 0)) {
+    throw new OperatorError(`${path} has invalid scrypt parameters`);
+  }
+  return p as KekParamsFile;
+}
+
+/** A KEK id names the KEK without revealing it: a hash of its salt (or, for the dev key, of the key). */
+function kekIdFor(material: Buffer, kind: string): string {
+  return `${kind}-${createHash("sha256").update(kind).update(material).digest("hex").slice(0, 16)}`;
+}
+
+export function assertPrivateMode(path: string): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    throw new OperatorError(
+      `${path} is readable by group or others (mode ${mode.toString(8).padStart(4, "0")}); run: chmod 600 ${path}`,
+    );
+  }
+}
+
+/** Reads the passphrase file named by config: first line, trailing newline dropped, 0600 required. */
+export function readPassphraseFile(path: string): Secret {
+  if (!existsSync(path)) throw new OperatorError(`passphraseFile ${path} does not exist`);
+  assertPrivateMode(path);
+  const text = readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  if (text.length === 0) throw new OperatorError(`passphraseFile ${path} is empty`);
+  return new Secret(text);
+}

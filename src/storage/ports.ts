@@ -1,0 +1,117 @@
+import type { Sans } from "../core/sans.js";
+import type { SerialHex } from "../core/serial.js";
+
+/**
+ * Narrow storage interfaces, one per consumer (DESIGN habit 3, Boulder sa/proto/subsets.go).
+ * storage/sqlite implements them all; tests and a future group-commit writer implement only
+ * the one they stand behind.
+ */
+
+export type CertificateStatus = "valid" | "revoked";
+
+export interface CertificateRecord {
+  serial: SerialHex;
+  issuerKeyId: string;
+  sans: Sans;
+  subjectCommonName: string | null;
+  notBefore: Date;
+  notAfter: Date;
+  der: Uint8Array;
+  provisioner: string;
+  tokenId: string | null;
+  status: CertificateStatus;
+  revokedAt: Date | null;
+  /** RFC 5280 §5.3.1 CRLReason code. */
+  revocationReason: number | null;
+  createdAt: Date;
+}
+
+export interface TokenUse {
+  /** Provisioner-scoped token id: `${provisioner}:${jti}`. */
+  tokenId: string;
+  provisioner: string;
+  /** Until when the token itself could still verify; the row may be pruned after this. */
+  expiresAt: Date;
+}
+
+export interface IdempotencyRecord {
+  key: string;
+  requestHash: string;
+  tokenId: string | null;
+  serial: SerialHex;
+  expiresAt: Date;
+}
+
+export interface IssuanceCommit {
+  certificate: CertificateRecord;
+  tokenUse?: TokenUse;
+  idempotency?: IdempotencyRecord;
+}
+
+export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict";
+
+/** What the RA needs: check a token, find a retried request, and commit an issuance atomically. */
+export interface IssuanceStore {
+  isTokenUsed(tokenId: string): boolean;
+  findIdempotency(key: string, now: Date): IdempotencyRecord | null;
+  getCertificate(serial: SerialHex): CertificateRecord | null;
+  /**
+   * Durably commits the certificate, the token use and the idempotency key together, or nothing.
+   * Resolves only after the write is on disk (store before hand-out, DESIGN habit 2); async so an
+   * implementation can batch many commits into one fsync.
+   */
+  commitIssuance(c: IssuanceCommit): Promise<CommitOutcome>;
+}
+
+export type IssuerRole = "root" | "intermediate";
+
+export interface IssuerRecord {
+  keyId: string;
+  role: IssuerRole;
+  keyName: string;
+  parentKeyId: string | null;
+  der: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+  status: "active" | "retired";
+  createdAt: Date;
+}
+
+export interface IssuerStore {
+  listIssuers(): IssuerRecord[];
+  addIssuer(r: IssuerRecord): void;
+}
+
+export interface InventoryQuery {
+  expiringBefore?: Date;
+  /** Only revoked certificates when true. */
+  revoked?: boolean;
+  /** Hide certificates whose notAfter has passed (unless asking for revoked). */
+  notExpiredAt?: Date;
+  limit?: number;
+}
+
+export interface InventoryStore {
+  listCertificates(q: InventoryQuery): CertificateRecord[];
+}
+
+export interface ProvisionerKeyRecord {
+  name: string;
+  kid: string;
+  publicJwk: Record<string, unknown>;
+  createdAt: Date;
+}
+
+export interface ProvisionerKeyStore {
+  getProvisionerKey(name: string): ProvisionerKeyRecord | null;
+  addProvisionerKey(r: ProvisionerKeyRecord): void;
+}
+
+export interface Housekeeping {
+  /** Drops used-token rows and idempotency keys that can no longer matter. Returns rows removed. */
+  pruneExpired(now: Date): number;
+}
+
+export interface HealthProbe {
+  ping(): boolean;
+}

@@ -1,0 +1,74 @@
+/**
+ * Versioned schema migrations, applied in order inside one transaction each. A migration is never
+ * edited after it ships; later changes are new entries. Revocation fields and per-issuer indexes
+ * are here from v1 so CRL/OCSP can read them without a rewrite.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "issuers, certificates, used tokens, idempotency keys, provisioner keys",
+    sql: `
+CREATE TABLE issuers (
+  key_id        TEXT PRIMARY KEY,               -- hex subject key identifier
+  role          TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+  key_name      TEXT NOT NULL,                  -- wrapped key file under keys/
+  parent_key_id TEXT REFERENCES issuers(key_id),
+  der           BLOB NOT NULL,
+  not_before    INTEGER NOT NULL,               -- unix ms
+  not_after     INTEGER NOT NULL,
+  status        TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retired')),
+  created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE certificates (
+  serial            TEXT PRIMARY KEY,           -- lower-case hex
+  issuer_key_id     TEXT NOT NULL REFERENCES issuers(key_id),
+  sans              TEXT NOT NULL,              -- JSON {"dns":[],"ip":[],"uri":[]}
+  subject_cn        TEXT,
+  not_before        INTEGER NOT NULL,
+  not_after         INTEGER NOT NULL,
+  der               BLOB NOT NULL,
+  provisioner       TEXT NOT NULL,
+  token_id          TEXT,
+  status            TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'revoked')),
+  revoked_at        INTEGER,
+  revocation_reason INTEGER CHECK (revocation_reason BETWEEN 0 AND 10 AND revocation_reason <> 7),
+  created_at        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX certificates_by_issuer ON certificates (issuer_key_id, status, not_after);
+CREATE INDEX certificates_by_expiry ON certificates (not_after);
+CREATE INDEX certificates_revoked ON certificates (issuer_key_id, revoked_at) WHERE status = 'revoked';
+
+CREATE TABLE used_tokens (
+  token_id    TEXT PRIMARY KEY,                 -- provisioner:jti
+  provisioner TEXT NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX used_tokens_by_expiry ON used_tokens (expires_at);
+
+CREATE TABLE idempotency_keys (
+  key          TEXT PRIMARY KEY,
+  request_hash TEXT NOT NULL,
+  token_id     TEXT,
+  serial       TEXT NOT NULL REFERENCES certificates(serial),
+  expires_at   INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+
+CREATE TABLE provisioner_keys (
+  name       TEXT PRIMARY KEY,
+  kid        TEXT NOT NULL UNIQUE,
+  public_jwk TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+`,
+  },
+];

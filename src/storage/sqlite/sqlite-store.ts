@@ -1,0 +1,293 @@
+import Database from "better-sqlite3";
+import { chmodSync, existsSync } from "node:fs";
+import { OperatorError } from "../../core/errors.js";
+import type { Sans } from "../../core/sans.js";
+import type { SerialHex } from "../../core/serial.js";
+import type {
+  CertificateRecord,
+  CommitOutcome,
+  HealthProbe,
+  Housekeeping,
+  IdempotencyRecord,
+  InventoryQuery,
+  InventoryStore,
+  IssuanceCommit,
+  IssuanceStore,
+  IssuerRecord,
+  IssuerStore,
+  ProvisionerKeyRecord,
+  ProvisionerKeyStore,
+} from "../ports.js";
+import { MIGRATIONS } from "./migrations.js";
+
+interface CertRow {
+  serial: string;
+  issuer_key_id: string;
+  sans: string;
+  subject_cn: string | null;
+  not_before: number;
+  not_after: number;
+  der: Buffer;
+  provisioner: string;
+  token_id: string | null;
+  status: "valid" | "revoked";
+  revoked_at: number | null;
+  revocation_reason: number | null;
+  created_at: number;
+}
+
+/**
+ * The embedded storage: one SQLite file in WAL mode with synchronous=FULL, so a COMMIT has been
+ * fsynced before it returns, which is what "stored before handed out" needs on power loss.
+ */
+export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, Housekeeping, HealthProbe {
+  readonly db: Database.Database;
+  readonly #stmts;
+
+  constructor(path: string, opts: { readonly?: boolean } = {}) {
+    const fresh = !existsSync(path);
+    if (opts.readonly && fresh) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
+    try {
+      this.db = new Database(path, { readonly: opts.readonly ?? false });
+    } catch (e) {
+      throw new OperatorError(`cannot open database ${path}: ${(e as Error).message}`);
+    }
+    if (fresh) chmodSync(path, 0o600);
+    this.db.pragma("busy_timeout = 5000");
+    if (!opts.readonly) {
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+      this.db.pragma("foreign_keys = ON");
+      migrate(this.db, path);
+    } else {
+      assertSchemaKnown(this.db, path);
+    }
+    const db = this.db;
+    this.#stmts = {
+      tokenUsed: db.prepare("SELECT 1 FROM used_tokens WHERE token_id = ?").pluck(),
+      insertToken: db.prepare(
+        "INSERT INTO used_tokens (token_id, provisioner, expires_at, used_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+      ),
+      serialExists: db.prepare("SELECT 1 FROM certificates WHERE serial = ?").pluck(),
+      insertCert: db.prepare(`INSERT INTO certificates
+        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
+        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at)`),
+      getCert: db.prepare("SELECT * FROM certificates WHERE serial = ?"),
+      findIdem: db.prepare("SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?"),
+      insertIdem: db.prepare(
+        "INSERT INTO idempotency_keys (key, request_hash, token_id, serial, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+      ),
+      listIssuers: db.prepare("SELECT * FROM issuers ORDER BY created_at, key_id"),
+      insertIssuer: db.prepare(`INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      getProvKey: db.prepare("SELECT * FROM provisioner_keys WHERE name = ?"),
+      insertProvKey: db.prepare("INSERT INTO provisioner_keys (name, kid, public_jwk, created_at) VALUES (?, ?, ?, ?)"),
+      pruneTokens: db.prepare("DELETE FROM used_tokens WHERE expires_at < ?"),
+      pruneIdem: db.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?"),
+      ping: db.prepare("SELECT 1").pluck(),
+    };
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // --- IssuanceStore ---
+
+  isTokenUsed(tokenId: string): boolean {
+    return this.#stmts.tokenUsed.get(tokenId) !== undefined;
+  }
+
+  findIdempotency(key: string, now: Date): IdempotencyRecord | null {
+    const r = this.#stmts.findIdem.get(key, now.getTime()) as
+      | { key: string; request_hash: string; token_id: string | null; serial: string; expires_at: number }
+      | undefined;
+    if (!r) return null;
+    return {
+      key: r.key,
+      requestHash: r.request_hash,
+      tokenId: r.token_id,
+      serial: r.serial as SerialHex,
+      expiresAt: new Date(r.expires_at),
+    };
+  }
+
+  getCertificate(serial: SerialHex): CertificateRecord | null {
+    const r = this.#stmts.getCert.get(serial) as CertRow | undefined;
+    return r ? certFromRow(r) : null;
+  }
+
+  async commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
+    return this.#commitTx(c);
+  }
+
+  readonly #commitTx = (c: IssuanceCommit): CommitOutcome => {
+    const s = this.#stmts;
+    let outcome: CommitOutcome = "committed";
+    const tx = this.db.transaction(() => {
+      if (s.serialExists.get(c.certificate.serial) !== undefined) {
+        outcome = "serial_collision";
+        return;
+      }
+      if (c.tokenUse) {
+        const r = s.insertToken.run(c.tokenUse.tokenId, c.tokenUse.provisioner, c.tokenUse.expiresAt.getTime(), c.certificate.createdAt.getTime());
+        if (r.changes === 0) {
+          outcome = "replayed";
+          return;
+        }
+      }
+      s.insertCert.run(certToRow(c.certificate));
+      if (c.idempotency) {
+        const i = c.idempotency;
+        const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
+        if (r.changes === 0) {
+          outcome = "idempotency_conflict";
+          throw new RollBack();
+        }
+      }
+    });
+    try {
+      tx.immediate();
+    } catch (e) {
+      if (!(e instanceof RollBack)) throw e;
+    }
+    return outcome;
+  };
+
+  // --- IssuerStore ---
+
+  listIssuers(): IssuerRecord[] {
+    return (this.#stmts.listIssuers.all() as Array<Record<string, unknown>>).map((r) => ({
+      keyId: r.key_id as string,
+      role: r.role as IssuerRecord["role"],
+      keyName: r.key_name as string,
+      parentKeyId: (r.parent_key_id as string | null) ?? null,
+      der: new Uint8Array(r.der as Buffer),
+      notBefore: new Date(r.not_before as number),
+      notAfter: new Date(r.not_after as number),
+      status: r.status as IssuerRecord["status"],
+      createdAt: new Date(r.created_at as number),
+    }));
+  }
+
+  addIssuer(r: IssuerRecord): void {
+    this.#stmts.insertIssuer.run(
+      r.keyId,
+      r.role,
+      r.keyName,
+      r.parentKeyId,
+      Buffer.from(r.der),
+      r.notBefore.getTime(),
+      r.notAfter.getTime(),
+      r.status,
+      r.createdAt.getTime(),
+    );
+  }
+
+  // --- InventoryStore ---
+
+  listCertificates(q: InventoryQuery): CertificateRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.revoked) where.push("status = 'revoked'");
+    if (q.expiringBefore) {
+      where.push("not_after <= ?");
+      args.push(q.expiringBefore.getTime());
+    }
+    if (q.notExpiredAt && !q.revoked) {
+      where.push("not_after > ?");
+      args.push(q.notExpiredAt.getTime());
+    }
+    const sql = `SELECT * FROM certificates ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY not_after, serial LIMIT ?`;
+    args.push(q.limit ?? 1_000_000);
+    return (this.db.prepare(sql).all(...args) as CertRow[]).map(certFromRow);
+  }
+
+  // --- ProvisionerKeyStore ---
+
+  getProvisionerKey(name: string): ProvisionerKeyRecord | null {
+    const r = this.#stmts.getProvKey.get(name) as { name: string; kid: string; public_jwk: string; created_at: number } | undefined;
+    return r ? { name: r.name, kid: r.kid, publicJwk: JSON.parse(r.public_jwk), createdAt: new Date(r.created_at) } : null;
+  }
+
+  addProvisionerKey(r: ProvisionerKeyRecord): void {
+    this.#stmts.insertProvKey.run(r.name, r.kid, JSON.stringify(r.publicJwk), r.createdAt.getTime());
+  }
+
+  // --- Housekeeping / HealthProbe ---
+
+  pruneExpired(now: Date): number {
+    const t = now.getTime();
+    return Number(this.#stmts.pruneTokens.run(t).changes) + Number(this.#stmts.pruneIdem.run(t).changes);
+  }
+
+  ping(): boolean {
+    try {
+      return this.#stmts.ping.get() === 1;
+    } catch {
+      return false;
+    }
+  }
+}
+
+class RollBack extends Error {}
+
+function certToRow(c: CertificateRecord): CertRow {
+  return {
+    serial: c.serial,
+    issuer_key_id: c.issuerKeyId,
+    sans: JSON.stringify(c.sans),
+    subject_cn: c.subjectCommonName,
+    not_before: c.notBefore.getTime(),
+    not_after: c.notAfter.getTime(),
+    der: Buffer.from(c.der),
+    provisioner: c.provisioner,
+    token_id: c.tokenId,
+    status: c.status,
+    revoked_at: c.revokedAt?.getTime() ?? null,
+    revocation_reason: c.revocationReason,
+    created_at: c.createdAt.getTime(),
+  };
+}
+
+function certFromRow(r: CertRow): CertificateRecord {
+  return {
+    serial: r.serial as SerialHex,
+    issuerKeyId: r.issuer_key_id,
+    sans: JSON.parse(r.sans) as Sans,
+    subjectCommonName: r.subject_cn,
+    notBefore: new Date(r.not_before),
+    notAfter: new Date(r.not_after),
+    der: new Uint8Array(r.der),
+    provisioner: r.provisioner,
+    tokenId: r.token_id,
+    status: r.status,
+    revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
+    revocationReason: r.revocation_reason,
+    createdAt: new Date(r.created_at),
+  };
+}
+
+function currentVersion(db: Database.Database): number {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+  return (db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").pluck().get() as number) ?? 0;
+}
+
+function assertSchemaKnown(db: Database.Database, path: string): void {
+  const v = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").pluck().get() as number;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  if (v > latest) throw new OperatorError(`${path} has schema v${v}, newer than this fleetca (v${latest}); upgrade fleetca`);
+}
+
+function migrate(db: Database.Database, path: string): void {
+  const have = currentVersion(db);
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  if (have > latest) throw new OperatorError(`${path} has schema v${have}, newer than this fleetca (v${latest}); upgrade fleetca`);
+  for (const m of MIGRATIONS) {
+    if (m.version <= have) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
+    }).immediate();
+  }
+}

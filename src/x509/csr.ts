@@ -1,0 +1,138 @@
+import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { CertificationRequest } from "@peculiar/asn1-csr";
+import { Extensions, SubjectAlternativeName } from "@peculiar/asn1-x509";
+import { CaError } from "../core/errors.js";
+import type { SubjectKeyAlgorithm } from "../core/key-type.js";
+import { classifySan, emptySans, type Sans } from "../core/sans.js";
+import { commonNameOf, sansFromGeneralNames } from "./certificate-info.js";
+import { derOuterLength } from "./der.js";
+import { OID } from "./oids.js";
+import { fromPem } from "./pem.js";
+
+/** A PKCS#10 request whose self-signature verified (proof of possession, RFC 2986 §3). */
+export interface VerifiedCsr {
+  spki: Uint8Array;
+  subjectKey: SubjectKeyAlgorithm;
+  /** SANs from the extensionRequest attribute plus the subject CN (if it is a DNS name or IP). */
+  requested: Sans;
+  commonName: string | null;
+}
+
+/**
+ * CSR signature algorithms accepted (RFC 5758 §3.2, RFC 4055 §5, RFC 8410 §3). SHA-1 and MD5
+ * are refused outright; RSA-PSS requests are not supported yet.
+ */
+const CSR_SIGNATURES: Record<string, { hash: string | null; key: SubjectKeyAlgorithm["kind"] }> = {
+  "1.2.840.10045.4.3.2": { hash: "sha256", key: "ec" },
+  "1.2.840.10045.4.3.3": { hash: "sha384", key: "ec" },
+  "1.2.840.10045.4.3.4": { hash: "sha512", key: "ec" },
+  "1.2.840.113549.1.1.11": { hash: "sha256", key: "rsa" },
+  "1.2.840.113549.1.1.12": { hash: "sha384", key: "rsa" },
+  "1.2.840.113549.1.1.13": { hash: "sha512", key: "rsa" },
+  "1.3.101.112": { hash: null, key: "ed25519" },
+};
+
+const MAX_RSA_BITS = 8192;
+
+export function decodeCsrPem(pem: string): Uint8Array {
+  const der = fromPem(pem, ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]);
+  if (!der) throw new CaError("bad_csr", "csr is not a PEM \"CERTIFICATE REQUEST\" block");
+  return der;
+}
+
+/** Parses and verifies a DER PKCS#10 request; every failure is a bad_csr with a clear reason. */
+export function verifyCsr(der: Uint8Array): VerifiedCsr {
+  if (derOuterLength(der) !== der.length) throw new CaError("bad_csr", "csr is truncated or has trailing data");
+  let req: CertificationRequest;
+  try {
+    req = AsnConvert.parse(der, CertificationRequest);
+  } catch {
+    throw new CaError("bad_csr", "csr is not a valid PKCS#10 structure");
+  }
+  const info = req.certificationRequestInfo;
+  if (info.version !== 0) throw new CaError("bad_csr", "csr version must be 1 (0)");
+  if (!req.certificationRequestInfoRaw) throw new CaError("bad_csr", "csr is not a valid PKCS#10 structure");
+
+  const spki = new Uint8Array(AsnConvert.serialize(info.subjectPKInfo));
+  const { key, subjectKey } = subjectKeyOf(spki);
+
+  const scheme = CSR_SIGNATURES[req.signatureAlgorithm.algorithm];
+  if (!scheme) throw new CaError("bad_csr", `csr signature algorithm ${req.signatureAlgorithm.algorithm} is not allowed`);
+  if (scheme.key !== subjectKey.kind) throw new CaError("bad_csr", "csr signature algorithm does not match its key");
+  const ok = cryptoVerify(
+    scheme.hash,
+    new Uint8Array(req.certificationRequestInfoRaw),
+    subjectKey.kind === "rsa" ? { key, padding: constants.RSA_PKCS1_PADDING } : { key, dsaEncoding: "der" },
+    new Uint8Array(req.signature),
+  );
+  if (!ok) throw new CaError("bad_csr", "csr signature does not verify");
+
+  const requested = emptySans();
+  const add = (raw: string) => {
+    let c: ReturnType<typeof classifySan>;
+    try {
+      c = classifySan(raw);
+    } catch (e) {
+      throw new CaError("bad_csr", (e as Error).message);
+    }
+    if (!requested[c.kind].includes(c.value)) requested[c.kind].push(c.value);
+  };
+  for (const attr of info.attributes) {
+    if (attr.type !== OID.extensionRequest) continue;
+    for (const value of attr.values) {
+      let exts: Extensions;
+      try {
+        exts = AsnConvert.parse(value, Extensions);
+      } catch {
+        throw new CaError("bad_csr", "csr extensionRequest attribute is malformed");
+      }
+      for (const ext of exts) {
+        if (ext.extnID !== OID.subjectAltName) continue;
+        let names: SubjectAlternativeName;
+        try {
+          names = AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName);
+        } catch {
+          throw new CaError("bad_csr", "csr subjectAltName is malformed");
+        }
+        const { sans, other } = sansFromGeneralNames(names);
+        if (other > 0) throw new CaError("bad_csr", "csr asks for a SAN type other than DNS, IP or URI");
+        [...sans.dns, ...sans.ip, ...sans.uri].forEach(add);
+      }
+    }
+  }
+  const commonName = commonNameOf(info.subject);
+  if (commonName !== null && commonName !== "") add(commonName);
+  return { spki, subjectKey, requested, commonName };
+}
+
+/** Classifies a subject public key and refuses anything outside the allowlist. */
+export function subjectKeyOf(spki: Uint8Array): { key: KeyObject; subjectKey: SubjectKeyAlgorithm } {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  } catch {
+    throw new CaError("bad_csr", "csr public key is malformed or of an unknown type");
+  }
+  const d = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case "ec":
+      if (d.namedCurve === "prime256v1") return { key, subjectKey: { kind: "ec", curve: "P-256" } };
+      if (d.namedCurve === "secp384r1") return { key, subjectKey: { kind: "ec", curve: "P-384" } };
+      throw new CaError("bad_csr", `EC curve ${d.namedCurve ?? "unknown"} is not allowed (P-256, P-384)`);
+    case "ed25519":
+      return { key, subjectKey: { kind: "ed25519" } };
+    case "rsa": {
+      const bits = d.modulusLength ?? 0;
+      if (bits < 2048) throw new CaError("bad_csr", `RSA-${bits} is too weak (minimum 2048 bits)`);
+      if (bits > MAX_RSA_BITS) throw new CaError("bad_csr", `RSA-${bits} is larger than ${MAX_RSA_BITS} bits`);
+      // A small public exponent invites attacks on PKCS#1 v1.5; the CA/B BRs §6.1.6 floor is 65537.
+      if ((d.publicExponent ?? 0n) < 65537n || (d.publicExponent ?? 0n) % 2n === 0n) {
+        throw new CaError("bad_csr", "RSA public exponent must be odd and at least 65537");
+      }
+      return { key, subjectKey: { kind: "rsa", bits } };
+    }
+    default:
+      throw new CaError("bad_csr", `key type ${key.asymmetricKeyType ?? "unknown"} is not allowed`);
+  }
+}

@@ -1,0 +1,133 @@
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import Database from "better-sqlite3";
+import { FLEETCA_BIN } from "./paths.js";
+
+const execFileAsync = promisify(execFile);
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A temp directory holding a config.yaml and a dataDir, both private to one test. */
+export class CaWorkspace {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly dataDir: string;
+  env: NodeJS.ProcessEnv;
+
+  constructor(opts: { extraConfig?: string; passphrase?: string } = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), "fleetca-test-"));
+    this.dataDir = join(this.dir, "ca-data");
+    this.configPath = join(this.dir, "config.yaml");
+    writeFileSync(
+      this.configPath,
+      `dataDir: ${this.dataDir}\nlisten: { api: "127.0.0.1:0", public: "127.0.0.1:0" }\n${opts.extraConfig ?? ""}`,
+    );
+    this.env = { ...process.env, FLEETCA_PASSPHRASE: opts.passphrase ?? "" };
+    delete this.env.FLEETCA_CONFIG;
+  }
+
+  /** Runs the real CLI; never throws on a non-zero exit. */
+  async cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+    try {
+      const r = await execFileAsync(process.execPath, [FLEETCA_BIN, ...args, "--config", this.configPath], {
+        env: { ...this.env, ...env },
+        cwd: this.dir,
+      });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (e) {
+      const err = e as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof err.code === "number" ? err.code : 1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" };
+    }
+  }
+
+  async token(sub: string, sans: string[], extra: string[] = []): Promise<string> {
+    const r = await this.cli(["token", "create", "--sub", sub, ...sans.flatMap((s) => ["--san", s]), ...extra]);
+    if (r.code !== 0) throw new Error(`token create failed: ${r.stderr}`);
+    return r.stdout.trim();
+  }
+
+  /** Row counts of every table a request could write to. */
+  rowCounts(): Record<string, number> {
+    const db = new Database(join(this.dataDir, "fleetca.db"), { readonly: true });
+    try {
+      const count = (t: string) => db.prepare(`SELECT COUNT(*) FROM ${t}`).pluck().get() as number;
+      return {
+        certificates: count("certificates"),
+        used_tokens: count("used_tokens"),
+        idempotency_keys: count("idempotency_keys"),
+      };
+    } finally {
+      db.close();
+    }
+  }
+
+  async start(env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
+    return DaemonProcess.start(this, env);
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `fleetca serve` as a child process; URLs read from its first log lines (SPEC.md). */
+export class DaemonProcess {
+  output = "";
+  private constructor(
+    readonly child: ChildProcess,
+    readonly apiUrl: string,
+    readonly publicUrl: string,
+    outputSoFar: string,
+  ) {
+    this.output = outputSoFar;
+    child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (this.output += d.toString()));
+  }
+
+  static start(ws: CaWorkspace, env: NodeJS.ProcessEnv): Promise<DaemonProcess> {
+    const child = spawn(process.execPath, [FLEETCA_BIN, "serve", "--config", ws.configPath], {
+      env: { ...ws.env, ...env },
+      cwd: ws.dir,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`daemon did not start:\n${out}`));
+      }, 30_000);
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        const api = /msg="api listening" url=(\S+)/.exec(out);
+        const pub = /msg="public listening" url=(\S+)/.exec(out);
+        if (api && pub) {
+          clearTimeout(timer);
+          child.stdout!.off("data", onData);
+          child.stderr!.off("data", onData);
+          resolve(new DaemonProcess(child, api[1]!, pub[1]!, out));
+        }
+      };
+      child.stdout!.on("data", onData);
+      child.stderr!.on("data", onData);
+      child.on("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`daemon exited with ${code}:\n${out}`));
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      this.child.once("exit", () => resolve());
+      this.child.kill("SIGTERM");
+    });
+  }
+}

@@ -91,7 +91,7 @@ describe("CA keys at rest", () => {
     const original = readFileSync(path, "utf8");
     const w = JSON.parse(original);
     const ct = Buffer.from(w.key.ct, "base64");
-    ct[10] ^= 0x01;
+    ct[10] = ct[10]! ^ 0x01;
     w.key.ct = ct.toString("base64");
     writeFileSync(path, JSON.stringify(w));
     try {

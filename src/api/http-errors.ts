@@ -49,6 +49,15 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       log.info({ code, reason: message, path: req.path }, "request refused");
       return sendError(res, code, message);
     }
+    // body-parser reports some client faults (e.g. a Content-Encoding whose body does not
+    // decompress) as plain http-errors with a 4xx status and no `type`: still the client's mistake.
+    const status = (err as { status?: unknown }).status;
+    if (typeof status === "number" && status >= 400 && status < 500) {
+      const code: CaErrorCode = status === 413 ? "too_large" : "bad_request";
+      const message = status === 413 ? "request body exceeds 64 KiB" : "request body could not be read";
+      log.info({ code, reason: (err as Error).message, path: req.path }, "request refused");
+      return sendError(res, code, message);
+    }
     log.error({ err, path: req.path }, "unhandled error");
     return sendError(res, "internal", "internal error");
   };

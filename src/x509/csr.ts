@@ -1,10 +1,10 @@
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { CertificationRequest } from "@peculiar/asn1-csr";
-import { Extensions, SubjectAlternativeName } from "@peculiar/asn1-x509";
+import { Extensions, SubjectAlternativeName, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { CaError } from "../core/errors.js";
 import type { SubjectKeyAlgorithm } from "../core/key-type.js";
-import { classifySan, emptySans, type Sans } from "../core/sans.js";
+import { classifySan, emptySans, type SanKind, type Sans } from "../core/sans.js";
 import { commonNameOf, sansFromGeneralNames } from "./certificate-info.js";
 import { derOuterLength } from "./der.js";
 import { OID } from "./oids.js";
@@ -69,13 +69,16 @@ export function verifyCsr(der: Uint8Array): VerifiedCsr {
   if (!ok) throw new CaError("bad_csr", "csr signature does not verify");
 
   const requested = emptySans();
-  const add = (raw: string) => {
+  // Each SAN keeps the type the CSR gave it: a URI "web-1.internal" must not become a DNS SAN,
+  // nor a DNS "10.0.0.1" an IP SAN. Only the subject CN (untyped text) is classified.
+  const add = (kind: SanKind, raw: string) => {
     let c: ReturnType<typeof classifySan>;
     try {
       c = classifySan(raw);
     } catch (e) {
       throw new CaError("bad_csr", (e as Error).message);
     }
+    if (c.kind !== kind) throw new CaError("bad_csr", `csr ${kind.toUpperCase()} SAN "${raw.slice(0, 80)}" is not a valid ${kind.toUpperCase()} name`);
     if (!requested[c.kind].includes(c.value)) requested[c.kind].push(c.value);
   };
   for (const attr of info.attributes) {
@@ -97,12 +100,23 @@ export function verifyCsr(der: Uint8Array): VerifiedCsr {
         }
         const { sans, other } = sansFromGeneralNames(names);
         if (other > 0) throw new CaError("bad_csr", "csr asks for a SAN type other than DNS, IP or URI");
-        [...sans.dns, ...sans.ip, ...sans.uri].forEach(add);
+        sans.dns.forEach((v) => add("dns", v));
+        sans.ip.forEach((v) => add("ip", v));
+        sans.uri.forEach((v) => add("uri", v));
       }
     }
   }
   const commonName = commonNameOf(info.subject);
-  if (commonName !== null && commonName !== "") add(commonName);
+  if (commonName !== null && commonName !== "") {
+    let c: ReturnType<typeof classifySan>;
+    try {
+      c = classifySan(commonName);
+    } catch {
+      throw new CaError("bad_csr", `csr subject CN "${commonName.slice(0, 80)}" is not a DNS name or IP address`);
+    }
+    if (c.kind === "uri") throw new CaError("bad_csr", "csr subject CN must be a DNS name or IP address");
+    add(c.kind, commonName);
+  }
   return { spki, subjectKey, requested, commonName };
 }
 
@@ -117,6 +131,9 @@ export function subjectKeyOf(spki: Uint8Array): { key: KeyObject; subjectKey: Su
   const d = key.asymmetricKeyDetails ?? {};
   switch (key.asymmetricKeyType) {
     case "ec":
+      // RFC 5480 §2.1.1: certificates MUST use namedCurve; node reports explicit parameters
+      // that happen to describe P-256 as prime256v1, so look at the encoding itself.
+      if (!ecParametersAreNamedCurve(spki)) throw new CaError("bad_csr", "EC key must name its curve (explicit curve parameters are not allowed)");
       if (d.namedCurve === "prime256v1") return { key, subjectKey: { kind: "ec", curve: "P-256" } };
       if (d.namedCurve === "secp384r1") return { key, subjectKey: { kind: "ec", curve: "P-384" } };
       throw new CaError("bad_csr", `EC curve ${d.namedCurve ?? "unknown"} is not allowed (P-256, P-384)`);
@@ -134,5 +151,16 @@ export function subjectKeyOf(spki: Uint8Array): { key: KeyObject; subjectKey: Su
     }
     default:
       throw new CaError("bad_csr", `key type ${key.asymmetricKeyType ?? "unknown"} is not allowed`);
+  }
+}
+
+/** True when an EC SubjectPublicKeyInfo's algorithm parameters are an OBJECT IDENTIFIER (namedCurve). */
+function ecParametersAreNamedCurve(spki: Uint8Array): boolean {
+  try {
+    const info = AsnConvert.parse(spki, SubjectPublicKeyInfo);
+    const params = info.algorithm.parameters;
+    return params instanceof ArrayBuffer && new Uint8Array(params)[0] === 0x06;
+  } catch {
+    return false;
   }
 }

@@ -5,22 +5,8 @@ import { join } from "node:path";
 import { CaWorkspace } from "./harness/fleetca-process.js";
 import { makeCsr, openssl } from "./harness/openssl.js";
 import { fetchRoots, postApi, signBody } from "./harness/http.js";
-import { loadConfig } from "../src/config/load.js";
 import { ManualClock } from "../src/core/clock.js";
-import { createLogger } from "../src/log/logger.js";
-import { startDaemon, type Daemon } from "../src/cli/daemon.js";
-
-/**
- * The daemon's own wiring with an injected clock (DESIGN habit 11: freeze time, don't sleep):
- * real listeners on port 0, the real SQLite file, real TLS handshakes.
- */
-async function startInProcess(ws: CaWorkspace, clock: ManualClock): Promise<{ daemon: Daemon; logs: string[] }> {
-  const logs: string[] = [];
-  const log = createLogger({ level: "info", format: "logfmt", write: (l) => void logs.push(l) });
-  const { config } = loadConfig(ws.configPath, {});
-  const daemon = await startDaemon(config, { passphrase: undefined, clock, log, tickMs: 0 });
-  return { daemon, logs };
-}
+import { startInProcess } from "./harness/in-process.js";
 
 function servedCertificate(apiUrl: string, roots: string): Promise<tls.PeerCertificate> {
   const u = new URL(apiUrl);

@@ -2,7 +2,13 @@ import express, { type Express } from "express";
 import type { Logger } from "pino";
 import { CaError } from "../core/errors.js";
 import { Secret } from "../core/secret.js";
+import { inspectCertificate } from "../registration/certificate-inspection.js";
+import type { ClientAuthenticator } from "../registration/client-authentication.js";
 import type { RegistrationAuthority } from "../registration/registration-authority.js";
+import type { RevokeService } from "../revocation/revoke-service.js";
+import type { CertificateLookup } from "../storage/ports.js";
+import { certificateRecordView } from "./certificate-record-view.js";
+import { presentedCertificate } from "./client-certificate.js";
 import { errorHandler, notFound } from "./http-errors.js";
 
 /** SPEC.md: request bodies over 64 KiB get 413. */
@@ -15,8 +21,20 @@ function bearerToken(header: string | undefined): Secret {
   return new Secret(m[1]!);
 }
 
-/** The HTTPS API listener's routes: CSR submission now; renew and revoke hang here later. */
-export function createApiApp(deps: { ra: RegistrationAuthority; log: Logger }): Express {
+export interface ApiDeps {
+  ra: RegistrationAuthority;
+  /** Authenticates the mTLS client certificate for renew, revoke and record reads. */
+  clients: ClientAuthenticator;
+  revocations: RevokeService;
+  certificates: Pick<CertificateLookup, "getCertificate">;
+  log: Logger;
+}
+
+/**
+ * The HTTPS API listener's routes: CSR submission by token; renewal, revocation and record reads
+ * by client certificate (the listener requests one on every handshake, requires none).
+ */
+export function createApiApp(deps: ApiDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -28,6 +46,24 @@ export function createApiApp(deps: { ra: RegistrationAuthority; log: Logger }): 
     const token = bearerToken(req.get("authorization"));
     const result = await deps.ra.sign({ token, body: req.body, idempotencyKey: req.get("idempotency-key") });
     res.status(201).type("application/json").send(JSON.stringify(result));
+  });
+
+  app.post("/v1/renew", json, async (req, res) => {
+    const holder = deps.clients.authenticate(presentedCertificate(req));
+    const result = await deps.ra.renew(holder, req.body);
+    res.status(201).type("application/json").send(JSON.stringify(result));
+  });
+
+  app.post("/v1/revoke", json, (req, res) => {
+    const caller = deps.clients.authenticate(presentedCertificate(req));
+    const r = deps.revocations.revokeAsClient(caller, req.body);
+    res.status(200).type("application/json").send(JSON.stringify({ serial: r.serial, revokedAt: r.revokedAt.toISOString() }));
+  });
+
+  app.get("/v1/certs/:serial", (req, res) => {
+    const caller = deps.clients.authenticate(presentedCertificate(req));
+    const record = inspectCertificate(deps.certificates, caller, req.params.serial);
+    res.status(200).type("application/json").send(JSON.stringify(certificateRecordView(record)));
   });
 
   app.use(notFound);

@@ -5,11 +5,17 @@ import type { Sans } from "../core/sans.js";
  * What a verified token lets its bearer have. A discriminated union so later provisioners
  * (jwt templates, kubernetes) add their own kinds without loosening the type.
  */
-export type SanPolicy = {
-  /** The token lists its SANs; the CSR may ask for any non-empty subset (none asked = all). */
-  kind: "listed";
-  sans: Sans;
-};
+export type SanPolicy =
+  | {
+      /** A bootstrap token lists its SANs; the CSR may ask for any non-empty subset (none asked = all). */
+      kind: "listed";
+      sans: Sans;
+    }
+  | {
+      /** Rendered from the verified claims of a platform token through the provisioner's templates. */
+      kind: "templated";
+      sans: Sans;
+    };
 
 export interface Authorization {
   provisioner: string;
@@ -30,7 +36,7 @@ export interface AuthorizeContext {
 /** One identity method (step-ca authority/provisioner/): verify a token, return a typed policy. */
 export interface Provisioner {
   readonly name: string;
-  readonly type: "bootstrap";
+  readonly type: "bootstrap" | "jwt" | "kubernetes";
   /** The exact `iss` that routes a token to this provisioner. */
   readonly issuer: string;
   authorize(token: Secret, ctx: AuthorizeContext): Promise<Authorization>;

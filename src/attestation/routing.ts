@@ -24,25 +24,27 @@ export function peekToken(token: Secret): UnverifiedToken {
 }
 
 /**
- * Routes a token to exactly the provisioner whose issuer equals its `iss` (step-ca
- * authorize.go): never by guessing from other unverified claims. The provisioner then verifies.
+ * Routes a token to the provisioner whose issuer equals its `iss` exactly (step-ca
+ * authorize.go), never by guessing from other unverified claims; the provisioner then verifies.
+ * When several provisioners share an issuer (two projects on one cloud), the request names one.
  */
 export class ProvisionerRegistry {
-  readonly #byIssuer = new Map<string, Provisioner>();
+  readonly #byIssuer = new Map<string, Provisioner[]>();
 
   constructor(provisioners: readonly Provisioner[]) {
-    for (const p of provisioners) {
-      if (this.#byIssuer.has(p.issuer)) throw new Error(`two provisioners share issuer ${p.issuer}`);
-      this.#byIssuer.set(p.issuer, p);
-    }
+    for (const p of provisioners) this.#byIssuer.set(p.issuer, [...(this.#byIssuer.get(p.issuer) ?? []), p]);
   }
 
-  async authorize(token: Secret, ctx: AuthorizeContext): Promise<Authorization> {
+  async authorize(token: Secret, ctx: AuthorizeContext, provisionerName?: string): Promise<Authorization> {
     const { header, claims } = peekToken(token);
     if (typeof header.alg !== "string" || header.alg.toLowerCase() === "none") throw CaError.unauthorized("alg_not_allowed");
     if (typeof claims.iss !== "string") throw CaError.unauthorized("missing_claim", "iss");
-    const p = this.#byIssuer.get(claims.iss);
-    if (!p) throw CaError.unauthorized("wrong_issuer");
-    return p.authorize(token, ctx);
+    const candidates = this.#byIssuer.get(claims.iss) ?? [];
+    const chosen = provisionerName === undefined ? candidates : candidates.filter((p) => p.name === provisionerName);
+    if (chosen.length === 0) throw CaError.unauthorized("wrong_issuer");
+    if (chosen.length > 1) {
+      throw new CaError("bad_request", `provisioners ${chosen.map((p) => p.name).join(", ")} share this issuer: name one with "provisioner"`);
+    }
+    return chosen[0]!.authorize(token, ctx);
   }
 }

@@ -10,18 +10,21 @@ import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import { BootstrapProvisioner, ensureBootstrapKey } from "../attestation/bootstrap.js";
 import { ProvisionerRegistry } from "../attestation/routing.js";
 import { CertificateAuthority } from "../issuance/certificate-authority.js";
 import { bindIssuer, type Issuer } from "../issuance/issuer.js";
 import { verifySignature } from "../issuance/sign-tbs.js";
 import { RegistrationAuthority } from "../registration/registration-authority.js";
+import { ClientAuthenticator } from "../registration/client-authentication.js";
+import { RevokeService } from "../revocation/revoke-service.js";
+import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicApp } from "../api/public-router.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
+import { buildProvisioners } from "./provisioners.js";
 
 export interface Daemon {
   apiUrl: string;
@@ -44,6 +47,13 @@ export interface DaemonOptions {
 const LEAF_BACKDATE_MS = 60_000;
 const SIGNER_PROBE_CACHE_MS = 10_000;
 const TLS_MIN_VERSION = "TLSv1.2" as const;
+/**
+ * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
+ * have none yet) and lets node judge none: renew/revoke authenticate the presented cert against
+ * the inventory and the injected Clock (registration/client-authentication.ts), whereas node's
+ * `authorized` would use the real clock and know nothing of revocation.
+ */
+const API_TLS_OPTIONS = { minVersion: TLS_MIN_VERSION, requestCert: true, rejectUnauthorized: false } as const;
 
 export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
@@ -88,11 +98,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     clock,
   );
 
-  const provisioners = [];
-  for (const p of config.provisioners) {
-    const record = await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
-    provisioners.push(await BootstrapProvisioner.fromRecord({ name: p.name, maxTokenTtlMs: p.maxTokenTTL, leewayMs: config.tokens.leeway }, record));
-  }
+  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock, log });
   let audiences: string[] = [];
   const ra = new RegistrationAuthority(
     new ProvisionerRegistry(provisioners),
@@ -110,11 +116,16 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     ...(config.apiUrl ? [new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, "")] : [])]);
 
   let apiServer: HttpsServer | null = null;
-  const install = (c: TlsCredentials) => apiServer?.setSecureContext({ key: c.key, cert: c.cert, minVersion: TLS_MIN_VERSION });
+  const install = (c: TlsCredentials) => apiServer?.setSecureContext({ key: c.key, cert: c.cert, ...API_TLS_OPTIONS });
   const serving = new ServingCertificate(ra, servingNames, Math.min(config.issuance.defaultTTL, config.issuance.maxTTL), clock, log, install);
   const creds = await serving.issue();
 
-  apiServer = createHttpsServer({ key: creds.key, cert: creds.cert, minVersion: TLS_MIN_VERSION }, createApiApp({ ra, log }));
+  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
+  const revocations = new RevokeService(dd.store, clock, log);
+  apiServer = createHttpsServer(
+    { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
+    createApiApp({ ra, clients, revocations, certificates: dd.store, log }),
+  );
   hardenTimeouts(apiServer);
   let lastProbe = { at: 0, ok: false };
   const publicServer = createHttpServer(

@@ -47,6 +47,16 @@ export function openDataDir(dir: string, passphrase: Secret | undefined, opts: {
   return { dir, store, keys, kek };
 }
 
+/**
+ * Opens only the database, read-write, for commands that change the inventory but need no key
+ * (`fleetca revoke`). Never creates one: a missing database means the CA was never initialised.
+ */
+export function openDatabase(dir: string): SqliteStore {
+  const path = join(dir, DB_FILE);
+  if (!existsSync(path)) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
+  return new SqliteStore(path);
+}
+
 /** Opens only the database, read-only, for inventory commands that need no key. */
 export function openInventory(dir: string): SqliteStore {
   return new SqliteStore(join(dir, DB_FILE), { readonly: true });

@@ -7,7 +7,9 @@ import { sansToList } from "../core/sans.js";
 import { loadConfig, passphraseFrom } from "../config/load.js";
 import { createBootstrapToken } from "../attestation/bootstrap.js";
 import { createLogger } from "../log/logger.js";
-import { openDataDir, openInventory } from "./data-dir.js";
+import { LEAF_REVOCATION_REASONS, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
+import { RevokeService } from "../revocation/revoke-service.js";
+import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { signAudience } from "./token-audience.js";
@@ -78,8 +80,9 @@ token
   .addOption(configOption())
   .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; config?: string }) => {
     const { config } = loadConfig(o.config);
-    const prov = o.provisioner ? config.provisioners.find((p) => p.name === o.provisioner) : config.provisioners[0];
-    if (!prov) throw new OperatorError(o.provisioner ? `no provisioner named ${o.provisioner}` : "no bootstrap provisioner configured");
+    const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
+    const prov = o.provisioner ? bootstrap.find((p) => p.name === o.provisioner) : bootstrap[0];
+    if (!prov) throw new OperatorError(o.provisioner ? `no bootstrap provisioner named ${o.provisioner}` : "no bootstrap provisioner configured");
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
     try {
       const jwt = await createBootstrapToken(
@@ -121,6 +124,31 @@ program
         [r.serial, r.status.padEnd(7), r.notAfter.toISOString(), `in ${formatDuration(Math.max(0, Math.round((r.notAfter.getTime() - now.getTime()) / 60_000)) * 60_000 || 60_000)}`.padEnd(9), r.provisioner.padEnd(12), sansToList(r.sans).join(",")].join("  "),
       );
       process.stdout.write(["SERIAL                            STATUS   NOT AFTER                 EXPIRES    PROVISIONER   SANS", ...lines].join("\n") + "\n");
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command("revoke")
+  .description("revoke a certificate by serial (writes the database; needs no passphrase)")
+  .argument("<serial>", "serial number, hex as `fleetca list` prints it")
+  .option("--reason <reason>", `RFC 5280 reason: ${LEAF_REVOCATION_REASONS.join(", ")} (or its code)`)
+  .addOption(configOption())
+  .action((serial: string, o: { reason?: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    let reason: RevocationReason;
+    try {
+      reason = parseRevocationReason(o.reason);
+    } catch (e) {
+      throw new OperatorError(`--reason: ${(e as Error).message}`);
+    }
+    const store = openDatabase(config.dataDir);
+    try {
+      // stdout carries the one result line; the daemon's log line for a revoke is not wanted here.
+      const service = new RevokeService(store, systemClock, createLogger({ level: "silent", format: "logfmt" }));
+      const r = service.revokeAsOperator(serial, reason);
+      process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
     } finally {
       store.close();
     }

@@ -73,7 +73,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       createdAt: now,
     });
   })();
-  for (const p of config.provisioners) await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
+  for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
   return {
     rootKeyId: root.keyIdHex,
     intermediateKeyId: intermediate.keyIdHex,

@@ -45,6 +45,9 @@ export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.e
   if (config.passphraseFile) {
     config.passphraseFile = isAbsolute(config.passphraseFile) ? config.passphraseFile : resolve(base, config.passphraseFile);
   }
+  for (const p of config.provisioners) {
+    if (p.type !== "bootstrap" && p.jwks.file && !isAbsolute(p.jwks.file)) p.jwks.file = resolve(base, p.jwks.file);
+  }
   return { config, source: path };
 }
 

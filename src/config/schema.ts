@@ -1,6 +1,10 @@
 import { z } from "zod";
 import { CA_KEY_TYPES } from "../core/key-type.js";
 import { parseDuration } from "../core/duration.js";
+import { classifySan, isDnsName } from "../core/sans.js";
+import { PLATFORM_ALGORITHMS } from "../attestation/platform-token.js";
+import { checkTemplates } from "../attestation/san-template.js";
+import { DEFAULT_K8S_SANS } from "../attestation/kubernetes.js";
 
 /** "10m" → ms, with the offending text in the message when it is not a duration. */
 const duration = z.string().transform((s, ctx) => {
@@ -26,6 +30,16 @@ const baseUrl = (schemes: string[]) =>
     }
   }, `expected an absolute ${schemes.join(" or ")} URL without query`).transform((s) => s.replace(/\/+$/, ""));
 
+/** An admin identity is matched against SANs, so it must be one (classified as the CLI does). */
+const adminSan = z.string().refine((s) => {
+  try {
+    classifySan(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, "expected a SAN: a DNS name, an IP address or a URI such as spiffe://example.org/admin");
+
 const provisionerName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lower-case letters, digits and dashes");
 
 const bootstrapProvisioner = z.strictObject({
@@ -33,6 +47,79 @@ const bootstrapProvisioner = z.strictObject({
   type: z.literal("bootstrap"),
   /** Longest lifetime `fleetca token create --ttl` may give a token. */
   maxTokenTTL: duration.prefault("1h"),
+});
+
+const jwksLocation = z
+  .strictObject({
+    file: z.string().min(1).optional(),
+    url: baseUrl(["http:", "https:"]).optional(),
+    /** Keys are reloaded after this long even when every kid is known. */
+    maxAge: duration.prefault("10m"),
+    /** An unknown kid reloads the keys at most once per this interval. */
+    refetchCooldown: duration.prefault("30s"),
+  })
+  .refine((j) => !j.file !== !j.url, "give exactly one of file or url");
+
+const algorithms = z
+  .array(
+    z.string().refine((a) => (PLATFORM_ALGORITHMS as readonly string[]).includes(a), {
+      message: `must be one of ${PLATFORM_ALGORITHMS.join(", ")} (HMAC and "none" are never allowed)`,
+    }),
+  )
+  .min(1);
+
+const sanTemplates = z.strictObject({ dns: z.array(z.string().min(1)).default([]), uri: z.array(z.string().min(1)).default([]) });
+
+/** Fields every platform-token provisioner shares (jwt, kubernetes). */
+const platformFields = {
+  name: provisionerName,
+  issuer: z.string().min(1),
+  audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((a) => (Array.isArray(a) ? a : [a])),
+  jwks: jwksLocation,
+  algorithms: algorithms.default(["ES256", "RS256", "EdDSA"]),
+  /** Refuse tokens whose iat is older than this. */
+  maxTokenAge: duration.optional(),
+  /** Clock skew for this platform; defaults to tokens.leeway. */
+  leeway: duration.optional(),
+  /** "absent": the platform never sets jti, so a token is used once per (iss, sub, iat). */
+  jti: z.enum(["required", "absent"]).default("required"),
+};
+
+const jwtProvisioner = z.strictObject({
+  ...platformFields,
+  type: z.literal("jwt"),
+  requiredClaims: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1)])).default({}),
+  sans: sanTemplates,
+});
+
+const kubernetesProvisioner = z.strictObject({
+  ...platformFields,
+  type: z.literal("kubernetes"),
+  algorithms: algorithms.default(["RS256", "ES256"]),
+  trustDomain: z.string().refine(isDnsName, "must be a DNS name, e.g. example.org"),
+  namespaces: z.array(z.string().min(1)).min(1).optional(),
+  sans: sanTemplates.optional(),
+});
+
+const PROVISIONER_SCHEMAS = { bootstrap: bootstrapProvisioner, jwt: jwtProvisioner, kubernetes: kubernetesProvisioner } as const;
+
+/** Parsed by its `type`, so an error names the fields of that type rather than every variant's. */
+const provisioner = z.unknown().transform((p, ctx) => {
+  const type = (p as { type?: unknown } | null)?.type;
+  const schema = typeof type === "string" ? PROVISIONER_SCHEMAS[type as keyof typeof PROVISIONER_SCHEMAS] : undefined;
+  if (!schema) {
+    ctx.addIssue({ code: "custom", path: ["type"], message: `must be one of ${Object.keys(PROVISIONER_SCHEMAS).join(", ")}` });
+    return z.NEVER;
+  }
+  const r = schema.safeParse(p);
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const message = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : i.message;
+      ctx.addIssue({ code: "custom", message, path: i.path });
+    }
+    return z.NEVER;
+  }
+  return r.data as z.output<(typeof PROVISIONER_SCHEMAS)[keyof typeof PROVISIONER_SCHEMAS]>;
 });
 
 export const configSchema = z
@@ -44,6 +131,8 @@ export const configSchema = z
     publicUrl: baseUrl(["http:", "https:"]).default("http://127.0.0.1:8080"),
     apiUrl: baseUrl(["https:"]).optional(),
     serverNames: z.array(z.string().min(1)).default([]),
+    /** SANs (DNS name, IP or URI such as a SPIFFE ID) whose client certs may revoke any cert and read records. */
+    admins: z.array(adminSan).default([]),
     passphraseFile: z.string().min(1).optional(),
     ca: z
       .strictObject({
@@ -62,23 +151,7 @@ export const configSchema = z
         leeway: duration.prefault("60s"),
       })
       .prefault({}),
-    provisioners: z
-      .array(
-        z.unknown().transform((p, ctx) => {
-          const type = (p as { type?: unknown } | null)?.type;
-          if (type === "jwt" || type === "kubernetes") {
-            ctx.addIssue({ code: "custom", message: `provisioner type "${type}" is not supported by this fleetca version yet` });
-            return z.NEVER;
-          }
-          const r = bootstrapProvisioner.safeParse(p);
-          if (!r.success) {
-            for (const i of r.error.issues) ctx.addIssue({ code: "custom", message: i.message, path: i.path });
-            return z.NEVER;
-          }
-          return r.data;
-        }),
-      )
-      .prefault([{ name: "bootstrap", type: "bootstrap" }]),
+    provisioners: z.array(provisioner).prefault([{ name: "bootstrap", type: "bootstrap" }]),
     log: z
       .strictObject({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -96,6 +169,14 @@ export const configSchema = z
     if (c.ca.intermediateValidity > c.ca.rootValidity) {
       ctx.addIssue({ code: "custom", path: ["ca", "intermediateValidity"], message: "must not exceed ca.rootValidity" });
     }
+    c.provisioners.forEach((p, i) => {
+      if (p.type === "bootstrap") return;
+      const problem = checkTemplates(p.sans ?? DEFAULT_K8S_SANS, p.type === "kubernetes" ? { trustDomain: p.trustDomain } : {});
+      if (problem) ctx.addIssue({ code: "custom", path: ["provisioners", i, "sans"], message: problem });
+      if (p.type === "jwt" && p.sans.dns.length + p.sans.uri.length === 0) {
+        ctx.addIssue({ code: "custom", path: ["provisioners", i, "sans"], message: "a jwt provisioner needs at least one SAN template" });
+      }
+    });
     const names = c.provisioners.map((p) => p.name);
     names.forEach((n, i) => {
       if (names.indexOf(n) !== i) ctx.addIssue({ code: "custom", path: ["provisioners", i, "name"], message: `duplicate provisioner "${n}"` });
@@ -104,3 +185,6 @@ export const configSchema = z
 
 export type FleetcaConfig = z.output<typeof configSchema>;
 export type BootstrapProvisionerConfig = z.output<typeof bootstrapProvisioner>;
+export type JwtProvisionerConfig = z.output<typeof jwtProvisioner>;
+export type KubernetesProvisionerConfig = z.output<typeof kubernetesProvisioner>;
+export type ProvisionerConfig = FleetcaConfig["provisioners"][number];

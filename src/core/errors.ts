@@ -25,7 +25,13 @@ export type TokenRejection =
   | "replayed"
   | "alg_not_allowed"
   | "missing_claim"
-  | "missing_token";
+  | "missing_token"
+  | "jwks_unavailable"
+  // Client-certificate authentication (POST /v1/renew, /v1/revoke, GET /v1/certs/:serial);
+  // "expired" and "not_yet_valid" above apply to the presented certificate too.
+  | "missing_client_certificate"
+  | "unknown_certificate"
+  | "revoked";
 
 export class CaError extends Error {
   readonly code: CaErrorCode;

@@ -4,14 +4,17 @@ import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import { parseDuration } from "../core/duration.js";
 import type { SubjectKeyAlgorithm } from "../core/key-type.js";
-import { sansToList, type Sans } from "../core/sans.js";
+import { sanCount, sansEqual, sansToList, type Sans } from "../core/sans.js";
+import type { SerialHex } from "../core/serial.js";
 import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
 import type { IssuedLeaf, LeafIssuer } from "../issuance/certificate-authority.js";
 import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
-import { decodeCsrPem, verifyCsr } from "../x509/csr.js";
+import { parseCertificateDer } from "../x509/certificate-info.js";
+import { decodeCsrPem, subjectKeyOf, verifyCsr } from "../x509/csr.js";
 import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
+import type { AuthenticatedClient } from "./client-authentication.js";
 import { decideSans } from "./san-policy.js";
 
 export interface SignRequest {
@@ -54,13 +57,13 @@ export class RegistrationAuthority {
   ) {}
 
   async sign(req: SignRequest): Promise<IssuedCertificate> {
-    const { csrPem, ttlMs } = parseSignBody(req.body, this.settings.defaultTtlMs);
+    const { csrPem, ttlMs, provisioner } = parseSignBody(req.body, this.settings.defaultTtlMs);
     if (req.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
     }
     const csrDer = decodeCsrPem(csrPem);
     const now = this.clock.now();
-    const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() });
+    const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner);
     const requestHash = createHash("sha256").update(csrDer).update(`|ttl=${ttlMs}`).digest("hex");
 
     if (req.idempotencyKey !== undefined) {
@@ -117,15 +120,57 @@ export class RegistrationAuthority {
    * SANs come from configuration. Stored like every other cert so it can be listed and revoked.
    */
   async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
+    const record = await this.#issueWithoutToken(req, req.purpose, null);
+    this.log.info({ serial: record.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
+    return record;
+  }
+
+  /**
+   * POST /v1/renew: the holder of a live certificate gets its successor: exactly the same SANs
+   * and provisioner (from the stored record, not from anything the client sends), a new serial, a
+   * fresh lifetime, and a link to the cert it renewed. Same key unless the body carries a CSR
+   * (rekey), which may ask for no SANs or exactly the current ones. No token is spent: the TLS
+   * handshake proved possession of the current key and ClientAuthenticator proved the certificate
+   * is ours, unrevoked and unexpired, which is all the authority a token would have carried.
+   */
+  async renew(holder: AuthenticatedClient, body: unknown): Promise<IssuedCertificate> {
+    const current = holder.certificate;
+    const { csrPem, ttlMs } = parseRenewBody(body, this.settings.defaultTtlMs);
+    let key: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm };
+    if (csrPem === undefined) {
+      const spki = parseCertificateDer(current.der).info.spki;
+      key = { spki, subjectKey: subjectKeyOf(spki).subjectKey };
+    } else {
+      const csr = verifyCsr(decodeCsrPem(csrPem));
+      if (sanCount(csr.requested) > 0 && !sansEqual(csr.requested, current.sans)) {
+        throw new CaError("forbidden", `a renewal keeps the current SANs (${sansToList(current.sans).slice(0, 5).join(", ")}); the CSR asks for others`);
+      }
+      key = { spki: csr.spki, subjectKey: csr.subjectKey };
+    }
+    const record = await this.#issueWithoutToken({ ...key, sans: current.sans, ttlMs }, current.provisioner, current.serial);
+    this.log.info(
+      { serial: record.serial, renewedFrom: current.serial, rekeyed: csrPem !== undefined, provisioner: record.provisioner, sans: sansToList(record.sans), notAfter: record.notAfter },
+      "certificate renewed",
+    );
+    return this.#response(record);
+  }
+
+  /**
+   * Issue → re-check → commit for certificates no token pays for (internal, renewal), retrying
+   * with a fresh serial on the (astronomically unlikely) collision. Stored before it is returned.
+   */
+  async #issueWithoutToken(
+    req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
+    provisioner: string,
+    renewedFrom: SerialHex | null,
+  ): Promise<CertificateRecord> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
       const issued = await this.#issueChecked(ca, req);
-      const record = recordOf(issued, req.sans, req.purpose, null, this.clock.now());
+      const record = recordOf(issued, req.sans, provisioner, null, this.clock.now(), renewedFrom);
       const outcome = await this.store.commitIssuance({ certificate: record });
-      if (outcome === "committed") {
-        this.log.info({ serial: issued.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
-        return record;
-      }
+      if (outcome === "committed") return record;
+      this.log.warn({ serial: issued.serial, attempt, outcome }, "serial collision; re-issuing with a fresh serial");
     }
     throw new Error("could not allocate a unique serial");
   }
@@ -164,17 +209,37 @@ export class RegistrationAuthority {
   }
 }
 
-function parseSignBody(body: unknown, defaultTtlMs: number): { csrPem: string; ttlMs: number } {
+function parseSignBody(body: unknown, defaultTtlMs: number): { csrPem: string; ttlMs: number; provisioner?: string } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CaError("bad_request", "expected a JSON object body");
   }
-  const { csr, ttl } = body as { csr?: unknown; ttl?: unknown };
+  const { csr, ttl, provisioner } = body as { csr?: unknown; ttl?: unknown; provisioner?: unknown };
+  if (provisioner !== undefined && typeof provisioner !== "string") throw new CaError("bad_request", "provisioner must be a string");
   if (typeof csr !== "string" || csr.length === 0) throw new CaError("bad_request", "csr (a PEM string) is required");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
-  return { csrPem: csr, ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl) };
+  return { csrPem: csr, ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl), ...(provisioner !== undefined && { provisioner }) };
 }
 
-function recordOf(issued: IssuedLeaf, sans: Sans, provisioner: string, tokenId: string | null, now: Date): CertificateRecord {
+/** POST /v1/renew body: none, `{}`, or `{"csr"?: PEM, "ttl"?: "24h"}`. */
+function parseRenewBody(body: unknown, defaultTtlMs: number): { csrPem?: string; ttlMs: number } {
+  if (body === undefined) return { ttlMs: defaultTtlMs };
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new CaError("bad_request", "expected no body or a JSON object body");
+  }
+  const { csr, ttl } = body as { csr?: unknown; ttl?: unknown };
+  if (csr !== undefined && (typeof csr !== "string" || csr.length === 0)) throw new CaError("bad_request", "csr, when given, must be a PEM string");
+  if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
+  return { ...(csr !== undefined && { csrPem: csr }), ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl) };
+}
+
+function recordOf(
+  issued: IssuedLeaf,
+  sans: Sans,
+  provisioner: string,
+  tokenId: string | null,
+  now: Date,
+  renewedFrom: SerialHex | null = null,
+): CertificateRecord {
   return {
     serial: issued.serial,
     issuerKeyId: issued.issuerKeyIdHex,
@@ -189,6 +254,7 @@ function recordOf(issued: IssuedLeaf, sans: Sans, provisioner: string, tokenId: 
     revokedAt: null,
     revocationReason: null,
     createdAt: now,
+    renewedFrom,
   };
 }
 

@@ -8,7 +8,8 @@ import type { SanPolicy } from "../attestation/provisioner.js";
  */
 export function decideSans(requested: Sans, policy: SanPolicy): Sans {
   switch (policy.kind) {
-    case "listed": {
+    case "listed":
+    case "templated": {
       if (sanCount(requested) === 0) return policy.sans;
       if (!sansSubset(requested, policy.sans)) {
         const extra = sansToList(requested).filter((s) => !sansToList(policy.sans).includes(s));

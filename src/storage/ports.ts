@@ -1,5 +1,6 @@
 import type { Sans } from "../core/sans.js";
 import type { SerialHex } from "../core/serial.js";
+import type { RevocationReason } from "../core/revocation-reason.js";
 
 /**
  * Narrow storage interfaces, one per consumer (DESIGN habit 3, Boulder sa/proto/subsets.go).
@@ -24,6 +25,8 @@ export interface CertificateRecord {
   /** RFC 5280 §5.3.1 CRLReason code. */
   revocationReason: number | null;
   createdAt: Date;
+  /** The certificate this one renewed (POST /v1/renew), so a renewal chain can be followed. */
+  renewedFrom: SerialHex | null;
 }
 
 export interface TokenUse {
@@ -61,6 +64,28 @@ export interface IssuanceStore {
    * implementation can batch many commits into one fsync.
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome>;
+}
+
+/**
+ * What client-certificate authentication needs: the stored record for a presented serial, and
+ * the issuers, to check the presented bytes are ours.
+ */
+export interface CertificateLookup {
+  getCertificate(serial: SerialHex): CertificateRecord | null;
+  listIssuers(): IssuerRecord[];
+}
+
+export type RevocationOutcome =
+  | { outcome: "revoked"; revokedAt: Date; reason: RevocationReason }
+  /** Revoked earlier: the original time and reason stand (revocation is idempotent and final). */
+  | { outcome: "already_revoked"; revokedAt: Date; reason: number | null }
+  | { outcome: "not_found" };
+
+/** What the revoke service needs: read a record, and flip it to revoked once, atomically. */
+export interface RevocationStore {
+  getCertificate(serial: SerialHex): CertificateRecord | null;
+  /** Marks the certificate revoked unless it already is; the first revocation's time and reason win. */
+  revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): RevocationOutcome;
 }
 
 export type IssuerRole = "root" | "intermediate";

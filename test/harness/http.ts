@@ -53,3 +53,49 @@ export async function fetchRoots(publicUrl: string): Promise<string> {
   if (r.status !== 200) throw new Error(`roots.pem: ${r.status}`);
   return r.text();
 }
+
+/** A client certificate for an mTLS request: PEM key and certificate (optionally + chain). */
+export interface ClientIdentity {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
+
+/**
+ * A request to the HTTPS API presenting a client certificate (or none), trusting only the CA's
+ * roots. A fresh connection per call (agent: false) so one test's TLS identity never leaks into
+ * another's through a pooled socket.
+ */
+export function mtlsRequest(
+  url: string,
+  roots: string,
+  opts: { method?: "GET" | "POST"; identity?: ClientIdentity; body?: string } = {},
+): Promise<ApiResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: opts.method ?? "POST",
+        ca: roots,
+        agent: false,
+        ...(opts.identity && { key: opts.identity.key, cert: opts.identity.cert }),
+        headers: opts.body !== undefined ? { "content-type": "application/json" } : {},
+      },
+      (res) => {
+        let raw = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (raw += d));
+        res.on("end", () => {
+          let body: unknown = null;
+          try {
+            body = JSON.parse(raw);
+          } catch {
+            body = null;
+          }
+          resolve({ status: res.statusCode ?? 0, body, raw });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(opts.body ?? "");
+  });
+}

@@ -71,4 +71,11 @@ CREATE TABLE provisioner_keys (
 ) STRICT;
 `,
   },
+  {
+    version: 2,
+    name: "certificates.renewed_from",
+    // The serial a renewal replaced (POST /v1/renew); NULL for a first issuance and for every
+    // row written before v2. Readers must tolerate a v1 file opened read-only (no such column).
+    sql: `ALTER TABLE certificates ADD COLUMN renewed_from TEXT;`,
+  },
 ];

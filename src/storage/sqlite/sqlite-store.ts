@@ -3,7 +3,9 @@ import { chmodSync, existsSync } from "node:fs";
 import { OperatorError } from "../../core/errors.js";
 import type { Sans } from "../../core/sans.js";
 import type { SerialHex } from "../../core/serial.js";
+import type { RevocationReason } from "../../core/revocation-reason.js";
 import type {
+  CertificateLookup,
   CertificateRecord,
   CommitOutcome,
   HealthProbe,
@@ -17,6 +19,8 @@ import type {
   IssuerStore,
   ProvisionerKeyRecord,
   ProvisionerKeyStore,
+  RevocationOutcome,
+  RevocationStore,
 } from "../ports.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -34,15 +38,20 @@ interface CertRow {
   revoked_at: number | null;
   revocation_reason: number | null;
   created_at: number;
+  /** Absent when a v1 file is opened read-only (migration v2 not applied yet). */
+  renewed_from?: string | null;
 }
 
 /**
  * The embedded storage: one SQLite file in WAL mode with synchronous=FULL, so a COMMIT has been
  * fsynced before it returns, which is what "stored before handed out" needs on power loss.
  */
-export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, Housekeeping, HealthProbe {
+export class SqliteStore
+  implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, Housekeeping, HealthProbe
+{
   readonly db: Database.Database;
   readonly #stmts;
+  #insertCertStmt: Database.Statement | undefined;
 
   constructor(path: string, opts: { readonly?: boolean } = {}) {
     const fresh = !existsSync(path);
@@ -69,9 +78,6 @@ export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, 
         "INSERT INTO used_tokens (token_id, provisioner, expires_at, used_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
       ),
       serialExists: db.prepare("SELECT 1 FROM certificates WHERE serial = ?").pluck(),
-      insertCert: db.prepare(`INSERT INTO certificates
-        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
-        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at)`),
       getCert: db.prepare("SELECT * FROM certificates WHERE serial = ?"),
       findIdem: db.prepare("SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?"),
       insertIdem: db.prepare(
@@ -82,6 +88,10 @@ export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, 
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       getProvKey: db.prepare("SELECT * FROM provisioner_keys WHERE name = ?"),
       insertProvKey: db.prepare("INSERT INTO provisioner_keys (name, kid, public_jwk, created_at) VALUES (?, ?, ?, ?)"),
+      revokeCert: db.prepare(
+        "UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ? AND status = 'valid'",
+      ),
+      revocationOf: db.prepare("SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?"),
       pruneTokens: db.prepare("DELETE FROM used_tokens WHERE expires_at < ?"),
       pruneIdem: db.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?"),
       ping: db.prepare("SELECT 1").pluck(),
@@ -136,7 +146,7 @@ export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, 
           return;
         }
       }
-      s.insertCert.run(certToRow(c.certificate));
+      this.#insertCert().run(certToRow(c.certificate));
       if (c.idempotency) {
         const i = c.idempotency;
         const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
@@ -153,6 +163,34 @@ export class SqliteStore implements IssuanceStore, IssuerStore, InventoryStore, 
     }
     return outcome;
   };
+
+  /**
+   * Prepared on first write rather than in the constructor: a read-only open (`fleetca list`,
+   * the daemon's start-up probe) may meet a file whose schema predates renewed_from.
+   */
+  #insertCert(): Database.Statement {
+    this.#insertCertStmt ??= this.db.prepare(`INSERT INTO certificates
+        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from)
+        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from)`);
+    return this.#insertCertStmt;
+  }
+
+  // --- RevocationStore ---
+
+  revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): RevocationOutcome {
+    const s = this.#stmts;
+    // One IMMEDIATE transaction: the conditional UPDATE is the atomic "valid → revoked" flip, and
+    // the read that explains a no-op sees the same snapshot, so two racing revokes agree on who won.
+    return this.db
+      .transaction((): RevocationOutcome => {
+        if (s.revokeCert.run(revokedAt.getTime(), reason, serial).changes === 1) return { outcome: "revoked", revokedAt, reason };
+        const r = s.revocationOf.get(serial) as { status: string; revoked_at: number | null; revocation_reason: number | null } | undefined;
+        if (!r) return { outcome: "not_found" };
+        if (r.status !== "revoked" || r.revoked_at === null) throw new Error(`certificate ${serial} could not be revoked (status ${r.status})`);
+        return { outcome: "already_revoked", revokedAt: new Date(r.revoked_at), reason: r.revocation_reason };
+      })
+      .immediate();
+  }
 
   // --- IssuerStore ---
 
@@ -247,6 +285,7 @@ function certToRow(c: CertificateRecord): CertRow {
     revoked_at: c.revokedAt?.getTime() ?? null,
     revocation_reason: c.revocationReason,
     created_at: c.createdAt.getTime(),
+    renewed_from: c.renewedFrom,
   };
 }
 
@@ -265,6 +304,7 @@ function certFromRow(r: CertRow): CertificateRecord {
     revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
     revocationReason: r.revocation_reason,
     createdAt: new Date(r.created_at),
+    renewedFrom: (r.renewed_from ?? null) as SerialHex | null,
   };
 }
 

@@ -1,0 +1,46 @@
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { BootstrapProvisioner, ensureBootstrapKey } from "../attestation/bootstrap.js";
+import { JwksSource } from "../attestation/jwks.js";
+import { JwtProvisioner } from "../attestation/jwt.js";
+import { DEFAULT_K8S_SANS, KubernetesProvisioner } from "../attestation/kubernetes.js";
+import type { PlatformAlgorithm } from "../attestation/platform-token.js";
+import type { Provisioner } from "../attestation/provisioner.js";
+import type { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { ProvisionerKeyStore } from "../storage/ports.js";
+
+/** Builds the configured provisioners; bootstrap ones get their key created on first use. */
+export async function buildProvisioners(
+  config: FleetcaConfig,
+  deps: { keys: SoftKeyStore; store: ProvisionerKeyStore; clock: Clock; log: Logger },
+): Promise<Provisioner[]> {
+  const out: Provisioner[] = [];
+  for (const p of config.provisioners) {
+    if (p.type === "bootstrap") {
+      const record = await ensureBootstrapKey(p.name, deps.keys, deps.store, deps.clock);
+      out.push(await BootstrapProvisioner.fromRecord({ name: p.name, maxTokenTtlMs: p.maxTokenTTL, leewayMs: config.tokens.leeway }, record));
+      continue;
+    }
+    const jwks = new JwksSource(
+      { file: p.jwks.file, url: p.jwks.url, maxAgeMs: p.jwks.maxAge, refetchCooldownMs: p.jwks.refetchCooldown },
+      deps.clock,
+      deps.log.child({ provisioner: p.name }),
+    );
+    const rules = {
+      provisioner: p.name,
+      issuer: p.issuer,
+      audiences: p.audience,
+      algorithms: p.algorithms as PlatformAlgorithm[],
+      leewayMs: p.leeway ?? config.tokens.leeway,
+      maxTokenAgeMs: p.maxTokenAge,
+      jti: p.jti,
+    };
+    if (p.type === "jwt") {
+      out.push(new JwtProvisioner({ ...rules, requiredClaims: p.requiredClaims, sans: p.sans }, jwks));
+    } else {
+      out.push(new KubernetesProvisioner({ ...rules, trustDomain: p.trustDomain, namespaces: p.namespaces, sans: p.sans ?? DEFAULT_K8S_SANS }, jwks));
+    }
+  }
+  return out;
+}

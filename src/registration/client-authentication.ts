@@ -1,0 +1,94 @@
+import type { Clock } from "../core/clock.js";
+import { CaError } from "../core/errors.js";
+import type { Sans } from "../core/sans.js";
+import type { CertificateLookup, CertificateRecord } from "../storage/ports.js";
+import { parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
+
+/**
+ * A TLS client proven to hold one of this CA's live certificates. Only ClientAuthenticator makes
+ * these; the ES private field makes the class nominal, so a bare CertificateRecord (say, one read
+ * from the database by serial) cannot be passed where an authenticated caller is required.
+ */
+export class AuthenticatedClient {
+  readonly #nominal = true;
+  constructor(
+    /** The stored record of the presented certificate (status valid, unexpired when checked). */
+    readonly certificate: CertificateRecord,
+    /** One of its SANs is listed in config `admins`. */
+    readonly isAdmin: boolean,
+  ) {}
+
+  /** True when the caller is the holder of `serial` (presented that very certificate). */
+  holds(serial: string): boolean {
+    return this.certificate.serial === serial;
+  }
+}
+
+/**
+ * Decides whether a presented client certificate is a live certificate of this CA. This is RA
+ * policy, not TLS plumbing, so it lives here rather than in api/: the TLS handshake has already
+ * proved the client holds the key (CertificateVerify); node's own `authorized` flag is not used
+ * because it checks the chain against the real clock (fleetca injects a Clock) and knows nothing
+ * of revocation or of which certificates this CA actually handed out.
+ *
+ * The test is the inventory itself: the presented DER must be byte-identical to the stored row
+ * for its serial (so a look-alike with a copied serial, or a cert from another fleetca, fails),
+ * issued by one of our intermediates, not revoked, and inside its validity per the Clock.
+ */
+export class ClientAuthenticator {
+  readonly #issuerSubjects = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly store: CertificateLookup,
+    private readonly clock: Clock,
+    /** Normalised SANs from config `admins`. */
+    private readonly admins: Sans,
+  ) {}
+
+  authenticate(presented: Uint8Array | null): AuthenticatedClient {
+    if (!presented || presented.length === 0) {
+      throw CaError.unauthorized("missing_client_certificate", "present a certificate issued by this CA (mTLS)");
+    }
+    let info: CertificateInfo;
+    try {
+      info = parseCertificateDer(presented).info;
+    } catch {
+      throw CaError.unauthorized("unknown_certificate");
+    }
+    const record = this.store.getCertificate(info.serial);
+    if (!record || !Buffer.from(record.der).equals(Buffer.from(presented)) || !this.#issuedByOurIntermediate(record, info)) {
+      throw CaError.unauthorized("unknown_certificate", "not a certificate issued by this CA");
+    }
+    if (record.status === "revoked") throw CaError.unauthorized("revoked");
+    const now = this.clock.now().getTime();
+    // RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
+    if (now > record.notAfter.getTime()) {
+      throw CaError.unauthorized("expired", "an expired certificate cannot renew; request a new one with a fresh token");
+    }
+    if (now < record.notBefore.getTime()) throw CaError.unauthorized("not_yet_valid");
+    return new AuthenticatedClient(record, this.#isAdmin(record.sans));
+  }
+
+  #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {
+    const subject = this.#intermediateSubject(record.issuerKeyId);
+    if (!subject || !info.authorityKeyId) return false;
+    return (
+      Buffer.from(info.authorityKeyId).toString("hex") === record.issuerKeyId && Buffer.from(info.issuerDer).equals(Buffer.from(subject))
+    );
+  }
+
+  /** Subject DER of one of our intermediates (current or older: their certs stay renewable). */
+  #intermediateSubject(keyId: string): Uint8Array | null {
+    const cached = this.#issuerSubjects.get(keyId);
+    if (cached) return cached;
+    const issuer = this.store.listIssuers().find((i) => i.role === "intermediate" && i.keyId === keyId);
+    if (!issuer) return null;
+    const subject = parseCertificateDer(issuer.der).info.subjectDer;
+    this.#issuerSubjects.set(keyId, subject);
+    return subject;
+  }
+
+  #isAdmin(sans: Sans): boolean {
+    return (["dns", "ip", "uri"] as const).some((k) => sans[k].some((v) => this.admins[k].includes(v)));
+  }
+}

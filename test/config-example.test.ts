@@ -38,6 +38,7 @@ describe("config.example.yaml", () => {
     ["a DNS template that cannot make a DNS name", 'sans: { dns: ["{sub}_x.internal"] }', /valid DNS name/],
     ["no SAN template", "sans: {}", /at least one SAN template/],
     ["both jwks file and url", "jwks: { file: a.json, url: https://x/jwks }", /exactly one of file or url/],
+    ["a plain-http JWKS on the network", "jwks: { url: http://keys.example.com/jwks }", /must be https \(http only on loopback\)/],
   ])("refuses a jwt provisioner with %s", (_n, line, expected) => {
     const dir = mkdtempSync(join(tmpdir(), "fleetca-cfg-"));
     try {

@@ -40,6 +40,11 @@ export class JwksSource {
     return this.opts.url ?? this.opts.file!;
   }
 
+  /** Loads the keys now, so a misconfigured JWKS shows in the start-up log, not at the first token. */
+  warm(): Promise<void> {
+    return this.#reload();
+  }
+
   /** The key set to verify a token whose header names `kid`. */
   async keysFor(kid: string): Promise<JSONWebKeySet> {
     const now = this.clock.now().getTime();

@@ -27,6 +27,7 @@ export async function buildProvisioners(
       deps.clock,
       deps.log.child({ provisioner: p.name }),
     );
+    void jwks.warm();
     const rules = {
       provisioner: p.name,
       issuer: p.issuer,

@@ -40,6 +40,10 @@ const adminSan = z.string().refine((s) => {
   }
 }, "expected a SAN: a DNS name, an IP address or a URI such as spiffe://example.org/admin");
 
+function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 const provisionerName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lower-case letters, digits and dashes");
 
 const bootstrapProvisioner = z.strictObject({
@@ -52,7 +56,11 @@ const bootstrapProvisioner = z.strictObject({
 const jwksLocation = z
   .strictObject({
     file: z.string().min(1).optional(),
-    url: baseUrl(["http:", "https:"]).optional(),
+    // Platform keys decide who gets which name: fetching them over plain HTTP from the network
+    // would let anyone on the path mint identities. http: only for a loopback simulator.
+    url: baseUrl(["http:", "https:"])
+      .refine((u) => new URL(u).protocol === "https:" || isLoopbackHost(new URL(u).hostname), "must be https (http only on loopback)")
+      .optional(),
     /** Keys are reloaded after this long even when every kid is known. */
     maxAge: duration.prefault("10m"),
     /** An unknown kid reloads the keys at most once per this interval. */

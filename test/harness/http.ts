@@ -1,4 +1,4 @@
-import { request } from "node:https";
+import { request, type RequestOptions } from "node:https";
 
 export interface ApiResponse {
   status: number;
@@ -12,35 +12,36 @@ export function postApi(
   roots: string,
   opts: { token?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
 ): Promise<ApiResponse> {
+  return send(url, {
+    method: "POST",
+    ca: roots,
+    headers: {
+      "content-type": "application/json",
+      ...(opts.token !== undefined && { authorization: `Bearer ${opts.token}` }),
+      ...opts.headers,
+    },
+  }, opts.body);
+}
+
+/** One HTTPS request; the body is parsed as JSON when it is JSON. */
+function send(url: string, options: RequestOptions, body?: string | Buffer): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method: "POST",
-        ca: roots,
-        headers: {
-          "content-type": "application/json",
-          ...(opts.token !== undefined && { authorization: `Bearer ${opts.token}` }),
-          ...opts.headers,
-        },
-      },
-      (res) => {
-        let raw = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (raw += d));
-        res.on("end", () => {
-          let body: unknown = null;
-          try {
-            body = JSON.parse(raw);
-          } catch {
-            body = null;
-          }
-          resolve({ status: res.statusCode ?? 0, body, raw });
-        });
-      },
-    );
+    const req = request(url, options, (res) => {
+      let raw = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (raw += d));
+      res.on("end", () => {
+        let parsed: unknown = null;
+        try {
+          parsed = JSON.parse(raw);
+        } catch {
+          parsed = null;
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed, raw });
+      });
+    });
     req.on("error", reject);
-    req.end(opts.body ?? "");
+    req.end(body ?? "");
   });
 }
 
@@ -70,32 +71,15 @@ export function mtlsRequest(
   roots: string,
   opts: { method?: "GET" | "POST"; identity?: ClientIdentity; body?: string } = {},
 ): Promise<ApiResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method: opts.method ?? "POST",
-        ca: roots,
-        agent: false,
-        ...(opts.identity && { key: opts.identity.key, cert: opts.identity.cert }),
-        headers: opts.body !== undefined ? { "content-type": "application/json" } : {},
-      },
-      (res) => {
-        let raw = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (raw += d));
-        res.on("end", () => {
-          let body: unknown = null;
-          try {
-            body = JSON.parse(raw);
-          } catch {
-            body = null;
-          }
-          resolve({ status: res.statusCode ?? 0, body, raw });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(opts.body ?? "");
-  });
+  return send(
+    url,
+    {
+      method: opts.method ?? "POST",
+      ca: roots,
+      agent: false,
+      ...(opts.identity && { key: opts.identity.key, cert: opts.identity.cert }),
+      headers: opts.body !== undefined ? { "content-type": "application/json" } : {},
+    },
+    opts.body,
+  );
 }

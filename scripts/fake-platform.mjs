@@ -544,9 +544,8 @@ async function main() {
     process.exit(2);
   }
   const platform = new FakePlatform({ alg: args.alg });
-  const url = await platform.start(args.port);
-  // One machine-readable line: scripts and tests wait for it to learn the port.
-  process.stdout.write(`fake-platform listening url=${url} jwks=${platform.jwksUrl}\n`);
+  // Install the handlers before announcing readiness: a supervisor may signal us the moment it
+  // sees the listening line, and an unhandled SIGTERM would skip the clean exit(0).
   const shutdown = () => {
     platform.stop().then(
       () => process.exit(0),
@@ -555,6 +554,9 @@ async function main() {
   };
   process.once("SIGINT", shutdown);
   process.once("SIGTERM", shutdown);
+  const url = await platform.start(args.port);
+  // One machine-readable line: scripts and tests wait for it to learn the port.
+  process.stdout.write(`fake-platform listening url=${url} jwks=${platform.jwksUrl}\n`);
 }
 
 // Run as a CLI only when executed directly, not when imported by tests.

@@ -1,4 +1,4 @@
-import express, { type Express } from "express";
+import express, { type Express, type Router } from "express";
 import type { Logger } from "pino";
 import { toPem } from "../x509/pem.js";
 import { errorHandler, notFound } from "./http-errors.js";
@@ -13,9 +13,11 @@ export interface PublicSources {
 }
 
 /** The plain-HTTP listener relying parties use (RFC 5280 §4.2.1.13 / RFC 6960 practice). */
-export function createPublicApp(src: PublicSources, log: Logger): Express {
+export function createPublicApp(src: PublicSources, log: Logger, routers: Router[] = []): Express {
   const app = express();
   app.disable("x-powered-by");
+  // Revocation publishers (CRL, OCSP) bring their own routes.
+  for (const r of routers) app.use(r);
 
   app.get("/roots.pem", (_req, res) => {
     res.type("application/x-pem-file").send(src.roots().map((d) => toPem(d, "CERTIFICATE")).join(""));

@@ -4,6 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import { existsSync, unlinkSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import type { Router } from "express";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
@@ -17,6 +18,7 @@ import { verifySignature } from "../issuance/sign-tbs.js";
 import { RegistrationAuthority } from "../registration/registration-authority.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
+import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicApp } from "../api/public-router.js";
@@ -46,6 +48,8 @@ export interface DaemonOptions {
 
 const LEAF_BACKDATE_MS = 60_000;
 const SIGNER_PROBE_CACHE_MS = 10_000;
+/** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
+const REVOCATION_POLL_MS = 1_000;
 const TLS_MIN_VERSION = "TLSv1.2" as const;
 /**
  * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
@@ -121,7 +125,12 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const creds = await serving.issue();
 
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
-  const revocations = new RevokeService(dd.store, clock, log);
+  // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
+  const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
+  const publicRouters: Router[] = [];
+  // (CRL and OCSP publishers are wired here.)
+  revocationFeed.start();
+  const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
   apiServer = createHttpsServer(
     { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
     createApiApp({ ra, clients, revocations, certificates: dd.store, log }),
@@ -141,6 +150,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         },
       },
       log,
+      publicRouters,
     ),
   );
   hardenTimeouts(publicServer);
@@ -184,6 +194,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     tick,
     close: async () => {
       if (timer) clearInterval(timer);
+      revocationFeed.stop();
       await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);

@@ -26,6 +26,8 @@ export class RevokeService {
     private readonly store: RevocationStore,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Called after a revocation commits, so publishers re-sign at once rather than at the next poll. */
+    private readonly onRevoked: () => void = () => {},
   ) {}
 
   /**
@@ -56,6 +58,7 @@ export class RevokeService {
         return { serial, revokedAt: r.revokedAt, reason: r.reason, alreadyRevoked: true };
       case "revoked":
         this.log.info({ serial, by, reason: crlReasonName(r.reason) }, "certificate revoked");
+        this.onRevoked();
         return { serial, revokedAt: r.revokedAt, reason: r.reason, alreadyRevoked: false };
     }
   }

@@ -88,6 +88,21 @@ export interface RevocationStore {
   revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): RevocationOutcome;
 }
 
+/** One revocation as the revocation log recorded it, in commit order. */
+export interface RevocationEvent {
+  seq: number;
+  serial: SerialHex;
+  issuerKeyId: string;
+  revokedAt: Date;
+  reason: number | null;
+}
+
+/** What the revocation feed follows: revocations committed after a sequence number. */
+export interface RevocationLog {
+  latestRevocationSeq(): number;
+  revocationsAfter(seq: number, limit: number): RevocationEvent[];
+}
+
 export type IssuerRole = "root" | "intermediate";
 
 export interface IssuerRecord {

@@ -78,4 +78,32 @@ CREATE TABLE provisioner_keys (
     // row written before v2. Readers must tolerate a v1 file opened read-only (no such column).
     sql: `ALTER TABLE certificates ADD COLUMN renewed_from TEXT;`,
   },
+  {
+    version: 3,
+    name: "revocation log, CRL state",
+    // revocation_log: every revocation in commit order, written in the same transaction as the
+    // status flip. The daemon follows it to re-sign OCSP and CRLs within seconds, including for
+    // revocations made by another process (`fleetca revoke`). crl_state: the last CRL per issuer;
+    // crl_number only goes up, across restarts (RFC 5280 §5.2.3).
+    sql: `
+CREATE TABLE revocation_log (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  serial        TEXT NOT NULL REFERENCES certificates(serial),
+  issuer_key_id TEXT NOT NULL,
+  revoked_at    INTEGER NOT NULL,
+  reason        INTEGER
+) STRICT;
+INSERT INTO revocation_log (serial, issuer_key_id, revoked_at, reason)
+  SELECT serial, issuer_key_id, revoked_at, revocation_reason FROM certificates
+  WHERE status = 'revoked' ORDER BY revoked_at, serial;
+
+CREATE TABLE crl_state (
+  issuer_key_id TEXT PRIMARY KEY REFERENCES issuers(key_id),
+  crl_number    INTEGER NOT NULL,
+  this_update   INTEGER NOT NULL,
+  next_update   INTEGER NOT NULL,
+  der           BLOB NOT NULL
+) STRICT;
+`,
+  },
 ];

@@ -19,6 +19,8 @@ import type {
   IssuerStore,
   ProvisionerKeyRecord,
   ProvisionerKeyStore,
+  RevocationEvent,
+  RevocationLog,
   RevocationOutcome,
   RevocationStore,
 } from "../ports.js";
@@ -47,7 +49,7 @@ interface CertRow {
  * fsynced before it returns, which is what "stored before handed out" needs on power loss.
  */
 export class SqliteStore
-  implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, Housekeeping, HealthProbe
+  implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, RevocationLog, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -183,13 +185,47 @@ export class SqliteStore
     // the read that explains a no-op sees the same snapshot, so two racing revokes agree on who won.
     return this.db
       .transaction((): RevocationOutcome => {
-        if (s.revokeCert.run(revokedAt.getTime(), reason, serial).changes === 1) return { outcome: "revoked", revokedAt, reason };
+        if (s.revokeCert.run(revokedAt.getTime(), reason, serial).changes === 1) {
+          this.#lazy("logRevocation", "INSERT INTO revocation_log (serial, issuer_key_id, revoked_at, reason) SELECT serial, issuer_key_id, revoked_at, revocation_reason FROM certificates WHERE serial = ?").run(serial);
+          return { outcome: "revoked", revokedAt, reason };
+        }
         const r = s.revocationOf.get(serial) as { status: string; revoked_at: number | null; revocation_reason: number | null } | undefined;
         if (!r) return { outcome: "not_found" };
         if (r.status !== "revoked" || r.revoked_at === null) throw new Error(`certificate ${serial} could not be revoked (status ${r.status})`);
         return { outcome: "already_revoked", revokedAt: new Date(r.revoked_at), reason: r.revocation_reason };
       })
       .immediate();
+  }
+
+  // --- RevocationLog ---
+
+  latestRevocationSeq(): number {
+    return (this.#lazy("latestSeq", "SELECT COALESCE(MAX(seq), 0) FROM revocation_log").pluck().get() as number) ?? 0;
+  }
+
+  revocationsAfter(seq: number, limit: number): RevocationEvent[] {
+    const rows = this.#lazy("revocationsAfter", "SELECT * FROM revocation_log WHERE seq > ? ORDER BY seq LIMIT ?").all(seq, limit) as Array<{
+      seq: number;
+      serial: string;
+      issuer_key_id: string;
+      revoked_at: number;
+      reason: number | null;
+    }>;
+    return rows.map((r) => ({ seq: r.seq, serial: r.serial as SerialHex, issuerKeyId: r.issuer_key_id, revokedAt: new Date(r.revoked_at), reason: r.reason }));
+  }
+
+  /**
+   * Statements over tables added by later migrations are prepared on first use, so a read-only
+   * open of an older database file (which cannot migrate) still works for what it does have.
+   */
+  readonly #lazyStmts = new Map<string, Database.Statement>();
+  #lazy(name: string, sql: string): Database.Statement {
+    let st = this.#lazyStmts.get(name);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.#lazyStmts.set(name, st);
+    }
+    return st;
   }
 
   // --- IssuerStore ---

@@ -444,11 +444,13 @@ describe("schema migration v2 (certificates.renewed_from)", () => {
     ro.close();
 
     const rw = new SqliteStore(path);
-    expect(rw.db.prepare("SELECT MAX(version) FROM schema_migrations").pluck().get()).toBe(2);
+    expect(rw.db.prepare("SELECT MAX(version) FROM schema_migrations").pluck().get()).toBe(MIGRATIONS.at(-1)!.version);
     expect(rw.getCertificate("0a" as never)?.renewedFrom).toBeNull();
     expect(rw.revokeCertificate("0a" as never, new Date(5), 1)).toEqual({ outcome: "revoked", revokedAt: new Date(5), reason: 1 });
     expect(rw.revokeCertificate("0a" as never, new Date(9), 4)).toEqual({ outcome: "already_revoked", revokedAt: new Date(5), reason: 1 });
     expect(rw.revokeCertificate("0b" as never, new Date(9), 4)).toEqual({ outcome: "not_found" });
+    // v3: the revocation went into the revocation log exactly once.
+    expect(rw.revocationsAfter(0, 10).map((e) => [e.serial, e.reason])).toEqual([["0a", 1]]);
     rw.close();
   });
 });

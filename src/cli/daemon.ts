@@ -19,9 +19,14 @@ import { RegistrationAuthority } from "../registration/registration-authority.js
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
+import { CrlDirectory } from "../revocation/crl/crl-directory.js";
+import { CrlPublisher } from "../revocation/crl/crl-publisher.js";
+import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicApp } from "../api/public-router.js";
+import { createCrlRouter } from "../api/crl-router.js";
+import { createOcspRouter } from "../api/ocsp-router.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
@@ -50,6 +55,8 @@ const LEAF_BACKDATE_MS = 60_000;
 const SIGNER_PROBE_CACHE_MS = 10_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
+/** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
+const CRL_DEBOUNCE_MS = 250;
 const TLS_MIN_VERSION = "TLSv1.2" as const;
 /**
  * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
@@ -129,7 +136,27 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   const publicRouters: Router[] = [];
   // (CRL and OCSP publishers are wired here.)
+  // CRLs: one publisher per issuer that answers for its certificates. Only the current
+  // intermediate's key is loaded today; rotation adds the retired ones to this list.
+  const crlIssuers: Issuer[] = [issuer];
+  const crlCadence = { intervalMs: config.crl.interval, validityMs: config.crl.validity, debounceMs: CRL_DEBOUNCE_MS };
+  const crls = new CrlDirectory(crlIssuers.map((i) => new CrlPublisher(i, dd.store, clock, crlCadence, log)), issuer.keyIdHex);
+  revocationFeed.subscribe(crls.onRevocations);
+  publicRouters.push(createCrlRouter(crls, clock, { intervalMs: config.crl.interval }));
+  // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
+  // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
+  const ocspIssuers: Issuer[] = [issuer];
+  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, { validityMs: config.ocsp.validity });
+  revocationFeed.subscribe((events) => ocsp.onRevocations(events));
+  publicRouters.push(createOcspRouter(ocsp, clock, log));
   revocationFeed.start();
+  // Signed (or loaded) after the feed took its cursor, so a revocation committed meanwhile is
+  // either in the first CRL or reported by the feed; and before any listener opens.
+  await crls.start().catch(async (e: unknown) => {
+    revocationFeed.stop();
+    await crls.stop();
+    throw e;
+  });
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
   apiServer = createHttpsServer(
     { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
@@ -175,6 +202,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   const tick = async () => {
     await serving.renewIfDue();
+    await crls.regenerateDue();
+    // Re-signs pre-signed OCSP answers past half their life (it logs its own failures).
+    await ocsp.refresh();
     try {
       const pruned = dd.store.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
       if (pruned > 0) log.debug({ pruned }, "pruned expired token ids and idempotency keys");
@@ -195,6 +225,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     close: async () => {
       if (timer) clearInterval(timer);
       revocationFeed.stop();
+      await crls.stop();
+      await ocsp.close();
       await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);

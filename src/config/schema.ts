@@ -159,6 +159,28 @@ export const configSchema = z
         leeway: duration.prefault("60s"),
       })
       .prefault({}),
+    crl: z
+      .strictObject({
+        /** Re-sign each issuer's CRL at least this often (and shortly after every revocation). */
+        interval: duration
+          .prefault("1h")
+          .refine((ms) => ms >= 60_000, "must be at least 1m (the daemon checks CRL freshness once a minute)"),
+        /** nextUpdate = thisUpdate + validity (RFC 5280 §5.1.2.5). */
+        validity: duration.prefault("24h"),
+      })
+      .prefault({}),
+    ocsp: z
+      .strictObject({
+        /**
+         * nextUpdate = thisUpdate + validity (RFC 6960 §4.2.2.1); responses are re-signed after half
+         * of it. Bounded above by the CA/B BRs §4.9.10 limit of 10 days.
+         */
+        validity: duration
+          .prefault("4h")
+          .refine((ms) => ms >= 10 * 60_000, "must be at least 10m (responses are refreshed by a once-a-minute sweep)")
+          .refine((ms) => ms <= 240 * 3_600_000, "must be at most 240h (10 days)"),
+      })
+      .prefault({}),
     provisioners: z.array(provisioner).prefault([{ name: "bootstrap", type: "bootstrap" }]),
     log: z
       .strictObject({
@@ -173,6 +195,10 @@ export const configSchema = z
     }
     if (c.issuance.maxTTL >= c.ca.intermediateValidity) {
       ctx.addIssue({ code: "custom", path: ["issuance", "maxTTL"], message: "must be shorter than ca.intermediateValidity" });
+    }
+    // Boulder crl/updater: a CRL must be replaced before its nextUpdate, with room to spare.
+    if (c.crl.validity <= c.crl.interval) {
+      ctx.addIssue({ code: "custom", path: ["crl", "validity"], message: "must be longer than crl.interval" });
     }
     if (c.ca.intermediateValidity > c.ca.rootValidity) {
       ctx.addIssue({ code: "custom", path: ["ca", "intermediateValidity"], message: "must not exceed ca.rootValidity" });

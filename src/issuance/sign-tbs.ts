@@ -9,7 +9,8 @@ import { signatureAlgorithmId } from "../x509/profile.js";
 /**
  * Signs the exact TBS bytes and wraps them as Certificate ::= SEQUENCE { tbs, algorithm, BIT
  * STRING signature } (RFC 5280 §4.1), then verifies the signature with the issuer's public key so
- * a faulty signer (or an RSA fault) can never hand out a bad certificate.
+ * a faulty signer (or an RSA fault) can never hand out a bad certificate. A CertificateList has
+ * the same outer shape (RFC 5280 §5.1), so CRLs are signed here too.
  */
 export async function signTbs(signer: Signer, tbsDer: Uint8Array): Promise<Uint8Array> {
   const scheme = SIGNATURE_SCHEMES[signer.keyType];

@@ -103,6 +103,36 @@ export interface RevocationLog {
   revocationsAfter(seq: number, limit: number): RevocationEvent[];
 }
 
+/** A certificate as a CRL lists it (RFC 5280 §5.1.2.6). */
+export interface RevokedEntry {
+  serial: SerialHex;
+  revokedAt: Date;
+  /** RFC 5280 §5.3.1 CRLReason code; null when none was recorded. */
+  reason: number | null;
+}
+
+/** The last CRL signed for one issuer, as crl_state keeps it. */
+export interface CrlState {
+  issuerKeyId: string;
+  /** RFC 5280 §5.2.3: only ever goes up for an issuer, across restarts. */
+  crlNumber: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  der: Uint8Array;
+}
+
+/** What a CRL publisher needs: the entries to list, and its own last CRL, kept monotonic. */
+export interface CrlStore {
+  /** The issuer's revoked certificates whose notAfter is after `now`, oldest revocation first. */
+  revokedUnexpired(issuerKeyId: string, now: Date): RevokedEntry[];
+  getCrlState(issuerKeyId: string): CrlState | null;
+  /**
+   * Durably stores `s` as the issuer's current CRL only if its number is above the stored one
+   * (or none is stored). False when a CRL with that number or a higher one is already there.
+   */
+  saveCrlState(s: CrlState): boolean;
+}
+
 export type IssuerRole = "root" | "intermediate";
 
 export interface IssuerRecord {

@@ -9,6 +9,8 @@ export const OID = {
   authorityKeyIdentifier: "2.5.29.35", // §4.2.1.1
   subjectAltName: "2.5.29.17", // §4.2.1.6
   crlDistributionPoints: "2.5.29.31", // §4.2.1.13
+  cRLNumber: "2.5.29.20", // §5.2.3
+  cRLReasons: "2.5.29.21", // §5.3.1
   authorityInfoAccess: "1.3.6.1.5.5.7.1.1", // §4.2.2.1
   adOcsp: "1.3.6.1.5.5.7.48.1",
   adCaIssuers: "1.3.6.1.5.5.7.48.2",

@@ -8,6 +8,8 @@ import type {
   CertificateLookup,
   CertificateRecord,
   CommitOutcome,
+  CrlState,
+  CrlStore,
   HealthProbe,
   Housekeeping,
   IdempotencyRecord,
@@ -23,6 +25,7 @@ import type {
   RevocationLog,
   RevocationOutcome,
   RevocationStore,
+  RevokedEntry,
 } from "../ports.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -49,7 +52,7 @@ interface CertRow {
  * fsynced before it returns, which is what "stored before handed out" needs on power loss.
  */
 export class SqliteStore
-  implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, RevocationLog, Housekeeping, HealthProbe
+  implements IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -212,6 +215,43 @@ export class SqliteStore
       reason: number | null;
     }>;
     return rows.map((r) => ({ seq: r.seq, serial: r.serial as SerialHex, issuerKeyId: r.issuer_key_id, revokedAt: new Date(r.revoked_at), reason: r.reason }));
+  }
+
+  // --- CrlStore ---
+
+  revokedUnexpired(issuerKeyId: string, now: Date): RevokedEntry[] {
+    const rows = this.#lazy(
+      "revokedUnexpired",
+      "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial",
+    ).all(issuerKeyId, now.getTime()) as Array<{ serial: string; revoked_at: number; revocation_reason: number | null }>;
+    return rows.map((r) => ({ serial: r.serial as SerialHex, revokedAt: new Date(r.revoked_at), reason: r.revocation_reason }));
+  }
+
+  getCrlState(issuerKeyId: string): CrlState | null {
+    const r = this.#lazy("getCrlState", "SELECT * FROM crl_state WHERE issuer_key_id = ?").get(issuerKeyId) as
+      | { issuer_key_id: string; crl_number: number; this_update: number; next_update: number; der: Buffer }
+      | undefined;
+    if (!r) return null;
+    return {
+      issuerKeyId: r.issuer_key_id,
+      crlNumber: r.crl_number,
+      thisUpdate: new Date(r.this_update),
+      nextUpdate: new Date(r.next_update),
+      der: new Uint8Array(r.der),
+    };
+  }
+
+  saveCrlState(s: CrlState): boolean {
+    // One statement: the INSERT for an issuer's first CRL, else an UPDATE guarded by the number,
+    // so the stored CRL number can never go down (RFC 5280 §5.2.3), whoever writes and in what order.
+    const r = this.#lazy(
+      "saveCrlState",
+      `INSERT INTO crl_state (issuer_key_id, crl_number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (issuer_key_id) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update,
+         next_update = excluded.next_update, der = excluded.der
+       WHERE crl_state.crl_number < excluded.crl_number`,
+    ).run(s.issuerKeyId, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), Buffer.from(s.der));
+    return r.changes === 1;
   }
 
   /**

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { spawn, spawnSync } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
-import { get as httpGet } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
@@ -17,11 +15,12 @@ import {
   id_pkix_ocsp_nonce,
 } from "@peculiar/asn1-ocsp";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
-import { makeCsr } from "./harness/openssl.js";
-import { fetchRoots, mtlsRequest, postApi, signBody, type ClientIdentity } from "./harness/http.js";
+import { opensslAll, opensslAsync, type OpensslRun } from "./harness/openssl.js";
+import { conditionalGetStatus } from "./harness/http.js";
+import { CaClient, type Issued } from "./harness/ca-client.js";
+import { eventually } from "./harness/eventually.js";
 import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
-import { toPem } from "../src/x509/pem.js";
 import { SIGNATURE_SCHEMES } from "../src/core/key-type.js";
 import type { SerialHex } from "../src/core/serial.js";
 import { bindIssuer, type Issuer } from "../src/issuance/issuer.js";
@@ -36,69 +35,18 @@ import { caTbs, nameOf } from "../src/x509/profile.js";
 const HOUR = 3_600_000;
 const OCSP_TYPE = "application/ocsp-response";
 
-/** One openssl run with stdout and stderr together (`openssl ocsp` says "Response verify OK" on stderr). */
-function opensslAll(args: string[]): { code: number | null; out: string } {
-  const r = spawnSync("openssl", args, { encoding: "utf8" });
-  return { code: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-/**
- * The same, without blocking: an openssl that talks to an in-process daemon needs this process's
- * event loop free to answer it.
- */
-function opensslAsync(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("openssl", args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out }));
-  });
-}
-
-interface Leaf {
-  serial: string;
-  certPath: string;
-  identity: ClientIdentity;
-}
-
-/** A running CA as a relying party sees it: the public URL and its trust material on disk. */
-class Relying {
-  rootsPath = "";
-  intermediatePath = "";
+/** A running CA as a relying party sees it, plus the OCSP requests such a party makes. */
+class Relying extends CaClient {
   intermediate!: Certificate;
-  roots = "";
-  constructor(
-    readonly ws: CaWorkspace,
-    readonly apiUrl: string,
-    readonly publicUrl: string,
-    readonly tokenArgs: string[] = [],
-  ) {}
 
-  async init(): Promise<this> {
-    this.roots = await fetchRoots(this.publicUrl);
-    this.rootsPath = join(this.ws.dir, "roots.pem");
-    writeFileSync(this.rootsPath, this.roots);
-    const der = Buffer.from(await (await fetch(`${this.publicUrl}/intermediate.crt`)).arrayBuffer());
-    this.intermediate = AsnConvert.parse(der, Certificate);
-    this.intermediatePath = join(this.ws.dir, "intermediate.pem");
-    writeFileSync(this.intermediatePath, toPem(der, "CERTIFICATE"));
+  override async init(): Promise<this> {
+    await super.init();
+    this.intermediate = AsnConvert.parse(this.intermediateDer, Certificate);
     return this;
   }
 
-  async issue(name: string): Promise<Leaf> {
-    const token = await this.ws.token(name, [`${name}.internal`], this.tokenArgs);
-    const csr = makeCsr(this.ws.dir, name);
-    const r = await postApi(`${this.apiUrl}/v1/sign`, this.roots, { token, body: signBody(csr.csrPem) });
-    expect(r.status, r.raw).toBe(201);
-    const certPath = join(this.ws.dir, `${name}.crt`);
-    writeFileSync(certPath, r.body.certificate);
-    return { serial: r.body.serial, certPath, identity: { key: readFileSync(csr.keyPath, "utf8"), cert: r.body.certificate + r.body.chain } };
-  }
-
   /** `openssl ocsp` against /ocsp, checking the signature against the roots. */
-  ask(subject: string[], extra: string[] = []): Promise<{ code: number | null; out: string }> {
+  ask(subject: string[], extra: string[] = []): Promise<OpensslRun> {
     // openssl wants the digest (-sha256) before -issuer/-cert.
     return opensslAsync(["ocsp", ...extra, "-issuer", this.intermediatePath, ...subject, "-url", `${this.publicUrl}/ocsp`, "-CAfile", this.rootsPath, "-resp_text"]);
   }
@@ -116,11 +64,13 @@ class Relying {
     return certIdFor(this.intermediate, serialHex, hash);
   }
 
+  /** POST /ocsp with a DER OCSPRequest (RFC 6960 A.1), answered with the raw DER. */
   async post(der: Uint8Array): Promise<{ status: number; headers: Headers; der: Buffer }> {
     const r = await fetch(`${this.publicUrl}/ocsp`, { method: "POST", headers: { "content-type": "application/ocsp-request" }, body: Buffer.from(der) });
     return { status: r.status, headers: r.headers, der: Buffer.from(await r.arrayBuffer()) };
   }
 
+  /** GET /ocsp/{path}, the path being a URL-encoded base64 request (RFC 6960 A.1). */
   async get(path: string): Promise<{ status: number; headers: Headers; der: Buffer }> {
     const r = await fetch(`${this.publicUrl}/ocsp/${path}`);
     return { status: r.status, headers: r.headers, der: Buffer.from(await r.arrayBuffer()) };
@@ -162,35 +112,11 @@ function opensslTime(d: Date): string {
   return `${mon} ${day!.replace(/^0/, "").padStart(2, " ")} ${time} ${year} GMT`;
 }
 
-/** Polls until `pred` holds or the SPEC's 5 s are up; returns the output and how long it took. */
-async function within5s(probe: () => Promise<string>, pred: (out: string) => boolean): Promise<{ out: string; ms: number }> {
-  const start = Date.now();
-  for (;;) {
-    const out = await probe();
-    if (pred(out)) return { out, ms: Date.now() - start };
-    if (Date.now() - start > 5_000) throw new Error(`not within 5 s:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * A revalidation as an HTTP cache makes it. Not fetch(): the Fetch standard turns a request with
- * If-None-Match into a no-cache one, which a server must answer in full.
- */
-function conditionalGetStatus(url: string, etag: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    httpGet(url, { headers: { "if-none-match": etag } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    }).on("error", reject);
-  });
-}
-
 describe("OCSP responder (real daemon, openssl ocsp)", () => {
   let ws: CaWorkspace;
   let d: DaemonProcess;
   let ca: Relying;
-  let leaf: Leaf;
+  let leaf: Issued;
 
   beforeAll(async () => {
     ws = new CaWorkspace();
@@ -248,10 +174,10 @@ describe("OCSP responder (real daemon, openssl ocsp)", () => {
     const c = await ca.issue("revoke-mtls");
     // Warm the pre-signed cache with "good" first: the revocation must replace it.
     expect((await ca.ask(["-cert", c.certPath], ["-no_nonce"])).out).toContain(": good");
-    const rev = await mtlsRequest(`${ca.apiUrl}/v1/revoke`, ca.roots, { identity: c.identity, body: JSON.stringify({ serial: c.serial, reason: "superseded" }) });
+    const rev = await ca.revoke(c.identity, { serial: c.serial, reason: "superseded" });
     expect(rev.status, rev.raw).toBe(200);
-    const { out, ms } = await within5s(async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce"])).out, (o) => o.includes(": revoked"));
-    expect(ms).toBeLessThan(5_000);
+    const { seen: out, elapsedMs } = await eventually(5_000, "the revocation in OCSP", async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce"])).out, (o) => o.includes(": revoked"));
+    expect(elapsedMs).toBeLessThan(5_000);
     expect(out).toContain("Response verify OK");
     expect(out).toContain("Reason: superseded");
     expect(out).toContain(`Revocation Time: ${opensslTime(new Date(rev.body.revokedAt))}`);
@@ -267,8 +193,8 @@ describe("OCSP responder (real daemon, openssl ocsp)", () => {
     expect(r.code, r.stderr).toBe(0);
     const revokedAt = new Date(/ at (\S+)\n$/.exec(r.stdout)![1]!);
     for (const hash of [[], ["-sha256"]]) {
-      const { out, ms } = await within5s(async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce", ...hash])).out, (o) => o.includes(": revoked"));
-      expect(ms).toBeLessThan(5_000);
+      const { seen: out, elapsedMs } = await eventually(5_000, "the CLI revocation in OCSP", async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce", ...hash])).out, (o) => o.includes(": revoked"));
+      expect(elapsedMs).toBeLessThan(5_000);
       expect(out).toContain("Response verify OK");
       expect(out).toContain("Reason: keyCompromise");
       expect(out).toContain(`Revocation Time: ${opensslTime(revokedAt)}`);
@@ -278,7 +204,7 @@ describe("OCSP responder (real daemon, openssl ocsp)", () => {
   it("omits the reason of a certificate revoked as unspecified (RFC 5280 §5.3.1)", async () => {
     const c = await ca.issue("revoke-unspecified");
     expect((await ws.cli(["revoke", c.serial])).code).toBe(0);
-    const { out } = await within5s(async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce"])).out, (o) => o.includes(": revoked"));
+    const { seen: out } = await eventually(5_000, "the unspecified revocation in OCSP", async () => (await ca.ask(["-cert", c.certPath], ["-no_nonce"])).out, (o) => o.includes(": revoked"));
     expect(out).not.toContain("Reason:");
   });
 

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { makeCsr, openssl } from "./harness/openssl.js";
-import { fetchRoots, mtlsRequest, postApi, signBody, type ApiResponse, type ClientIdentity } from "./harness/http.js";
+import type { ApiResponse } from "./harness/http.js";
+import { CaClient, type Issued } from "./harness/ca-client.js";
 import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
 import { MIGRATIONS } from "../src/storage/sqlite/migrations.js";
@@ -12,66 +13,8 @@ import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 
 const ADMIN_SAN = "spiffe://example.org/admin";
 
-interface Issued {
-  serial: string;
-  certificate: string;
-  chain: string;
-  notBefore: string;
-  notAfter: string;
-  certPath: string;
-  keyPath: string;
-  identity: ClientIdentity;
-}
-
-/** A workspace's CA, reached the way a host reaches it: /v1/sign with a token, then mTLS. */
-class Ca {
-  roots = "";
-  constructor(
-    readonly ws: CaWorkspace,
-    readonly apiUrl: string,
-    readonly publicUrl: string,
-    /** Extra `token create` args (the in-process daemon's audience). */
-    readonly tokenArgs: string[] = [],
-  ) {}
-
-  async init(): Promise<this> {
-    this.roots = await fetchRoots(this.publicUrl);
-    writeFileSync(join(this.ws.dir, "roots.pem"), this.roots);
-    return this;
-  }
-
-  async issue(name: string, sans: string[], extra: Record<string, unknown> = {}): Promise<Issued> {
-    const token = await this.ws.token(name, sans, this.tokenArgs);
-    const csr = makeCsr(this.ws.dir, name);
-    const r = await postApi(`${this.apiUrl}/v1/sign`, this.roots, { token, body: signBody(csr.csrPem, extra) });
-    expect(r.status, r.raw).toBe(201);
-    return this.#keep(name, r.body, readFileSync(csr.keyPath, "utf8"), csr.keyPath);
-  }
-
-  /** Stores a /v1/sign or /v1/renew answer with the key that goes with it. */
-  keep(name: string, body: Omit<Issued, "certPath" | "keyPath" | "identity">, keyPath: string): Issued {
-    return this.#keep(name, body, readFileSync(keyPath, "utf8"), keyPath);
-  }
-
-  #keep(name: string, body: Omit<Issued, "certPath" | "keyPath" | "identity">, key: string, keyPath: string): Issued {
-    const certPath = join(this.ws.dir, `${name}.crt`);
-    writeFileSync(certPath, body.certificate);
-    writeFileSync(join(this.ws.dir, `${name}.chain.pem`), body.chain);
-    return { ...body, certPath, keyPath, identity: { key, cert: body.certificate + body.chain } };
-  }
-
-  renew(identity: ClientIdentity | undefined, body?: Record<string, unknown>): Promise<ApiResponse> {
-    return mtlsRequest(`${this.apiUrl}/v1/renew`, this.roots, { ...(identity && { identity }), ...(body && { body: JSON.stringify(body) }) });
-  }
-
-  revoke(identity: ClientIdentity | undefined, body: Record<string, unknown>): Promise<ApiResponse> {
-    return mtlsRequest(`${this.apiUrl}/v1/revoke`, this.roots, { ...(identity && { identity }), body: JSON.stringify(body) });
-  }
-
-  record(identity: ClientIdentity | undefined, serial: string): Promise<ApiResponse> {
-    return mtlsRequest(`${this.apiUrl}/v1/certs/${serial}`, this.roots, { method: "GET", ...(identity && { identity }) });
-  }
-
+/** The CA as a host sees it, plus what only this file checks: the stored row and a chain that verifies. */
+class Ca extends CaClient {
   /** The stored row, read straight from the SQLite file. */
   row(serial: string): Record<string, unknown> | undefined {
     const db = new Database(join(this.ws.dataDir, "fleetca.db"), { readonly: true });
@@ -82,10 +25,11 @@ class Ca {
     }
   }
 
+  /** `openssl verify -x509_strict` accepts `c` as a TLS client certificate under the roots alone. */
   verifies(c: Issued): void {
     const chain = join(this.ws.dir, `verify-${c.serial}.chain.pem`);
     writeFileSync(chain, c.chain);
-    const out = openssl(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", join(this.ws.dir, "roots.pem"), "-untrusted", chain, c.certPath]);
+    const out = openssl(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", this.rootsPath, "-untrusted", chain, c.certPath]);
     expect(out.trim()).toBe(`${c.certPath}: OK`);
   }
 }

@@ -1,3 +1,4 @@
+import { get as httpGet } from "node:http";
 import { request, type RequestOptions } from "node:https";
 
 export interface ApiResponse {
@@ -82,4 +83,17 @@ export function mtlsRequest(
     },
     opts.body,
   );
+}
+
+/**
+ * A revalidation as an HTTP cache makes it, answering only the status. Not fetch(): the Fetch
+ * standard turns a request with If-None-Match into a no-cache one, which a server must answer in full.
+ */
+export function conditionalGetStatus(url: string, etag: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { headers: { "if-none-match": etag } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on("error", reject);
+  });
 }

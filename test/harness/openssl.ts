@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -14,6 +14,36 @@ const NEWKEY: Record<TestKeyType, string[]> = {
 
 export function openssl(args: string[], opts: { cwd?: string; input?: string } = {}): string {
   return execFileSync("openssl", args, { cwd: opts.cwd, input: opts.input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+}
+
+/** What an openssl run said, stdout and stderr together, and how it exited. */
+export interface OpensslRun {
+  code: number | null;
+  out: string;
+}
+
+/**
+ * One openssl run with stdout and stderr together, never throwing on a non-zero exit: `openssl ocsp`
+ * says "Response verify OK" and `openssl crl` "verify OK" on stderr, and a refusal is itself a result.
+ */
+export function opensslAll(args: string[]): OpensslRun {
+  const r = spawnSync("openssl", args, { encoding: "utf8" });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+/**
+ * The same, without blocking: an openssl that talks to an in-process daemon needs this process's
+ * event loop free to answer it.
+ */
+export function opensslAsync(args: string[]): Promise<OpensslRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("openssl", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, out }));
+  });
 }
 
 /** A fresh key and PKCS#10 request made by `openssl req`, as a host would make them. */

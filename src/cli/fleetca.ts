@@ -2,7 +2,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { systemClock } from "../core/clock.js";
 import { CaError, OperatorError } from "../core/errors.js";
-import { formatDuration, parseDuration } from "../core/duration.js";
+import { formatRemaining, parseDuration } from "../core/duration.js";
 import { sansToList } from "../core/sans.js";
 import { loadConfig, passphraseFrom } from "../config/load.js";
 import { createBootstrapToken } from "../attestation/bootstrap.js";
@@ -121,9 +121,10 @@ program
         return;
       }
       const lines = rows.map((r) =>
-        [r.serial, r.status.padEnd(7), r.notAfter.toISOString(), `in ${formatDuration(Math.max(0, Math.round((r.notAfter.getTime() - now.getTime()) / 60_000)) * 60_000 || 60_000)}`.padEnd(9), r.provisioner.padEnd(12), sansToList(r.sans).join(",")].join("  "),
+        [r.serial, r.status.padEnd(7), r.notAfter.toISOString(), formatRemaining(r.notAfter.getTime() - now.getTime()).padEnd(10), r.provisioner.padEnd(12), sansToList(r.sans).join(",")].join("  "),
       );
-      process.stdout.write(["SERIAL                            STATUS   NOT AFTER                 EXPIRES    PROVISIONER   SANS", ...lines].join("\n") + "\n");
+      const header = ["SERIAL".padEnd(32), "STATUS".padEnd(7), "NOT AFTER".padEnd(24), "EXPIRES IN", "PROVISIONER".padEnd(12), "SANS"].join("  ");
+      process.stdout.write([header, ...lines].join("\n") + "\n");
     } finally {
       store.close();
     }

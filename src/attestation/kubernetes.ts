@@ -1,9 +1,8 @@
-import type { Secret } from "../core/secret.js";
+import type { JWTPayload } from "jose";
 import { CaError } from "../core/errors.js";
-import type { JwksSource } from "./jwks.js";
-import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
+import type { Sans } from "../core/sans.js";
 import { claimAt, claimText } from "./claims.js";
-import { verifyPlatformToken, type PlatformTokenRules } from "./platform-token.js";
+import { PlatformProvisioner, type PlatformTokenRules } from "./platform-token.js";
 import { renderSans, type SanTemplates } from "./san-template.js";
 
 /** Where a projected service-account token (Kubernetes ≥ 1.21 bound tokens) carries its identity. */
@@ -25,23 +24,12 @@ export interface KubernetesProvisionerSettings extends PlatformTokenRules {
  * Kubernetes projected service-account tokens, verified with the cluster's OIDC issuer keys and
  * bound to our audience. The SANs come from namespace and service account, SPIFFE-style by default.
  */
-export class KubernetesProvisioner implements Provisioner {
+export class KubernetesProvisioner extends PlatformProvisioner<KubernetesProvisionerSettings> {
   readonly type = "kubernetes" as const;
-  readonly name: string;
-  readonly issuer: string;
 
-  constructor(
-    private readonly settings: KubernetesProvisionerSettings,
-    private readonly jwks: JwksSource,
-  ) {
-    this.name = settings.provisioner;
-    this.issuer = settings.issuer;
-  }
-
-  async authorize(token: Secret, ctx: AuthorizeContext): Promise<Authorization> {
-    const t = await verifyPlatformToken(token, this.settings, this.jwks, ctx);
-    const namespace = claimText(claimAt(t.payload, K8S_CLAIMS.namespace));
-    const serviceAccount = claimText(claimAt(t.payload, K8S_CLAIMS.serviceaccount));
+  protected sansFor(payload: JWTPayload): Sans {
+    const namespace = claimText(claimAt(payload, K8S_CLAIMS.namespace));
+    const serviceAccount = claimText(claimAt(payload, K8S_CLAIMS.serviceaccount));
     // Legacy (secret-based) service-account tokens lack these claims: only projected tokens qualify.
     if (namespace === undefined || serviceAccount === undefined) {
       throw CaError.unauthorized("missing_claim", "kubernetes.io namespace/serviceaccount (not a projected token)");
@@ -49,16 +37,6 @@ export class KubernetesProvisioner implements Provisioner {
     if (this.settings.namespaces && !this.settings.namespaces.includes(namespace)) {
       throw new CaError("forbidden", `namespace "${namespace}" is not allowed by provisioner ${this.name}`);
     }
-    const sans = renderSans(this.settings.sans, t.payload, {
-      literals: { trustDomain: this.settings.trustDomain },
-      aliases: K8S_CLAIMS,
-    });
-    return {
-      provisioner: this.name,
-      subject: t.subject,
-      tokenId: t.tokenId,
-      tokenExpiresAt: t.expiresAt,
-      policy: { kind: "templated", sans },
-    };
+    return renderSans(this.settings.sans, payload, { literals: { trustDomain: this.settings.trustDomain }, aliases: K8S_CLAIMS });
   }
 }

@@ -3,7 +3,8 @@ import { createLocalJWKSet, errors, jwtVerify, type JWTPayload } from "jose";
 import { CaError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import type { JwksSource } from "./jwks.js";
-import type { AuthorizeContext } from "./provisioner.js";
+import type { Sans } from "../core/sans.js";
+import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
 import { peekToken } from "./routing.js";
 import { tokenErrorFromJose } from "./token-errors.js";
 
@@ -91,4 +92,36 @@ function singleUseId(rules: PlatformTokenRules, payload: JWTPayload, token: Secr
   const signedClaims = Buffer.from(token.reveal().split(".")[1]!, "base64url");
   const h = createHash("sha256").update(signedClaims).digest("hex");
   return `${rules.provisioner}:claims:${h.slice(0, 48)}`;
+}
+
+/**
+ * What jwt and kubernetes provisioners share: verify the platform token, then let the concrete
+ * provisioner turn its verified claims into SANs (refusing, with 403, claims it does not accept).
+ */
+export abstract class PlatformProvisioner<S extends PlatformTokenRules> implements Provisioner {
+  abstract readonly type: "jwt" | "kubernetes";
+  readonly name: string;
+  readonly issuer: string;
+
+  constructor(
+    protected readonly settings: S,
+    private readonly jwks: JwksSource,
+  ) {
+    this.name = settings.provisioner;
+    this.issuer = settings.issuer;
+  }
+
+  async authorize(token: Secret, ctx: AuthorizeContext): Promise<Authorization> {
+    const t = await verifyPlatformToken(token, this.settings, this.jwks, ctx);
+    return {
+      provisioner: this.name,
+      subject: t.subject,
+      tokenId: t.tokenId,
+      tokenExpiresAt: t.expiresAt,
+      policy: { kind: "templated", sans: this.sansFor(t.payload) },
+    };
+  }
+
+  /** The SANs these verified claims may hold; throws CaError when the claims are not acceptable. */
+  protected abstract sansFor(payload: JWTPayload): Sans;
 }

@@ -7,6 +7,7 @@ import type { ClientAuthenticator } from "../registration/client-authentication.
 import type { RegistrationAuthority } from "../registration/registration-authority.js";
 import type { RevokeService } from "../revocation/revoke-service.js";
 import type { CertificateLookup } from "../storage/ports.js";
+import { toPem } from "../x509/pem.js";
 import { certificateRecordView } from "./certificate-record-view.js";
 import { presentedCertificate } from "./client-certificate.js";
 import { errorHandler, notFound } from "./http-errors.js";
@@ -28,6 +29,8 @@ export interface ApiDeps {
   revocations: RevokeService;
   certificates: Pick<CertificateLookup, "getCertificate">;
   log: Logger;
+  /** The trusted roots, served as on the public listener so cert-agent can pin one (SPEC cert-agent). */
+  roots?: () => Uint8Array[];
 }
 
 /**
@@ -64,6 +67,12 @@ export function createApiApp(deps: ApiDeps): Express {
     const caller = deps.clients.authenticate(presentedCertificate(req));
     const record = inspectCertificate(deps.certificates, caller, req.params.serial);
     res.status(200).type("application/json").send(JSON.stringify(certificateRecordView(record)));
+  });
+
+  // Same bundle as the public listener's /roots.pem: cert-agent fetches it over this listener's TLS
+  // before trusting it, and accepts it only if a root matches its pinned --root-fingerprint.
+  app.get("/roots.pem", (_req, res) => {
+    res.type("application/x-pem-file").send((deps.roots?.() ?? []).map((d) => toPem(d, "CERTIFICATE")).join(""));
   });
 
   app.use(notFound);

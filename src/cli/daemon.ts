@@ -53,6 +53,7 @@ export interface DaemonOptions {
 
 const LEAF_BACKDATE_MS = 60_000;
 const SIGNER_PROBE_CACHE_MS = 10_000;
+const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
@@ -128,7 +129,10 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   let apiServer: HttpsServer | null = null;
   const install = (c: TlsCredentials) => apiServer?.setSecureContext({ key: c.key, cert: c.cert, ...API_TLS_OPTIONS });
-  const serving = new ServingCertificate(ra, servingNames, Math.min(config.issuance.defaultTTL, config.issuance.maxTTL), clock, log, install);
+  // The API's own certificate lives a day (or maxTTL if shorter), whatever leaves get by default:
+  // a short defaultTTL for a fleet must not make the CA's own listener churn or lapse.
+  const servingLifetimeMs = Math.min(SERVING_CERT_LIFETIME_MS, config.issuance.maxTTL);
+  const serving = new ServingCertificate(ra, servingNames, servingLifetimeMs, clock, log, install);
   const creds = await serving.issue();
 
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
@@ -160,7 +164,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
   apiServer = createHttpsServer(
     { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
-    createApiApp({ ra, clients, revocations, certificates: dd.store, log }),
+    createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }),
   );
   hardenTimeouts(apiServer);
   let lastProbe = { at: 0, ok: false };
@@ -212,7 +216,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       log.error({ err }, "pruning failed");
     }
   };
-  const tickMs = opts.tickMs ?? 60_000;
+  // Tick often enough to renew the serving cert well inside its last third, even for a tiny maxTTL.
+  const tickMs = opts.tickMs ?? Math.max(1_000, Math.min(60_000, Math.floor(servingLifetimeMs / 10)));
   const timer = tickMs > 0 ? setInterval(() => void tick(), tickMs) : null;
   timer?.unref();
 

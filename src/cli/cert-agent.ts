@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * cert-agent: keeps a short-lived certificate fresh on a host (SPEC "cert-agent files").
+ * Imports only agent/, core/ and x509/ (DESIGN: the agent never imports server code), so it can
+ * ship on hosts that never run the CA.
+ */
+import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { systemClock } from "../core/clock.js";
+import { Agent, type LogFn } from "../agent/agent.js";
+import { AgentError } from "../agent/errors.js";
+import { realSleep } from "../agent/schedule.js";
+import { parseFingerprint } from "../agent/trust.js";
+
+const USAGE =
+  "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--once]";
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`cert-agent: ${message.replace(/\s*\n\s*/g, " ")}\n`);
+  process.exit(code);
+}
+
+/** logfmt-ish, one line per event; values with spaces or quotes are quoted. */
+const log: LogFn = (event, fields = {}) => {
+  const parts = [`ts=${new Date().toISOString()}`, `msg=${JSON.stringify(event)}`];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    const s = String(v);
+    parts.push(`${k}=${/[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s}`);
+  }
+  process.stdout.write(`${parts.join(" ")}\n`);
+};
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        ca: { type: "string" },
+        "root-fingerprint": { type: "string" },
+        "token-file": { type: "string" },
+        out: { type: "string" },
+        san: { type: "string", multiple: true },
+        "reload-cmd": { type: "string" },
+        once: { type: "boolean", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    fail(`${(e as Error).message}; ${USAGE}`, 2);
+  }
+  for (const k of ["ca", "root-fingerprint", "token-file", "out"] as const) if (!values[k]) fail(`--${k} is required; ${USAGE}`, 2);
+  if (!values.san?.length) fail(`at least one --san is required; ${USAGE}`, 2);
+  let caUrl: URL;
+  try {
+    caUrl = new URL(values.ca!);
+  } catch {
+    fail(`--ca must be the CA's API URL, e.g. https://ca.internal:8443 (got ${JSON.stringify(values.ca)})`, 2);
+  }
+  if (caUrl.protocol !== "https:") fail("--ca must be an https:// URL (the CA's API listener)", 2);
+  let fingerprint: string;
+  try {
+    fingerprint = parseFingerprint(values["root-fingerprint"]!);
+  } catch (e) {
+    fail((e as Error).message, 2);
+  }
+  if (!existsSync(values["token-file"]!)) fail(`--token-file ${values["token-file"]} does not exist`, 2);
+
+  const agent = new Agent({
+    caUrl: caUrl.href.replace(/\/+$/, ""),
+    fingerprint,
+    tokenFile: values["token-file"]!,
+    outDir: values.out!,
+    sans: values.san,
+    ...(values["reload-cmd"] !== undefined && { reloadCmd: values["reload-cmd"] }),
+    clock: systemClock,
+    sleep: realSleep,
+    random: Math.random,
+    log,
+  });
+
+  if (values.once) {
+    await agent.runOnce();
+    return;
+  }
+  const stop = new AbortController();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    process.on(sig, () => {
+      log("stopping", { signal: sig });
+      stop.abort();
+    });
+  }
+  await agent.run(stop.signal);
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => fail(e instanceof AgentError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`),
+);

@@ -1,7 +1,7 @@
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { fsyncDir } from "../core/atomic-file.js";
+import { fsyncDir, writeNewFileDurably } from "../core/atomic-file.js";
 
 /** The symlink naming the current version directory, as in Kubernetes' AtomicWriter. */
 export const DATA_LINK = "..data";
@@ -11,18 +11,6 @@ export interface PublishedFile {
   name: string;
   data: string | Uint8Array;
   mode: number;
-}
-
-function writeDurably(path: string, data: string | Uint8Array, mode: number): void {
-  const fd = openSync(path, "wx", mode);
-  try {
-    const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function readlinkOrNull(path: string): string | null {
@@ -55,7 +43,7 @@ export function publishSet(dir: string, files: readonly PublishedFile[], now: Da
   const vdir = join(dir, version);
   mkdirSync(vdir, { mode: 0o755 });
   try {
-    for (const f of files) writeDurably(join(vdir, f.name), f.data, f.mode);
+    for (const f of files) writeNewFileDurably(join(vdir, f.name), f.data, f.mode);
     fsyncDir(vdir);
   } catch (e) {
     rmSync(vdir, { recursive: true, force: true });

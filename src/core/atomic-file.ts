@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -10,25 +10,30 @@ import { randomBytes } from "node:crypto";
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
-  const fd = openSync(tmp, "wx", mode);
+  try {
+    writeNewFileDurably(tmp, data, mode);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  fsyncDir(dir);
+}
+
+/**
+ * Creates `path` (refusing to overwrite: "wx"), writes all of `data` and fsyncs it before closing,
+ * so once this returns the bytes are on disk. The building block of every atomic publication.
+ */
+export function writeNewFileDurably(path: string, data: string | Uint8Array, mode: number): void {
+  const fd = openSync(path, "wx", mode);
   try {
     const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
-  } catch (e) {
+  } finally {
     closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
   }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
-  fsyncDir(dir);
 }
 
 export function fsyncDir(dir: string): void {

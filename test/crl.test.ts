@@ -83,7 +83,7 @@ function viewCrl(ca: Relying, der: Buffer): CrlView {
 function storedCrlState(ws: CaWorkspace, keyIdHex: string): { crl_number: number; der: Buffer; this_update: number; next_update: number } | undefined {
   const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
   try {
-    return db.prepare("SELECT * FROM crl_state WHERE issuer_key_id = ?").get(keyIdHex) as never;
+    return db.prepare("SELECT * FROM crls WHERE issuer_key_id = ? AND shard = -1").get(keyIdHex) as never;
   } finally {
     db.close();
   }
@@ -242,7 +242,7 @@ describe("CRL publication (fleetca serve, openssl as the relying party)", () => 
     expect(after.number).toBe(beforeStop + 1);
     expect(after.entries.get(c.serial)).toBe("Affiliation Changed");
     expect(storedCrlState(ws, ca.keyIdHex)!.crl_number).toBe(after.number);
-    expect(d.output).toMatch(/msg="CRL published".*why="stored CRL does not match the revocations in the database"/);
+    expect(d.output).toMatch(/msg="CRL published".*why="revocations since the stored CRL was signed"/);
   });
 });
 
@@ -329,16 +329,23 @@ describe("CrlStore (SQLite)", () => {
     const store = new SqliteStore(join(ws.dir, "store.db"));
     try {
       for (const keyId of ["aa", "bb"]) {
-        store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0) });
+        store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null });
       }
-      const state = (n: number) => ({ issuerKeyId: "aa", crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), der: new Uint8Array([n]) });
-      expect(store.getCrlState("aa")).toBeNull();
-      expect(store.saveCrlState(state(3))).toBe(true);
-      expect(store.saveCrlState(state(3))).toBe(false);
-      expect(store.saveCrlState(state(2))).toBe(false);
-      expect(store.getCrlState("aa")).toEqual(state(3));
-      expect(store.saveCrlState(state(7))).toBe(true);
-      expect(store.getCrlState("aa")?.crlNumber).toBe(7);
+      const full = { issuerKeyId: "aa", shard: null };
+      const state = (n: number, shard: number | null = null) => ({
+        issuerKeyId: "aa", shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array([n]),
+      });
+      expect(store.getCrl(full)).toBeNull();
+      expect(store.saveCrl(state(3))).toBe(true);
+      expect(store.saveCrl(state(3))).toBe(false);
+      expect(store.saveCrl(state(2))).toBe(false);
+      expect(store.getCrl(full)).toEqual(state(3));
+      expect(store.saveCrl(state(7))).toBe(true);
+      expect(store.getCrl(full)?.crlNumber).toBe(7);
+      // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
+      expect(store.saveCrl(state(1, 2))).toBe(true);
+      expect(store.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
+      expect(store.getCrl(full)?.crlNumber).toBe(7);
 
       const insert = store.db.prepare(
         `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)

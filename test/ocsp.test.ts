@@ -456,7 +456,7 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
     signer.hold();
     const racing = ask(); // reads "valid", then waits for the signer
     records.set(SERIAL, { ...records.get(SERIAL)!, status: "revoked", revokedAt: clock.now(), revocationReason: 1 });
-    responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: 1 }]);
+    responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: 1, crlShard: null }]);
     signer.release();
     await racing; // began before the revocation: may say either
     const after = await ask();
@@ -472,7 +472,7 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
     for (let i = 0; i < 5; i++) await ask();
     expect(signer.signatures).toBe(signed);
     records.set(SERIAL, { ...records.get(SERIAL)!, status: "revoked", revokedAt: clock.now(), revocationReason: null });
-    responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: null }]);
+    responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: null, crlShard: null }]);
     await vi.waitFor(() => expect(signer.signatures).toBe(signed + 1));
     const after = await ask();
     expect(signer.signatures).toBe(signed + 1);
@@ -535,5 +535,6 @@ function record(serial: string, issuerKeyId: string): CertificateRecord {
     revocationReason: null,
     createdAt: now,
     renewedFrom: null,
+    crlShard: null,
   };
 }

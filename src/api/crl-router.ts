@@ -2,31 +2,52 @@ import { Router, type Response } from "express";
 import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import type { PublishedCrl } from "../revocation/crl/crl-publisher.js";
+import { toPem } from "../x509/pem.js";
 
 /** What the CRL routes read: signed-ahead CRLs in memory (DESIGN habit 8). */
 export interface CrlSource {
-  currentCrl(): PublishedCrl;
-  /** Undefined when no issuer has this key id. */
-  crlFor(keyIdHex: string): PublishedCrl | undefined;
+  currentCrl(): PublishedCrl | undefined;
+  knows(keyIdHex: string, shard: number | null): boolean;
+  /** Undefined when the scope is unknown or has no CRL yet. */
+  crlFor(keyIdHex: string, shard: number | null): PublishedCrl | undefined;
+  all(): PublishedCrl[];
 }
 
 /**
- * GET /crl (the current intermediate's) and GET /crl/<issuer-key-id-hex>, the URL every leaf's
- * CRL distribution point names (RFC 5280 §4.2.1.13). DER, `application/pkix-crl` (RFC 2585 §4.2).
+ * GET /crl (the current intermediate's full CRL), /crl/<issuer-key-id-hex> (any issuer's, roots
+ * included: the URL every certificate's CRL distribution point names, RFC 5280 §4.2.1.13),
+ * /crl/<issuer-key-id-hex>/<shard> (one partition), all DER `application/pkix-crl` (RFC 2585
+ * §4.2); and /crls.pem, every current CRL as one PEM bundle, the shape nginx's `ssl_crl` and
+ * HAProxy's `crl-file` take.
  */
 export function createCrlRouter(source: CrlSource, clock: Clock, opts: { intervalMs: number }): Router {
   const router = Router();
 
-  router.get("/crl", (_req, res) => sendCrl(res, source.currentCrl(), clock, opts.intervalMs));
+  router.get("/crl", (_req, res) => sendCrl(res, published(source.currentCrl(), "the current intermediate"), clock, opts.intervalMs));
 
-  router.get("/crl/:keyId", (req, res) => {
-    const keyId = req.params.keyId.toLowerCase();
-    const crl = /^[0-9a-f]{2,128}$/.test(keyId) ? source.crlFor(keyId) : undefined;
-    if (!crl) throw new CaError("not_found", `no issuer with key id ${req.params.keyId.slice(0, 130)}`);
-    sendCrl(res, crl, clock, opts.intervalMs);
+  router.get(["/crl/:keyId", "/crl/:keyId/:shard"], (req, res) => {
+    const keyId = String(req.params.keyId).toLowerCase();
+    const shardText = req.params.shard as string | undefined;
+    const shard = shardText === undefined ? null : /^(0|[1-9]\d{0,5})$/.test(shardText) ? Number(shardText) : -1;
+    const name = `${String(req.params.keyId).slice(0, 130)}${shardText === undefined ? "" : `/${shardText.slice(0, 10)}`}`;
+    if (!/^[0-9a-f]{2,128}$/.test(keyId) || shard === -1 || !source.knows(keyId, shard)) throw new CaError("not_found", `no CRL ${name}`);
+    sendCrl(res, published(source.crlFor(keyId, shard), name), clock, opts.intervalMs);
+  });
+
+  router.get("/crls.pem", (_req, res) => {
+    res
+      .set("Cache-Control", "no-cache")
+      .type("application/x-pem-file")
+      .send(source.all().map((c) => toPem(c.der, "X509 CRL")).join(""));
   });
 
   return router;
+}
+
+function published(crl: PublishedCrl | undefined, name: string): PublishedCrl {
+  // Only a scope whose first CRL could not be signed has none: /healthz says why.
+  if (!crl) throw new CaError("unavailable", `no CRL published yet for ${name}`);
+  return crl;
 }
 
 /**
@@ -42,5 +63,5 @@ function sendCrl(res: Response, crl: PublishedCrl, clock: Clock, intervalMs: num
     .set("Last-Modified", crl.thisUpdate.toUTCString())
     .set("ETag", `"${crl.crlNumber}"`)
     .type("application/pkix-crl")
-    .send(Buffer.from(crl.der));
+    .send(Buffer.from(crl.der.buffer, crl.der.byteOffset, crl.der.byteLength));
 }

@@ -12,6 +12,7 @@ const STATUS: Record<CaErrorCode, number> = {
   too_large: 413,
   rate_limited: 429,
   internal: 500,
+  unavailable: 503,
 };
 
 export function sendError(res: Response, code: CaErrorCode, message: string): void {
@@ -41,6 +42,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (err instanceof CaError) {
       if (err.code === "internal") log.error({ err, path: req.path }, "internal error");
       else log.info({ code: err.code, reason: err.message, path: req.path }, "request refused");
+      // SPEC: 503 always carries Retry-After.
+      if (err.code === "unavailable") res.set("Retry-After", "5");
       return sendError(res, err.code, err.code === "internal" ? "internal error" : err.message);
     }
     const type = (err as { type?: unknown }).type;

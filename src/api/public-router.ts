@@ -8,8 +8,11 @@ export interface PublicSources {
   roots(): Uint8Array[];
   /** The current issuing intermediate. */
   intermediate(): Uint8Array;
-  /** True when the database and the signer both answer. */
-  healthy(): Promise<boolean>;
+  /**
+   * What stops the CA from doing its job (database, signer, CRL publication): any error makes
+   * /healthz answer 503 so a load balancer or monitor sees it; warnings ride along with a 200.
+   */
+  health(): Promise<{ errors: string[]; warnings: string[] }>;
 }
 
 /** The plain-HTTP listener relying parties use (RFC 5280 §4.2.1.13 / RFC 6960 practice). */
@@ -28,8 +31,16 @@ export function createPublicApp(src: PublicSources, log: Logger, routers: Router
   });
 
   app.get("/healthz", async (_req, res) => {
-    const ok = await src.healthy().catch(() => false);
-    res.status(ok ? 200 : 503).json(ok ? { status: "ok" } : { status: "unavailable" });
+    const h = await src.health().catch((err: unknown) => {
+      log.error({ err }, "health check failed");
+      return { errors: ["health check failed"], warnings: [] };
+    });
+    res.set("Cache-Control", "no-store");
+    if (h.errors.length > 0) {
+      res.status(503).json({ status: "unavailable", reasons: h.errors, ...(h.warnings.length > 0 && { warnings: h.warnings }) });
+    } else {
+      res.status(200).json({ status: "ok", ...(h.warnings.length > 0 && { warnings: h.warnings }) });
+    }
   });
 
   app.use(notFound);

@@ -10,6 +10,7 @@ import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
+import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { ProvisionerRegistry } from "../attestation/routing.js";
 import { CertificateAuthority } from "../issuance/certificate-authority.js";
@@ -20,7 +21,9 @@ import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { CrlDirectory } from "../revocation/crl/crl-directory.js";
-import { CrlPublisher } from "../revocation/crl/crl-publisher.js";
+import { CrlBuildQueue, CrlPublisher } from "../revocation/crl/crl-publisher.js";
+import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
+import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
@@ -49,6 +52,11 @@ export interface DaemonOptions {
   log: Logger;
   /** Periodic job interval; tests pass 0 to drive `tick()` by hand. */
   tickMs?: number;
+  /**
+   * Wraps the online intermediate's Signer (the narrow port every signature goes through): for
+   * counting signatures or injecting a signer fault in tests, and for metrics.
+   */
+  wrapSigner?: (s: Signer) => Signer;
 }
 
 const LEAF_BACKDATE_MS = 60_000;
@@ -95,14 +103,16 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
   const current = currentIntermediate(issuers, clock.now());
   // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
-  const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+  const loaded = dd.keys.load(current.keyName);
+  const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
   const ca = new CertificateAuthority(
     issuer,
     {
       maxTtlMs: config.issuance.maxTTL,
       backdateMs: LEAF_BACKDATE_MS,
-      urls: (keyIdHex) => ({
-        crl: `${config.publicUrl}/crl/${keyIdHex}`,
+      crlShard: (serial) => crlShardOf(serial, config.crl.shards),
+      urls: (keyIdHex, crlShard) => ({
+        crl: crlUrl(config.publicUrl, keyIdHex, crlShard),
         ocsp: `${config.publicUrl}/ocsp`,
         caIssuers: `${config.publicUrl}/intermediate.crt`,
       }),
@@ -140,11 +150,22 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   const publicRouters: Router[] = [];
   // (CRL and OCSP publishers are wired here.)
-  // CRLs: one publisher per issuer that answers for its certificates. Only the current
-  // intermediate's key is loaded today; rotation adds the retired ones to this list.
+  // CRLs: for each issuer that answers for its certificates, its full CRL and one per partition
+  // ever assigned (crl.shards now, and any earlier setting whose certificates may still live).
+  // Only the current intermediate's key is loaded today; rotation adds the retired ones.
   const crlIssuers: Issuer[] = [issuer];
   const crlCadence = { intervalMs: config.crl.interval, validityMs: config.crl.validity, debounceMs: CRL_DEBOUNCE_MS };
-  const crls = new CrlDirectory(crlIssuers.map((i) => new CrlPublisher(i, dd.store, clock, crlCadence, log)), issuer.keyIdHex);
+  const crlQueue = new CrlBuildQueue();
+  const publishers: CrlPublisher[] = [];
+  for (const i of crlIssuers) {
+    if (config.crl.shards > 1) dd.store.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
+    publishers.push(new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue));
+    for (const n of dd.store.crlShards(i.keyIdHex)) {
+      publishers.push(new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue));
+    }
+  }
+  const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
+  const crls = new CrlDirectory(publishers, rootCrls, issuer.keyIdHex);
   revocationFeed.subscribe(crls.onRevocations);
   publicRouters.push(createCrlRouter(crls, clock, { intervalMs: config.crl.interval }));
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
@@ -154,13 +175,16 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));
   publicRouters.push(createOcspRouter(ocsp, clock, log));
   revocationFeed.start();
-  // Signed (or loaded) after the feed took its cursor, so a revocation committed meanwhile is
-  // either in the first CRL or reported by the feed; and before any listener opens.
-  await crls.start().catch(async (e: unknown) => {
-    revocationFeed.stop();
-    await crls.stop();
-    throw e;
-  });
+  // Loaded (or signed) after the feed took its cursor, so a revocation committed meanwhile is
+  // either in the first CRL or reported by the feed; and before any listener opens. It never
+  // throws: a CRL that cannot be built is reported by /healthz and the log, not a failed start.
+  await crls.start();
+  const reportCrlHealth = (): void => {
+    const h = crls.health();
+    for (const e of h.errors) log.error({ problem: e }, "CRL publication problem");
+    for (const w of h.warnings) log.warn({ problem: w }, "CRL publication warning");
+  };
+  reportCrlHealth();
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
   apiServer = createHttpsServer(
     { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
@@ -173,11 +197,14 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       {
         roots: () => roots.map((r) => r.der),
         intermediate: () => issuer.der,
-        healthy: async () => {
-          if (!dd.store.ping()) return false;
+        health: async () => {
+          const errors: string[] = [];
+          if (!dd.store.ping()) errors.push("database does not answer");
           const now = clock.now().getTime();
-          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
-          return lastProbe.ok;
+          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer).catch(() => false) };
+          if (!lastProbe.ok) errors.push("signer does not answer");
+          const crlHealth = crls.health();
+          return { errors: [...errors, ...crlHealth.errors], warnings: crlHealth.warnings };
         },
       },
       log,
@@ -207,6 +234,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const tick = async () => {
     await serving.renewIfDue();
     await crls.regenerateDue();
+    reportCrlHealth();
     // Re-signs pre-signed OCSP answers past half their life (it logs its own failures).
     await ocsp.refresh();
     try {

@@ -9,6 +9,8 @@ import { createBootstrapToken } from "../attestation/bootstrap.js";
 import { createLogger } from "../log/logger.js";
 import { LEAF_REVOCATION_REASONS, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
+import { signRootCrl } from "../revocation/crl/root-crl.js";
+import { bindIssuer } from "../issuance/issuer.js";
 import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
@@ -152,6 +154,28 @@ program
       process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
     } finally {
       store.close();
+    }
+  });
+
+const crl = program.command("crl").description("certificate revocation lists");
+crl
+  .command("sign-root")
+  .description("re-sign each active root's CRL (unwraps the root key: needs the passphrase); the daemon serves it within a minute")
+  .addOption(configOption())
+  .action(async (o: { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const issuers = dd.store.listIssuers();
+      const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+      if (roots.length === 0) throw new OperatorError(`no active root in ${config.dataDir}`);
+      for (const r of roots) {
+        const root = await bindIssuer(r.der, dd.keys.load(r.keyName));
+        const s = await signRootCrl(root, issuers, dd.store, systemClock, config.crl.rootValidity);
+        process.stdout.write(`signed root CRL #${s.crlNumber} of ${r.keyId}: ${s.entries} revoked intermediate(s), next update ${s.nextUpdate.toISOString()}\n`);
+      }
+    } finally {
+      dd.store.close();
     }
   });
 

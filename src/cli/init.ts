@@ -6,6 +6,8 @@ import type { FleetcaConfig } from "../config/schema.js";
 import { ensureBootstrapKey } from "../attestation/bootstrap.js";
 import { createIntermediateCertificate, createRootCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer } from "../issuance/issuer.js";
+import { crlUrl } from "../revocation/crl/crl-shard.js";
+import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { dataDirInitialised, openDataDir, type OpenedDataDir } from "./data-dir.js";
 
 export interface InitResult {
@@ -45,6 +47,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
     caName: config.ca.name,
     validityMs: config.ca.intermediateValidity,
     clock,
+    crlUrl: crlUrl(config.publicUrl, root.keyIdHex, null),
   });
   const intermediate = await bindIssuer(intDer, intSigner);
 
@@ -60,6 +63,8 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       notAfter: root.info.notAfter,
       status: "active",
       createdAt: now,
+      revokedAt: null,
+      revocationReason: null,
     });
     dd.store.addIssuer({
       keyId: intermediate.keyIdHex,
@@ -71,8 +76,12 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       notAfter: intermediate.info.notAfter,
       status: "active",
       createdAt: now,
+      revokedAt: null,
+      revocationReason: null,
     });
   })();
+  // The root's CRL (empty): relying parties that check CRLs for the whole chain need one.
+  await signRootCrl(root, dd.store.listIssuers(), dd.store, clock, config.crl.rootValidity);
   for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
   return {
     rootKeyId: root.keyIdHex,

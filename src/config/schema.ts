@@ -167,6 +167,13 @@ export const configSchema = z
           .refine((ms) => ms >= 60_000, "must be at least 1m (the daemon checks CRL freshness once a minute)"),
         /** nextUpdate = thisUpdate + validity (RFC 5280 §5.1.2.5). */
         validity: duration.prefault("24h"),
+        /**
+         * CRL partitions for new certificates (revocation/crl/crl-shard.ts): each names
+         * /crl/<kid>/<n> in its CRL distribution point. 1 = none (the issuer's full CRL).
+         */
+        shards: z.number().int().min(1, "must be at least 1").max(1024, "must be at most 1024").prefault(1),
+        /** The root CRL's nextUpdate = thisUpdate + this; signed by `fleetca crl sign-root`. */
+        rootValidity: duration.prefault("30d").refine((ms) => ms >= 24 * 3_600_000, "must be at least 24h"),
       })
       .prefault({}),
     ocsp: z

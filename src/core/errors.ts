@@ -10,7 +10,9 @@ export type CaErrorCode =
   | "not_found"
   | "too_large"
   | "rate_limited"
-  | "internal";
+  | "internal"
+  /** The service cannot answer right now (store cannot commit, no CRL published yet); retry later. */
+  | "unavailable";
 
 /** Why a token was refused; carried as the message of an `unauthorized` error. */
 export type TokenRejection =

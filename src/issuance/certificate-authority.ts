@@ -4,7 +4,7 @@ import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import type { SubjectKeyAlgorithm } from "../core/key-type.js";
 import type { Sans } from "../core/sans.js";
-import type { SerialHex } from "../core/serial.js";
+import { serialFromBytes, type SerialHex } from "../core/serial.js";
 import { describeTbs, keyIdentifier, parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
 import { lintLeaf } from "../x509/lint.js";
 import { leafTbs, type PublicationUrls } from "../x509/profile.js";
@@ -26,6 +26,8 @@ export interface IssuedLeaf {
   der: Uint8Array;
   info: CertificateInfo;
   issuerKeyIdHex: string;
+  /** The CRL partition its distribution point names (null: the issuer's full CRL). */
+  crlShard: number | null;
 }
 
 /**
@@ -40,8 +42,10 @@ export interface LeafProfile {
   maxTtlMs: number;
   /** notBefore is set this far in the past to absorb relying-party clock skew. */
   backdateMs: number;
-  /** Builds the CRL DP / AIA URLs for an issuer key id. */
-  urls(issuerKeyIdHex: string): PublicationUrls;
+  /** The CRL partition for a new serial (revocation/crl/crl-shard.ts); null for none. */
+  crlShard(serial: SerialHex): number | null;
+  /** Builds the CRL DP / AIA URLs for an issuer key id and the certificate's CRL partition. */
+  urls(issuerKeyIdHex: string, crlShard: number | null): PublicationUrls;
 }
 
 /**
@@ -66,8 +70,11 @@ export class CertificateAuthority implements LeafIssuer {
     if (notAfter.getTime() <= now) {
       throw new CaError("internal", "issuer certificate has expired");
     }
+    const serialContent = randomSerialContent();
+    // The partition is fixed before the TBS exists: its URL is part of what gets signed.
+    const crlShard = this.profile.crlShard(serialFromBytes(serialContent.subarray(serialContent[0] === 0 ? 1 : 0)));
     const tbs = leafTbs({
-      serialContent: randomSerialContent(),
+      serialContent,
       issuer: this.issuer.ref,
       subjectSpki: req.subjectSpki,
       subjectKeyId: keyIdentifier(req.subjectSpki),
@@ -75,7 +82,7 @@ export class CertificateAuthority implements LeafIssuer {
       sans: req.sans,
       notBefore,
       notAfter,
-      urls: this.profile.urls(this.issuer.keyIdHex),
+      urls: this.profile.urls(this.issuer.keyIdHex, crlShard),
     });
     const tbsDer = serializeTbs(tbs);
     // Lint what will actually be signed: decode the serialised bytes, not the template object.
@@ -90,6 +97,6 @@ export class CertificateAuthority implements LeafIssuer {
     });
     if (problems.length > 0) throw new Error(`leaf lint failed: ${problems.join("; ")}`);
     const der = await signTbs(this.issuer.signer, tbsDer);
-    return { serial: info.serial, der, info: parseCertificateDer(der).info, issuerKeyIdHex: this.issuer.keyIdHex };
+    return { serial: info.serial, der, info: parseCertificateDer(der).info, issuerKeyIdHex: this.issuer.keyIdHex, crlShard };
   }
 }

@@ -35,7 +35,7 @@ export async function createRootCertificate(
 export async function createIntermediateCertificate(
   root: Issuer,
   subjectSigner: Signer,
-  opts: { caName: string; validityMs: number; clock: Clock },
+  opts: { caName: string; validityMs: number; clock: Clock; crlUrl?: string },
 ): Promise<Uint8Array> {
   const now = opts.clock.now();
   const notAfter = Math.min(now.getTime() + opts.validityMs, root.info.notAfter.getTime());
@@ -49,6 +49,7 @@ export async function createIntermediateCertificate(
     pathLen: 0,
     notBefore: new Date(Math.max(now.getTime() - CA_BACKDATE_MS, root.info.notBefore.getTime())),
     notAfter: new Date(notAfter),
+    ...(opts.crlUrl && { crlUrl: opts.crlUrl }),
   });
   return signTbs(root.signer, serializeTbs(tbs));
 }

@@ -27,8 +27,20 @@ export function serializeTbs(tbs: TBSCertificate): Uint8Array {
 }
 
 export function verifySignature(spki: Uint8Array, keyType: Signer["keyType"], data: Uint8Array, sig: Uint8Array): boolean {
+  return cryptoVerify(SIGNATURE_SCHEMES[keyType].hash, data, verifyKey(spki), sig);
+}
+
+/**
+ * The same check on libuv's thread pool: hashing a CRL of tens of megabytes would otherwise hold
+ * the event loop (and every OCSP request behind it) for as long.
+ */
+export function verifySignatureAsync(spki: Uint8Array, keyType: Signer["keyType"], data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+  return new Promise((resolve, reject) =>
+    cryptoVerify(SIGNATURE_SCHEMES[keyType].hash, data, verifyKey(spki), sig, (err, ok) => (err ? reject(err) : resolve(ok))),
+  );
+}
+
+function verifyKey(spki: Uint8Array) {
   const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
-  const hash = SIGNATURE_SCHEMES[keyType].hash;
-  const opts = key.asymmetricKeyType === "rsa" ? { key, padding: constants.RSA_PKCS1_PADDING } : { key, dsaEncoding: "der" as const };
-  return cryptoVerify(hash, data, opts, sig);
+  return key.asymmetricKeyType === "rsa" ? { key, padding: constants.RSA_PKCS1_PADDING } : { key, dsaEncoding: "der" as const };
 }

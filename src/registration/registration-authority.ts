@@ -255,6 +255,7 @@ function recordOf(
     revocationReason: null,
     createdAt: now,
     renewedFrom,
+    crlShard: issued.crlShard,
   };
 }
 

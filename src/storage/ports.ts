@@ -27,6 +27,8 @@ export interface CertificateRecord {
   createdAt: Date;
   /** The certificate this one renewed (POST /v1/renew), so a renewal chain can be followed. */
   renewedFrom: SerialHex | null;
+  /** The CRL partition its CRL distribution point names; null when it names the issuer's full CRL. */
+  crlShard: number | null;
 }
 
 export interface TokenUse {
@@ -95,6 +97,8 @@ export interface RevocationEvent {
   issuerKeyId: string;
   revokedAt: Date;
   reason: number | null;
+  /** The certificate's CRL partition (null: only the issuer's full CRL lists it). */
+  crlShard: number | null;
 }
 
 /** What the revocation feed follows: revocations committed after a sequence number. */
@@ -111,26 +115,49 @@ export interface RevokedEntry {
   reason: number | null;
 }
 
-/** The last CRL signed for one issuer, as crl_state keeps it. */
-export interface CrlState {
+/**
+ * Which CRL of an issuer: its full CRL (every revoked certificate it issued, shard null), or one
+ * partition (shard n: the certificates whose CRL distribution point names `/crl/<kid>/<n>`).
+ */
+export interface CrlScope {
   issuerKeyId: string;
-  /** RFC 5280 §5.2.3: only ever goes up for an issuer, across restarts. */
+  shard: number | null;
+}
+
+/** The last CRL signed for one scope, as the store keeps it: the bytes served are these bytes. */
+export interface StoredCrl extends CrlScope {
+  /** RFC 5280 §5.2.3: only ever goes up for a scope, across restarts. */
   crlNumber: number;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** Entries listed; -1 when unknown (a CRL carried over from before migration v4). */
+  entries: number;
+  /** The revocation log position its content was read after (RevocationLog seq); -1 when unknown. */
+  revocationSeq: number;
   der: Uint8Array;
 }
 
-/** What a CRL publisher needs: the entries to list, and its own last CRL, kept monotonic. */
+/** What a CRL publisher needs: the entries to list, page by page, and its own last CRL, kept monotonic. */
 export interface CrlStore {
-  /** The issuer's revoked certificates whose notAfter is after `now`, oldest revocation first. */
-  revokedUnexpired(issuerKeyId: string, now: Date): RevokedEntry[];
-  getCrlState(issuerKeyId: string): CrlState | null;
   /**
-   * Durably stores `s` as the issuer's current CRL only if its number is above the stored one
+   * Up to `limit` of the scope's revoked certificates whose notAfter is after `now`, in serial
+   * order (the store's lower-case hex), starting after `afterSerial` (keyset pagination, so a
+   * million entries are read in bounded memory and the event loop gets turns between pages).
+   */
+  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedEntry[];
+  getCrl(scope: CrlScope): StoredCrl | null;
+  /**
+   * Durably stores `s` as the scope's current CRL only if its number is above the stored one
    * (or none is stored). False when a CRL with that number or a higher one is already there.
    */
-  saveCrlState(s: CrlState): boolean;
+  saveCrl(s: StoredCrl): boolean;
+  latestRevocationSeq(): number;
+  /** The scopes of this issuer (shard, or null for none) that saw a revocation after `seq`. */
+  shardsRevokedAfter(issuerKeyId: string, seq: number): Array<number | null>;
+  /** Every partition this issuer ever assigned (see registerCrlShards). */
+  crlShards(issuerKeyId: string): number[];
+  /** Records partitions before any certificate is assigned to them. */
+  registerCrlShards(issuerKeyId: string, shards: readonly number[]): void;
 }
 
 export type IssuerRole = "root" | "intermediate";
@@ -145,6 +172,9 @@ export interface IssuerRecord {
   notAfter: Date;
   status: "active" | "retired";
   createdAt: Date;
+  /** Set when the issuer's parent revoked it: its root's CRL lists it (RFC 5280 §5). */
+  revokedAt: Date | null;
+  revocationReason: number | null;
 }
 
 export interface IssuerStore {

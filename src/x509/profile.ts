@@ -147,6 +147,8 @@ export interface CaProfileInput {
   pathLen: number;
   notBefore: Date;
   notAfter: Date;
+  /** The issuing root's CRL (RFC 5280 §4.2.1.13), so relying parties that check the whole chain find it. */
+  crlUrl?: string;
 }
 
 /**
@@ -166,6 +168,17 @@ export function caTbs(p: CaProfileInput): TBSCertificate {
   ];
   if (p.issuer) {
     list.push(ext(OID.authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(p.issuer.keyId) })));
+  }
+  if (p.crlUrl) {
+    list.push(
+      ext(
+        OID.crlDistributionPoints,
+        false,
+        new CRLDistributionPoints([
+          new DistributionPoint({ distributionPoint: new DistributionPointName({ fullName: [new GeneralName({ uniformResourceIdentifier: p.crlUrl })] }) }),
+        ]),
+      ),
+    );
   }
   return new TBSCertificate({
     version: Version.v3,

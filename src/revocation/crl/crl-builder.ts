@@ -1,132 +1,108 @@
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import {
-  AuthorityKeyIdentifier,
-  CRLNumber,
-  CRLReason,
-  Extension,
-  KeyIdentifier,
-  KeyUsageFlags,
-  RevokedCertificate,
-  TBSCertList,
-  Time,
-  Version,
-} from "@peculiar/asn1-x509";
-import { CRL_REASONS } from "../../core/revocation-reason.js";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { KeyUsageFlags } from "@peculiar/asn1-x509";
 import type { Issuer } from "../../issuance/issuer.js";
-import { signTbs } from "../../issuance/sign-tbs.js";
+import { verifySignatureAsync } from "../../issuance/sign-tbs.js";
 import type { RevokedEntry } from "../../storage/ports.js";
-import { OID } from "../../x509/oids.js";
-import { signatureAlgorithmId, type IssuerRef } from "../../x509/profile.js";
-import { parseCrl, type CrlInfo } from "./crl-info.js";
+import { derBitString, derSequence } from "../../x509/der.js";
+import { signatureAlgorithmId } from "../../x509/profile.js";
+import { crlTbsDer, RevokedListWriter } from "./crl-encoder.js";
+import { walkCrl } from "./crl-walk.js";
 
-/** One CRL to sign: its number, its window, and the certificates it lists. */
-export interface CrlContent {
+/** One CRL to sign: its number, its window and, for a partition, its own URL. */
+export interface CrlHeaderFields {
   crlNumber: number;
   thisUpdate: Date;
   nextUpdate: Date;
-  entries: readonly RevokedEntry[];
+  /** A partition's URL, carried in its critical IssuingDistributionPoint; null for a full CRL. */
+  distributionPointUrl: string | null;
 }
 
-export interface SignedCrl extends CrlContent {
-  der: Uint8Array;
+/**
+ * The entries, one page at a time, in ascending serial order: `afterSerial` is the last serial of
+ * the previous page (null for the first). A page shorter than `pageSize` is the last one.
+ */
+export type RevokedPages = (afterSerial: string | null, pageSize: number) => RevokedEntry[];
+
+export interface BuiltCrl {
+  der: Buffer;
+  entries: number;
+  /** EntriesDigest of what it lists (crl-encoder.ts). */
+  digest: string;
 }
 
 /** RFC 5280 §5.2.3: a CRL number fits in 20 octets; fleetca's stay far below 2^53. */
 const MAX_CRL_NUMBER = Number.MAX_SAFE_INTEGER;
-
-/**
- * The TBSCertList (RFC 5280 §5.1.2), v2 because it carries extensions: signature algorithm of
- * the issuer's key, issuer = the CA's subject Name byte for byte (so relying parties match it to
- * the certificates it issued), AKI (§5.2.1) and CRL number (§5.2.3), both non-critical.
- * Pure: no key, no clock, no I/O.
- */
-export function crlTbs(issuer: IssuerRef, c: CrlContent): TBSCertList {
-  return new TBSCertList({
-    version: Version.v2,
-    signature: signatureAlgorithmId(issuer.scheme),
-    issuer: issuer.subject,
-    thisUpdate: new Time(c.thisUpdate),
-    nextUpdate: new Time(c.nextUpdate),
-    // §5.1.2.6: "When there are no revoked certificates, the revoked certificates list MUST be
-    // absent" (an empty SEQUENCE would be a different, non-conforming encoding).
-    revokedCertificates: c.entries.length > 0 ? c.entries.map(revokedCertificate) : undefined,
-    crlExtensions: [
-      ext(OID.authorityKeyIdentifier, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(issuer.keyId) })),
-      ext(OID.cRLNumber, new CRLNumber(c.crlNumber)),
-    ],
-  });
-}
-
-function revokedCertificate(e: RevokedEntry): RevokedCertificate {
-  // §5.3.1: "the reason code CRL entry extension SHOULD be absent instead of using the
-  // unspecified (0) reasonCode value", so unspecified and unrecorded reasons carry no extension.
-  const reason = e.reason ?? CRL_REASONS.unspecified;
-  return new RevokedCertificate({
-    userCertificate: serialInteger(e.serial),
-    revocationDate: new Time(e.revokedAt),
-    crlEntryExtensions: reason === CRL_REASONS.unspecified ? undefined : [ext(OID.cRLReasons, new CRLReason(reason))],
-  });
-}
-
-function ext(oid: string, value: unknown): Extension {
-  return new Extension({ extnID: oid, critical: false, extnValue: new OctetString(AsnConvert.serialize(value)) });
-}
-
-/**
- * The serial's DER INTEGER content (RFC 5280 §4.1.2.2, positive): fleetca stores serials without
- * the sign octet, as `openssl x509 -serial` prints them, so it goes back in when the top bit is set.
- */
-function serialInteger(serialHex: string): ArrayBuffer {
-  const b = Buffer.from(serialHex, "hex");
-  const content = b[0]! & 0x80 ? Buffer.concat([Buffer.of(0), b]) : b;
-  return content.buffer.slice(content.byteOffset, content.byteOffset + content.byteLength) as ArrayBuffer;
-}
+/** Rows read and encoded between two turns of the event loop: a few milliseconds of work. */
+export const CRL_PAGE_SIZE = 5_000;
 
 /** What must hold before the CA key signs a CRL (DESIGN habit 1: lint before sign). */
-export function lintCrl(issuer: Issuer, c: CrlContent): string[] {
+export function lintCrlHeader(issuer: Issuer, h: CrlHeaderFields): string[] {
   const problems: string[] = [];
   if (!(issuer.info.keyUsage & KeyUsageFlags.cRLSign)) problems.push("issuer key usage lacks cRLSign (RFC 5280 §4.2.1.3)");
-  if (!Number.isSafeInteger(c.crlNumber) || c.crlNumber < 0 || c.crlNumber > MAX_CRL_NUMBER) problems.push(`bad CRL number ${c.crlNumber}`);
-  if (c.thisUpdate.getTime() % 1000 !== 0) problems.push("thisUpdate has sub-second precision the encoding would drop");
-  if (c.nextUpdate <= c.thisUpdate) problems.push("nextUpdate is not after thisUpdate");
-  if (c.nextUpdate > issuer.info.notAfter) problems.push("nextUpdate is after the issuer's notAfter");
-  if (c.thisUpdate < issuer.info.notBefore) problems.push("thisUpdate is before the issuer's notBefore");
-  const seen = new Set<string>();
-  for (const e of c.entries) {
-    if (seen.has(e.serial)) problems.push(`serial ${e.serial} listed twice`);
-    seen.add(e.serial);
-    if (!/^[0-9a-f]{2,40}$/.test(e.serial)) problems.push(`bad serial ${e.serial}`);
-    if (e.reason !== null && !(Object.values(CRL_REASONS) as number[]).includes(e.reason)) problems.push(`bad reason ${e.reason} for ${e.serial}`);
-  }
+  if (!Number.isSafeInteger(h.crlNumber) || h.crlNumber < 0 || h.crlNumber > MAX_CRL_NUMBER) problems.push(`bad CRL number ${h.crlNumber}`);
+  if (h.thisUpdate.getTime() % 1000 !== 0) problems.push("thisUpdate has sub-second precision the encoding would drop");
+  if (h.nextUpdate.getTime() % 1000 !== 0) problems.push("nextUpdate has sub-second precision the encoding would drop");
+  if (h.nextUpdate <= h.thisUpdate) problems.push("nextUpdate is not after thisUpdate");
+  if (h.nextUpdate > issuer.info.notAfter) problems.push("nextUpdate is after the issuer's notAfter");
+  if (h.thisUpdate < issuer.info.notBefore) problems.push("thisUpdate is before the issuer's notBefore");
+  if (h.distributionPointUrl !== null && !/^https?:\/\/[\x21-\x7e]+$/.test(h.distributionPointUrl)) problems.push("bad distribution point URL");
   return problems;
 }
 
 /**
- * Lints, signs with the issuer's Signer and reads the result back: a CertificateList has the
- * same outer shape as a Certificate (RFC 5280 §5.1.1), so `signTbs` wraps and checks the
- * signature; the re-parse checks that what goes out says what was asked.
+ * Builds, signs and checks one CRL, streaming (RFC 5280 §5): the entries are read page by page
+ * and encoded straight to DER (crl-encoder.ts), giving the event loop a turn between pages, so
+ * a million entries take bounded memory (~40 octets each) and the daemon keeps answering. The
+ * result is checked without an object model: its signature is verified over the exact TBS bytes
+ * shipped (off the event loop), and a structural walk (crl-walk.ts) confirms the header and that
+ * the entries' digest equals the digest of the rows that went in.
  */
-export async function signCrl(issuer: Issuer, c: CrlContent): Promise<SignedCrl> {
-  const problems = lintCrl(issuer, c);
+export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: RevokedPages): Promise<BuiltCrl> {
+  const problems = lintCrlHeader(issuer, h);
   if (problems.length > 0) throw new Error(`CRL lint failed: ${problems.join("; ")}`);
-  const tbsDer = new Uint8Array(AsnConvert.serialize(crlTbs(issuer.ref, c)));
-  const der = await signTbs(issuer.signer, tbsDer);
-  const mismatch = compare(parseCrl(der), issuer, c);
+
+  const list = new RevokedListWriter();
+  for (;;) {
+    const page = pages(list.lastSerial, CRL_PAGE_SIZE);
+    list.add(page);
+    if (page.length < CRL_PAGE_SIZE) break;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  const algorithmDer = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(issuer.ref.scheme)));
+  const tbs = crlTbsDer(
+    {
+      signatureAlgorithmDer: algorithmDer,
+      issuerNameDer: issuer.info.subjectDer,
+      authorityKeyId: issuer.keyId,
+      crlNumber: h.crlNumber,
+      thisUpdate: h.thisUpdate,
+      nextUpdate: h.nextUpdate,
+      distributionPointUrl: h.distributionPointUrl,
+    },
+    list.encoded(),
+  );
+  const signature = await issuer.signer.sign(tbs);
+  const der = Buffer.from(derSequence(tbs, algorithmDer, derBitString(signature)));
+
+  const mismatch = await checkSigned(issuer, h, der, list.count, list.digest.hex());
   if (mismatch) throw new Error(`signed CRL does not match its content: ${mismatch}`);
-  return { ...c, der };
+  return { der, entries: list.count, digest: list.digest.hex() };
 }
 
-function compare(got: CrlInfo, issuer: Issuer, want: CrlContent): string | null {
-  if (got.crlNumber !== want.crlNumber) return "CRL number";
-  if (!Buffer.from(got.issuerDer).equals(Buffer.from(issuer.info.subjectDer))) return "issuer name";
-  if (!got.authorityKeyId || !Buffer.from(got.authorityKeyId).equals(Buffer.from(issuer.keyId))) return "authority key identifier";
-  if (got.thisUpdate.getTime() !== want.thisUpdate.getTime()) return "thisUpdate";
-  if (got.nextUpdate?.getTime() !== want.nextUpdate.getTime()) return "nextUpdate";
-  if (got.entries.length !== want.entries.length) return "entry count";
-  for (const [i, e] of want.entries.entries()) {
-    const g = got.entries[i]!;
-    const reason = e.reason === CRL_REASONS.unspecified ? null : e.reason;
-    if (g.serial !== e.serial || g.reason !== reason) return `entry ${e.serial}`;
-  }
+/** Null when `der` is the CRL asked for and its signature verifies; otherwise what differs. */
+async function checkSigned(issuer: Issuer, h: CrlHeaderFields, der: Uint8Array, entries: number, digest: string): Promise<string | null> {
+  const w = walkCrl(der);
+  if (w.version !== 1) return "version";
+  if (!w.tbsSignatureAlgorithmMatches) return "signature algorithm";
+  if (!Buffer.from(w.issuerDer).equals(Buffer.from(issuer.info.subjectDer))) return "issuer name";
+  if (!w.authorityKeyId || !Buffer.from(w.authorityKeyId).equals(Buffer.from(issuer.keyId))) return "authority key identifier";
+  if (w.crlNumber !== h.crlNumber) return "CRL number";
+  if (w.thisUpdate.getTime() !== h.thisUpdate.getTime()) return "thisUpdate";
+  if (w.nextUpdate?.getTime() !== h.nextUpdate.getTime()) return "nextUpdate";
+  if (w.distributionPointUrl !== h.distributionPointUrl) return "issuing distribution point";
+  if (h.distributionPointUrl !== null && !(w.idpCritical && w.onlyContainsUserCerts)) return "issuing distribution point flags";
+  if (w.entries !== entries || w.digest !== digest) return "entries";
+  // A faulty signer (or an RSA fault) must never publish a CRL that does not verify.
+  if (!(await verifySignatureAsync(issuer.info.spki, issuer.signer.keyType, w.tbs, w.signature))) return "signature does not verify";
   return null;
 }

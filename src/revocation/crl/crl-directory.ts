@@ -1,57 +1,107 @@
-import { CaError } from "../../core/errors.js";
 import type { RevocationEvent } from "../../storage/ports.js";
 import type { CrlPublisher, PublishedCrl } from "./crl-publisher.js";
+import type { StoredRootCrl } from "./root-crl.js";
+
+/** What the daemon reports about CRL publication (/healthz, the log). */
+export interface CrlHealth {
+  /** Each makes /healthz answer 503: a CRL that cannot be built, or one served past its nextUpdate. */
+  errors: string[];
+  /** Shown by /healthz with a 200: a root CRL close to its nextUpdate or never signed. */
+  warnings: string[];
+}
 
 /**
- * The CRL publishers of every issuer that still answers for what it issued, by issuer key id:
- * today the one online intermediate; after a rotation, the retired ones too (SPEC: "old one
- * keeps answering for what it issued"). `/crl` serves the current issuer's.
+ * Every CRL the daemon serves, by issuer key id and partition: each intermediate that answers
+ * for what it issued has a publisher for its full CRL and one per partition (crl.shards); each
+ * root has the CRL `fleetca crl sign-root` stored. `/crl` serves the current intermediate's.
  */
 export class CrlDirectory {
-  readonly #byKeyId: ReadonlyMap<string, CrlPublisher>;
+  readonly #publishers: readonly CrlPublisher[];
+  readonly #byScope = new Map<string, CrlPublisher>();
+  readonly #roots: ReadonlyMap<string, StoredRootCrl>;
 
   constructor(
     publishers: readonly CrlPublisher[],
+    roots: readonly StoredRootCrl[],
     private readonly currentKeyIdHex: string,
   ) {
-    this.#byKeyId = new Map(publishers.map((p) => [p.keyIdHex, p]));
-    if (!this.#byKeyId.has(currentKeyIdHex)) throw new Error("the current issuer has no CRL publisher");
+    this.#publishers = publishers;
+    for (const p of publishers) this.#byScope.set(scopeKey(p.keyIdHex, p.scope.shard), p);
+    this.#roots = new Map(roots.map((r) => [r.keyIdHex, r]));
+    if (!this.#byScope.has(scopeKey(currentKeyIdHex, null))) throw new Error("the current issuer has no CRL publisher");
   }
 
-  /** The current issuing intermediate's CRL. */
-  currentCrl(): PublishedCrl {
-    return this.#crlOf(this.#byKeyId.get(this.currentKeyIdHex)!);
+  /** The current issuing intermediate's full CRL; undefined until one is published. */
+  currentCrl(): PublishedCrl | undefined {
+    return this.crlFor(this.currentKeyIdHex, null);
   }
 
-  /** The CRL of the issuer with this key id (lower-case hex SKI), or undefined for no such issuer. */
-  crlFor(keyIdHex: string): PublishedCrl | undefined {
-    const p = this.#byKeyId.get(keyIdHex);
-    return p ? this.#crlOf(p) : undefined;
+  /** True when an issuer with this key id (lower-case hex SKI) has this scope, published or not. */
+  knows(keyIdHex: string, shard: number | null): boolean {
+    return this.#byScope.has(scopeKey(keyIdHex, shard)) || (shard === null && this.#roots.has(keyIdHex));
+  }
+
+  /** The CRL of one scope, or undefined when it is unknown or not yet published. */
+  crlFor(keyIdHex: string, shard: number | null): PublishedCrl | undefined {
+    if (shard === null) {
+      const root = this.#roots.get(keyIdHex);
+      if (root) return root.current() ?? undefined;
+    }
+    return this.#byScope.get(scopeKey(keyIdHex, shard))?.current() ?? undefined;
+  }
+
+  /** Every published CRL: roots first, then each intermediate's full CRL and its partitions (for /crls.pem). */
+  all(): PublishedCrl[] {
+    const out: PublishedCrl[] = [];
+    for (const r of this.#roots.values()) {
+      const c = r.current();
+      if (c) out.push(c);
+    }
+    for (const p of this.#publishers) {
+      const c = p.current();
+      if (c) out.push(c);
+    }
+    return out;
   }
 
   /** RevocationFeed listener. */
   readonly onRevocations = (events: RevocationEvent[]): void => {
-    for (const p of this.#byKeyId.values()) p.notify(events);
+    for (const p of this.#publishers) p.notify(events);
   };
 
-  /** Loads or signs every issuer's CRL; resolves when all can be served. */
+  /**
+   * Loads every stored CRL and signs those missing. Resolves once each scope either serves a CRL
+   * or has a recorded failure: it never rejects, so revocation volume or a signer fault cannot
+   * stop the daemon from starting (it reports the problem instead).
+   */
   async start(): Promise<void> {
-    await Promise.all([...this.#byKeyId.values()].map((p) => p.start()));
+    for (const r of this.#roots.values()) r.refresh();
+    await Promise.all(this.#publishers.map((p) => p.start()));
   }
 
   /** The periodic job (daemon tick). */
   async regenerateDue(): Promise<void> {
-    await Promise.all([...this.#byKeyId.values()].map((p) => p.regenerateIfDue()));
+    for (const r of this.#roots.values()) r.refresh();
+    await Promise.all(this.#publishers.map((p) => p.regenerateIfDue()));
+  }
+
+  health(): CrlHealth {
+    const errors: string[] = [];
+    const warnings: string[] = [];
+    for (const r of this.#roots.values()) {
+      const p = r.problems();
+      errors.push(...p.errors);
+      warnings.push(...p.warnings);
+    }
+    for (const p of this.#publishers) errors.push(...p.problems());
+    return { errors, warnings };
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.#byKeyId.values()].map((p) => p.stop()));
+    await Promise.all(this.#publishers.map((p) => p.stop()));
   }
+}
 
-  #crlOf(p: CrlPublisher): PublishedCrl {
-    const crl = p.current();
-    // start() resolves before the public listener opens, so this is a wiring bug, never a client's fault.
-    if (!crl) throw new CaError("internal", `no CRL signed yet for issuer ${p.keyIdHex}`);
-    return crl;
-  }
+function scopeKey(keyIdHex: string, shard: number | null): string {
+  return `${keyIdHex}/${shard ?? "full"}`;
 }

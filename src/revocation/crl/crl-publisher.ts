@@ -1,11 +1,13 @@
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Issuer } from "../../issuance/issuer.js";
-import type { CrlState, CrlStore, RevocationEvent } from "../../storage/ports.js";
-import { signCrl } from "./crl-builder.js";
-import { parseCrl } from "./crl-info.js";
+import type { SerialHex } from "../../core/serial.js";
+import type { CrlScope, CrlStore, RevocationEvent, StoredCrl } from "../../storage/ports.js";
+import { buildCrl } from "./crl-builder.js";
+import { walkCrl } from "./crl-walk.js";
 
-/** The CRL a publisher serves now, exactly as stored in crl_state. */
+/** The CRL a publisher serves now, exactly as stored. */
 export interface PublishedCrl {
   der: Uint8Array;
   crlNumber: number;
@@ -23,75 +25,142 @@ export interface CrlCadence {
 }
 
 /**
- * Keeps one issuer's CRL signed ahead and in memory (DESIGN habit 8; Boulder crl/updater):
- * re-signs it every `intervalMs`, and shortly after revocations of that issuer's certificates,
- * coalescing bursts so a thousand revocations cost a handful of signatures, not a thousand.
- * Every new CRL is stored, with its number, before it is served (DESIGN habit 2), so the number
- * only goes up across restarts (RFC 5280 §5.2.3). Regenerations run one at a time, in order.
+ * One CRL is built at a time, daemon-wide: memory stays bounded by the largest CRL (not the sum
+ * of all scopes), and the second core is left to the requests.
+ */
+export class CrlBuildQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(job: () => Promise<T>): Promise<T> {
+    const r = this.#tail.then(job);
+    this.#tail = r.catch(() => {});
+    return r;
+  }
+
+  async drain(): Promise<void> {
+    await this.#tail;
+  }
+}
+
+/** Why the current CRL cannot be trusted to be current: shown by /healthz and the log. */
+export interface PublicationFailure {
+  at: Date;
+  message: string;
+}
+
+/**
+ * Keeps one CRL scope (an issuer's full CRL, or one partition) signed ahead and in memory
+ * (DESIGN habit 8; Boulder crl-updater): re-signs it every `intervalMs`, and shortly after
+ * revocations in its scope, coalescing bursts so a thousand revocations cost a handful of
+ * signatures. Every new CRL is stored, with its number, before it is served (DESIGN habit 2), so
+ * the number only goes up across restarts (RFC 5280 §5.2.3). A failure never stops the daemon:
+ * the last stored CRL stays served, the failure is logged at error level every time and kept
+ * for /healthz, and the next tick tries again.
  */
 export class CrlPublisher {
-  readonly keyIdHex: string;
+  readonly scope: CrlScope;
   #current: PublishedCrl | null = null;
-  #queue: Promise<unknown> = Promise.resolve();
   #debounce: NodeJS.Timeout | null = null;
   /** A revocation (or a failed attempt) not yet in a stored CRL: the next tick regenerates. */
   #dirty = false;
   #stopped = false;
+  #running: Promise<unknown> | null = null;
+  #failure: PublicationFailure | null = null;
 
   constructor(
     private readonly issuer: Issuer,
+    shard: number | null,
+    /** The partition's own URL for its IDP (crl-shard.ts); null for the full CRL. */
+    readonly distributionPointUrl: string | null,
     private readonly store: CrlStore,
     private readonly clock: Clock,
     private readonly cadence: CrlCadence,
     private readonly log: Logger,
+    private readonly queue: CrlBuildQueue = new CrlBuildQueue(),
   ) {
     if (!(cadence.intervalMs > 0) || cadence.debounceMs < 0) throw new Error("invalid CRL cadence");
     // A CRL must be replaced before it expires, or relying parties that hard-fail see none valid.
     if (cadence.validityMs <= cadence.intervalMs) throw new Error("CRL validity must exceed the regeneration interval");
-    this.keyIdHex = issuer.keyIdHex;
+    if ((shard === null) !== (distributionPointUrl === null)) throw new Error("a CRL partition needs its URL, a full CRL has none");
+    this.scope = { issuerKeyId: issuer.keyIdHex, shard };
+  }
+
+  get keyIdHex(): string {
+    return this.scope.issuerKeyId;
   }
 
   current(): PublishedCrl | null {
     return this.#current;
   }
 
-  /**
-   * Serves the stored CRL when it is still fresh and still lists exactly the database's
-   * revocations; otherwise signs a new one. Resolves once a CRL is ready to serve.
-   */
-  async start(): Promise<void> {
-    const state = this.store.getCrlState(this.keyIdHex);
-    const why = this.#whyNotReuse(state);
-    if (state && why === null) {
-      this.#current = publishedFrom(state);
-      this.log.info({ issuer: this.keyIdHex, crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
-      return;
-    }
-    await this.regenerate(why ?? "no CRL stored");
+  /** What is wrong with this scope's publication now; empty when nothing is. */
+  problems(): string[] {
+    const name = this.#name();
+    const out: string[] = [];
+    if (this.#failure) out.push(`${name}: publication failing since ${this.#failure.at.toISOString()}: ${this.#failure.message}`);
+    const cur = this.#current;
+    if (!cur) out.push(`${name}: no CRL published`);
+    else if (this.clock.now() >= cur.nextUpdate) out.push(`${name}: served CRL #${cur.crlNumber} is past its nextUpdate ${cur.nextUpdate.toISOString()}`);
+    return out;
   }
 
-  /** Feed listener: a revocation of one of this issuer's certificates re-signs after a short debounce. */
+  /**
+   * Serves the stored CRL at once when there is one. If it is stale or misses a revocation it is
+   * replaced in the background; only a scope with no stored CRL at all waits for its first one.
+   * Never rejects: a CRL that cannot be built is a reported problem, not a reason not to start.
+   */
+  async start(): Promise<void> {
+    let state: StoredCrl | null = null;
+    let why: string | null;
+    try {
+      state = this.store.getCrl(this.scope);
+      why = this.#whyNotReuse(state);
+    } catch (err) {
+      why = `stored CRL unreadable: ${(err as Error).message}`;
+    }
+    if (state) {
+      this.#current = publishedFrom(state);
+      if (why === null) {
+        this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
+        return;
+      }
+      this.#dirty = true;
+      void this.regenerate(why).catch(() => {});
+      return;
+    }
+    await this.regenerate(why ?? "no CRL stored").catch(() => {});
+  }
+
+  /** Feed listener: a revocation in this scope re-signs after a short debounce. */
   notify(events: readonly RevocationEvent[]): void {
-    if (this.#stopped || !events.some((e) => e.issuerKeyId === this.keyIdHex)) return;
+    if (this.#stopped || !events.some((e) => this.#inScope(e))) return;
     this.#dirty = true;
     if (this.#debounce) return;
     this.#debounce = setTimeout(() => {
       this.#debounce = null;
-      this.regenerate("revocation").catch(this.#logFailure);
+      void this.regenerate("revocation").catch(() => {});
     }, this.cadence.debounceMs);
   }
 
   /** The periodic job: re-signs when the interval has passed, or when an earlier attempt left work. */
-  regenerateIfDue(): Promise<void> {
-    return this.#enqueue(async () => {
-      const why = this.#whyDue();
-      if (why) await this.#regenerateNow(why);
-    }).catch(this.#logFailure);
+  async regenerateIfDue(): Promise<void> {
+    if (this.#running) return;
+    const why = this.#whyDue();
+    if (why) await this.regenerate(why).catch(() => {});
   }
 
-  /** Signs, stores and then serves a new CRL; rejects (and keeps serving the old one) on failure. */
+  /**
+   * Signs, stores and then serves a new CRL; rejects (and keeps serving the old one) on failure,
+   * which is also logged and kept for problems(). Requests made while one runs share the next run.
+   */
   regenerate(why: string): Promise<PublishedCrl> {
-    return this.#enqueue(() => this.#regenerateNow(why));
+    const run = this.queue.run(() => (this.#stopped ? Promise.reject(new Error("CRL publisher stopped")) : this.#regenerateNow(why)));
+    this.#running = run;
+    const settle = () => {
+      if (this.#running === run) this.#running = null;
+    };
+    run.then(settle, settle);
+    return run;
   }
 
   /** Cancels a pending debounce and waits for a regeneration in flight (the store may close next). */
@@ -99,18 +168,19 @@ export class CrlPublisher {
     this.#stopped = true;
     if (this.#debounce) clearTimeout(this.#debounce);
     this.#debounce = null;
-    await this.#queue.catch(() => {});
+    await this.#running?.catch(() => {});
   }
 
-  /** The old CRL stays served; `#dirty` makes the next tick try again. */
-  readonly #logFailure = (err: unknown): void => {
-    if (!this.#stopped) this.log.error({ err, issuer: this.keyIdHex }, "CRL regeneration failed; retried at the next tick");
-  };
+  #inScope(e: RevocationEvent): boolean {
+    return e.issuerKeyId === this.keyIdHex && (this.scope.shard === null || e.crlShard === this.scope.shard);
+  }
 
-  #enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(() => (this.#stopped ? Promise.reject(new Error("CRL publisher stopped")) : job()));
-    this.#queue = run.catch(() => {});
-    return run;
+  #name(): string {
+    return this.scope.shard === null ? `CRL of ${this.keyIdHex}` : `CRL partition ${this.scope.shard} of ${this.keyIdHex}`;
+  }
+
+  #shardField(): number | "full" {
+    return this.scope.shard ?? "full";
   }
 
   #whyDue(): string | null {
@@ -124,59 +194,66 @@ export class CrlPublisher {
   }
 
   /** Null when the stored CRL can be served as is after a restart; otherwise why not. */
-  #whyNotReuse(state: CrlState | null): string | null {
+  #whyNotReuse(state: StoredCrl | null): string | null {
     if (!state) return "no CRL stored";
     const now = this.clock.now();
     if (now.getTime() - state.thisUpdate.getTime() >= this.cadence.intervalMs) return "stored CRL is older than crl.interval";
     if (now >= state.nextUpdate) return "stored CRL has expired";
-    let listed: string[];
     try {
-      const info = parseCrl(state.der);
-      if (info.crlNumber !== state.crlNumber) return "stored CRL does not carry its recorded number";
-      if (!info.authorityKeyId || Buffer.from(info.authorityKeyId).toString("hex") !== this.keyIdHex) return "stored CRL is another issuer's";
-      listed = info.entries.map((e) => e.serial);
+      const w = walkCrl(state.der);
+      if (w.crlNumber !== state.crlNumber) return "stored CRL does not carry its recorded number";
+      if (!w.authorityKeyId || Buffer.from(w.authorityKeyId).toString("hex") !== this.keyIdHex) return "stored CRL is another issuer's";
+      if (w.distributionPointUrl !== this.distributionPointUrl) return "stored CRL names another distribution point (publicUrl changed?)";
     } catch {
       return "stored CRL does not parse";
     }
-    // Revocations committed while the daemon was down (fleetca revoke) and certificates that
-    // expired since: either way the stored list is no longer the one to publish.
-    const due = new Set<string>(this.store.revokedUnexpired(this.keyIdHex, now).map((e) => e.serial));
-    if (listed.length !== due.size || listed.some((s) => !due.has(s))) return "stored CRL does not match the revocations in the database";
+    // Revocations committed while the daemon was down (fleetca revoke): the stored list misses
+    // them. Certificates that expired since may stay listed until the next interval (§3.3).
+    const touched = this.store.shardsRevokedAfter(this.keyIdHex, state.revocationSeq);
+    if (touched.some((s) => this.scope.shard === null || s === this.scope.shard)) return "revocations since the stored CRL was signed";
     return null;
   }
 
   async #regenerateNow(why: string): Promise<PublishedCrl> {
+    const started = performance.now();
     // UTCTime / GeneralizedTime carry whole seconds (RFC 5280 §5.1.2.4): truncate first, so
-    // crl_state, Last-Modified and the signed bytes all say the same instant.
+    // the store, Last-Modified and the signed bytes all say the same instant.
     const now = Math.floor(this.clock.now().getTime() / 1000) * 1000;
     const thisUpdate = new Date(now);
-    const nextUpdate = new Date(Math.min(now + this.cadence.validityMs, this.issuer.info.notAfter.getTime()));
-    // Read after clearing the flag: a revocation committed from here on marks it again.
+    const notAfter = Math.floor(this.issuer.info.notAfter.getTime() / 1000) * 1000;
+    const nextUpdate = new Date(Math.min(now + this.cadence.validityMs, notAfter));
+    // Clear the flag and read the log position before the entries: a revocation committed from
+    // here on marks the scope dirty again and is newer than the seq stored with this CRL.
     this.#dirty = false;
     try {
-      // RFC 5280 §3.3 lets a CA drop an entry once the certificate has expired ("entries ... may
-      // be removed after the certificate's validity period ends"): a relying party rejects an
-      // expired certificate anyway, and the CRL stays as small as the live fleet's revocations.
-      const entries = this.store.revokedUnexpired(this.keyIdHex, thisUpdate);
+      const revocationSeq = this.store.latestRevocationSeq();
       for (let attempt = 0; attempt < 3; attempt++) {
-        const stored = this.store.getCrlState(this.keyIdHex);
+        const stored = this.store.getCrl(this.scope);
         const crlNumber = Math.max(stored?.crlNumber ?? 0, this.#current?.crlNumber ?? 0) + 1;
-        const signed = await signCrl(this.issuer, { crlNumber, thisUpdate, nextUpdate, entries });
-        const state: CrlState = { issuerKeyId: this.keyIdHex, crlNumber, thisUpdate, nextUpdate, der: signed.der };
+        // RFC 5280 §3.3 lets a CA drop an entry once the certificate has expired: a relying party
+        // rejects an expired certificate anyway, and the CRL stays as small as the live fleet's.
+        const built = await buildCrl(this.issuer, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: this.distributionPointUrl }, (after, size) =>
+          this.store.revokedPage(this.scope, thisUpdate, after as SerialHex | null, size),
+        );
+        const state: StoredCrl = { ...this.scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq, der: built.der };
         // Store before hand-out: the guarded write fails if this number was already used.
-        if (!this.store.saveCrlState(state)) continue;
+        if (!this.store.saveCrl(state)) continue;
         this.#current = publishedFrom(state);
-        this.log.info({ issuer: this.keyIdHex, crlNumber, entries: entries.length, nextUpdate, why }, "CRL published");
+        this.#failure = null;
+        const buildMs = Math.round(performance.now() - started);
+        this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber, entries: built.entries, bytes: built.der.length, buildMs, nextUpdate, why }, "CRL published");
         return this.#current;
       }
       throw new Error("another writer kept storing a higher CRL number");
     } catch (err) {
       this.#dirty = true;
+      this.#failure = { at: this.clock.now(), message: (err as Error).message };
+      if (!this.#stopped) this.log.error({ err, issuer: this.keyIdHex, shard: this.#shardField(), why }, "CRL publication failed; the previous CRL stays served and the next tick retries");
       throw err;
     }
   }
 }
 
-function publishedFrom(s: CrlState): PublishedCrl {
+function publishedFrom(s: StoredCrl): PublishedCrl {
   return { der: s.der, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate };
 }

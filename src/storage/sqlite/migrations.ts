@@ -106,4 +106,48 @@ CREATE TABLE crl_state (
 ) STRICT;
 `,
   },
+  {
+    version: 4,
+    name: "CRL partitions (shards), per-scope CRLs, issuer revocation",
+    // crls replaces crl_state: one row per CRL scope, (issuer, shard) with shard -1 for the
+    // issuer's full CRL; each scope has its own number, only ever going up (RFC 5280 §5.2.3).
+    // revocation_seq is the revocation_log position the CRL's content was read after: a restart
+    // re-serves the stored CRL unless a later revocation touched its scope. A CRL carried over
+    // from crl_state gets -1, so any revocation at all makes it be rebuilt once.
+    // certificates.crl_shard: the partition whose URL the certificate's CRL distribution point
+    // names (NULL: it names the issuer's full CRL). crl_shards: every partition an issuer ever
+    // assigned, so shrinking crl.shards never orphans a URL an unexpired certificate carries.
+    // issuers.revoked_at/revocation_reason: an intermediate listed on its root's CRL.
+    sql: `
+CREATE TABLE crls (
+  issuer_key_id  TEXT NOT NULL REFERENCES issuers(key_id),
+  shard          INTEGER NOT NULL CHECK (shard >= -1),
+  crl_number     INTEGER NOT NULL,
+  this_update    INTEGER NOT NULL,
+  next_update    INTEGER NOT NULL,
+  entries        INTEGER NOT NULL,
+  revocation_seq INTEGER NOT NULL,
+  der            BLOB NOT NULL,
+  PRIMARY KEY (issuer_key_id, shard)
+) STRICT;
+INSERT INTO crls (issuer_key_id, shard, crl_number, this_update, next_update, entries, revocation_seq, der)
+  SELECT issuer_key_id, -1, crl_number, this_update, next_update, -1, -1, der FROM crl_state;
+DROP TABLE crl_state;
+
+CREATE TABLE crl_shards (
+  issuer_key_id TEXT NOT NULL REFERENCES issuers(key_id),
+  shard         INTEGER NOT NULL CHECK (shard >= 0),
+  PRIMARY KEY (issuer_key_id, shard)
+) STRICT;
+
+ALTER TABLE certificates ADD COLUMN crl_shard INTEGER CHECK (crl_shard >= 0);
+-- The CRL builder reads revoked certificates in serial order, page by page (keyset pagination).
+CREATE INDEX certificates_revoked_by_serial ON certificates (issuer_key_id, serial) WHERE status = 'revoked';
+CREATE INDEX certificates_revoked_by_shard ON certificates (issuer_key_id, crl_shard, serial) WHERE status = 'revoked';
+CREATE INDEX revocation_log_by_issuer ON revocation_log (issuer_key_id, seq);
+
+ALTER TABLE issuers ADD COLUMN revoked_at INTEGER;
+ALTER TABLE issuers ADD COLUMN revocation_reason INTEGER CHECK (revocation_reason BETWEEN 0 AND 10 AND revocation_reason <> 7);
+`,
+  },
 ];

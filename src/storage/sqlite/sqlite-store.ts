@@ -8,7 +8,7 @@ import type {
   CertificateLookup,
   CertificateRecord,
   CommitOutcome,
-  CrlState,
+  CrlScope,
   CrlStore,
   HealthProbe,
   Housekeeping,
@@ -26,6 +26,7 @@ import type {
   RevocationOutcome,
   RevocationStore,
   RevokedEntry,
+  StoredCrl,
 } from "../ports.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -45,6 +46,8 @@ interface CertRow {
   created_at: number;
   /** Absent when a v1 file is opened read-only (migration v2 not applied yet). */
   renewed_from?: string | null;
+  /** Absent before migration v4. */
+  crl_shard?: number | null;
 }
 
 /**
@@ -175,8 +178,8 @@ export class SqliteStore
    */
   #insertCert(): Database.Statement {
     this.#insertCertStmt ??= this.db.prepare(`INSERT INTO certificates
-        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from)
-        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from)`);
+        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from, crl_shard)
+        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from, @crl_shard)`);
     return this.#insertCertStmt;
   }
 
@@ -207,51 +210,114 @@ export class SqliteStore
   }
 
   revocationsAfter(seq: number, limit: number): RevocationEvent[] {
-    const rows = this.#lazy("revocationsAfter", "SELECT * FROM revocation_log WHERE seq > ? ORDER BY seq LIMIT ?").all(seq, limit) as Array<{
+    const rows = this.#lazy(
+      "revocationsAfter",
+      `SELECT l.seq, l.serial, l.issuer_key_id, l.revoked_at, l.reason, c.crl_shard
+       FROM revocation_log l JOIN certificates c ON c.serial = l.serial WHERE l.seq > ? ORDER BY l.seq LIMIT ?`,
+    ).all(seq, limit) as Array<{
       seq: number;
       serial: string;
       issuer_key_id: string;
       revoked_at: number;
       reason: number | null;
+      crl_shard: number | null;
     }>;
-    return rows.map((r) => ({ seq: r.seq, serial: r.serial as SerialHex, issuerKeyId: r.issuer_key_id, revokedAt: new Date(r.revoked_at), reason: r.reason }));
+    return rows.map((r) => ({
+      seq: r.seq,
+      serial: r.serial as SerialHex,
+      issuerKeyId: r.issuer_key_id,
+      revokedAt: new Date(r.revoked_at),
+      reason: r.reason,
+      crlShard: r.crl_shard,
+    }));
   }
 
   // --- CrlStore ---
 
-  revokedUnexpired(issuerKeyId: string, now: Date): RevokedEntry[] {
+  /** Every unexpired revoked certificate of an issuer (or of one partition), oldest revocation first. */
+  revokedUnexpired(issuerKeyId: string, now: Date, shard?: number): RevokedEntry[] {
     const rows = this.#lazy(
-      "revokedUnexpired",
-      "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial",
-    ).all(issuerKeyId, now.getTime()) as Array<{ serial: string; revoked_at: number; revocation_reason: number | null }>;
+      `revokedUnexpired:${shard === undefined}`,
+      `SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND not_after > ?
+       ${shard === undefined ? "" : "AND crl_shard = ?"} ORDER BY revoked_at, serial`,
+    ).all(issuerKeyId, now.getTime(), ...(shard === undefined ? [] : [shard])) as Array<{ serial: string; revoked_at: number; revocation_reason: number | null }>;
     return rows.map((r) => ({ serial: r.serial as SerialHex, revokedAt: new Date(r.revoked_at), reason: r.revocation_reason }));
   }
 
-  getCrlState(issuerKeyId: string): CrlState | null {
-    const r = this.#lazy("getCrlState", "SELECT * FROM crl_state WHERE issuer_key_id = ?").get(issuerKeyId) as
-      | { issuer_key_id: string; crl_number: number; this_update: number; next_update: number; der: Buffer }
+  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedEntry[] {
+    // One statement per scope kind; each walks its partial index (certificates_revoked_by_serial
+    // or _by_shard) in serial order from the last page's end, so every page costs O(limit).
+    const st =
+      scope.shard === null
+        ? this.#lazy(
+            "revokedPage:full",
+            `SELECT serial, revoked_at, revocation_reason FROM certificates INDEXED BY certificates_revoked_by_serial
+             WHERE issuer_key_id = ? AND status = 'revoked' AND serial > ? AND not_after > ? ORDER BY serial LIMIT ?`,
+          )
+        : this.#lazy(
+            "revokedPage:shard",
+            `SELECT serial, revoked_at, revocation_reason FROM certificates INDEXED BY certificates_revoked_by_shard
+             WHERE issuer_key_id = ? AND crl_shard = ? AND status = 'revoked' AND serial > ? AND not_after > ? ORDER BY serial LIMIT ?`,
+          );
+    const args = scope.shard === null ? [scope.issuerKeyId] : [scope.issuerKeyId, scope.shard];
+    const rows = st.raw().all(...args, afterSerial ?? "", now.getTime(), limit) as Array<[string, number, number | null]>;
+    const out: RevokedEntry[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      out[i] = { serial: r[0] as SerialHex, revokedAt: new Date(r[1]), reason: r[2] };
+    }
+    return out;
+  }
+
+  getCrl(scope: CrlScope): StoredCrl | null {
+    const r = this.#lazy("getCrl", "SELECT * FROM crls WHERE issuer_key_id = ? AND shard = ?").get(scope.issuerKeyId, scope.shard ?? -1) as
+      | { issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; entries: number; revocation_seq: number; der: Buffer }
       | undefined;
     if (!r) return null;
     return {
       issuerKeyId: r.issuer_key_id,
+      shard: r.shard === -1 ? null : r.shard,
       crlNumber: r.crl_number,
       thisUpdate: new Date(r.this_update),
       nextUpdate: new Date(r.next_update),
-      der: new Uint8Array(r.der),
+      entries: r.entries,
+      revocationSeq: r.revocation_seq,
+      der: new Uint8Array(r.der.buffer, r.der.byteOffset, r.der.byteLength),
     };
   }
 
-  saveCrlState(s: CrlState): boolean {
-    // One statement: the INSERT for an issuer's first CRL, else an UPDATE guarded by the number,
+  saveCrl(s: StoredCrl): boolean {
+    // One statement: the INSERT for a scope's first CRL, else an UPDATE guarded by the number,
     // so the stored CRL number can never go down (RFC 5280 §5.2.3), whoever writes and in what order.
     const r = this.#lazy(
-      "saveCrlState",
-      `INSERT INTO crl_state (issuer_key_id, crl_number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (issuer_key_id) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update,
-         next_update = excluded.next_update, der = excluded.der
-       WHERE crl_state.crl_number < excluded.crl_number`,
-    ).run(s.issuerKeyId, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), Buffer.from(s.der));
+      "saveCrl",
+      `INSERT INTO crls (issuer_key_id, shard, crl_number, this_update, next_update, entries, revocation_seq, der) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (issuer_key_id, shard) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update,
+         next_update = excluded.next_update, entries = excluded.entries, revocation_seq = excluded.revocation_seq, der = excluded.der
+       WHERE crls.crl_number < excluded.crl_number`,
+    ).run(s.issuerKeyId, s.shard ?? -1, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), s.entries, s.revocationSeq, Buffer.from(s.der.buffer, s.der.byteOffset, s.der.byteLength));
     return r.changes === 1;
+  }
+
+  shardsRevokedAfter(issuerKeyId: string, seq: number): Array<number | null> {
+    return this.#lazy(
+      "shardsRevokedAfter",
+      `SELECT DISTINCT c.crl_shard FROM revocation_log l JOIN certificates c ON c.serial = l.serial
+       WHERE l.issuer_key_id = ? AND l.seq > ?`,
+    )
+      .pluck()
+      .all(issuerKeyId, seq) as Array<number | null>;
+  }
+
+  crlShards(issuerKeyId: string): number[] {
+    return this.#lazy("crlShards", "SELECT shard FROM crl_shards WHERE issuer_key_id = ? ORDER BY shard").pluck().all(issuerKeyId) as number[];
+  }
+
+  registerCrlShards(issuerKeyId: string, shards: readonly number[]): void {
+    const st = this.#lazy("registerCrlShard", "INSERT INTO crl_shards (issuer_key_id, shard) VALUES (?, ?) ON CONFLICT DO NOTHING");
+    this.db.transaction(() => {
+      for (const n of shards) st.run(issuerKeyId, n);
+    })();
   }
 
   /**
@@ -281,6 +347,9 @@ export class SqliteStore
       notAfter: new Date(r.not_after as number),
       status: r.status as IssuerRecord["status"],
       createdAt: new Date(r.created_at as number),
+      // Absent before migration v4 (a read-only open of an older file).
+      revokedAt: typeof r.revoked_at === "number" ? new Date(r.revoked_at) : null,
+      revocationReason: (r.revocation_reason as number | null | undefined) ?? null,
     }));
   }
 
@@ -362,6 +431,7 @@ function certToRow(c: CertificateRecord): CertRow {
     revocation_reason: c.revocationReason,
     created_at: c.createdAt.getTime(),
     renewed_from: c.renewedFrom,
+    crl_shard: c.crlShard,
   };
 }
 
@@ -381,6 +451,7 @@ function certFromRow(r: CertRow): CertificateRecord {
     revocationReason: r.revocation_reason,
     createdAt: new Date(r.created_at),
     renewedFrom: (r.renewed_from ?? null) as SerialHex | null,
+    crlShard: r.crl_shard ?? null,
   };
 }
 

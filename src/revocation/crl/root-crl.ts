@@ -1,0 +1,82 @@
+import type { Clock } from "../../core/clock.js";
+import type { Issuer } from "../../issuance/issuer.js";
+import type { SerialHex } from "../../core/serial.js";
+import type { CrlStore, IssuerRecord, RevokedEntry, StoredCrl } from "../../storage/ports.js";
+import { parseCertificateDer } from "../../x509/certificate-info.js";
+import { buildCrl } from "./crl-builder.js";
+import type { PublishedCrl } from "./crl-publisher.js";
+
+/** The daemon warns this long before the root CRL's nextUpdate: time to run `fleetca crl sign-root`. */
+export const ROOT_CRL_WARNING_MS = 7 * 24 * 3_600_000;
+
+/**
+ * Signs the root's CRL: the intermediates it issued that were revoked and have not expired
+ * (empty until one is). Relying parties that check CRLs for the whole chain (nginx's `ssl_crl`,
+ * OpenSSL's X509_V_FLAG_CRL_CHECK_ALL) need one from every CA in it. The daemon never holds the
+ * root key, so this CRL is long-lived (crl.rootValidity) and is signed by the commands that
+ * unwrap the root: `fleetca init` and `fleetca crl sign-root`.
+ */
+export async function signRootCrl(
+  root: Issuer,
+  issuers: readonly IssuerRecord[],
+  store: CrlStore,
+  clock: Clock,
+  validityMs: number,
+): Promise<StoredCrl> {
+  const now = Math.floor(clock.now().getTime() / 1000) * 1000;
+  const thisUpdate = new Date(now);
+  const nextUpdate = new Date(Math.min(now + validityMs, Math.floor(root.info.notAfter.getTime() / 1000) * 1000));
+  const entries: RevokedEntry[] = issuers
+    .filter((i) => i.parentKeyId === root.keyIdHex && i.revokedAt !== null && i.notAfter > thisUpdate)
+    .map((i) => ({ serial: parseCertificateDer(i.der).info.serial as SerialHex, revokedAt: i.revokedAt!, reason: i.revocationReason }))
+    .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
+  const scope = { issuerKeyId: root.keyIdHex, shard: null };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const crlNumber = (store.getCrl(scope)?.crlNumber ?? 0) + 1;
+    const built = await buildCrl(root, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: null }, (after, size) =>
+      entries.filter((e) => after === null || e.serial > after).slice(0, size),
+    );
+    const state: StoredCrl = { ...scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq: -1, der: built.der };
+    if (store.saveCrl(state)) return state;
+  }
+  throw new Error("another writer kept storing a higher root CRL number");
+}
+
+/**
+ * The daemon's view of a root CRL someone else signs: re-read from the store on every tick (so a
+ * `fleetca crl sign-root` run elsewhere is served within a tick), judged by how close its
+ * nextUpdate is.
+ */
+export class StoredRootCrl {
+  #current: PublishedCrl | null = null;
+
+  constructor(
+    readonly keyIdHex: string,
+    private readonly store: Pick<CrlStore, "getCrl">,
+    private readonly clock: Clock,
+  ) {}
+
+  refresh(): void {
+    const s = this.store.getCrl({ issuerKeyId: this.keyIdHex, shard: null });
+    if (s && (!this.#current || s.crlNumber > this.#current.crlNumber)) {
+      this.#current = { der: s.der, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate };
+    }
+  }
+
+  current(): PublishedCrl | null {
+    return this.#current;
+  }
+
+  /** Past nextUpdate is an error (chains stop verifying where CRLs are checked); close to it, or none, a warning. */
+  problems(): { errors: string[]; warnings: string[] } {
+    const cur = this.#current;
+    const name = `root CRL of ${this.keyIdHex}`;
+    if (!cur) return { errors: [], warnings: [`${name}: none signed; run "fleetca crl sign-root"`] };
+    const left = cur.nextUpdate.getTime() - this.clock.now().getTime();
+    if (left <= 0) return { errors: [`${name}: past its nextUpdate ${cur.nextUpdate.toISOString()}; run "fleetca crl sign-root"`], warnings: [] };
+    if (left <= ROOT_CRL_WARNING_MS) {
+      return { errors: [], warnings: [`${name}: nextUpdate ${cur.nextUpdate.toISOString()} is within 7 days; run "fleetca crl sign-root"`] };
+    }
+    return { errors: [], warnings: [] };
+  }
+}

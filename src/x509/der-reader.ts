@@ -138,19 +138,35 @@ export function readSmallUint(content: Uint8Array): number {
 
 /** UTCTime / GeneralizedTime as RFC 5280 §4.1.2.5 profiles them: whole seconds, "Z". */
 export function readTime(tag: number, content: Uint8Array): Date {
-  const s = Buffer.from(content).toString("latin1");
-  let m: RegExpExecArray | null;
-  let year: number;
-  if (tag === TAG.UTC_TIME && (m = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s))) {
-    // §4.1.2.5.1: YY >= 50 is 19YY, else 20YY.
-    const yy = Number(m[1]);
-    year = yy >= 50 ? 1900 + yy : 2000 + yy;
-  } else if (tag === TAG.GENERALIZED_TIME && (m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s))) {
-    year = Number(m[1]);
-  } else {
-    throw new DerError(`bad time ${JSON.stringify(s.slice(0, 20))}`);
+  // Digit by digit rather than a regular expression: a CRL walk reads a million of these.
+  const utc = tag === TAG.UTC_TIME;
+  if (!(utc ? content.length === 13 : tag === TAG.GENERALIZED_TIME && content.length === 15) || content[content.length - 1] !== 0x5a) {
+    throw new DerError(`bad time ${JSON.stringify(Buffer.from(content.subarray(0, 20)).toString("latin1"))}`);
   }
-  return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  const d = (i: number): number => {
+    const hi = content[i]! - 0x30;
+    const lo = content[i + 1]! - 0x30;
+    if (hi < 0 || hi > 9 || lo < 0 || lo > 9) throw new DerError("bad time: not a digit");
+    return hi * 10 + lo;
+  };
+  let o = 0;
+  let year: number;
+  if (utc) {
+    // §4.1.2.5.1: YY >= 50 is 19YY, else 20YY.
+    const yy = d(0);
+    year = yy >= 50 ? 1900 + yy : 2000 + yy;
+    o = 2;
+  } else {
+    year = d(0) * 100 + d(2);
+    o = 4;
+  }
+  const month = d(o);
+  const day = d(o + 2);
+  const hour = d(o + 4);
+  const minute = d(o + 6);
+  const second = d(o + 8);
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) throw new DerError("bad time: out of range");
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
 }
 
 /** The dotted form of an OBJECT IDENTIFIER's content (X.690 §8.19). */

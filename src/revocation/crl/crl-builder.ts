@@ -3,9 +3,9 @@ import { KeyUsageFlags } from "@peculiar/asn1-x509";
 import type { Issuer } from "../../issuance/issuer.js";
 import { verifySignatureAsync } from "../../issuance/sign-tbs.js";
 import type { RevokedEntry } from "../../storage/ports.js";
-import { derBitString, derSequence } from "../../x509/der.js";
+import { derBitString, derHeader } from "../../x509/der.js";
 import { signatureAlgorithmId } from "../../x509/profile.js";
-import { crlTbsDer, RevokedListWriter } from "./crl-encoder.js";
+import { crlExtensionsField, crlHeadFields, CrlWriter } from "./crl-encoder.js";
 import { walkCrl } from "./crl-walk.js";
 
 /** One CRL to sign: its number, its window and, for a partition, its own URL. */
@@ -32,6 +32,8 @@ export interface BuiltCrl {
 
 /** RFC 5280 §5.2.3: a CRL number fits in 20 octets; fleetca's stay far below 2^53. */
 const MAX_CRL_NUMBER = Number.MAX_SAFE_INTEGER;
+/** BIT STRING of the largest signature fleetca makes (RSA-4096: 512 octets) with its header. */
+const MAX_SIGNATURE_FIELD = 1_100;
 /** Rows read and encoded between two turns of the event loop: a few milliseconds of work. */
 export const CRL_PAGE_SIZE = 5_000;
 
@@ -52,41 +54,55 @@ export function lintCrlHeader(issuer: Issuer, h: CrlHeaderFields): string[] {
 /**
  * Builds, signs and checks one CRL, streaming (RFC 5280 §5): the entries are read page by page
  * and encoded straight to DER (crl-encoder.ts), giving the event loop a turn between pages, so
- * a million entries take bounded memory (~40 octets each) and the daemon keeps answering. The
+ * a million entries take bounded memory (~40 octets each, in one buffer sized from
+ * `expectedEntries`, e.g. the last CRL's count) and the daemon keeps answering. The
  * result is checked without an object model: its signature is verified over the exact TBS bytes
  * shipped (off the event loop), and a structural walk (crl-walk.ts) confirms the header and that
  * the entries' digest equals the digest of the rows that went in.
  */
-export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: RevokedPages): Promise<BuiltCrl> {
+export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: RevokedPages, expectedEntries = 0): Promise<BuiltCrl> {
   const problems = lintCrlHeader(issuer, h);
   if (problems.length > 0) throw new Error(`CRL lint failed: ${problems.join("; ")}`);
 
-  const list = new RevokedListWriter();
+  const algorithmDer = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(issuer.ref.scheme)));
+  const header = {
+    signatureAlgorithmDer: algorithmDer,
+    issuerNameDer: issuer.info.subjectDer,
+    authorityKeyId: issuer.keyId,
+    crlNumber: h.crlNumber,
+    thisUpdate: h.thisUpdate,
+    nextUpdate: h.nextUpdate,
+    distributionPointUrl: h.distributionPointUrl,
+  };
+  const writer = new CrlWriter(crlHeadFields(header), expectedEntries);
   for (;;) {
-    const page = pages(list.lastSerial, CRL_PAGE_SIZE);
-    list.add(page);
+    const page = pages(writer.lastSerial, CRL_PAGE_SIZE);
+    writer.add(page);
     if (page.length < CRL_PAGE_SIZE) break;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  const algorithmDer = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(issuer.ref.scheme)));
-  const tbs = crlTbsDer(
-    {
-      signatureAlgorithmDer: algorithmDer,
-      issuerNameDer: issuer.info.subjectDer,
-      authorityKeyId: issuer.keyId,
-      crlNumber: h.crlNumber,
-      thisUpdate: h.thisUpdate,
-      nextUpdate: h.nextUpdate,
-      distributionPointUrl: h.distributionPointUrl,
-    },
-    list.encoded(),
-  );
+  const count = writer.count;
+  const digest = writer.digest.hex();
+  // The CRL shipped is a view of the very buffer that was signed: the TBS is never copied, and
+  // the writer left room before it for the outer header and after it for the signature fields.
+  const { buf, tbsStart, tbsEnd } = writer.finish([crlExtensionsField(header)], algorithmDer.length + MAX_SIGNATURE_FIELD);
+  const tbs = buf.subarray(tbsStart, tbsEnd);
   const signature = await issuer.signer.sign(tbs);
-  const der = Buffer.from(derSequence(tbs, algorithmDer, derBitString(signature)));
+  // CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue } (§5.1.1).
+  const sigBits = derBitString(signature);
+  if (sigBits.length > MAX_SIGNATURE_FIELD) throw new Error("signature larger than any fleetca key makes");
+  let o = tbsEnd;
+  buf.set(algorithmDer, o);
+  o += algorithmDer.length;
+  buf.set(sigBits, o);
+  o += sigBits.length;
+  const outer = derHeader(0x30, o - tbsStart);
+  buf.set(outer, tbsStart - outer.length);
+  const der = buf.subarray(tbsStart - outer.length, o);
 
-  const mismatch = await checkSigned(issuer, h, der, list.count, list.digest.hex());
+  const mismatch = await checkSigned(issuer, h, der, count, digest);
   if (mismatch) throw new Error(`signed CRL does not match its content: ${mismatch}`);
-  return { der, entries: list.count, digest: list.digest.hex() };
+  return { der, entries: count, digest };
 }
 
 /** Null when `der` is the CRL asked for and its signature verifies; otherwise what differs. */

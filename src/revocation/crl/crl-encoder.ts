@@ -13,23 +13,35 @@ export const OID_ISSUING_DISTRIBUTION_POINT = "2.5.29.28";
  * inside, so every entry is written in place with no intermediate objects.
  */
 const MAX_ENTRY_OCTETS = 56;
+/** A 16-octet serial, UTCTime and a reason code: what sizes the buffer for an expected count. */
+const TYPICAL_ENTRY_OCTETS = 48;
 const VALID_REASONS = new Set<number>(Object.values(CRL_REASONS));
 /** The reasonCode entry extension minus its last octet (the code): Extensions { Extension { id, OCTET STRING { ENUMERATED } } }. */
 const REASON_EXTENSIONS_PREFIX = Buffer.from([0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01]);
 
 /**
- * What a CRL's entries say, as a digest: serial, revocation second and reason (none for
- * unspecified) of every entry in order. The builder computes it from the database rows it encodes;
- * the structural walk (crl-walk.ts) recomputes it from the signed bytes, so the two meeting proves
- * the CRL lists exactly what the database said, without a second object model.
+ * What a CRL's entries say, as a digest: serial magnitude, revocation second and reason (none
+ * for unspecified) of every entry in order. The builder computes it from the database rows it
+ * encodes; the structural walk (crl-walk.ts) recomputes it from the signed bytes, so the two
+ * meeting proves the CRL lists exactly what the database said, without a second object model.
+ * Each entry is hashed as: magnitude length (1 octet), magnitude, seconds (8 octets, big-endian
+ * double), reason (1 octet, 0xff for none); batched into one update per 64 KiB.
  */
 export class EntriesDigest {
   readonly #hash: Hash = createHash("sha256");
-  #pending = "";
+  readonly #scratch = Buffer.allocUnsafe(65_536);
+  #used = 0;
 
-  add(serialHex: string, revokedAtSeconds: number, reason: number | null): void {
-    this.#pending += `${serialHex},${revokedAtSeconds},${reason === null || reason === CRL_REASONS.unspecified ? "" : reason}\n`;
-    if (this.#pending.length > 65_536) this.#flush();
+  /** `source[start, end)` holds the serial's magnitude (no sign octet). */
+  add(source: Uint8Array, start: number, end: number, revokedAtSeconds: number, reason: number | null): void {
+    const n = end - start;
+    if (this.#used + n + 10 > this.#scratch.length) this.#flush();
+    const s = this.#scratch;
+    s[this.#used++] = n;
+    s.set(source.subarray(start, end), this.#used);
+    this.#used += n;
+    this.#used = s.writeDoubleBE(revokedAtSeconds, this.#used);
+    s[this.#used++] = reason === null || reason === CRL_REASONS.unspecified ? 0xff : reason;
   }
 
   hex(): string {
@@ -38,23 +50,42 @@ export class EntriesDigest {
   }
 
   #flush(): void {
-    this.#hash.update(this.#pending, "latin1");
-    this.#pending = "";
+    this.#hash.update(this.#scratch.subarray(0, this.#used));
+    this.#used = 0;
   }
 }
 
+/** Room for a SEQUENCE header of up to 4 GiB (X.690 §8.1.3.5: 1 + 1 + 4 octets). */
+const HEADER_ROOM = 6;
+
 /**
- * The revokedCertificates list (RFC 5280 §5.1.2.6), written as DER page by page in the order the
- * store reads them (ascending serial). Lints every entry as it goes (serial shape, strictly
- * ascending so no serial is listed twice, a known reason code): it never holds the entries
- * themselves, only their encodings, ~40 octets each.
+ * Writes a TBSCertList (RFC 5280 §5.1.2) whose revokedCertificates list (§5.1.2.6) arrives page
+ * by page in the order the store reads it (ascending serial), straight into one buffer: the
+ * fields before the list are known up front and the length headers are filled in backwards at
+ * the end, so the entries (~40 octets each, tens of megabytes for a big CRL) are written once
+ * and never copied, and `roomAfter` octets stay free after the TBS for the signature fields.
+ * Lints every entry as it goes: serial shape, strictly ascending (no serial listed twice), a
+ * known reason code.
  */
-export class RevokedListWriter {
-  readonly #chunks: Buffer[] = [];
+export class CrlWriter {
   readonly digest = new EntriesDigest();
-  #bytes = 0;
+  #buf: Buffer;
+  readonly #head: readonly Uint8Array[];
+  readonly #headLength: number;
+  readonly #entriesStart: number;
+  #o: number;
   #count = 0;
   #last = "";
+
+  /** `head`: version, signature, issuer, thisUpdate, nextUpdate, already encoded; `expectedEntries` sizes the buffer. */
+  constructor(head: readonly Uint8Array[], expectedEntries: number) {
+    this.#head = head;
+    this.#headLength = head.reduce((n, p) => n + p.length, 0);
+    // Outer CertificateList header, TBS header, the head fields, the list header.
+    this.#entriesStart = HEADER_ROOM + HEADER_ROOM + this.#headLength + HEADER_ROOM;
+    this.#o = this.#entriesStart;
+    this.#buf = Buffer.allocUnsafe(this.#entriesStart + Math.max(64, Math.ceil(expectedEntries * 1.05)) * TYPICAL_ENTRY_OCTETS);
+  }
 
   get count(): number {
     return this.#count;
@@ -66,11 +97,12 @@ export class RevokedListWriter {
   }
 
   add(page: readonly RevokedEntry[]): void {
-    const buf = Buffer.allocUnsafe(page.length * MAX_ENTRY_OCTETS);
-    let o = 0;
+    this.#reserve(page.length * MAX_ENTRY_OCTETS);
+    const buf = this.#buf;
+    let o = this.#o;
     for (const e of page) {
       const serial = e.serial;
-      if (serial.length < 2 || serial.length > 40 || serial.length % 2 !== 0 || !/^[0-9a-f]+$/.test(serial)) throw new Error(`bad serial ${serial}`);
+      if (serial.length < 2 || serial.length > 40 || serial.length % 2 !== 0) throw new Error(`bad serial ${serial}`);
       // The store's order (SQLite's BINARY collation is JS string order): strictly ascending, so
       // no serial can be listed twice and the next page resumes exactly after this one.
       if (this.#count > 0 && !(serial > this.#last)) throw new Error(`serial ${serial} out of order or listed twice`);
@@ -86,7 +118,10 @@ export class RevokedListWriter {
       buf[o++] = 0x02;
       buf[o++] = magnitude + pad;
       if (pad) buf[o++] = 0;
-      o += buf.write(serial, o, "hex");
+      const serialStart = o;
+      // Buffer#write stops at the first non-hex digit: a short write is a malformed serial.
+      if (buf.write(serial, o, "hex") !== magnitude || serial !== serial.toLowerCase()) throw new Error(`bad serial ${serial}`);
+      o += magnitude;
       o = writeTime(buf, o, seconds);
       // §5.3.1: "the reason code CRL entry extension SHOULD be absent instead of using the
       // unspecified (0) reasonCode value".
@@ -98,17 +133,54 @@ export class RevokedListWriter {
       buf[start] = 0x30;
       buf[start + 1] = o - start - 2;
 
-      this.digest.add(serial, seconds, reason);
+      this.digest.add(buf, serialStart, serialStart + magnitude, seconds, reason);
       this.#last = serial;
       this.#count++;
     }
-    this.#chunks.push(buf.subarray(0, o));
-    this.#bytes += o;
+    this.#o = o;
   }
 
-  /** The revokedCertificates SEQUENCE, or nothing: "When there are no revoked certificates, the revoked certificates list MUST be absent" (§5.1.2.6). */
-  encoded(): Buffer[] {
-    return this.#count === 0 ? [] : [Buffer.from(derHeader(0x30, this.#bytes)), ...this.#chunks];
+  /**
+   * Appends `tail` (the crlExtensions), fills in the headers before the entries, and returns the
+   * buffer with the TBS at [tbsStart, tbsEnd): at least HEADER_ROOM octets free before it and
+   * `roomAfter` after it. "When there are no revoked certificates, the revoked certificates list
+   * MUST be absent" (§5.1.2.6), so an empty list gets no header at all.
+   */
+  finish(tail: readonly Uint8Array[], roomAfter: number): { buf: Buffer; tbsStart: number; tbsEnd: number } {
+    const tailLength = tail.reduce((n, p) => n + p.length, 0);
+    this.#reserve(tailLength + roomAfter);
+    const buf = this.#buf;
+    const entriesLength = this.#o - this.#entriesStart;
+    let o = this.#o;
+    for (const p of tail) {
+      buf.set(p, o);
+      o += p.length;
+    }
+    const tbsEnd = o;
+    let at = this.#entriesStart;
+    if (this.#count > 0) {
+      const listHeader = derHeader(0x30, entriesLength);
+      at -= listHeader.length;
+      buf.set(listHeader, at);
+    }
+    at -= this.#headLength;
+    let h = at;
+    for (const p of this.#head) {
+      buf.set(p, h);
+      h += p.length;
+    }
+    const tbsHeader = derHeader(0x30, tbsEnd - at);
+    at -= tbsHeader.length;
+    buf.set(tbsHeader, at);
+    return { buf, tbsStart: at, tbsEnd };
+  }
+
+  /** Grows (by half, one copy) only when the size hint was short. */
+  #reserve(n: number): void {
+    if (this.#o + n <= this.#buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(Math.ceil(this.#buf.length * 1.5), this.#o + n));
+    this.#buf.copy(grown, 0, 0, this.#o);
+    this.#buf = grown;
   }
 }
 
@@ -150,37 +222,23 @@ export interface CrlHeader {
   distributionPointUrl: string | null;
 }
 
+/** The TBSCertList fields before the revoked list: version v2 (it has extensions), signature, issuer, thisUpdate, nextUpdate. */
+export function crlHeadFields(h: CrlHeader): Uint8Array[] {
+  return [derSmallUint(1), h.signatureAlgorithmDer, h.issuerNameDer, derTime(h.thisUpdate), derTime(h.nextUpdate)];
+}
+
 /**
- * The TBSCertList (RFC 5280 §5.1.2) around already-encoded entries, in one buffer of exactly the
- * right size: version v2 (it has extensions), signature, issuer, thisUpdate, nextUpdate, the list,
- * and crlExtensions [0]: AKI (§5.2.1) and CRL number (§5.2.3), non-critical, and for a partition
- * the IDP, critical (§5.2.5 "this extension MUST be critical"), so a relying party cannot take
- * one partition for the whole list or for another partition.
+ * crlExtensions [0]: AKI (§5.2.1) and CRL number (§5.2.3), non-critical, and for a partition the
+ * IDP, critical (§5.2.5 "this extension MUST be critical"), so a relying party cannot take one
+ * partition for the whole list or for another partition.
  */
-export function crlTbsDer(h: CrlHeader, entries: readonly Buffer[]): Buffer {
+export function crlExtensionsField(h: CrlHeader): Uint8Array {
   const extensions = [
     derExtension(OID.authorityKeyIdentifier, false, derSequence(derTlv(0x80, h.authorityKeyId))),
     derExtension(OID.cRLNumber, false, derSmallUint(h.crlNumber)),
     ...(h.distributionPointUrl === null ? [] : [derExtension(OID_ISSUING_DISTRIBUTION_POINT, true, issuingDistributionPoint(h.distributionPointUrl))]),
   ];
-  const head = [
-    derSmallUint(1), // Version v2
-    h.signatureAlgorithmDer,
-    h.issuerNameDer,
-    derTime(h.thisUpdate),
-    derTime(h.nextUpdate),
-  ];
-  const tail = [derTlv(0xa0, derSequence(...extensions))];
-  let contentLength = 0;
-  for (const p of [...head, ...entries, ...tail]) contentLength += p.length;
-  const header = derHeader(0x30, contentLength);
-  const out = Buffer.allocUnsafe(header.length + contentLength);
-  let o = 0;
-  for (const p of [header, ...head, ...entries, ...tail]) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return derTlv(0xa0, derSequence(...extensions));
 }
 
 /**

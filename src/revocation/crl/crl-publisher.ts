@@ -66,6 +66,7 @@ export class CrlPublisher {
   #stopped = false;
   #running: Promise<unknown> | null = null;
   #failure: PublicationFailure | null = null;
+  #lastEntries = 0;
 
   constructor(
     private readonly issuer: Issuer,
@@ -234,11 +235,14 @@ export class CrlPublisher {
         // rejects an expired certificate anyway, and the CRL stays as small as the live fleet's.
         const built = await buildCrl(this.issuer, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: this.distributionPointUrl }, (after, size) =>
           this.store.revokedPage(this.scope, thisUpdate, after as SerialHex | null, size),
+          // Sizes the buffer: the list rarely changes much between two CRLs of a scope.
+          Math.max(stored?.entries ?? 0, this.#lastEntries),
         );
         const state: StoredCrl = { ...this.scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq, der: built.der };
         // Store before hand-out: the guarded write fails if this number was already used.
         if (!this.store.saveCrl(state)) continue;
         this.#current = publishedFrom(state);
+        this.#lastEntries = built.entries;
         this.#failure = null;
         const buildMs = Math.round(performance.now() - started);
         this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber, entries: built.entries, bytes: built.der.length, buildMs, nextUpdate, why }, "CRL published");

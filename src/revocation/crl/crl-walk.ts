@@ -65,8 +65,15 @@ export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
     if (rl.done) throw new DerError("an empty revokedCertificates list must be absent (RFC 5280 §5.1.2.6)");
     while (!rl.done) {
       const entry = rl.inside(rl.expect(TAG.SEQUENCE, "revoked certificate"));
-      const serial = serialHexOf(entry.content(entry.expect(TAG.INTEGER, "userCertificate")));
-      const revokedAt = readTimeTlv(entry, entry.next(), "revocationDate");
+      const serialTlv = entry.expect(TAG.INTEGER, "userCertificate");
+      // The magnitude, as the store keeps serials (core/serial.ts): without a sign octet.
+      let serialStart = serialTlv.contentStart;
+      const serialEnd = serialTlv.end;
+      if (serialEnd === serialStart || der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
+      if (serialEnd - serialStart > 1 && der[serialStart] === 0) serialStart++;
+      const timeTlv = entry.next();
+      if (timeTlv.tag !== TAG.UTC_TIME && timeTlv.tag !== TAG.GENERALIZED_TIME) throw new DerError("revocationDate: not a time");
+      const revokedAt = readTime(timeTlv.tag, der.subarray(timeTlv.contentStart, timeTlv.end));
       let reason: number | null = null;
       const extsTlv = entry.optional(TAG.SEQUENCE);
       if (extsTlv) {
@@ -82,8 +89,8 @@ export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
         }
       }
       entry.finish("revoked certificate");
-      digest.add(serial, Math.floor(revokedAt.getTime() / 1000), reason);
-      onEntry?.(serial, revokedAt, reason);
+      digest.add(der, serialStart, serialEnd, Math.floor(revokedAt.getTime() / 1000), reason);
+      onEntry?.(hex(der, serialStart, serialEnd), revokedAt, reason);
       entries++;
     }
   }
@@ -179,9 +186,6 @@ function readTimeTlv(r: DerReader, t: Tlv, what: string): Date {
   return readTime(t.tag, r.content(t));
 }
 
-/** The serial as the store keeps it: lower-case hex of the magnitude (core/serial.ts). */
-function serialHexOf(content: Uint8Array): string {
-  if (content.length === 0 || content[0]! & 0x80) throw new DerError("serial is not a positive INTEGER");
-  const m = content.length > 1 && content[0] === 0 ? content.subarray(1) : content;
-  return Buffer.from(m.buffer, m.byteOffset, m.byteLength).toString("hex");
+function hex(b: Uint8Array, start: number, end: number): string {
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString("hex");
 }

@@ -24,6 +24,9 @@ export interface CrlCadence {
   debounceMs: number;
 }
 
+/** How long start-up waits for a CRL being rebuilt before it serves the stored one meanwhile. */
+const START_WAIT_MS = 5_000;
+
 /**
  * One CRL is built at a time, daemon-wide: memory stays bounded by the largest CRL (not the sum
  * of all scopes), and the second core is left to the requests.
@@ -106,9 +109,10 @@ export class CrlPublisher {
   }
 
   /**
-   * Serves the stored CRL at once when there is one. If it is stale or misses a revocation it is
-   * replaced in the background; only a scope with no stored CRL at all waits for its first one.
-   * Never rejects: a CRL that cannot be built is a reported problem, not a reason not to start.
+   * Loads the stored CRL and, when it is stale or misses a revocation, signs a new one, waiting
+   * for it at most `START_WAIT_MS`: a huge list keeps being built in the background while the
+   * stored CRL is served. Never rejects: a CRL that cannot be built is a reported problem
+   * (problems(), the log), not a reason for the daemon not to start.
    */
   async start(): Promise<void> {
     let state: StoredCrl | null = null;
@@ -119,17 +123,19 @@ export class CrlPublisher {
     } catch (err) {
       why = `stored CRL unreadable: ${(err as Error).message}`;
     }
-    if (state) {
-      this.#current = publishedFrom(state);
-      if (why === null) {
-        this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
-        return;
-      }
-      this.#dirty = true;
-      void this.regenerate(why).catch(() => {});
+    if (state) this.#current = publishedFrom(state);
+    if (state && why === null) {
+      this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
       return;
     }
-    await this.regenerate(why ?? "no CRL stored").catch(() => {});
+    this.#dirty = true;
+    const built = this.regenerate(why ?? "no CRL stored").then(
+      () => {},
+      () => {},
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([built, new Promise<void>((resolve) => (timer = setTimeout(resolve, START_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   /** Feed listener: a revocation in this scope re-signs after a short debounce. */

@@ -68,14 +68,19 @@ export class FleetcaDaemon {
     createInterface({ input: this.child.stdout }).on("line", (l) => this.#onLine(l));
     createInterface({ input: this.child.stderr }).on("line", (l) => {
       this.stderrTail.push(l);
-      if (this.stderrTail.length > 20) this.stderrTail.shift();
+      if (this.stderrTail.length > 60) this.stderrTail.shift();
       this.#onLine(l);
     });
     // "close", not "exit": only then has every buffered log line been read.
     this.child.on("close", () => {
       this.closed = true;
+      clearInterval(this.sampler);
       this.#wake();
     });
+    // VmHWM is gone with the process: sample it every second so a daemon that dies (e.g. out of
+    // memory on a 1M-entry CRL) still counts in rss_peak_mb.
+    this.sampler = setInterval(() => this.recordPeak(), 1_000);
+    this.sampler.unref();
   }
 
   get exited() {
@@ -135,8 +140,12 @@ export class FleetcaDaemon {
   whyNot() {
     if (!this.exited) return "still running";
     const err = [...this.lines].reverse().find((l) => l.level === "error" || l.level === "fatal" || l.level >= 50);
-    const msg = err ? `${err.msg}${err.err?.message ? `: ${err.err.message}` : ""}` : this.stderrTail.filter((l) => !l.startsWith("{")).at(-1) ?? "";
-    return `daemon exited (${this.child.exitCode ?? this.child.signalCode})${msg ? `: ${msg.slice(0, 200)}` : ""}`;
+    // V8 aborts (heap out of memory) print "FATAL ERROR: …" followed by a native stack trace.
+    const fatal = this.stderrTail.find((l) => /FATAL ERROR|out of memory/i.test(l));
+    const plain = this.stderrTail.filter((l) => !l.startsWith("{") && !/^\s*\d+: 0x/.test(l)).at(-1);
+    const msg = fatal ?? (err ? `${err.msg}${err.err?.message ? `: ${err.err.message}` : ""}` : plain ?? "");
+    const hwm = this.peakKb ? `, peak RSS ${Math.round(this.peakKb / 1024)} MB` : "";
+    return `daemon exited (${this.child.exitCode ?? this.child.signalCode}${hwm})${msg ? `: ${msg.trim().slice(0, 200)}` : ""}`;
   }
 
   /** A field of /proc/<pid>/status in kB (VmRSS, VmHWM), or null once the process is gone. */
@@ -170,9 +179,11 @@ export class FleetcaDaemon {
     for (let i = 0; i < 20 && !this.exited; i++) await sleep(50);
   }
 
+  /** Reads VmHWM now (null once exited) and keeps this daemon's and the run's maximum. */
   recordPeak() {
     const hwm = this.procStatusKb("VmHWM");
+    if (hwm && hwm > (this.peakKb ?? 0)) this.peakKb = hwm;
     if (hwm && hwm > peakHwmKb) peakHwmKb = hwm;
-    return hwm;
+    return hwm ?? this.peakKb ?? null;
   }
 }

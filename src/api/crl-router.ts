@@ -2,7 +2,8 @@ import { Router, type Response } from "express";
 import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import type { PublishedCrl } from "../revocation/crl/crl-publisher.js";
-import { toPem } from "../x509/pem.js";
+/** DER octets per write of /crls.pem: a multiple of 48, so every slice ends on a whole 64-character line. */
+const PEM_SLICE = 48 * 1024;
 
 /** What the CRL routes read: signed-ahead CRLs in memory (DESIGN habit 8). */
 export interface CrlSource {
@@ -35,10 +36,31 @@ export function createCrlRouter(source: CrlSource, clock: Clock, opts: { interva
   });
 
   router.get("/crls.pem", (_req, res) => {
-    res
-      .set("Cache-Control", "no-cache")
-      .type("application/x-pem-file")
-      .send(source.all().map((c) => toPem(c.der, "X509 CRL")).join(""));
+    const crls = source.all();
+    res.set("Cache-Control", "no-cache").type("application/x-pem-file");
+    // Streamed, 48 KiB of DER (64 KiB of base64 lines) at a time: a bundle with a million-entry
+    // CRL is ~55 MB of PEM, which must not become one string per request.
+    let i = 0;
+    let offset = 0;
+    const pump = (): void => {
+      while (i < crls.length) {
+        if (res.destroyed) return; // the client went away
+        const der = crls[i]!.der;
+        if (offset === 0) res.write("-----BEGIN X509 CRL-----\n");
+        const end = Math.min(offset + PEM_SLICE, der.length);
+        const lines = Buffer.from(der.buffer, der.byteOffset + offset, end - offset).toString("base64").replace(/.{64}/g, "$&\n");
+        offset = end;
+        const last = offset === der.length;
+        const more = res.write(last ? `${lines.endsWith("\n") ? lines : `${lines}\n`}-----END X509 CRL-----\n` : lines);
+        if (last) {
+          i++;
+          offset = 0;
+        }
+        if (!more) return void res.once("drain", pump);
+      }
+      res.end();
+    };
+    pump();
   });
 
   return router;

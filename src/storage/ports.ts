@@ -145,6 +145,8 @@ export interface CrlStore {
    * million entries are read in bounded memory and the event loop gets turns between pages).
    */
   revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedEntry[];
+  /** How many entries revokedPage would list in all for this scope at `now`. */
+  countRevoked(scope: CrlScope, now: Date): number;
   getCrl(scope: CrlScope): StoredCrl | null;
   /**
    * Durably stores `s` as the scope's current CRL only if its number is above the stored one

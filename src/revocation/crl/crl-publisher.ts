@@ -218,6 +218,9 @@ export class CrlPublisher {
     // them. Certificates that expired since may stay listed until the next interval (§3.3).
     const touched = this.store.shardsRevokedAfter(this.keyIdHex, state.revocationSeq);
     if (touched.some((s) => this.scope.shard === null || s === this.scope.shard)) return "revocations since the stored CRL was signed";
+    // What the stored CRL was built from, counted again: catches a revocation written without
+    // its log row (a restored backup, a hand edit), at the cost of one index scan.
+    if (this.store.countRevoked(this.scope, state.thisUpdate) !== state.entries) return "stored CRL does not list what the database holds";
     return null;
   }
 

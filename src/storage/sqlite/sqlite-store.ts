@@ -269,6 +269,18 @@ export class SqliteStore
     return out;
   }
 
+  countRevoked(scope: CrlScope, now: Date): number {
+    const st =
+      scope.shard === null
+        ? this.#lazy("countRevoked:full", "SELECT COUNT(*) FROM certificates INDEXED BY certificates_revoked_by_serial WHERE issuer_key_id = ? AND status = 'revoked' AND not_after > ?")
+        : this.#lazy(
+            "countRevoked:shard",
+            "SELECT COUNT(*) FROM certificates INDEXED BY certificates_revoked_by_shard WHERE issuer_key_id = ? AND crl_shard = ? AND status = 'revoked' AND not_after > ?",
+          );
+    const args = scope.shard === null ? [scope.issuerKeyId] : [scope.issuerKeyId, scope.shard];
+    return st.pluck().get(...args, now.getTime()) as number;
+  }
+
   getCrl(scope: CrlScope): StoredCrl | null {
     const r = this.#lazy("getCrl", "SELECT * FROM crls WHERE issuer_key_id = ? AND shard = ?").get(scope.issuerKeyId, scope.shard ?? -1) as
       | { issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; entries: number; revocation_seq: number; der: Buffer }

@@ -107,6 +107,13 @@ export interface RevocationLog {
   revocationsAfter(seq: number, limit: number): RevocationEvent[];
 }
 
+/**
+ * One CRL entry as the store reads it for the CRL builder: serial (lower-case hex), revocation
+ * time (ms since the epoch), reason code or null. A bare tuple, the driver's own row shape, so a
+ * million entries cost no conversion and no per-row objects beyond the row itself.
+ */
+export type RevokedRow = readonly [serial: string, revokedAtMs: number, reason: number | null];
+
 /** A certificate as a CRL lists it (RFC 5280 §5.1.2.6). */
 export interface RevokedEntry {
   serial: SerialHex;
@@ -144,7 +151,7 @@ export interface CrlStore {
    * order (the store's lower-case hex), starting after `afterSerial` (keyset pagination, so a
    * million entries are read in bounded memory and the event loop gets turns between pages).
    */
-  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedEntry[];
+  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedRow[];
   /** How many entries revokedPage would list in all for this scope at `now`. */
   countRevoked(scope: CrlScope, now: Date): number;
   getCrl(scope: CrlScope): StoredCrl | null;

@@ -2,7 +2,7 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import { KeyUsageFlags } from "@peculiar/asn1-x509";
 import type { Issuer } from "../../issuance/issuer.js";
 import { verifySignatureAsync } from "../../issuance/sign-tbs.js";
-import type { RevokedEntry } from "../../storage/ports.js";
+import type { RevokedRow } from "../../storage/ports.js";
 import { derBitString, derHeader } from "../../x509/der.js";
 import { signatureAlgorithmId } from "../../x509/profile.js";
 import { crlExtensionsField, crlHeadFields, CrlWriter } from "./crl-encoder.js";
@@ -21,7 +21,7 @@ export interface CrlHeaderFields {
  * The entries, one page at a time, in ascending serial order: `afterSerial` is the last serial of
  * the previous page (null for the first). A page shorter than `pageSize` is the last one.
  */
-export type RevokedPages = (afterSerial: string | null, pageSize: number) => RevokedEntry[];
+export type RevokedPages = (afterSerial: string | null, pageSize: number) => readonly RevokedRow[];
 
 export interface BuiltCrl {
   der: Buffer;

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
 import { CRL_REASONS } from "../../core/revocation-reason.js";
-import type { RevokedEntry } from "../../storage/ports.js";
+import type { RevokedRow } from "../../storage/ports.js";
 import { derExtension, derHeader, derSequence, derSmallUint, derTime, derTlv } from "../../x509/der.js";
 import { OID } from "../../x509/oids.js";
 
@@ -17,7 +17,7 @@ const MAX_ENTRY_OCTETS = 56;
 const TYPICAL_ENTRY_OCTETS = 48;
 const VALID_REASONS = new Set<number>(Object.values(CRL_REASONS));
 /** The reasonCode entry extension minus its last octet (the code): Extensions { Extension { id, OCTET STRING { ENUMERATED } } }. */
-const REASON_EXTENSIONS_PREFIX = Buffer.from([0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01]);
+export const REASON_EXTENSIONS_PREFIX = Buffer.from([0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01]);
 
 /**
  * What a CRL's entries say, as a digest: serial magnitude, revocation second and reason (none
@@ -38,8 +38,8 @@ export class EntriesDigest {
     if (this.#used + n + 10 > this.#scratch.length) this.#flush();
     const s = this.#scratch;
     s[this.#used++] = n;
-    s.set(source.subarray(start, end), this.#used);
-    this.#used += n;
+    // A byte loop: a serial is ~16 octets, and a subarray view per entry would cost more.
+    for (let i = start; i < end; i++) s[this.#used++] = source[i]!;
     this.#used = s.writeDoubleBE(revokedAtSeconds, this.#used);
     s[this.#used++] = reason === null || reason === CRL_REASONS.unspecified ? 0xff : reason;
   }
@@ -96,19 +96,18 @@ export class CrlWriter {
     return this.#count > 0 ? this.#last : null;
   }
 
-  add(page: readonly RevokedEntry[]): void {
+  add(page: readonly RevokedRow[]): void {
     this.#reserve(page.length * MAX_ENTRY_OCTETS);
     const buf = this.#buf;
     let o = this.#o;
-    for (const e of page) {
-      const serial = e.serial;
+    for (const [serial, revokedAtMs, rawReason] of page) {
       if (serial.length < 2 || serial.length > 40 || serial.length % 2 !== 0) throw new Error(`bad serial ${serial}`);
       // The store's order (SQLite's BINARY collation is JS string order): strictly ascending, so
       // no serial can be listed twice and the next page resumes exactly after this one.
       if (this.#count > 0 && !(serial > this.#last)) throw new Error(`serial ${serial} out of order or listed twice`);
-      const reason = e.reason === null || e.reason === CRL_REASONS.unspecified ? null : e.reason;
-      if (reason !== null && !VALID_REASONS.has(reason)) throw new Error(`bad reason ${e.reason} for ${serial}`);
-      const seconds = Math.floor(e.revokedAt.getTime() / 1000);
+      const reason = rawReason === null || rawReason === CRL_REASONS.unspecified ? null : rawReason;
+      if (reason !== null && !VALID_REASONS.has(reason)) throw new Error(`bad reason ${rawReason} for ${serial}`);
+      const seconds = Math.floor(revokedAtMs / 1000);
 
       const start = o;
       o += 2; // the entry's SEQUENCE header, filled in below
@@ -120,7 +119,7 @@ export class CrlWriter {
       if (pad) buf[o++] = 0;
       const serialStart = o;
       // Buffer#write stops at the first non-hex digit: a short write is a malformed serial.
-      if (buf.write(serial, o, "hex") !== magnitude || serial !== serial.toLowerCase()) throw new Error(`bad serial ${serial}`);
+      if (buf.write(serial, o, "hex") !== magnitude) throw new Error(`bad serial ${serial}`);
       o += magnitude;
       o = writeTime(buf, o, seconds);
       // §5.3.1: "the reason code CRL entry extension SHOULD be absent instead of using the
@@ -186,19 +185,30 @@ export class CrlWriter {
 
 /** UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §5.1.2.6 → §4.1.2.5), in place. */
 function writeTime(buf: Buffer, o: number, seconds: number): number {
-  const d = new Date(seconds * 1000);
-  const year = d.getUTCFullYear();
-  if (year < 1950 || year > 9999) throw new RangeError(`revocation time ${d.toISOString()} cannot be encoded`);
+  // Calendar fields by integer arithmetic (days → civil date, H. Hinnant's algorithm): no Date
+  // object per entry on a path that writes a million of them.
+  const days = Math.floor(seconds / 86_400);
+  const secs = seconds - days * 86_400;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  if (year < 1950 || year > 9999) throw new RangeError(`revocation time ${seconds} cannot be encoded`);
   const utc = year < 2050;
   buf[o++] = utc ? 0x17 : 0x18;
   buf[o++] = utc ? 13 : 15;
   if (!utc) o = two(buf, o, Math.floor(year / 100));
   o = two(buf, o, year % 100);
-  o = two(buf, o, d.getUTCMonth() + 1);
-  o = two(buf, o, d.getUTCDate());
-  o = two(buf, o, d.getUTCHours());
-  o = two(buf, o, d.getUTCMinutes());
-  o = two(buf, o, d.getUTCSeconds());
+  o = two(buf, o, month);
+  o = two(buf, o, day);
+  o = two(buf, o, Math.floor(secs / 3600));
+  o = two(buf, o, Math.floor((secs % 3600) / 60));
+  o = two(buf, o, secs % 60);
   buf[o++] = 0x5a; // "Z"
   return o;
 }

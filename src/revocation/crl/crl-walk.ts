@@ -1,6 +1,6 @@
-import { contextTag, DerError, DerReader, readOid, readSmallUint, readTime, TAG, type Tlv } from "../../x509/der-reader.js";
+import { contextTag, DerError, DerReader, readOid, readSmallUint, readTime, readTimeSeconds, TAG, type Tlv } from "../../x509/der-reader.js";
 import { OID } from "../../x509/oids.js";
-import { EntriesDigest, OID_ISSUING_DISTRIBUTION_POINT } from "./crl-encoder.js";
+import { EntriesDigest, OID_ISSUING_DISTRIBUTION_POINT, REASON_EXTENSIONS_PREFIX } from "./crl-encoder.js";
 
 /** What the structural walk of a CertificateList found (RFC 5280 §5.1). */
 export interface CrlWalk {
@@ -64,7 +64,8 @@ export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
     const rl = tbs.inside(listTlv);
     if (rl.done) throw new DerError("an empty revokedCertificates list must be absent (RFC 5280 §5.1.2.6)");
     while (!rl.done) {
-      const entry = rl.inside(rl.expect(TAG.SEQUENCE, "revoked certificate"));
+      const entryTlv = rl.expect(TAG.SEQUENCE, "revoked certificate");
+      const entry = new DerReader(der, entryTlv.contentStart, entryTlv.end);
       const serialTlv = entry.expect(TAG.INTEGER, "userCertificate");
       // The magnitude, as the store keeps serials (core/serial.ts): without a sign octet.
       let serialStart = serialTlv.contentStart;
@@ -72,25 +73,29 @@ export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
       if (serialEnd === serialStart || der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
       if (serialEnd - serialStart > 1 && der[serialStart] === 0) serialStart++;
       const timeTlv = entry.next();
-      if (timeTlv.tag !== TAG.UTC_TIME && timeTlv.tag !== TAG.GENERALIZED_TIME) throw new DerError("revocationDate: not a time");
-      const revokedAt = readTime(timeTlv.tag, der.subarray(timeTlv.contentStart, timeTlv.end));
+      const seconds = readTimeSeconds(timeTlv.tag, der, timeTlv.contentStart, timeTlv.end);
       let reason: number | null = null;
-      const extsTlv = entry.optional(TAG.SEQUENCE);
-      if (extsTlv) {
-        for (const ext of extensions(entry, extsTlv)) {
-          if (ext.oid === OID.cRLReasons) {
-            const v = new DerReader(ext.value);
-            const e = v.expect(TAG.ENUMERATED, "reasonCode");
-            v.finish("reasonCode");
-            reason = readSmallUint(v.content(e));
-          } else if (ext.critical) {
-            throw new DerError(`unknown critical CRL entry extension ${ext.oid}`);
+      if (!entry.done) {
+        const extsTlv = entry.expect(TAG.SEQUENCE, "crlEntryExtensions");
+        if (isReasonOnly(der, extsTlv)) {
+          // The one extension fleetca writes, in its only encoding: read the code in place.
+          reason = der[extsTlv.end - 1]!;
+        } else {
+          for (const ext of extensions(entry, extsTlv)) {
+            if (ext.oid === OID.cRLReasons) {
+              const v = new DerReader(ext.value);
+              const e = v.expect(TAG.ENUMERATED, "reasonCode");
+              v.finish("reasonCode");
+              reason = readSmallUint(v.content(e));
+            } else if (ext.critical) {
+              throw new DerError(`unknown critical CRL entry extension ${ext.oid}`);
+            }
           }
         }
       }
       entry.finish("revoked certificate");
-      digest.add(der, serialStart, serialEnd, Math.floor(revokedAt.getTime() / 1000), reason);
-      onEntry?.(hex(der, serialStart, serialEnd), revokedAt, reason);
+      digest.add(der, serialStart, serialEnd, seconds, reason);
+      onEntry?.(hex(der, serialStart, serialEnd), new Date(seconds * 1000), reason);
       entries++;
     }
   }
@@ -184,6 +189,13 @@ function algorithmOid(parent: DerReader, alg: Tlv): string {
 function readTimeTlv(r: DerReader, t: Tlv, what: string): Date {
   if (t.tag !== TAG.UTC_TIME && t.tag !== TAG.GENERALIZED_TIME) throw new DerError(`${what}: not a time`);
   return readTime(t.tag, r.content(t));
+}
+
+/** True when `t` is exactly Extensions { reasonCode, non-critical, one-octet ENUMERATED }. */
+function isReasonOnly(der: Uint8Array, t: Tlv): boolean {
+  if (t.end - t.start !== REASON_EXTENSIONS_PREFIX.length + 1) return false;
+  for (let i = 0; i < REASON_EXTENSIONS_PREFIX.length; i++) if (der[t.start + i] !== REASON_EXTENSIONS_PREFIX[i]) return false;
+  return true;
 }
 
 function hex(b: Uint8Array, start: number, end: number): string {

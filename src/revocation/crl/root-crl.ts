@@ -1,7 +1,6 @@
 import type { Clock } from "../../core/clock.js";
 import type { Issuer } from "../../issuance/issuer.js";
-import type { SerialHex } from "../../core/serial.js";
-import type { CrlStore, IssuerRecord, RevokedEntry, StoredCrl } from "../../storage/ports.js";
+import type { CrlStore, IssuerRecord, RevokedRow, StoredCrl } from "../../storage/ports.js";
 import { parseCertificateDer } from "../../x509/certificate-info.js";
 import { buildCrl } from "./crl-builder.js";
 import type { PublishedCrl } from "./crl-publisher.js";
@@ -26,15 +25,15 @@ export async function signRootCrl(
   const now = Math.floor(clock.now().getTime() / 1000) * 1000;
   const thisUpdate = new Date(now);
   const nextUpdate = new Date(Math.min(now + validityMs, Math.floor(root.info.notAfter.getTime() / 1000) * 1000));
-  const entries: RevokedEntry[] = issuers
+  const entries: RevokedRow[] = issuers
     .filter((i) => i.parentKeyId === root.keyIdHex && i.revokedAt !== null && i.notAfter > thisUpdate)
-    .map((i) => ({ serial: parseCertificateDer(i.der).info.serial as SerialHex, revokedAt: i.revokedAt!, reason: i.revocationReason }))
-    .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
+    .map((i): RevokedRow => [parseCertificateDer(i.der).info.serial, i.revokedAt!.getTime(), i.revocationReason])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const scope = { issuerKeyId: root.keyIdHex, shard: null };
   for (let attempt = 0; attempt < 3; attempt++) {
     const crlNumber = (store.getCrl(scope)?.crlNumber ?? 0) + 1;
     const built = await buildCrl(root, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: null }, (after, size) =>
-      entries.filter((e) => after === null || e.serial > after).slice(0, size),
+      entries.filter((e) => after === null || e[0] > after).slice(0, size),
     );
     const state: StoredCrl = { ...scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq: -1, der: built.der };
     if (store.saveCrl(state)) return state;

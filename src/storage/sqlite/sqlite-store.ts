@@ -26,6 +26,7 @@ import type {
   RevocationOutcome,
   RevocationStore,
   RevokedEntry,
+  RevokedRow,
   StoredCrl,
 } from "../ports.js";
 import { MIGRATIONS } from "./migrations.js";
@@ -244,7 +245,7 @@ export class SqliteStore
     return rows.map((r) => ({ serial: r.serial as SerialHex, revokedAt: new Date(r.revoked_at), reason: r.revocation_reason }));
   }
 
-  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedEntry[] {
+  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedRow[] {
     // One statement per scope kind; each walks its partial index (certificates_revoked_by_serial
     // or _by_shard) in serial order from the last page's end, so every page costs O(limit).
     const st =
@@ -260,13 +261,7 @@ export class SqliteStore
              WHERE issuer_key_id = ? AND crl_shard = ? AND status = 'revoked' AND serial > ? AND not_after > ? ORDER BY serial LIMIT ?`,
           );
     const args = scope.shard === null ? [scope.issuerKeyId] : [scope.issuerKeyId, scope.shard];
-    const rows = st.raw().all(...args, afterSerial ?? "", now.getTime(), limit) as Array<[string, number, number | null]>;
-    const out: RevokedEntry[] = new Array(rows.length);
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i]!;
-      out[i] = { serial: r[0] as SerialHex, revokedAt: new Date(r[1]), reason: r[2] };
-    }
-    return out;
+    return st.raw().all(...args, afterSerial ?? "", now.getTime(), limit) as RevokedRow[];
   }
 
   countRevoked(scope: CrlScope, now: Date): number {

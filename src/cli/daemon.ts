@@ -26,7 +26,11 @@ import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicApp } from "../api/public-router.js";
 import { createCrlRouter } from "../api/crl-router.js";
-import { createOcspRouter } from "../api/ocsp-router.js";
+import { createOcspHotPath } from "../api/public-hot-path.js";
+import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
+import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
+import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import type { Signer } from "../signing/signer.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
@@ -49,6 +53,8 @@ export interface DaemonOptions {
   log: Logger;
   /** Periodic job interval; tests pass 0 to drive `tick()` by hand. */
   tickMs?: number;
+  /** Wraps the issuing key's Signer (tests count signatures through the port; a KMS adds auditing). */
+  wrapSigner?: (signer: Signer) => Signer;
 }
 
 const LEAF_BACKDATE_MS = 60_000;
@@ -95,7 +101,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
   const current = currentIntermediate(issuers, clock.now());
   // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
-  const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+  const issuingKey = dd.keys.load(current.keyName);
+  const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(issuingKey) : issuingKey);
   const ca = new CertificateAuthority(
     issuer,
     {
@@ -150,9 +157,18 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
   // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
   const ocspIssuers: Issuer[] = [issuer];
-  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, { validityMs: config.ocsp.validity });
+  // Pre-signed answers live in the database (shared by every process that serves /ocsp) and are
+  // signed in the background after start-up; requests that need a fresh signature are bounded
+  // per client (config ocsp.rateLimit).
+  const ocspStore = new SqliteOcspStore(dd.store.db);
+  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, {
+    validityMs: config.ocsp.validity,
+    store: ocspStore,
+    budget: new SigningBudget(clock, config.ocsp.rateLimit),
+  });
+  const ocspPresigner = new OcspPresigner([...ocsp.issuers], ocspStore, clock, log, { validityMs: config.ocsp.validity });
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));
-  publicRouters.push(createOcspRouter(ocsp, clock, log));
+  const ocspHotPath = createOcspHotPath(ocsp, clock, log);
   revocationFeed.start();
   // Signed (or loaded) after the feed took its cursor, so a revocation committed meanwhile is
   // either in the first CRL or reported by the feed; and before any listener opens.
@@ -168,22 +184,24 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   );
   hardenTimeouts(apiServer);
   let lastProbe = { at: 0, ok: false };
-  const publicServer = createHttpServer(
-    createPublicApp(
-      {
-        roots: () => roots.map((r) => r.der),
-        intermediate: () => issuer.der,
-        healthy: async () => {
-          if (!dd.store.ping()) return false;
-          const now = clock.now().getTime();
-          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
-          return lastProbe.ok;
-        },
+  const publicApp = createPublicApp(
+    {
+      roots: () => roots.map((r) => r.der),
+      intermediate: () => issuer.der,
+      healthy: async () => {
+        if (!dd.store.ping()) return false;
+        const now = clock.now().getTime();
+        if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
+        return lastProbe.ok;
       },
-      log,
-      publicRouters,
-    ),
+    },
+    log,
+    publicRouters,
   );
+  // OCSP is answered on node:http directly; everything else goes through express.
+  const publicServer = createHttpServer((req, res) => {
+    if (!ocspHotPath(req, res)) publicApp(req, res);
+  });
   hardenTimeouts(publicServer);
 
   const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");
@@ -203,11 +221,15 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   log.info({ url: apiUrl }, "api listening");
   log.info({ url: publicUrl }, "public listening");
   log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners: provisioners.map((p) => p.name) }, "fleetca ready");
+  // Every unexpired certificate's answer, signed in the background (it yields between batches).
+  void ocspPresigner.run();
 
   const tick = async () => {
     await serving.renewIfDue();
     await crls.regenerateDue();
-    // Re-signs pre-signed OCSP answers past half their life (it logs its own failures).
+    // Pre-signs new certificates' answers and re-signs stored ones past half their life, then
+    // refreshes the ones in memory (from the store when it can); both log their own failures.
+    await ocspPresigner.run();
     await ocsp.refresh();
     try {
       const pruned = dd.store.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
@@ -231,6 +253,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       if (timer) clearInterval(timer);
       revocationFeed.stop();
       await crls.stop();
+      await ocspPresigner.close();
       await ocsp.close();
       await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
       dd.store.close();

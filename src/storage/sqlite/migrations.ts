@@ -106,4 +106,25 @@ CREATE TABLE crl_state (
 ) STRICT;
 `,
   },
+  {
+    // v5 (v4 is the CRL shards migration being written alongside; renumber on merge if needed).
+    version: 5,
+    name: "pre-signed OCSP answers",
+    // One pre-signed OCSPResponse per certificate (SHA-1 CertID), shared by every process that
+    // serves /ocsp. status = the certificate status it was signed for; refresh_at = half-life.
+    // No foreign key: rows are written in large batches by the pre-signer and are disposable.
+    sql: `
+CREATE TABLE ocsp_answers (
+  issuer_key_id TEXT NOT NULL,
+  serial        TEXT NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+  der           BLOB NOT NULL,
+  this_update   INTEGER NOT NULL,
+  next_update   INTEGER NOT NULL,
+  refresh_at    INTEGER NOT NULL,
+  PRIMARY KEY (issuer_key_id, serial)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ocsp_answers_by_expiry ON ocsp_answers (next_update);
+`,
+  },
 ];

@@ -297,8 +297,17 @@ describe("OCSP answers pre-signed into the database", () => {
     const before = counter.signatures;
     const served = await postFrom(daemon.publicUrl, req, "127.0.0.1");
     expect(served.der.equals(row.der)).toBe(true);
-    expect((await postFrom(daemon.publicUrl, req, "127.0.0.1")).der.equals(row.der)).toBe(true); // the exact-bytes map
     expect(counter.signatures).toBe(before);
+    // Kept in memory once read: with the row gone, the same request bytes are still answered with
+    // those bytes, unsigned, for this client and another.
+    const rw = new Database(join(ws.dataDir, "fleetca.db"));
+    rw.prepare("DELETE FROM ocsp_answers WHERE serial = ?").run(leaf.serial);
+    rw.close();
+    expect((await postFrom(daemon.publicUrl, req, "127.0.0.1")).der.equals(row.der)).toBe(true);
+    expect((await postFrom(daemon.publicUrl, Buffer.from(req), "127.0.0.2")).der.equals(row.der)).toBe(true);
+    expect(counter.signatures).toBe(before);
+    await daemon.tick(); // the pre-signer puts the missing row back
+    expect(storedRow(leaf.serial)).toBeDefined();
 
     // A revocation from another process: the stored row and the exact request bytes both change.
     expect((await ws.cli(["revoke", leaf.serial, "--reason", "keyCompromise"])).code).toBe(0);

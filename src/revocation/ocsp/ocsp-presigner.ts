@@ -96,11 +96,14 @@ export class OcspPresigner {
       const now = this.clock.now();
       const batch = this.store.certificatesToPresign(issuer.keyIdHex, now, cursor, batchSize);
       if (batch.length === 0) break;
-      const answers: StoredOcspAnswer[] = [];
-      for (const c of batch) {
-        const answer: CertStatusAnswer = c.status === "valid" ? { status: "good" } : { status: "revoked", revokedAt: c.revokedAt!, reason: c.reason };
-        answers.push(await signStoredAnswer(issuer, c.serial, c.status, answer, now, this.opts.validityMs));
-      }
+      // All of a batch's signatures at once: a soft signer signs in libuv's thread pool, so they
+      // run on every core instead of one round trip at a time.
+      const answers = await Promise.all(
+        batch.map((c) => {
+          const answer: CertStatusAnswer = c.status === "valid" ? { status: "good" } : { status: "revoked", revokedAt: c.revokedAt!, reason: c.reason };
+          return signStoredAnswer(issuer, c.serial, c.status, answer, now, this.opts.validityMs);
+        }),
+      );
       this.store.saveOcspAnswers(answers);
       signed += answers.length;
       cursor = batch[batch.length - 1]!.serial;

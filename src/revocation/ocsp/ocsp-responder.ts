@@ -267,7 +267,11 @@ export class OcspResponder {
   #presign(key: string, query: CertIdQuery, issuer: OcspIssuer, lastServedAt: number, client: string | null): Promise<PresignedResponse | Refusal> {
     const running = this.#inflight.get(key);
     if (running) return running.promise;
-    const token = Symbol(key);
+    // The flight is registered before the work starts: a stored answer is taken without awaiting
+    // anything, and it must still find itself the current flight when it is done.
+    const flight: Flight = { token: Symbol(key), query, issuer, promise: Promise.resolve("tryLater") };
+    const token = flight.token;
+    this.#inflight.set(key, flight);
     const promise = (async (): Promise<PresignedResponse | Refusal> => {
       const now = this.clock.now();
       const answer = this.#statusOf(query, issuer);
@@ -289,7 +293,7 @@ export class OcspResponder {
       else entry.retired = true;
       return entry;
     })();
-    this.#inflight.set(key, { token, query, issuer, promise });
+    flight.promise = promise;
     const settle = () => {
       if (this.#inflight.get(key)?.token === token) this.#inflight.delete(key);
     };

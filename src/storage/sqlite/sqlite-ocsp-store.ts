@@ -32,10 +32,13 @@ export class SqliteOcspStore implements OcspAnswerStore {
     this.#get = db.prepare("SELECT status, der, this_update, next_update, refresh_at FROM ocsp_answers WHERE issuer_key_id = ? AND serial = ?");
     this.#put = db.prepare(`INSERT OR REPLACE INTO ocsp_answers (issuer_key_id, serial, status, der, this_update, next_update, refresh_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)`);
+    // Walks certificates in primary-key (serial) order from the cursor: the unary "+" keeps the
+    // planner off certificates_by_issuer, which would re-scan and sort the issuer's whole set for
+    // every batch (quadratic: 100,000 certificates took 30 s instead of 0.2 s).
     this.#candidates = db.prepare(`
       SELECT c.serial, c.status, c.revoked_at, c.revocation_reason
       FROM certificates c LEFT JOIN ocsp_answers a ON a.issuer_key_id = c.issuer_key_id AND a.serial = c.serial
-      WHERE c.issuer_key_id = ? AND c.not_after > ? AND c.serial > ?
+      WHERE +c.issuer_key_id = ? AND +c.not_after > ? AND c.serial > ?
         AND (a.serial IS NULL OR a.refresh_at <= ? OR a.status <> c.status)
       ORDER BY c.serial LIMIT ?`);
     this.#deleteExpired = db.prepare("DELETE FROM ocsp_answers WHERE next_update <= ?");

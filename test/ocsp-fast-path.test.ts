@@ -19,6 +19,8 @@ import type { Daemon } from "../src/cli/daemon.js";
 import { bindIssuer } from "../src/issuance/issuer.js";
 import { serializeTbs, signTbs } from "../src/issuance/sign-tbs.js";
 import { OcspIssuer } from "../src/revocation/ocsp/ocsp-issuer.js";
+import { ExactRequestMap, requestKey } from "../src/revocation/ocsp/exact-request-map.js";
+import type { PresignedResponse } from "../src/revocation/ocsp/ocsp-cache.js";
 import { parseOcspRequest } from "../src/revocation/ocsp/ocsp-request.js";
 import { parseOcspRequestWithObjectModel } from "../src/revocation/ocsp/ocsp-request-model.js";
 import { encodeResponseData, signOcspResponse, type SingleAnswer } from "../src/revocation/ocsp/ocsp-response.js";
@@ -179,6 +181,19 @@ describe("DER-direct OCSP encoding and parsing, against the object model", () =>
   });
 });
 
+describe("ExactRequestMap", () => {
+  it("does not remember requests longer than a single-CertID request can be", () => {
+    const map = new ExactRequestMap(10);
+    const e = { refreshAt: new Date(Date.now() + HOUR) } as PresignedResponse;
+    map.remember(requestKey(Buffer.alloc(2000, 0x30)), e);
+    expect(map.size).toBe(0);
+    map.remember(requestKey(Buffer.alloc(100, 0x30)), e);
+    expect(map.get(requestKey(Buffer.alloc(100, 0x30)), Date.now())).toBe(e);
+    e.retired = true; // replaced in the pre-signed cache
+    expect(map.get(requestKey(Buffer.alloc(100, 0x30)), Date.now())).toBeUndefined();
+  });
+});
+
 describe("OCSP on-demand signing is bounded per client (real daemon, signatures counted at the Signer port)", () => {
   const ws = new CaWorkspace({ extraConfig: "ocsp: { rateLimit: { perSecond: 1, burst: 3, totalPerSecond: 1000 } }\n" });
   const clock = new ManualClock();
@@ -309,11 +324,17 @@ describe("OCSP answers pre-signed into the database", () => {
     await daemon.tick(); // the pre-signer puts the missing row back
     expect(storedRow(leaf.serial)).toBeDefined();
 
-    // A revocation from another process: the stored row and the exact request bytes both change.
+    const getUrl = `${daemon.publicUrl}/ocsp/${encodeURIComponent(req.toString("base64"))}`;
+    const getOnce = async () => Buffer.from(await (await fetch(getUrl)).arrayBuffer());
+    expect((await getOnce()).equals(row.der)).toBe(true);
+    expect((await getOnce()).equals(row.der)).toBe(true); // remembered by its path too
+
+    // A revocation from another process: the stored row, the exact request bytes and the GET path all change.
     expect((await ws.cli(["revoke", leaf.serial, "--reason", "keyCompromise"])).code).toBe(0);
     const { seen } = await eventually(5_000, "the revocation for the same request bytes", () => postFrom(daemon.publicUrl, req, "127.0.0.1"), (a) => decode(a.der).basic?.tbsResponseData.responses[0]?.certStatus.revoked !== undefined);
     await eventually(5_000, "the stored row re-signed", async () => storedRow(leaf.serial)!, (r) => r.status === "revoked");
     expect(storedRow(leaf.serial)!.der.equals(seen.der)).toBe(true);
+    expect((await getOnce()).equals(seen.der)).toBe(true);
     const respPath = join(ws.dir, "stored.der");
     writeFileSync(respPath, seen.der);
     const v = opensslAll(["ocsp", "-respin", respPath, "-issuer", ca.intermediatePath, "-cert", leaf.certPath, "-CAfile", ca.rootsPath, "-no_nonce"]);

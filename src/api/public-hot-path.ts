@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import type { OcspAnswer, OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { ocspFailure, type OcspFailure } from "../revocation/ocsp/ocsp-response.js";
+import { getPathKey } from "../revocation/ocsp/exact-request-map.js";
 import { MAX_BODY_BYTES } from "./api-router.js";
 
 const OCSP_RESPONSE_TYPE = "application/ocsp-response";
@@ -31,9 +32,16 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
       return true;
     }
     if ((req.method === "GET" || req.method === "HEAD") && (path === "/ocsp" || path.startsWith("/ocsp/"))) {
-      const der = decodeGetRequest(path.slice("/ocsp/".length));
+      const segment = path.slice("/ocsp/".length);
+      const alias = getPathKey(segment);
+      const remembered = responder.answerFromMemory(alias);
+      if (remembered) {
+        send(req, res, remembered, true);
+        return true;
+      }
+      const der = decodeGetRequest(segment);
       if (!der) sendFailure(res, 200, "malformedRequest");
-      else answer(req, res, der, true);
+      else answer(req, res, der, true, alias);
       return true;
     }
     return false;
@@ -74,10 +82,10 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
     sendFailure(res, 413, "malformedRequest");
   }
 
-  function answer(req: IncomingMessage, res: ServerResponse, der: Uint8Array, cacheable: boolean): void {
+  function answer(req: IncomingMessage, res: ServerResponse, der: Uint8Array, cacheable: boolean, alias?: string): void {
     const now = responder.answerFromMemory(der);
     if (now) return send(req, res, now, cacheable);
-    responder.respond(der, req.socket.remoteAddress ?? "unknown").then(
+    responder.respond(der, req.socket.remoteAddress ?? "unknown", alias).then(
       (a) => send(req, res, a, cacheable),
       (err: unknown) => {
         // respond() does not throw; this is a bug, still answered in the protocol's terms.

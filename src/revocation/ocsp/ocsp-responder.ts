@@ -111,19 +111,19 @@ export class OcspResponder {
    * The answer to request bytes seen before, without parsing or awaiting anything; undefined
    * when these bytes are not remembered (then `respond()`).
    */
-  answerFromMemory(requestDer: Uint8Array): OcspAnswer | undefined {
+  answerFromMemory(request: Uint8Array | string): OcspAnswer | undefined {
     const nowMs = this.clock.now().getTime();
-    const e = this.#exact.get(requestKey(requestDer), nowMs);
+    const e = this.#exact.get(typeof request === "string" ? request : requestKey(request), nowMs);
     if (!e) return undefined;
     e.lastServedAt = nowMs;
     return answerOf(e);
   }
 
   /**
-   * Answers one DER OCSPRequest from `client` (the remote address, for the signing budget).
-   * Never throws: a fault becomes internalError (RFC 6960 §4.2.1).
+   * Answers one DER OCSPRequest from `client` (the remote address, for the signing budget);
+   * `alias` is another key the answer may be remembered under (a GET's path, getPathKey). Never throws: a fault becomes internalError (RFC 6960 §4.2.1).
    */
-  async respond(requestDer: Uint8Array, client: string = LOCAL_CLIENT): Promise<OcspAnswer> {
+  async respond(requestDer: Uint8Array, client: string = LOCAL_CLIENT, alias?: string): Promise<OcspAnswer> {
     const remembered = this.answerFromMemory(requestDer);
     if (remembered) return remembered;
     const parsed = parseOcspRequest(requestDer);
@@ -138,7 +138,10 @@ export class OcspResponder {
       if (certIds.length === 1 && !nonce) {
         const e = await this.#presigned(certIds[0]!, issuer, client);
         if (typeof e === "string") return failure(e);
-        if (!e.retired) this.#exact.remember(requestKey(requestDer), e);
+        if (!e.retired) {
+          this.#exact.remember(requestKey(requestDer), e);
+          if (alias) this.#exact.remember(alias, e);
+        }
         return answerOf(e);
       }
       if (!this.#budget || this.#budget.take(client)) return await this.#signNow(certIds, issuer, nonce);
@@ -350,7 +353,8 @@ export class OcspResponder {
 }
 
 function answerOf(e: PresignedResponse): OcspAnswer {
-  return { der: e.der, outcome: "successful", freshness: { thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, etag: e.etag } };
+  // The entry carries thisUpdate, nextUpdate and etag itself: no copy per request.
+  return { der: e.der, outcome: "successful", freshness: e };
 }
 
 function failure(outcome: OcspFailure): OcspAnswer {

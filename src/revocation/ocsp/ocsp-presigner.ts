@@ -7,7 +7,9 @@ import type { OcspIssuer } from "./ocsp-issuer.js";
 import { signOcspResponse, wholeSeconds, type CertStatusAnswer } from "./ocsp-response.js";
 
 /** Certificates signed between two writes (one transaction, one fsync) and two yields to the event loop. */
-const DEFAULT_BATCH = 512;
+const DEFAULT_BATCH = 128;
+/** Signatures in flight at once (thread-pool jobs), per pass. */
+const DEFAULT_IN_FLIGHT = 2;
 
 /** thisUpdate/nextUpdate for an answer signed at `now`: never past the issuer's own notAfter, whose signature would not verify then. */
 export function validityWindow(now: Date, lifeMs: number, issuerNotAfter: Date): { thisUpdate: Date; nextUpdate: Date; refreshAt: Date } {
@@ -49,7 +51,7 @@ export class OcspPresigner {
     private readonly store: OcspAnswerStore,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly opts: { validityMs: number; batchSize?: number },
+    private readonly opts: { validityMs: number; batchSize?: number; signaturesInFlight?: number },
   ) {}
 
   /** Runs a pass (or joins the running one); resolves to the number of answers signed. */
@@ -96,14 +98,19 @@ export class OcspPresigner {
       const now = this.clock.now();
       const batch = this.store.certificatesToPresign(issuer.keyIdHex, now, cursor, batchSize);
       if (batch.length === 0) break;
-      // All of a batch's signatures at once: a soft signer signs in libuv's thread pool, so they
-      // run on every core instead of one round trip at a time.
-      const answers = await Promise.all(
-        batch.map((c) => {
+      // A few signatures in flight at once: a soft signer signs in libuv's thread pool, so they
+      // overlap with each other and with the event loop, but leave CPU for the requests.
+      const answers: StoredOcspAnswer[] = new Array(batch.length);
+      let next = 0;
+      const lane = async () => {
+        while (next < batch.length) {
+          const i = next++;
+          const c = batch[i]!;
           const answer: CertStatusAnswer = c.status === "valid" ? { status: "good" } : { status: "revoked", revokedAt: c.revokedAt!, reason: c.reason };
-          return signStoredAnswer(issuer, c.serial, c.status, answer, now, this.opts.validityMs);
-        }),
-      );
+          answers[i] = await signStoredAnswer(issuer, c.serial, c.status, answer, now, this.opts.validityMs);
+        }
+      };
+      await Promise.all(Array.from({ length: this.opts.signaturesInFlight ?? DEFAULT_IN_FLIGHT }, lane));
       this.store.saveOcspAnswers(answers);
       signed += answers.length;
       cursor = batch[batch.length - 1]!.serial;

@@ -184,20 +184,21 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   );
   hardenTimeouts(apiServer);
   let lastProbe = { at: 0, ok: false };
-  const publicApp = createPublicApp(
-    {
-      roots: () => roots.map((r) => r.der),
-      intermediate: () => issuer.der,
-      healthy: async () => {
-        if (!dd.store.ping()) return false;
-        const now = clock.now().getTime();
-        if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
-        return lastProbe.ok;
+  const publicApp =
+    createPublicApp(
+      {
+        roots: () => roots.map((r) => r.der),
+        intermediate: () => issuer.der,
+        healthy: async () => {
+          if (!dd.store.ping()) return false;
+          const now = clock.now().getTime();
+          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
+          return lastProbe.ok;
+        },
       },
-    },
-    log,
-    publicRouters,
-  );
+      log,
+      publicRouters,
+    );
   // OCSP is answered on node:http directly; everything else goes through express.
   const publicServer = createHttpServer((req, res) => {
     if (!ocspHotPath(req, res)) publicApp(req, res);

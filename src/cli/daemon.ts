@@ -29,7 +29,10 @@ import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicApp } from "../api/public-router.js";
 import { createCrlRouter } from "../api/crl-router.js";
-import { createOcspRouter } from "../api/ocsp-router.js";
+import { createOcspHotPath } from "../api/public-hot-path.js";
+import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
+import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
+import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
@@ -171,9 +174,18 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
   // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
   const ocspIssuers: Issuer[] = [issuer];
-  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, { validityMs: config.ocsp.validity });
+  // Pre-signed answers live in the database (shared by every process that serves /ocsp) and are
+  // signed in the background after start-up; requests that need a fresh signature are bounded
+  // per client (config ocsp.rateLimit).
+  const ocspStore = new SqliteOcspStore(dd.store.db);
+  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, {
+    validityMs: config.ocsp.validity,
+    store: ocspStore,
+    budget: new SigningBudget(clock, config.ocsp.rateLimit),
+  });
+  const ocspPresigner = new OcspPresigner([...ocsp.issuers], ocspStore, clock, log, { validityMs: config.ocsp.validity });
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));
-  publicRouters.push(createOcspRouter(ocsp, clock, log));
+  const ocspHotPath = createOcspHotPath(ocsp, clock, log);
   revocationFeed.start();
   // Loaded (or signed) after the feed took its cursor, so a revocation committed meanwhile is
   // either in the first CRL or reported by the feed; and before any listener opens. It never
@@ -192,7 +204,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   );
   hardenTimeouts(apiServer);
   let lastProbe = { at: 0, ok: false };
-  const publicServer = createHttpServer(
+  const publicApp =
     createPublicApp(
       {
         roots: () => roots.map((r) => r.der),
@@ -209,8 +221,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       },
       log,
       publicRouters,
-    ),
-  );
+    );
+  // OCSP is answered on node:http directly; everything else goes through express.
+  const publicServer = createHttpServer((req, res) => {
+    if (!ocspHotPath(req, res)) publicApp(req, res);
+  });
   hardenTimeouts(publicServer);
 
   const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");
@@ -230,12 +245,16 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   log.info({ url: apiUrl }, "api listening");
   log.info({ url: publicUrl }, "public listening");
   log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners: provisioners.map((p) => p.name) }, "fleetca ready");
+  // Every unexpired certificate's answer, signed in the background (it yields between batches).
+  void ocspPresigner.run();
 
   const tick = async () => {
     await serving.renewIfDue();
     await crls.regenerateDue();
     reportCrlHealth();
-    // Re-signs pre-signed OCSP answers past half their life (it logs its own failures).
+    // Pre-signs new certificates' answers and re-signs stored ones past half their life, then
+    // refreshes the ones in memory (from the store when it can); both log their own failures.
+    await ocspPresigner.run();
     await ocsp.refresh();
     try {
       const pruned = dd.store.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
@@ -259,6 +278,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       if (timer) clearInterval(timer);
       revocationFeed.stop();
       await crls.stop();
+      await ocspPresigner.close();
       await ocsp.close();
       await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
       dd.store.close();

@@ -186,6 +186,18 @@ export const configSchema = z
           .prefault("4h")
           .refine((ms) => ms >= 10 * 60_000, "must be at least 10m (responses are refreshed by a once-a-minute sweep)")
           .refine((ms) => ms <= 240 * 3_600_000, "must be at most 240h (10 days)"),
+        /**
+         * Bounds the fresh signatures the public listener can cause (nonce requests, several
+         * CertIDs, answers not pre-signed): per client address, and for all clients together.
+         * Over it, a nonce request gets the pre-signed answer without the nonce (RFC 6960 §4.4.1).
+         */
+        rateLimit: z
+          .strictObject({
+            perSecond: z.number().positive().default(50),
+            burst: z.number().int().min(1).default(100),
+            totalPerSecond: z.number().positive().default(2000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     provisioners: z.array(provisioner).prefault([{ name: "bootstrap", type: "bootstrap" }]),

@@ -224,3 +224,43 @@ export interface Housekeeping {
 export interface HealthProbe {
   ping(): boolean;
 }
+
+/**
+ * A pre-signed OCSP answer (a whole DER OCSPResponse) for one certificate's SHA-1 CertID, stored so
+ * every worker, and later every replica, serves the same bytes (as cfssl's and Boulder's OCSP
+ * tables do). `status` is the inventory status it was signed for: a reader serves the row only
+ * while the inventory still says the same, so a revocation can never be answered "good".
+ */
+export interface StoredOcspAnswer {
+  issuerKeyId: string;
+  serial: SerialHex;
+  status: CertificateStatus;
+  der: Uint8Array;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** Half-way through the validity (DESIGN habit 8): after this the answer is signed again. */
+  refreshAt: Date;
+}
+
+/** A certificate the OCSP pre-signer has to (re-)sign an answer for. */
+export interface OcspPresignCandidate {
+  serial: SerialHex;
+  status: CertificateStatus;
+  revokedAt: Date | null;
+  reason: number | null;
+}
+
+/** What the OCSP responder and its background pre-signer need. */
+export interface OcspAnswerStore {
+  getOcspAnswer(issuerKeyId: string, serial: SerialHex): StoredOcspAnswer | null;
+  /** Stores (replacing) the answers in one transaction. */
+  saveOcspAnswers(answers: StoredOcspAnswer[]): void;
+  /**
+   * The issuer's certificates unexpired at `now`, with serial after `afterSerial` (serial order,
+   * at most `limit`), whose stored answer is missing, due for refresh at `now`, or signed for
+   * another status than the inventory's.
+   */
+  certificatesToPresign(issuerKeyId: string, now: Date, afterSerial: string, limit: number): OcspPresignCandidate[];
+  /** Drops answers past their nextUpdate (their certificate expired or nobody refreshed them). */
+  deleteExpiredOcspAnswers(now: Date): number;
+}

@@ -5,7 +5,7 @@ import type { CertStatusAnswer } from "./ocsp-response.js";
 
 /** A signed single-CertID OCSPResponse kept in memory, with what is needed to re-sign it. */
 export interface PresignedResponse {
-  /** The CertID's DER (base64): two requests for the same CertID get the same bytes. */
+  /** The CertID's DER (latin1): two requests for the same CertID get the same bytes. */
   key: string;
   query: CertIdQuery;
   issuer: OcspIssuer;
@@ -19,6 +19,8 @@ export interface PresignedResponse {
   refreshAt: Date;
   /** ms since the epoch (the injected clock's): responses nobody asks for are let go instead of refreshed. */
   lastServedAt: number;
+  /** Set when the cache lets the entry go (replaced, evicted, revoked): exact-request entries pointing at it die with it. */
+  retired?: boolean;
 }
 
 /**
@@ -78,6 +80,7 @@ export class OcspCache {
   delete(key: string): void {
     const e = this.#known.get(key) ?? this.#unknown.get(key);
     if (!e) return;
+    e.retired = true;
     this.#known.delete(key);
     this.#unknown.delete(key);
     const s = serialKey(e.issuer.keyIdHex, e.query.serial);

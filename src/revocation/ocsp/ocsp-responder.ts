@@ -1,13 +1,16 @@
 import { createHash } from "node:crypto";
-import type { Extension } from "@peculiar/asn1-x509";
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
+import type { SerialHex } from "../../core/serial.js";
 import type { Issuer } from "../../issuance/issuer.js";
-import type { CertificateLookup, RevocationEvent } from "../../storage/ports.js";
+import type { CertificateLookup, OcspAnswerStore, RevocationEvent, StoredOcspAnswer } from "../../storage/ports.js";
+import { ExactRequestMap, requestKey } from "./exact-request-map.js";
 import { OcspCache, type PresignedResponse } from "./ocsp-cache.js";
 import { OcspIssuer } from "./ocsp-issuer.js";
+import { validityWindow } from "./ocsp-presigner.js";
 import { certIdKey, parseOcspRequest, type CertIdQuery } from "./ocsp-request.js";
-import { ocspFailure, signOcspResponse, wholeSeconds, type CertStatusAnswer, type OcspFailure } from "./ocsp-response.js";
+import { ocspFailure, signOcspResponse, type CertStatusAnswer, type OcspFailure } from "./ocsp-response.js";
+import type { SigningBudget } from "./signing-budget.js";
 
 export interface OcspResponderOptions {
   /** nextUpdate − thisUpdate of a good or revoked answer (config `ocsp.validity`). */
@@ -18,6 +21,12 @@ export interface OcspResponderOptions {
   maxEntries?: number;
   /** Pre-signed "unknown" responses kept (LRU of their own). */
   maxUnknownEntries?: number;
+  /** Exact request bytes remembered (ExactRequestMap). */
+  maxExactRequests?: number;
+  /** The shared pre-signed answers (database); without it, answers live in this process only. */
+  store?: OcspAnswerStore;
+  /** Bounds the fresh signatures requests may cause, per client; without it they are not bounded. */
+  budget?: SigningBudget;
 }
 
 /** What the HTTP layer needs to send an answer. */
@@ -27,38 +36,50 @@ export interface OcspAnswer {
   outcome: "successful" | OcspFailure;
   /**
    * Set when HTTP caches may keep the answer until nextUpdate (RFC 5019 §6.2); null for answers
-   * bound to a nonce and for failures, which must never be cached.
+   * to a nonce request and for failures, which must never be cached.
    */
   freshness: { thisUpdate: Date; nextUpdate: Date; etag: string } | null;
 }
 
+/** The client a request is charged to when the caller names none (in-process callers). */
+export const LOCAL_CLIENT = "local";
+
 const DEFAULT_UNKNOWN_VALIDITY_MS = 60_000;
 const DEFAULT_MAX_ENTRIES = 20_000;
 const DEFAULT_MAX_UNKNOWN_ENTRIES = 1_000;
+const DEFAULT_MAX_EXACT_REQUESTS = 50_000;
+
+/** Why no pre-signed answer could be given without a signature the budget does not allow. */
+type Refusal = "unauthorized" | "tryLater";
 
 interface Flight {
   /** Identifies this signing: a revocation replaces it, and the detached one then keeps nothing. */
   token: symbol;
   query: CertIdQuery;
   issuer: OcspIssuer;
-  promise: Promise<PresignedResponse>;
+  promise: Promise<PresignedResponse | Refusal>;
 }
 
 /**
  * RFC 6960 responder for fleetca's issuers (DESIGN habit 8, after Boulder's ocsp/responder and
- * cfssl's ocsp/responder): single-CertID requests without a nonce — what TLS stapling and most
- * clients send — are answered from memory with pre-signed bytes; those responses are re-signed
- * before half their life by `refresh()` (the daemon's tick) and at once when a revocation comes
- * through the RevocationFeed, so a revoked certificate never keeps a "good" answer. Only a
- * request carrying a nonce (or several CertIDs) costs a signature on the request path.
+ * cfssl's ocsp/responder). Single-CertID requests without a nonce — what TLS stapling and most
+ * clients send — are answered with pre-signed bytes: first by the exact request bytes (no
+ * parsing), then by CertID from memory, then from the shared store that the background
+ * pre-signer (ocsp-presigner.ts) fills for every certificate. Answers are re-signed before half
+ * their life and at once when a revocation comes through the RevocationFeed, so a revoked
+ * certificate never keeps a "good" answer. Fresh signatures asked for by requests (a nonce,
+ * several CertIDs, an answer not pre-signed) are bounded by a per-client SigningBudget.
  */
 export class OcspResponder {
   readonly #issuers: OcspIssuer[];
   readonly #cache: OcspCache;
+  readonly #exact: ExactRequestMap;
   /** One signing per CertID at a time; a revocation detaches a running one so its stale result is not kept. */
   readonly #inflight = new Map<string, Flight>();
   readonly #validityMs: number;
   readonly #unknownValidityMs: number;
+  readonly #store: OcspAnswerStore | undefined;
+  readonly #budget: SigningBudget | undefined;
   /** The running sweep, so a second tick does not start another and close() can wait for it. */
   #sweep: Promise<{ refreshed: number; dropped: number }> | null = null;
   #closed = false;
@@ -76,10 +97,35 @@ export class OcspResponder {
     this.#validityMs = opts.validityMs;
     this.#unknownValidityMs = Math.min(opts.unknownValidityMs ?? DEFAULT_UNKNOWN_VALIDITY_MS, opts.validityMs);
     this.#cache = new OcspCache(opts.maxEntries ?? DEFAULT_MAX_ENTRIES, opts.maxUnknownEntries ?? DEFAULT_MAX_UNKNOWN_ENTRIES);
+    this.#exact = new ExactRequestMap(opts.maxExactRequests ?? DEFAULT_MAX_EXACT_REQUESTS);
+    this.#store = opts.store;
+    this.#budget = opts.budget;
   }
 
-  /** Answers one DER OCSPRequest. Never throws: a fault becomes internalError (RFC 6960 §4.2.1). */
-  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+  /** The issuers as OCSP sees them (for the background pre-signer). */
+  get issuers(): readonly OcspIssuer[] {
+    return this.#issuers;
+  }
+
+  /**
+   * The answer to request bytes seen before, without parsing or awaiting anything; undefined
+   * when these bytes are not remembered (then `respond()`).
+   */
+  answerFromMemory(request: Uint8Array | string): OcspAnswer | undefined {
+    const nowMs = this.clock.now().getTime();
+    const e = this.#exact.get(typeof request === "string" ? request : requestKey(request), nowMs);
+    if (!e) return undefined;
+    e.lastServedAt = nowMs;
+    return answerOf(e);
+  }
+
+  /**
+   * Answers one DER OCSPRequest from `client` (the remote address, for the signing budget);
+   * `alias` is another key the answer may be remembered under (a GET's path, getPathKey). Never throws: a fault becomes internalError (RFC 6960 §4.2.1).
+   */
+  async respond(requestDer: Uint8Array, client: string = LOCAL_CLIENT, alias?: string): Promise<OcspAnswer> {
+    const remembered = this.answerFromMemory(requestDer);
+    if (remembered) return remembered;
     const parsed = parseOcspRequest(requestDer);
     if (!parsed.ok) {
       this.log.debug({ reason: parsed.reason }, "malformed OCSP request");
@@ -89,8 +135,22 @@ export class OcspResponder {
     const issuer = this.#issuerOf(certIds);
     if (!issuer) return failure("unauthorized");
     try {
-      if (certIds.length === 1 && !nonce) return await this.#presigned(certIds[0]!, issuer);
-      return await this.#signNow(certIds, issuer, nonce);
+      if (certIds.length === 1 && !nonce) {
+        const e = await this.#presigned(certIds[0]!, issuer, client);
+        if (typeof e === "string") return failure(e);
+        if (!e.retired) {
+          this.#exact.remember(requestKey(requestDer), e);
+          if (alias) this.#exact.remember(alias, e);
+        }
+        return answerOf(e);
+      }
+      if (!this.#budget || this.#budget.take(client)) return await this.#signNow(certIds, issuer, nonce);
+      // Over this client's budget. RFC 6960 §4.4.1 lets a responder ignore the nonce: a single
+      // CertID gets its pre-signed answer (no signature); several CertIDs are to be asked again later.
+      if (certIds.length > 1) return failure("tryLater");
+      const e = await this.#presigned(certIds[0]!, issuer, client);
+      if (typeof e === "string") return failure(e);
+      return { ...answerOf(e), freshness: null };
     } catch (err) {
       this.log.error({ err }, "OCSP response could not be produced");
       return failure("internalError");
@@ -99,35 +159,41 @@ export class OcspResponder {
 
   /**
    * RevocationFeed listener: drops every pre-signed answer for the revoked certificates (under
-   * any CertID hash) and signs them again at once, before anyone asks.
+   * any CertID hash) and signs them again at once, before anyone asks, the stored SHA-1 one
+   * included so every worker serves the revocation.
    */
   onRevocations(events: RevocationEvent[]): void {
     if (this.#closed) return;
     for (const ev of events) {
       const issuer = this.#issuers.find((i) => i.keyIdHex === ev.issuerKeyId);
       if (!issuer) continue;
+      const now = this.clock.now().getTime();
       const stale = new Map<string, { query: CertIdQuery; lastServedAt: number }>();
       for (const e of this.#cache.forSerial(ev.issuerKeyId, ev.serial)) stale.set(e.key, { query: e.query, lastServedAt: e.lastServedAt });
       for (const [key, f] of this.#inflight) {
-        if (f.issuer === issuer && f.query.serial === ev.serial && !stale.has(key)) {
-          stale.set(key, { query: f.query, lastServedAt: this.clock.now().getTime() });
-        }
+        if (f.issuer === issuer && f.query.serial === ev.serial && !stale.has(key)) stale.set(key, { query: f.query, lastServedAt: now });
+      }
+      if (this.#store) {
+        const q = issuer.sha1CertId(ev.serial);
+        const key = certIdKey(q);
+        if (!stale.has(key)) stale.set(key, { query: q, lastServedAt: now });
       }
       for (const [key, s] of stale) {
         this.#cache.delete(key);
         this.#inflight.delete(key);
-        this.#presign(key, s.query, issuer, s.lastServedAt).catch((err) =>
+        this.#presign(key, s.query, issuer, s.lastServedAt, null).catch((err) =>
           this.log.error({ err, serial: ev.serial }, "re-signing the OCSP response of a revoked certificate failed"),
         );
       }
-      if (stale.size > 0) this.log.info({ serial: ev.serial, responses: stale.size }, "OCSP responses re-signed after revocation");
+      this.log.info({ serial: ev.serial, responses: stale.size }, "OCSP responses re-signed after revocation");
     }
   }
 
   /**
-   * The sweep (daemon tick): re-signs every pre-signed answer past half its life that someone
-   * asked for within the last validity period; lets the others go (they are signed again if
-   * asked). "Unknown" answers are never refreshed, only dropped.
+   * The sweep (daemon tick): re-signs every pre-signed answer in memory past half its life that
+   * someone asked for within the last validity period (taking the stored one when the
+   * pre-signer already did); lets the others go (they are fetched or signed again if asked).
+   * "Unknown" answers are never refreshed, only dropped.
    */
   refresh(): Promise<{ refreshed: number; dropped: number }> {
     if (this.#closed) return Promise.resolve({ refreshed: 0, dropped: 0 });
@@ -138,6 +204,7 @@ export class OcspResponder {
   /** Stops refreshing (daemon close), after the signature in progress, so nothing reads a closed store. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#exact.clear();
     await this.#sweep?.catch(() => {});
   }
 
@@ -154,7 +221,7 @@ export class OcspResponder {
         continue;
       }
       try {
-        await this.#presign(e.key, e.query, e.issuer, e.lastServedAt);
+        await this.#presign(e.key, e.query, e.issuer, e.lastServedAt, null);
         refreshed++;
       } catch (err) {
         this.log.error({ err, serial: e.query.serial }, "refreshing a pre-signed OCSP response failed");
@@ -173,13 +240,18 @@ export class OcspResponder {
     return certIds.every((q) => issuer.names(q)) ? issuer : null;
   }
 
-  async #presigned(q: CertIdQuery, issuer: OcspIssuer): Promise<OcspAnswer> {
+  async #presigned(q: CertIdQuery, issuer: OcspIssuer, client: string): Promise<PresignedResponse | Refusal> {
     const key = certIdKey(q);
     const now = this.clock.now();
     let e = this.#cache.get(key);
     if (!e || now >= e.refreshAt) {
       try {
-        e = await this.#presign(key, q, issuer, now.getTime());
+        const fresh = await this.#presign(key, q, issuer, now.getTime(), client);
+        if (typeof fresh === "string") {
+          if (!e || now >= e.nextUpdate) return fresh;
+        } else {
+          e = fresh;
+        }
       } catch (err) {
         // A still-valid older answer beats an error while the signer is down.
         if (!e || now >= e.nextUpdate) throw err;
@@ -187,24 +259,44 @@ export class OcspResponder {
       }
     }
     e.lastServedAt = now.getTime();
-    return { der: e.der, outcome: "successful", freshness: { thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, etag: e.etag } };
+    return e;
   }
 
-  /** Reads the status now, signs it, and keeps it unless a revocation made it stale meanwhile. */
-  #presign(key: string, query: CertIdQuery, issuer: OcspIssuer, lastServedAt: number): Promise<PresignedResponse> {
+  /**
+   * Reads the status now, takes the stored answer when it is current, else signs one (charged to
+   * `client`'s budget; null = the responder's own re-signing, never refused), and keeps it
+   * unless a revocation made it stale meanwhile.
+   */
+  #presign(key: string, query: CertIdQuery, issuer: OcspIssuer, lastServedAt: number, client: string | null): Promise<PresignedResponse | Refusal> {
     const running = this.#inflight.get(key);
     if (running) return running.promise;
-    const token = Symbol(key);
-    const promise = (async () => {
+    // The flight is registered before the work starts: a stored answer is taken without awaiting
+    // anything, and it must still find itself the current flight when it is done.
+    const flight: Flight = { token: Symbol(key), query, issuer, promise: Promise.resolve("tryLater") };
+    const token = flight.token;
+    this.#inflight.set(key, flight);
+    const promise = (async (): Promise<PresignedResponse | Refusal> => {
       const now = this.clock.now();
       const answer = this.#statusOf(query, issuer);
-      const w = this.#window(now, answer, issuer);
-      const der = await signOcspResponse(issuer, [{ certId: query.certId, answer, ...w }], now, null);
-      const entry: PresignedResponse = { key, query, issuer, status: answer.status, der, etag: etagOf(der), ...w, refreshAt: new Date((w.thisUpdate.getTime() + w.nextUpdate.getTime()) / 2), lastServedAt };
+      const stored = this.#storedAnswer(query, issuer, answer, now);
+      let entry: PresignedResponse;
+      if (stored) {
+        entry = { key, query, issuer, status: answer.status, der: stored.der, etag: etagOf(stored.der), thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate, refreshAt: stored.refreshAt, lastServedAt };
+      } else {
+        // RFC 6960 §4.2.1 tryLater for a known certificate; a constant unauthorized (as for a CA
+        // we do not serve) for an unknown serial, so made-up serials cost no signature.
+        if (client !== null && this.#budget && !this.#budget.take(client)) return answer.status === "unknown" ? "unauthorized" : "tryLater";
+        const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
+        const der = await signOcspResponse(issuer, [{ certIdDer: query.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate }], now);
+        entry = { key, query, issuer, status: answer.status, der, etag: etagOf(der), ...w, lastServedAt };
+        if (this.#inflight.get(key)?.token === token) this.#storeAnswer(query, issuer, entry);
+      }
+      // Detached by a revocation meanwhile: served to this request only, never remembered.
       if (this.#inflight.get(key)?.token === token) this.#cache.set(entry);
+      else entry.retired = true;
       return entry;
     })();
-    this.#inflight.set(key, { token, query, issuer, promise });
+    flight.promise = promise;
     const settle = () => {
       if (this.#inflight.get(key)?.token === token) this.#inflight.delete(key);
     };
@@ -212,12 +304,36 @@ export class OcspResponder {
     return promise;
   }
 
+  /** The stored answer for a SHA-1 CertID in OpenSSL's encoding, when it is current and for the inventory's status now. */
+  #storedAnswer(q: CertIdQuery, issuer: OcspIssuer, answer: CertStatusAnswer, now: Date): StoredOcspAnswer | null {
+    if (!this.#store || answer.status === "unknown" || !this.#isStoredForm(q, issuer)) return null;
+    const row = this.#store.getOcspAnswer(issuer.keyIdHex, q.serial!);
+    const status = answer.status === "good" ? "valid" : "revoked";
+    return row && row.status === status && now < row.refreshAt ? row : null;
+  }
+
+  #storeAnswer(q: CertIdQuery, issuer: OcspIssuer, e: PresignedResponse): void {
+    if (!this.#store || e.status === "unknown" || !this.#isStoredForm(q, issuer)) return;
+    try {
+      this.#store.saveOcspAnswers([
+        { issuerKeyId: issuer.keyIdHex, serial: q.serial!, status: e.status === "good" ? "valid" : "revoked", der: e.der, thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, refreshAt: e.refreshAt },
+      ]);
+    } catch (err) {
+      this.log.error({ err, serial: q.serial }, "storing a pre-signed OCSP answer failed");
+    }
+  }
+
+  #isStoredForm(q: CertIdQuery, issuer: OcspIssuer): boolean {
+    return q.hash === "sha1" && q.serial !== null && Buffer.from(q.der).equals(issuer.sha1CertId(q.serial).der);
+  }
+
   /** Several CertIDs or a nonce: read and sign now, keep nothing (a nonce answer is for one client). */
-  async #signNow(certIds: CertIdQuery[], issuer: OcspIssuer, nonce: Extension | null): Promise<OcspAnswer> {
+  async #signNow(certIds: CertIdQuery[], issuer: OcspIssuer, nonce: Uint8Array | null): Promise<OcspAnswer> {
     const now = this.clock.now();
     const answers = certIds.map((q) => {
       const answer = this.#statusOf(q, issuer);
-      return { certId: q.certId, answer, ...this.#window(now, answer, issuer) };
+      const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
+      return { certIdDer: q.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate };
     });
     const der = await signOcspResponse(issuer, answers, now, nonce);
     const nextUpdate = new Date(Math.min(...answers.map((a) => a.nextUpdate.getTime())));
@@ -227,21 +343,18 @@ export class OcspResponder {
   /** RFC 6960 §2.2 from the inventory: good, revoked (time, reason), or unknown when not ours. */
   #statusOf(q: CertIdQuery, issuer: OcspIssuer): CertStatusAnswer {
     if (q.serial === null) return { status: "unknown" };
-    const r = this.certificates.getCertificate(q.serial);
+    const r = this.certificates.getCertificate(q.serial as SerialHex);
     // A serial of ours asked about under another of our issuers is not that issuer's certificate.
     if (!r || r.issuerKeyId !== issuer.keyIdHex) return { status: "unknown" };
     if (r.status === "valid") return { status: "good" };
     if (!r.revokedAt) throw new Error(`certificate ${r.serial} is revoked but has no revocation time`);
     return { status: "revoked", revokedAt: r.revokedAt, reason: r.revocationReason };
   }
+}
 
-  /** thisUpdate/nextUpdate: never past the issuer's own notAfter, whose signature would not verify then. */
-  #window(now: Date, answer: CertStatusAnswer, issuer: OcspIssuer): { thisUpdate: Date; nextUpdate: Date } {
-    const thisUpdate = wholeSeconds(now);
-    const life = answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs;
-    const end = Math.min(thisUpdate.getTime() + life, issuer.notAfter.getTime());
-    return { thisUpdate, nextUpdate: wholeSeconds(new Date(Math.max(end, thisUpdate.getTime()))) };
-  }
+function answerOf(e: PresignedResponse): OcspAnswer {
+  // The entry carries thisUpdate, nextUpdate and etag itself: no copy per request.
+  return { der: e.der, outcome: "successful", freshness: e };
 }
 
 function failure(outcome: OcspFailure): OcspAnswer {

@@ -151,4 +151,24 @@ ALTER TABLE issuers ADD COLUMN revoked_at INTEGER;
 ALTER TABLE issuers ADD COLUMN revocation_reason INTEGER CHECK (revocation_reason BETWEEN 0 AND 10 AND revocation_reason <> 7);
 `,
   },
+  {
+    version: 5,
+    name: "pre-signed OCSP answers",
+    // One pre-signed OCSPResponse per certificate (SHA-1 CertID), shared by every process that
+    // serves /ocsp. status = the certificate status it was signed for; refresh_at = half-life.
+    // No foreign key: rows are written in large batches by the pre-signer and are disposable.
+    sql: `
+CREATE TABLE ocsp_answers (
+  issuer_key_id TEXT NOT NULL,
+  serial        TEXT NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+  der           BLOB NOT NULL,
+  this_update   INTEGER NOT NULL,
+  next_update   INTEGER NOT NULL,
+  refresh_at    INTEGER NOT NULL,
+  PRIMARY KEY (issuer_key_id, serial)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ocsp_answers_by_expiry ON ocsp_answers (next_update);
+`,
+  },
 ];

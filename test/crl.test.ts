@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
@@ -83,7 +84,10 @@ function viewCrl(ca: Relying, der: Buffer): CrlView {
 function storedCrlState(ws: CaWorkspace, keyIdHex: string): { crl_number: number; der: Buffer; this_update: number; next_update: number } | undefined {
   const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
   try {
-    return db.prepare("SELECT * FROM crls WHERE issuer_key_id = ? AND shard = -1").get(keyIdHex) as never;
+    const row = db.prepare("SELECT * FROM crls WHERE issuer_key_id = ? AND shard = -1").get(keyIdHex) as { write_id: string } | undefined;
+    if (!row) return undefined;
+    const chunks = db.prepare("SELECT bytes FROM crl_chunks WHERE issuer_key_id = ? AND shard = -1 AND write_id = ? ORDER BY seq").pluck().all(keyIdHex, row.write_id) as Buffer[];
+    return { ...row, der: Buffer.concat(chunks) } as never;
   } finally {
     db.close();
   }
@@ -325,7 +329,7 @@ describe("CrlStore (SQLite)", () => {
   const ws = new CaWorkspace();
   afterAll(() => ws.remove());
 
-  it("never lets the stored CRL number go down, and lists only the issuer's unexpired revocations", () => {
+  it("never lets the stored CRL number go down, and lists only the issuer's unexpired revocations", async () => {
     const store = new SqliteStore(join(ws.dir, "store.db"));
     try {
       for (const keyId of ["aa", "bb"]) {
@@ -336,16 +340,22 @@ describe("CrlStore (SQLite)", () => {
         issuerKeyId: "aa", shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array([n]),
       });
       expect(store.getCrl(full)).toBeNull();
-      expect(store.saveCrl(state(3))).toBe(true);
-      expect(store.saveCrl(state(3))).toBe(false);
-      expect(store.saveCrl(state(2))).toBe(false);
+      expect(await store.saveCrl(state(3))).toBe(true);
+      expect(await store.saveCrl(state(3))).toBe(false);
+      expect(await store.saveCrl(state(2))).toBe(false);
       expect(store.getCrl(full)).toEqual(state(3));
-      expect(store.saveCrl(state(7))).toBe(true);
+      expect(await store.saveCrl(state(7))).toBe(true);
       expect(store.getCrl(full)?.crlNumber).toBe(7);
+      // A CRL of many chunks comes back byte for byte; the replaced one's chunks are gone.
+      const big = { ...state(8), der: new Uint8Array(randomBytes(1_300_000)) };
+      expect(await store.saveCrl(big)).toBe(true);
+      expect(Buffer.from(store.getCrl(full)!.der).equals(Buffer.from(big.der))).toBe(true);
+      expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
+      expect(store.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
       // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
-      expect(store.saveCrl(state(1, 2))).toBe(true);
+      expect(await store.saveCrl(state(1, 2))).toBe(true);
       expect(store.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
-      expect(store.getCrl(full)?.crlNumber).toBe(7);
+      expect(store.getCrl(full)?.crlNumber).toBe(8);
 
       const insert = store.db.prepare(
         `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)

@@ -182,6 +182,11 @@ export class FleetcaDaemon {
     for (let i = 0; i < 20 && !this.exited; i++) await sleep(50);
   }
 
+  /** ms since this daemon was spawned, on the same scale as every log line's `_atMs`. */
+  nowMs() {
+    return Number(process.hrtime.bigint() - this.startedAt) / 1e6;
+  }
+
   /** Reads VmHWM now (null once exited) and keeps this daemon's and the run's maximum. */
   recordPeak() {
     const hwm = this.procStatusKb("VmHWM");

@@ -1,4 +1,5 @@
-import { createPublicKey, verify as cryptoVerify, constants } from "node:crypto";
+import { createPublicKey, createVerify, verify as cryptoVerify, constants } from "node:crypto";
+import { LARGE_INPUT_OCTETS, updateInSlices } from "../signing/digest-in-slices.js";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import type { TBSCertificate } from "@peculiar/asn1-x509";
 import { SIGNATURE_SCHEMES } from "../core/key-type.js";
@@ -34,7 +35,13 @@ export function verifySignature(spki: Uint8Array, keyType: Signer["keyType"], da
  * The same check on libuv's thread pool: hashing a CRL of tens of megabytes would otherwise hold
  * the event loop (and every OCSP request behind it) for as long.
  */
-export function verifySignatureAsync(spki: Uint8Array, keyType: Signer["keyType"], data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+export async function verifySignatureAsync(spki: Uint8Array, keyType: Signer["keyType"], data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+  const hash = SIGNATURE_SCHEMES[keyType].hash;
+  if (hash && data.length > LARGE_INPUT_OCTETS) {
+    const v = createVerify(hash);
+    await updateInSlices(v, data);
+    return v.verify(verifyKey(spki), sig);
+  }
   return new Promise((resolve, reject) =>
     cryptoVerify(SIGNATURE_SCHEMES[keyType].hash, data, verifyKey(spki), sig, (err, ok) => (err ? reject(err) : resolve(ok))),
   );

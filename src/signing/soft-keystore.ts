@@ -5,6 +5,7 @@ import {
   createPublicKey,
   generateKeyPair,
   randomBytes,
+  createSign,
   sign as cryptoSign,
   type KeyObject,
 } from "node:crypto";
@@ -14,6 +15,7 @@ import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import { SIGNATURE_SCHEMES, type CaKeyType, CA_KEY_TYPES } from "../core/key-type.js";
 import type { Kek } from "./kek.js";
+import { LARGE_INPUT_OCTETS, updateInSlices } from "./digest-in-slices.js";
 import type { Signer } from "./signer.js";
 import type { SealedBox } from "./aead.js";
 import { open, seal } from "./aead.js";
@@ -149,8 +151,14 @@ class SoftSigner implements Signer {
   ) {
     this.#key = key;
   }
-  sign(data: Uint8Array): Promise<Uint8Array> {
+  async sign(data: Uint8Array): Promise<Uint8Array> {
     const hash = SIGNATURE_SCHEMES[this.keyType].hash;
+    if (hash && data.length > LARGE_INPUT_OCTETS) {
+      // A big CRL: hashed in slices on the event loop, then only the digest is signed.
+      const s = createSign(hash);
+      await updateInSlices(s, data);
+      return s.sign(this.#key);
+    }
     // The callback form runs in libuv's thread pool, off the event loop.
     return new Promise((resolve, reject) =>
       cryptoSign(hash, data, this.#key, (err, sig) => (err ? reject(err) : resolve(sig))),

@@ -155,11 +155,15 @@ export interface CrlStore {
   /** How many entries revokedPage would list in all for this scope at `now`. */
   countRevoked(scope: CrlScope, now: Date): number;
   getCrl(scope: CrlScope): StoredCrl | null;
+  /** The stored CRL's number and entry count without reading the CRL itself (null when none). */
+  crlSummaryOf(scope: CrlScope): { crlNumber: number; entries: number } | null;
   /**
    * Durably stores `s` as the scope's current CRL only if its number is above the stored one
    * (or none is stored). False when a CRL with that number or a higher one is already there.
+   * Asynchronous: a CRL of tens of megabytes is written in slices, between which the process
+   * keeps answering requests.
    */
-  saveCrl(s: StoredCrl): boolean;
+  saveCrl(s: StoredCrl): Promise<boolean>;
   latestRevocationSeq(): number;
   /** The scopes of this issuer (shard, or null for none) that saw a revocation after `seq`. */
   shardsRevokedAfter(issuerKeyId: string, seq: number): Array<number | null>;

@@ -10,8 +10,9 @@
 import ocspCached from "./ocsp-cached.mjs";
 import ocspNonce from "./ocsp-nonce.mjs";
 import ocspPresign from "./ocsp-presign.mjs";
+import ocspDuringCrl from "./ocsp-during-crl.mjs";
 import crl100k from "./crl-100k.mjs";
 import crl1m from "./crl-1m.mjs";
 import rss from "./rss.mjs";
 
-export const JOBS = [ocspCached, ocspNonce, ocspPresign, crl100k, crl1m, rss];
+export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, rss];

@@ -6,7 +6,7 @@ import type { RevokedRow } from "../../storage/ports.js";
 import { derBitString, derHeader } from "../../x509/der.js";
 import { signatureAlgorithmId } from "../../x509/profile.js";
 import { crlExtensionsField, crlHeadFields, CrlWriter } from "./crl-encoder.js";
-import { walkCrl } from "./crl-walk.js";
+import { walkCrlAsync } from "./crl-walk.js";
 
 /** One CRL to sign: its number, its window and, for a partition, its own URL. */
 export interface CrlHeaderFields {
@@ -107,7 +107,7 @@ export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: Revoke
 
 /** Null when `der` is the CRL asked for and its signature verifies; otherwise what differs. */
 async function checkSigned(issuer: Issuer, h: CrlHeaderFields, der: Uint8Array, entries: number, digest: string): Promise<string | null> {
-  const w = walkCrl(der);
+  const w = await walkCrlAsync(der);
   if (w.version !== 1) return "version";
   if (!w.tbsSignatureAlgorithmMatches) return "signature algorithm";
   if (!Buffer.from(w.issuerDer).equals(Buffer.from(issuer.info.subjectDer))) return "issuer name";

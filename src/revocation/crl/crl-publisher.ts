@@ -5,7 +5,7 @@ import type { Issuer } from "../../issuance/issuer.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { CrlScope, CrlStore, RevocationEvent, StoredCrl } from "../../storage/ports.js";
 import { buildCrl } from "./crl-builder.js";
-import { walkCrl } from "./crl-walk.js";
+import { walkCrlAsync } from "./crl-walk.js";
 
 /** The CRL a publisher serves now, exactly as stored. */
 export interface PublishedCrl {
@@ -119,7 +119,7 @@ export class CrlPublisher {
     let why: string | null;
     try {
       state = this.store.getCrl(this.scope);
-      why = this.#whyNotReuse(state);
+      why = await this.#whyNotReuse(state);
     } catch (err) {
       why = `stored CRL unreadable: ${(err as Error).message}`;
     }
@@ -201,13 +201,13 @@ export class CrlPublisher {
   }
 
   /** Null when the stored CRL can be served as is after a restart; otherwise why not. */
-  #whyNotReuse(state: StoredCrl | null): string | null {
+  async #whyNotReuse(state: StoredCrl | null): Promise<string | null> {
     if (!state) return "no CRL stored";
     const now = this.clock.now();
     if (now.getTime() - state.thisUpdate.getTime() >= this.cadence.intervalMs) return "stored CRL is older than crl.interval";
     if (now >= state.nextUpdate) return "stored CRL has expired";
     try {
-      const w = walkCrl(state.der);
+      const w = await walkCrlAsync(state.der);
       if (w.crlNumber !== state.crlNumber) return "stored CRL does not carry its recorded number";
       if (!w.authorityKeyId || Buffer.from(w.authorityKeyId).toString("hex") !== this.keyIdHex) return "stored CRL is another issuer's";
       if (w.distributionPointUrl !== this.distributionPointUrl) return "stored CRL names another distribution point (publicUrl changed?)";
@@ -238,7 +238,8 @@ export class CrlPublisher {
     try {
       const revocationSeq = this.store.latestRevocationSeq();
       for (let attempt = 0; attempt < 3; attempt++) {
-        const stored = this.store.getCrl(this.scope);
+        // Only the number and size: reading a stored CRL of tens of megabytes here would stall.
+        const stored = this.store.crlSummaryOf(this.scope);
         const crlNumber = Math.max(stored?.crlNumber ?? 0, this.#current?.crlNumber ?? 0) + 1;
         // RFC 5280 §3.3 lets a CA drop an entry once the certificate has expired: a relying party
         // rejects an expired certificate anyway, and the CRL stays as small as the live fleet's.
@@ -249,7 +250,7 @@ export class CrlPublisher {
         );
         const state: StoredCrl = { ...this.scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq, der: built.der };
         // Store before hand-out: the guarded write fails if this number was already used.
-        if (!this.store.saveCrl(state)) continue;
+        if (!(await this.store.saveCrl(state))) continue;
         this.#current = publishedFrom(state);
         this.#lastEntries = built.entries;
         this.#failure = null;

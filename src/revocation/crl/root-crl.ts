@@ -31,12 +31,12 @@ export async function signRootCrl(
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const scope = { issuerKeyId: root.keyIdHex, shard: null };
   for (let attempt = 0; attempt < 3; attempt++) {
-    const crlNumber = (store.getCrl(scope)?.crlNumber ?? 0) + 1;
+    const crlNumber = (store.crlSummaryOf(scope)?.crlNumber ?? 0) + 1;
     const built = await buildCrl(root, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: null }, (after, size) =>
       entries.filter((e) => after === null || e[0] > after).slice(0, size),
     );
     const state: StoredCrl = { ...scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq: -1, der: built.der };
-    if (store.saveCrl(state)) return state;
+    if (await store.saveCrl(state)) return state;
   }
   throw new Error("another writer kept storing a higher root CRL number");
 }
@@ -51,13 +51,16 @@ export class StoredRootCrl {
 
   constructor(
     readonly keyIdHex: string,
-    private readonly store: Pick<CrlStore, "getCrl">,
+    private readonly store: Pick<CrlStore, "getCrl" | "crlSummaryOf">,
     private readonly clock: Clock,
   ) {}
 
   refresh(): void {
-    const s = this.store.getCrl({ issuerKeyId: this.keyIdHex, shard: null });
-    if (s && (!this.#current || s.crlNumber > this.#current.crlNumber)) {
+    const scope = { issuerKeyId: this.keyIdHex, shard: null };
+    const n = this.store.crlSummaryOf(scope)?.crlNumber ?? null;
+    if (n === null || (this.#current && n <= this.#current.crlNumber)) return;
+    const s = this.store.getCrl(scope);
+    if (s) {
       this.#current = { der: s.der, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate };
     }
   }

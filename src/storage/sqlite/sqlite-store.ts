@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { randomUUID } from "node:crypto";
 import { chmodSync, existsSync } from "node:fs";
 import { OperatorError } from "../../core/errors.js";
 import type { Sans } from "../../core/sans.js";
@@ -278,9 +279,14 @@ export class SqliteStore
 
   getCrl(scope: CrlScope): StoredCrl | null {
     const r = this.#lazy("getCrl", "SELECT * FROM crls WHERE issuer_key_id = ? AND shard = ?").get(scope.issuerKeyId, scope.shard ?? -1) as
-      | { issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; entries: number; revocation_seq: number; der: Buffer }
+      | { issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; entries: number; revocation_seq: number; write_id: string; der_length: number }
       | undefined;
     if (!r) return null;
+    const chunks = this.#lazy("getCrlChunks", "SELECT bytes FROM crl_chunks WHERE issuer_key_id = ? AND shard = ? AND write_id = ? ORDER BY seq")
+      .pluck()
+      .all(r.issuer_key_id, r.shard, r.write_id) as Buffer[];
+    const der = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    if (der.length !== r.der_length) throw new Error(`stored CRL of ${r.issuer_key_id}/${r.shard} is incomplete (${der.length} of ${r.der_length} octets)`);
     return {
       issuerKeyId: r.issuer_key_id,
       shard: r.shard === -1 ? null : r.shard,
@@ -289,21 +295,64 @@ export class SqliteStore
       nextUpdate: new Date(r.next_update),
       entries: r.entries,
       revocationSeq: r.revocation_seq,
-      der: new Uint8Array(r.der.buffer, r.der.byteOffset, r.der.byteLength),
+      der: new Uint8Array(der.buffer, der.byteOffset, der.byteLength),
     };
   }
 
-  saveCrl(s: StoredCrl): boolean {
-    // One statement: the INSERT for a scope's first CRL, else an UPDATE guarded by the number,
-    // so the stored CRL number can never go down (RFC 5280 §5.2.3), whoever writes and in what order.
+  crlSummaryOf(scope: CrlScope): { crlNumber: number; entries: number } | null {
+    const r = this.#lazy("crlSummaryOf", "SELECT crl_number, entries FROM crls WHERE issuer_key_id = ? AND shard = ?").get(scope.issuerKeyId, scope.shard ?? -1) as
+      | { crl_number: number; entries: number }
+      | undefined;
+    return r ? { crlNumber: r.crl_number, entries: r.entries } : null;
+  }
+
+  async saveCrl(s: StoredCrl): Promise<boolean> {
+    const shard = s.shard ?? -1;
+    const writeId = randomUUID();
+    const der = Buffer.from(s.der.buffer, s.der.byteOffset, s.der.byteLength);
+    // 1. The bytes, one chunk per transaction, without waiting for fsync (step 2's does: in WAL
+    //    mode one fsync of the log covers every frame before it), the event loop turning between.
+    const insert = this.#lazy("insertCrlChunk", "INSERT INTO crl_chunks (issuer_key_id, shard, write_id, seq, bytes) VALUES (?, ?, ?, ?, ?)");
+    for (let seq = 0, off = 0; off < der.length || seq === 0; seq++, off += CRL_CHUNK_OCTETS) {
+      this.#withoutFsync(() => insert.run(s.issuerKeyId, shard, writeId, seq, der.subarray(off, off + CRL_CHUNK_OCTETS)));
+      if (off + CRL_CHUNK_OCTETS < der.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // 2. Switch the scope to them, durably, only if the number goes up: the INSERT for a scope's
+    //    first CRL, else an UPDATE guarded by the number (RFC 5280 §5.2.3), whoever writes.
     const r = this.#lazy(
       "saveCrl",
-      `INSERT INTO crls (issuer_key_id, shard, crl_number, this_update, next_update, entries, revocation_seq, der) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO crls (issuer_key_id, shard, crl_number, this_update, next_update, entries, revocation_seq, write_id, der_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (issuer_key_id, shard) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update,
-         next_update = excluded.next_update, entries = excluded.entries, revocation_seq = excluded.revocation_seq, der = excluded.der
+         next_update = excluded.next_update, entries = excluded.entries, revocation_seq = excluded.revocation_seq,
+         write_id = excluded.write_id, der_length = excluded.der_length
        WHERE crls.crl_number < excluded.crl_number`,
-    ).run(s.issuerKeyId, s.shard ?? -1, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), s.entries, s.revocationSeq, Buffer.from(s.der.buffer, s.der.byteOffset, s.der.byteLength));
+    ).run(s.issuerKeyId, shard, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), s.entries, s.revocationSeq, writeId, der.length);
+    // 3. Every other write's chunks of this scope (the replaced CRL, a lost race, a crash's
+    //    leftovers) go, a few at a time.
+    const sweep = this.#lazy(
+      "sweepCrlChunks",
+      `DELETE FROM crl_chunks WHERE rowid IN (SELECT c.rowid FROM crl_chunks c WHERE c.issuer_key_id = ? AND c.shard = ?
+         AND c.write_id <> COALESCE((SELECT write_id FROM crls WHERE issuer_key_id = ? AND shard = ?), '') LIMIT 4)`,
+    );
+    while (this.#withoutFsync(() => sweep.run(s.issuerKeyId, shard, s.issuerKeyId, shard)).changes > 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     return r.changes === 1;
+  }
+
+  /**
+   * Runs one statement with synchronous=NORMAL: committed and atomic (WAL), not yet fsynced. Only
+   * for writes whose durability a later synchronous=FULL commit provides, or that may be lost.
+   * better-sqlite3 is synchronous, so nothing else runs between the two pragmas.
+   */
+  #withoutFsync<T>(run: () => T): T {
+    const before = this.db.pragma("synchronous", { simple: true }) as number;
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      return run();
+    } finally {
+      this.db.pragma(`synchronous = ${before}`);
+    }
   }
 
   shardsRevokedAfter(issuerKeyId: string, seq: number): Array<number | null> {
@@ -421,6 +470,9 @@ export class SqliteStore
 }
 
 class RollBack extends Error {}
+
+/** A stored CRL's DER is written in slices of this size (one transaction each). */
+const CRL_CHUNK_OCTETS = 128 * 1024;
 
 function certToRow(c: CertificateRecord): CertRow {
   return {

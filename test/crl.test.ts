@@ -352,10 +352,19 @@ describe("CrlStore (SQLite)", () => {
       expect(Buffer.from(store.getCrl(full)!.der).equals(Buffer.from(big.der))).toBe(true);
       expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
       expect(store.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
+      // Two writers with the same number at once (chunks interleaved): one wins, whole; a
+      // crashed write's leftover chunks are swept by the next save.
+      store.db.prepare("INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES ('aa', -1, 8, 'crashed', 0, x'00')").run();
+      const a = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
+      const b = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
+      const [wa, wb] = await Promise.all([store.saveCrl(a), store.saveCrl(b)]);
+      expect([wa, wb].sort()).toEqual([false, true]);
+      expect(Buffer.from(store.getCrl(full)!.der).equals(Buffer.from((wa ? a : b).der))).toBe(true);
+      expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
       // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
       expect(await store.saveCrl(state(1, 2))).toBe(true);
       expect(store.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
-      expect(store.getCrl(full)?.crlNumber).toBe(8);
+      expect(store.getCrl(full)?.crlNumber).toBe(9);
 
       const insert = store.db.prepare(
         `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)

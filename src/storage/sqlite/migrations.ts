@@ -116,7 +116,8 @@ CREATE TABLE crl_state (
     // from crl_state gets -1, so any revocation at all makes it be rebuilt once.
     // The DER lives in crl_chunks (128 KiB each), written one chunk per transaction before the
     // crls row is switched to it (write_id): storing a 40 MB CRL in one statement held the event
-    // loop for ~750 ms. Chunks of a write that never got switched to are deleted by the next one.
+    // loop for ~750 ms. Chunks of a write that never got switched to are deleted by a later one
+    // (those of a number at or below the current one: a higher one may still be being written).
     // certificates.crl_shard: the partition whose URL the certificate's CRL distribution point
     // names (NULL: it names the issuer's full CRL). crl_shards: every partition an issuer ever
     // assigned, so shrinking crl.shards never orphans a URL an unexpired certificate carries.
@@ -137,6 +138,7 @@ CREATE TABLE crls (
 CREATE TABLE crl_chunks (
   issuer_key_id TEXT NOT NULL,
   shard         INTEGER NOT NULL,
+  crl_number    INTEGER NOT NULL,
   write_id      TEXT NOT NULL,
   seq           INTEGER NOT NULL,
   bytes         BLOB NOT NULL,
@@ -144,7 +146,7 @@ CREATE TABLE crl_chunks (
 ) STRICT;
 INSERT INTO crls (issuer_key_id, shard, crl_number, this_update, next_update, entries, revocation_seq, write_id, der_length)
   SELECT issuer_key_id, -1, crl_number, this_update, next_update, -1, -1, 'v3', length(der) FROM crl_state;
-INSERT INTO crl_chunks (issuer_key_id, shard, write_id, seq, bytes) SELECT issuer_key_id, -1, 'v3', 0, der FROM crl_state;
+INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) SELECT issuer_key_id, -1, crl_number, 'v3', 0, der FROM crl_state;
 DROP TABLE crl_state;
 
 CREATE TABLE crl_shards (

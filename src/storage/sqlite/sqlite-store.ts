@@ -312,9 +312,9 @@ export class SqliteStore
     const der = Buffer.from(s.der.buffer, s.der.byteOffset, s.der.byteLength);
     // 1. The bytes, one chunk per transaction, without waiting for fsync (step 2's does: in WAL
     //    mode one fsync of the log covers every frame before it), the event loop turning between.
-    const insert = this.#lazy("insertCrlChunk", "INSERT INTO crl_chunks (issuer_key_id, shard, write_id, seq, bytes) VALUES (?, ?, ?, ?, ?)");
+    const insert = this.#lazy("insertCrlChunk", "INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES (?, ?, ?, ?, ?, ?)");
     for (let seq = 0, off = 0; off < der.length || seq === 0; seq++, off += CRL_CHUNK_OCTETS) {
-      this.#withoutFsync(() => insert.run(s.issuerKeyId, shard, writeId, seq, der.subarray(off, off + CRL_CHUNK_OCTETS)));
+      this.#withoutFsync(() => insert.run(s.issuerKeyId, shard, s.crlNumber, writeId, seq, der.subarray(off, off + CRL_CHUNK_OCTETS)));
       if (off + CRL_CHUNK_OCTETS < der.length) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     // 2. Switch the scope to them, durably, only if the number goes up: the INSERT for a scope's
@@ -327,14 +327,15 @@ export class SqliteStore
          write_id = excluded.write_id, der_length = excluded.der_length
        WHERE crls.crl_number < excluded.crl_number`,
     ).run(s.issuerKeyId, shard, s.crlNumber, s.thisUpdate.getTime(), s.nextUpdate.getTime(), s.entries, s.revocationSeq, writeId, der.length);
-    // 3. Every other write's chunks of this scope (the replaced CRL, a lost race, a crash's
-    //    leftovers) go, a few at a time.
+    // 3. The chunks no CRL will ever use (the replaced CRL, a lost race, a crash's leftovers: any
+    //    write at or below the current number but the current one) go, a few at a time. A write
+    //    of a higher number may still be under way in another process: its chunks stay.
     const sweep = this.#lazy(
       "sweepCrlChunks",
-      `DELETE FROM crl_chunks WHERE rowid IN (SELECT c.rowid FROM crl_chunks c WHERE c.issuer_key_id = ? AND c.shard = ?
-         AND c.write_id <> COALESCE((SELECT write_id FROM crls WHERE issuer_key_id = ? AND shard = ?), '') LIMIT 4)`,
+      `DELETE FROM crl_chunks WHERE rowid IN (SELECT c.rowid FROM crl_chunks c JOIN crls k ON k.issuer_key_id = c.issuer_key_id AND k.shard = c.shard
+         WHERE c.issuer_key_id = ? AND c.shard = ? AND c.crl_number <= k.crl_number AND c.write_id <> k.write_id LIMIT 4)`,
     );
-    while (this.#withoutFsync(() => sweep.run(s.issuerKeyId, shard, s.issuerKeyId, shard)).changes > 0) {
+    while (this.#withoutFsync(() => sweep.run(s.issuerKeyId, shard)).changes > 0) {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return r.changes === 1;

@@ -12,6 +12,7 @@ import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
 import { toPem } from "../src/x509/pem.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
+import type { SerialHex } from "../src/core/serial.js";
 
 const HOUR = 3_600_000;
 
@@ -375,10 +376,21 @@ describe("CrlStore (SQLite)", () => {
       insert.run("03", "aa", 5_000, "valid", null, null);
       insert.run("04", "bb", 5_000, "revoked", 50, 0); // another issuer's
       insert.run("05", "aa", 5_000, "revoked", 150, null);
-      expect(store.revokedUnexpired("aa", new Date(2_000))).toEqual([
-        { serial: "05", revokedAt: new Date(150), reason: null },
-        { serial: "01", revokedAt: new Date(200), reason: 1 },
+      insert.run("06", "aa", 5_000, "revoked", 250, 5);
+      // Serial order, only this issuer's unexpired revocations, page by page after a serial.
+      const scope = { issuerKeyId: "aa", shard: null };
+      expect(store.revokedPage(scope, new Date(2_000), null, 10)).toEqual([
+        ["01", 200, 1],
+        ["05", 150, null],
+        ["06", 250, 5],
       ]);
+      expect(store.revokedPage(scope, new Date(2_000), null, 2)).toEqual([
+        ["01", 200, 1],
+        ["05", 150, null],
+      ]);
+      expect(store.revokedPage(scope, new Date(2_000), "05" as SerialHex, 2)).toEqual([["06", 250, 5]]);
+      expect(store.countRevoked(scope, new Date(2_000))).toBe(3);
+      expect(store.countRevoked(scope, new Date(500))).toBe(4);
     } finally {
       store.close();
     }

@@ -108,19 +108,11 @@ export interface RevocationLog {
 }
 
 /**
- * One CRL entry as the store reads it for the CRL builder: serial (lower-case hex), revocation
- * time (ms since the epoch), reason code or null. A bare tuple, the driver's own row shape, so a
+ * One CRL entry (RFC 5280 §5.1.2.6) as the store reads it for the CRL builder: serial
+ * (lower-case hex), revocation time (ms since the epoch), RFC 5280 §5.3.1 reason code or null. A bare tuple, the driver's own row shape, so a
  * million entries cost no conversion and no per-row objects beyond the row itself.
  */
 export type RevokedRow = readonly [serial: string, revokedAtMs: number, reason: number | null];
-
-/** A certificate as a CRL lists it (RFC 5280 §5.1.2.6). */
-export interface RevokedEntry {
-  serial: SerialHex;
-  revokedAt: Date;
-  /** RFC 5280 §5.3.1 CRLReason code; null when none was recorded. */
-  reason: number | null;
-}
 
 /**
  * Which CRL of an issuer: its full CRL (every revoked certificate it issued, shard null), or one

@@ -26,7 +26,6 @@ import type {
   RevocationLog,
   RevocationOutcome,
   RevocationStore,
-  RevokedEntry,
   RevokedRow,
   StoredCrl,
 } from "../ports.js";
@@ -235,16 +234,6 @@ export class SqliteStore
   }
 
   // --- CrlStore ---
-
-  /** Every unexpired revoked certificate of an issuer (or of one partition), oldest revocation first. */
-  revokedUnexpired(issuerKeyId: string, now: Date, shard?: number): RevokedEntry[] {
-    const rows = this.#lazy(
-      `revokedUnexpired:${shard === undefined}`,
-      `SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND not_after > ?
-       ${shard === undefined ? "" : "AND crl_shard = ?"} ORDER BY revoked_at, serial`,
-    ).all(issuerKeyId, now.getTime(), ...(shard === undefined ? [] : [shard])) as Array<{ serial: string; revoked_at: number; revocation_reason: number | null }>;
-    return rows.map((r) => ({ serial: r.serial as SerialHex, revokedAt: new Date(r.revoked_at), reason: r.revocation_reason }));
-  }
 
   revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedRow[] {
     // One statement per scope kind; each walks its partial index (certificates_revoked_by_serial

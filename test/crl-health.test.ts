@@ -87,7 +87,7 @@ describe("a CRL that cannot be published is loud (in-process daemon, injected si
 
   it("warns about the root CRL 7 days before its nextUpdate and reports 503 past it until `fleetca crl sign-root`", async () => {
     const clock = new ManualClock(new Date(Math.floor(Date.now() / 1000) * 1000));
-    let { daemon } = await startInProcess(ws, clock);
+    let { daemon, logs } = await startInProcess(ws, clock);
     try {
       const rootCrlNext = (await daemon.dataDir.store.listIssuers())
         .filter((i) => i.role === "root")
@@ -97,6 +97,15 @@ describe("a CRL that cannot be published is loud (in-process daemon, injected si
       const warned = await health(daemon.publicUrl);
       expect(warned.status).toBe(200);
       expect(warned.body.warnings).toEqual([expect.stringMatching(/^root CRL of [0-9a-f]+: nextUpdate \S+ is within 7 days; run "fleetca crl sign-root"$/)]);
+      // Logged too, once an hour rather than on every tick.
+      const warnings = () => logs.join("").match(/level=warn msg="CRL publication warning"/g)?.length ?? 0;
+      expect(warnings()).toBe(1);
+      clock.advance(10 * 60_000);
+      await daemon.tick();
+      expect(warnings()).toBe(1);
+      clock.advance(60 * 60_000);
+      await daemon.tick();
+      expect(warnings()).toBe(2);
 
       clock.set(new Date(rootCrlNext.getTime() + 1000));
       await daemon.tick();
@@ -109,7 +118,7 @@ describe("a CRL that cannot be published is loud (in-process daemon, injected si
       const signed = await ws.cli(["crl", "sign-root"]);
       expect(signed.code, signed.stderr).toBe(0);
       clock.set(new Date());
-      ({ daemon } = await startInProcess(ws, clock));
+      ({ daemon, logs } = await startInProcess(ws, clock));
       expect(await health(daemon.publicUrl)).toEqual({ status: 200, body: { status: "ok" } });
     } finally {
       await daemon.close();

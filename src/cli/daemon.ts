@@ -69,6 +69,7 @@ const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 const REVOCATION_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
 const CRL_DEBOUNCE_MS = 250;
+const CRL_WARNING_EVERY_MS = 3_600_000;
 const TLS_MIN_VERSION = "TLSv1.2" as const;
 /**
  * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
@@ -191,10 +192,17 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // either in the first CRL or reported by the feed; and before any listener opens. It never
   // throws: a CRL that cannot be built is reported by /healthz and the log, not a failed start.
   await crls.start();
+  // Errors on every tick, for as long as they last; a warning (a root CRL due within 7 days)
+  // once an hour, so a week of it stays readable.
+  let lastWarnedAt = -Infinity;
   const reportCrlHealth = (): void => {
     const h = crls.health();
     for (const e of h.errors) log.error({ problem: e }, "CRL publication problem");
-    for (const w of h.warnings) log.warn({ problem: w }, "CRL publication warning");
+    const now = clock.now().getTime();
+    if (h.warnings.length > 0 && now - lastWarnedAt >= CRL_WARNING_EVERY_MS) {
+      lastWarnedAt = now;
+      for (const w of h.warnings) log.warn({ problem: w }, "CRL publication warning");
+    }
   };
   reportCrlHealth();
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());

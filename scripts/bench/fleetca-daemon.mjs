@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { trackChild, killGroup } from "./cleanup.mjs";
@@ -14,6 +15,12 @@ let peakHwmKb = 0;
 export const peakRssMb = () => (peakHwmKb > 0 ? peakHwmKb / 1024 : null);
 
 /**
+ * Public workers the bench daemons run (config listen.publicWorkers): one per core, as an
+ * operator would run fleetca for OCSP; FLEETCA_BENCH_PUBLIC_WORKERS=0 measures the single process.
+ */
+export const PUBLIC_WORKERS = Number(process.env.FLEETCA_BENCH_PUBLIC_WORKERS ?? availableParallelism());
+
+/**
  * Writes a config for a throwaway CA: both listeners on 127.0.0.1:0 (loopback, any free port;
  * the daemon logs the bound URLs) and JSON logs, so the harness can read timings from them.
  * The OCSP signing budget is lifted: wrk is one client, and under the default budget (50/s per
@@ -24,7 +31,7 @@ export function writeConfig(dir) {
   const cfg = join(dir, "config.yaml");
   writeFileSync(
     cfg,
-    [`dataDir: ${join(dir, "data")}`, "listen: { api: 127.0.0.1:0, public: 127.0.0.1:0 }", "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ""].join("\n"),
+    [`dataDir: ${join(dir, "data")}`, `listen: { api: 127.0.0.1:0, public: 127.0.0.1:0, publicWorkers: ${PUBLIC_WORKERS} }`, "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ""].join("\n"),
   );
   return cfg;
 }
@@ -151,25 +158,47 @@ export class FleetcaDaemon {
     return `daemon exited (${this.child.exitCode ?? this.child.signalCode}${hwm})${msg ? `: ${msg.trim().slice(0, 200)}` : ""}`;
   }
 
-  /** A field of /proc/<pid>/status in kB (VmRSS, VmHWM), or null once the process is gone. */
-  procStatusKb(field) {
+  /** The daemon's processes: the primary and its public workers (listen.publicWorkers). */
+  pids() {
     try {
-      const m = readFileSync(`/proc/${this.pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
-      return m ? Number(m[1]) : null;
+      const kids = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, "utf8").trim();
+      return [this.pid, ...(kids ? kids.split(/\s+/).map(Number) : [])];
     } catch {
-      return null;
+      return [this.pid];
     }
   }
 
-  /** utime+stime in clock ticks from /proc/<pid>/stat, to tell "working" from "idle". */
-  cpuTicks() {
-    try {
-      const f = readFileSync(`/proc/${this.pid}/stat`, "utf8");
-      const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-      return Number(rest[11]) + Number(rest[12]);
-    } catch {
-      return null;
+  /**
+   * A field of /proc/<pid>/status in kB (VmRSS, VmHWM) summed over the daemon's processes, or
+   * null once the primary is gone. The sum of each process's VmHWM bounds their peak together
+   * from above (they need not peak at the same moment).
+   */
+  procStatusKb(field) {
+    let total = null;
+    for (const pid of this.pids()) {
+      try {
+        const m = readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
+        if (m) total = (total ?? 0) + Number(m[1]);
+      } catch {
+        if (pid === this.pid) return null;
+      }
     }
+    return total;
+  }
+
+  /** utime+stime in clock ticks from /proc/<pid>/stat over the daemon's processes, to tell "working" from "idle". */
+  cpuTicks() {
+    let total = null;
+    for (const pid of this.pids()) {
+      try {
+        const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+        total = (total ?? 0) + Number(rest[11]) + Number(rest[12]);
+      } catch {
+        if (pid === this.pid) return null;
+      }
+    }
+    return total;
   }
 
   /** Records the peak RSS, then SIGTERM (graceful: closes SQLite), SIGKILL after 10 s. */

@@ -1,21 +1,16 @@
-import { createHash } from "node:crypto";
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import type { Server as HttpServer } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { existsSync, unlinkSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import type { Router } from "express";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
-import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { ProvisionerRegistry } from "../attestation/routing.js";
 import { CertificateAuthority } from "../issuance/certificate-authority.js";
-import { bindIssuer, type Issuer } from "../issuance/issuer.js";
-import { verifySignature } from "../issuance/sign-tbs.js";
+import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
 import { RegistrationAuthority } from "../registration/registration-authority.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
@@ -27,14 +22,15 @@ import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
-import { createPublicApp } from "../api/public-router.js";
-import { createCrlRouter } from "../api/crl-router.js";
-import { createOcspHotPath } from "../api/public-hot-path.js";
+import { createPublicServer } from "../api/public-server.js";
+import { createHealthCheck } from "../api/health-check.js";
+import { closeServer, hardenTimeouts, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
+import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
-import type { IssuerRecord } from "../storage/ports.js";
+import { PublicWorkers } from "./public-workers.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 import { buildProvisioners } from "./provisioners.js";
@@ -63,7 +59,6 @@ export interface DaemonOptions {
 }
 
 const LEAF_BACKDATE_MS = 60_000;
-const SIGNER_PROBE_CACHE_MS = 10_000;
 const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
@@ -152,7 +147,6 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
-  const publicRouters: Router[] = [];
   // (CRL and OCSP publishers are wired here.)
   // CRLs: for each issuer that answers for its certificates, its full CRL and one per partition
   // ever assigned (crl.shards now, and any earlier setting whose certificates may still live).
@@ -171,7 +165,6 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
   const crls = new CrlDirectory(publishers, rootCrls, issuer.keyIdHex);
   revocationFeed.subscribe(crls.onRevocations);
-  publicRouters.push(createCrlRouter(crls, clock, { intervalMs: config.crl.interval }));
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
   // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
   const ocspIssuers: Issuer[] = [issuer];
@@ -186,7 +179,6 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   });
   const ocspPresigner = new OcspPresigner([...ocsp.issuers], ocspStore, clock, log, { validityMs: config.ocsp.validity });
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));
-  const ocspHotPath = createOcspHotPath(ocsp, clock, log);
   revocationFeed.start();
   // Loaded (or signed) after the feed took its cursor, so a revocation committed meanwhile is
   // either in the first CRL or reported by the feed; and before any listener opens. It never
@@ -211,47 +203,57 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }),
   );
   hardenTimeouts(apiServer);
-  let lastProbe = { at: 0, ok: false };
-  const publicApp =
-    createPublicApp(
-      {
-        roots: () => roots.map((r) => r.der),
-        intermediate: () => issuer.der,
-        health: async () => {
-          const errors: string[] = [];
-          if (!dd.store.ping()) errors.push("database does not answer");
-          const now = clock.now().getTime();
-          if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer).catch(() => false) };
-          if (!lastProbe.ok) errors.push("signer does not answer");
-          const crlHealth = crls.health();
-          return { errors: [...errors, ...crlHealth.errors], warnings: crlHealth.warnings };
-        },
-      },
-      log,
-      publicRouters,
-    );
-  // OCSP is answered on node:http directly; everything else goes through express.
-  const publicServer = createHttpServer((req, res) => {
-    if (!ocspHotPath(req, res)) publicApp(req, res);
+  // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
+  // that read what this one signs and stores; their /healthz adds this process's report.
+  const workerCount = config.listen.publicWorkers;
+  let workers: PublicWorkers | null = null;
+  const health = createHealthCheck(dd.store, issuer, clock, () => {
+    const h = crls.health();
+    const warnings = [...h.warnings];
+    const w = workers?.status();
+    if (w && w.running < w.wanted) warnings.push(`public workers: ${w.running} of ${w.wanted} running`);
+    return { errors: h.errors, warnings };
   });
-  hardenTimeouts(publicServer);
+  const publicServer: HttpServer | null =
+    workerCount > 0
+      ? null
+      : createPublicServer({
+          ocsp,
+          crls,
+          sources: { roots: () => roots.map((r) => r.der), intermediate: () => issuer.der, health },
+          clock,
+          log,
+          crlIntervalMs: config.crl.interval,
+        });
 
   const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");
-  let pubAddr: AddressInfo;
+  let boundPublicPort: number;
   try {
-    pubAddr = await listen(publicServer, pubHost, pubPort, "listen.public");
+    if (publicServer) {
+      boundPublicPort = (await listen(publicServer, pubHost, pubPort, "listen.public")).port;
+    } else {
+      // A worker unwraps the intermediate key itself from the same sources as this process
+      // (FLEETCA_PASSPHRASE, passphraseFile); only a passphrase handed to startDaemon otherwise
+      // (in-process callers) is passed on, in the worker's environment as an operator would.
+      const derivable = passphraseFrom(config)?.reveal() === opts.passphrase?.reveal();
+      const env = derivable ? {} : { FLEETCA_PASSPHRASE: opts.passphrase?.reveal() ?? "" };
+      workers = new PublicWorkers(workerCount, config, pubHost, pubPort, env, log, health);
+      boundPublicPort = await workers.start();
+      const w = workers;
+      revocationFeed.subscribe(() => w.notifyRevocations());
+    }
   } catch (e) {
-    apiServer.close();
+    await closeServer(apiServer);
     throw e;
   }
   const apiUrl = `https://${urlHost(apiHost)}:${apiAddr.port}`;
-  const publicUrl = `http://${urlHost(pubHost)}:${pubAddr.port}`;
+  const publicUrl = `http://${urlHost(pubHost)}:${boundPublicPort}`;
   audiences = signAudiences(config, servingNames, apiAddr.port);
 
   const statePath = join(dd.dir, SERVE_STATE_FILE);
   writeFileAtomic(statePath, JSON.stringify({ pid: process.pid, apiUrl, publicUrl, startedAt: clock.now().toISOString() }) + "\n", 0o600);
   log.info({ url: apiUrl }, "api listening");
-  log.info({ url: publicUrl }, "public listening");
+  log.info({ url: publicUrl, ...(workerCount > 0 && { workers: workerCount }) }, "public listening");
   log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners: provisioners.map((p) => p.name) }, "fleetca ready");
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
   void ocspPresigner.run();
@@ -288,29 +290,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       await crls.stop();
       await ocspPresigner.close();
       await ocsp.close();
-      await Promise.all([closeServer(apiServer!), closeServer(publicServer)]);
+      await Promise.all([closeServer(apiServer!), publicServer ? closeServer(publicServer) : workers!.close()]);
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);
     },
   };
-}
-
-/** The issuing intermediate: the newest active one that is valid now. */
-function currentIntermediate(issuers: IssuerRecord[], now: Date): IssuerRecord {
-  const candidates = issuers
-    .filter((i) => i.role === "intermediate" && i.status === "active" && i.notBefore <= now && i.notAfter > now)
-    .sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
-  if (!candidates[0]) throw new OperatorError("no valid intermediate CA in dataDir (all expired or retired)");
-  return candidates[0];
-}
-
-async function probeSigner(issuer: Issuer): Promise<boolean> {
-  try {
-    const probe = createHash("sha256").update(`health ${Date.now()}`).digest();
-    return verifySignature(issuer.info.spki, issuer.signer.keyType, probe, await issuer.signer.sign(probe));
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -324,48 +308,6 @@ function signAudiences(config: FleetcaConfig, names: string[], port: number): st
   return unique(bases.map((b) => `${b}/v1/sign`));
 }
 
-export function splitHostPort(addr: string): [string, number] {
-  const i = addr.lastIndexOf(":");
-  return [addr.slice(0, i).replace(/^\[|\]$/g, ""), Number(addr.slice(i + 1))];
-}
-
-function isWildcard(host: string): boolean {
-  return host === "0.0.0.0" || host === "::" || host === "";
-}
-
-/** The host to print in a URL: wildcard binds are reachable on loopback; IPv6 goes in brackets. */
-export function urlHost(host: string): string {
-  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
-  if (host === "::") return "[::1]";
-  return host.includes(":") ? `[${host}]` : host;
-}
-
 function unique<T>(xs: T[]): T[] {
   return [...new Set(xs)];
-}
-
-function hardenTimeouts(s: HttpServer | HttpsServer): void {
-  s.headersTimeout = 10_000;
-  s.requestTimeout = 30_000;
-  s.keepAliveTimeout = 5_000;
-  s.maxHeadersCount = 100;
-}
-
-function listen(server: HttpServer | HttpsServer, host: string, port: number, key: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) =>
-      reject(new OperatorError(`cannot listen on ${host}:${port} (${key}): ${e.code ?? e.message}`));
-    server.once("error", onError);
-    server.listen(port, host, () => {
-      server.off("error", onError);
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
-function closeServer(s: HttpServer | HttpsServer): Promise<void> {
-  return new Promise((resolve) => {
-    s.close(() => resolve());
-    s.closeAllConnections();
-  });
 }

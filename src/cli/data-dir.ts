@@ -32,9 +32,10 @@ export function dataDirInitialised(dir: string): boolean {
 }
 
 /**
- * Opens the data directory: 0700 dir, KEK (creating it only when `create`), key store, database.
+ * Opens the data directory: 0700 dir, KEK (creating it only when `create`), key store, database
+ * (read-only when `readonlyStore`).
  */
-export function openDataDir(dir: string, passphrase: Secret | undefined, opts: { create: boolean }): OpenedDataDir {
+export function openDataDir(dir: string, passphrase: Secret | undefined, opts: { create: boolean; readonlyStore?: boolean }): OpenedDataDir {
   if (!existsSync(dir)) {
     if (!opts.create) throw new OperatorError(`dataDir ${dir} does not exist: run "fleetca init" first`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -43,7 +44,8 @@ export function openDataDir(dir: string, passphrase: Secret | undefined, opts: {
   if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
   const kek = openKek({ dataDir: dir, passphrase, create: opts.create });
   const keys = new SoftKeyStore(join(dir, KEYS_DIR), kek);
-  const store = new SqliteStore(join(dir, DB_FILE));
+  // A public worker only reads the database (the primary migrated it and writes it).
+  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false });
   return { dir, store, keys, kek };
 }
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { OperatorError } from "../core/errors.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { SERVE_STATE_FILE } from "./data-dir.js";
-import { splitHostPort, urlHost } from "./daemon.js";
+import { splitHostPort, urlHost } from "../api/listener.js";
 
 /**
  * The `aud` a bootstrap token is minted for: {apiUrl}/v1/sign. apiUrl comes from config, else

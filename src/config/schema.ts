@@ -134,7 +134,16 @@ export const configSchema = z
   .strictObject({
     dataDir: z.string().min(1).default("./ca-data"),
     listen: z
-      .strictObject({ api: listenAddress.default("127.0.0.1:8443"), public: listenAddress.default("127.0.0.1:8080") })
+      .strictObject({
+        api: listenAddress.default("127.0.0.1:8443"),
+        public: listenAddress.default("127.0.0.1:8080"),
+        /**
+         * Processes serving the public listener (OCSP, CRLs, roots, /healthz) besides the
+         * primary, which keeps the API, CRL signing and pre-signing (cli/public-workers.ts).
+         * 0 = the primary serves it too; the number of cores uses every core for OCSP.
+         */
+        publicWorkers: z.number().int().min(0, "must be at least 0").max(64, "must be at most 64").default(0),
+      })
       .prefault({}),
     publicUrl: baseUrl(["http:", "https:"]).default("http://127.0.0.1:8080"),
     apiUrl: baseUrl(["https:"]).optional(),

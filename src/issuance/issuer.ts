@@ -5,6 +5,7 @@ import { SIGNATURE_SCHEMES } from "../core/key-type.js";
 import type { Signer } from "../signing/signer.js";
 import { parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
 import type { IssuerRef } from "../x509/profile.js";
+import type { IssuerRecord } from "../storage/ports.js";
 import { verifySignature } from "./sign-tbs.js";
 
 /** A CA certificate paired with the Signer for its key. */
@@ -42,4 +43,13 @@ export async function bindIssuer(der: Uint8Array, signer: Signer): Promise<Issue
     signer,
     ref: { subject: cert.tbsCertificate.subject, keyId: info.subjectKeyId, scheme: SIGNATURE_SCHEMES[signer.keyType] },
   };
+}
+
+/** The issuing intermediate: the newest active one that is valid now. */
+export function currentIntermediate(issuers: IssuerRecord[], now: Date): IssuerRecord {
+  const candidates = issuers
+    .filter((i) => i.role === "intermediate" && i.status === "active" && i.notBefore <= now && i.notAfter > now)
+    .sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
+  if (!candidates[0]) throw new OperatorError("no valid intermediate CA in dataDir (all expired or retired)");
+  return candidates[0];
 }

@@ -260,3 +260,20 @@ export interface OcspAnswerStore {
   /** Drops answers past their nextUpdate (their certificate expired or nobody refreshed them). */
   deleteExpiredOcspAnswers(now: Date): number;
 }
+
+/**
+ * What CRLs exist, in two queries whatever the number of partitions: for a process that serves
+ * CRLs another process signs (a public worker) and checks for new ones every second.
+ */
+export interface CrlCatalog {
+  /** Every stored CRL's scope and number. */
+  storedCrlNumbers(): Array<CrlScope & { crlNumber: number }>;
+  /** Every partition ever registered (crl_shards), published or not. */
+  registeredShards(): Array<{ issuerKeyId: string; shard: number }>;
+  /**
+   * The stored CRL of a scope, read a chunk at a time with a yield between chunks, so a reader
+   * that serves requests is never stalled by a large CRL; null when none is stored, or when a
+   * newer write replaced it meanwhile (read again).
+   */
+  readCrl(scope: CrlScope): Promise<StoredCrl | null>;
+}

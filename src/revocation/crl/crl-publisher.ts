@@ -268,6 +268,6 @@ export class CrlPublisher {
   }
 }
 
-function publishedFrom(s: StoredCrl): PublishedCrl {
+export function publishedFrom(s: StoredCrl): PublishedCrl {
   return { der: s.der, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate };
 }

@@ -3,7 +3,7 @@ import type { Issuer } from "../../issuance/issuer.js";
 import type { CrlStore, IssuerRecord, RevokedRow, StoredCrl } from "../../storage/ports.js";
 import { parseCertificateDer } from "../../x509/certificate-info.js";
 import { buildCrl } from "./crl-builder.js";
-import type { PublishedCrl } from "./crl-publisher.js";
+import { publishedFrom, type PublishedCrl } from "./crl-publisher.js";
 
 /** The daemon warns this long before the root CRL's nextUpdate: time to run `fleetca crl sign-root`. */
 export const ROOT_CRL_WARNING_MS = 7 * 24 * 3_600_000;
@@ -60,9 +60,7 @@ export class StoredRootCrl {
     const n = this.store.crlSummaryOf(scope)?.crlNumber ?? null;
     if (n === null || (this.#current && n <= this.#current.crlNumber)) return;
     const s = this.store.getCrl(scope);
-    if (s) {
-      this.#current = { der: s.der, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate };
-    }
+    if (s) this.#current = publishedFrom(s);
   }
 
   current(): PublishedCrl | null {

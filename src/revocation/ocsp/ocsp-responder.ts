@@ -25,6 +25,11 @@ export interface OcspResponderOptions {
   maxExactRequests?: number;
   /** The shared pre-signed answers (database); without it, answers live in this process only. */
   store?: OcspAnswerStore;
+  /**
+   * Whether answers this process signs are written to the store for the others (default true).
+   * A public worker reads the store and writes nothing: the primary's pre-signer keeps it.
+   */
+  shareSigned?: boolean;
   /** Bounds the fresh signatures requests may cause, per client; without it they are not bounded. */
   budget?: SigningBudget;
 }
@@ -80,6 +85,7 @@ export class OcspResponder {
   readonly #unknownValidityMs: number;
   readonly #store: OcspAnswerStore | undefined;
   readonly #budget: SigningBudget | undefined;
+  readonly #shareSigned: boolean;
   /** The running sweep, so a second tick does not start another and close() can wait for it. */
   #sweep: Promise<{ refreshed: number; dropped: number }> | null = null;
   #closed = false;
@@ -100,6 +106,7 @@ export class OcspResponder {
     this.#exact = new ExactRequestMap(opts.maxExactRequests ?? DEFAULT_MAX_EXACT_REQUESTS);
     this.#store = opts.store;
     this.#budget = opts.budget;
+    this.#shareSigned = opts.shareSigned ?? true;
   }
 
   /** The issuers as OCSP sees them (for the background pre-signer). */
@@ -313,7 +320,7 @@ export class OcspResponder {
   }
 
   #storeAnswer(q: CertIdQuery, issuer: OcspIssuer, e: PresignedResponse): void {
-    if (!this.#store || e.status === "unknown" || !this.#isStoredForm(q, issuer)) return;
+    if (!this.#store || !this.#shareSigned || e.status === "unknown" || !this.#isStoredForm(q, issuer)) return;
     try {
       this.#store.saveOcspAnswers([
         { issuerKeyId: issuer.keyIdHex, serial: q.serial!, status: e.status === "good" ? "valid" : "revoked", der: e.der, thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, refreshAt: e.refreshAt },

@@ -1,0 +1,47 @@
+import { createHash } from "node:crypto";
+import type { Clock } from "../core/clock.js";
+import type { Issuer } from "../issuance/issuer.js";
+import { verifySignature } from "../issuance/sign-tbs.js";
+import type { HealthProbe } from "../storage/ports.js";
+
+/** What /healthz reports: any error makes it 503; warnings ride along with a 200. */
+export interface HealthReport {
+  errors: string[];
+  warnings: string[];
+}
+
+/** A signature costs little, but /healthz may be polled hard: the probe's result is kept this long. */
+const SIGNER_PROBE_CACHE_MS = 10_000;
+
+/**
+ * The checks every process that serves /healthz makes for itself: its database connection
+ * answers, and its signer makes a signature that verifies under the issuer's certificate (a key
+ * that cannot sign is an outage even when everything else is up). `more` adds what the process
+ * knows besides (CRL publication; in a public worker, the primary's own report).
+ */
+export function createHealthCheck(
+  store: HealthProbe,
+  issuer: Issuer,
+  clock: Clock,
+  more: () => HealthReport | Promise<HealthReport>,
+): () => Promise<HealthReport> {
+  let lastProbe = { at: -Infinity, ok: false };
+  return async () => {
+    const errors: string[] = [];
+    if (!store.ping()) errors.push("database does not answer");
+    const now = clock.now().getTime();
+    if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
+    if (!lastProbe.ok) errors.push("signer does not answer");
+    const m = await more();
+    return { errors: [...errors, ...m.errors], warnings: m.warnings };
+  };
+}
+
+async function probeSigner(issuer: Issuer): Promise<boolean> {
+  try {
+    const probe = createHash("sha256").update(`health ${Date.now()}`).digest();
+    return verifySignature(issuer.info.spki, issuer.signer.keyType, probe, await issuer.signer.sign(probe));
+  } catch {
+    return false;
+  }
+}

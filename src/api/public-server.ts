@@ -1,0 +1,33 @@
+import { createServer, type Server } from "node:http";
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import type { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
+import { createCrlRouter, type CrlSource } from "./crl-router.js";
+import { hardenTimeouts } from "./listener.js";
+import { createOcspHotPath } from "./public-hot-path.js";
+import { createPublicApp, type PublicSources } from "./public-router.js";
+
+export interface PublicServerParts {
+  ocsp: OcspResponder;
+  crls: CrlSource;
+  sources: PublicSources;
+  clock: Clock;
+  log: Logger;
+  /** config crl.interval: how long HTTP caches may keep a CRL. */
+  crlIntervalMs: number;
+}
+
+/**
+ * The public listener (plain HTTP, RFC 5280 §4.2.1.13 / RFC 6960 Appendix A practice): OCSP on
+ * node:http directly (public-hot-path.ts), everything else (CRLs, roots, /healthz) through
+ * express. The same server runs in the daemon itself or in each public worker (public-worker.ts).
+ */
+export function createPublicServer(p: PublicServerParts): Server {
+  const ocspHotPath = createOcspHotPath(p.ocsp, p.clock, p.log);
+  const app = createPublicApp(p.sources, p.log, [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs })]);
+  const server = createServer((req, res) => {
+    if (!ocspHotPath(req, res)) app(req, res);
+  });
+  hardenTimeouts(server);
+  return server;
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+/**
+ * A public worker: one of `listen.publicWorkers` processes `fleetca serve` forks with node:cluster
+ * to serve the public listener (OCSP, CRLs, roots, /healthz) on every core. Everything it serves
+ * comes from the shared database, read-only: the pre-signed OCSP answers and the CRLs the primary
+ * signs and stores, the inventory for requests that need a fresh signature (a nonce, several
+ * CertIDs), which it signs itself with the intermediate key it unwraps once. It follows the
+ * revocation log (told at once by the primary, polled every second besides) so a revocation is
+ * served by every worker within the same bounds as by the primary.
+ */
+import cluster from "node:cluster";
+import type { Server } from "node:http";
+import { systemClock } from "../core/clock.js";
+import { OperatorError } from "../core/errors.js";
+import { passphraseFrom } from "../config/load.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { createLogger } from "../log/logger.js";
+import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
+import { createHealthCheck, type HealthReport } from "../api/health-check.js";
+import { closeServer, listen, splitHostPort } from "../api/listener.js";
+import { createPublicServer } from "../api/public-server.js";
+import { CrlMirror } from "../revocation/crl/crl-mirror.js";
+import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
+import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
+import { RevocationFeed } from "../revocation/revocation-feed.js";
+import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
+import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { openDataDir } from "./data-dir.js";
+import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
+
+/** How often a worker looks for new CRLs and revocations made elsewhere; SPEC allows 5 s. */
+const FOLLOW_MS = 1_000;
+/** How often the in-memory OCSP answers are swept (re-signed past half their life, as the primary's tick). */
+const SWEEP_MS = 60_000;
+/** How long /healthz waits for the primary's part before it says the primary does not answer. */
+const PRIMARY_HEALTH_TIMEOUT_MS = 3_000;
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const config: FleetcaConfig = start.config;
+  const clock = systemClock;
+  const log = createLogger({ level: config.log.level, format: config.log.format }).child({ worker: start.worker });
+  const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false, readonlyStore: true });
+  const issuers = dd.store.listIssuers();
+  const current = currentIntermediate(issuers, clock.now());
+  const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+  const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+
+  // A client's signing budget is shared out: node:cluster hands connections round-robin, so a
+  // client's requests are spread over the workers and each keeps its share of every bucket.
+  const share = (n: number) => n / start.workers;
+  const budget = new SigningBudget(clock, {
+    perSecond: share(config.ocsp.rateLimit.perSecond),
+    burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
+    totalPerSecond: share(config.ocsp.rateLimit.totalPerSecond),
+  });
+  const ocsp = new OcspResponder([issuer], dd.store, clock, log, {
+    validityMs: config.ocsp.validity,
+    store: new SqliteOcspStore(dd.store.db),
+    shareSigned: false,
+    budget,
+  });
+  const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
+  feed.subscribe((events) => ocsp.onRevocations(events));
+  feed.start();
+  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log);
+  await crls.refresh();
+
+  const pending = new Map<number, (r: HealthReport) => void>();
+  let nextId = 1;
+  const primaryHealth = (): Promise<HealthReport> =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        resolve({ errors: ["the primary process does not answer"], warnings: [] });
+      }, PRIMARY_HEALTH_TIMEOUT_MS);
+      pending.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      send({ t: "health?", id });
+    });
+  process.on("message", (m: ToWorker) => {
+    if (m.t === "revocations") feed.poll();
+    else if (m.t === "health") {
+      pending.get(m.id)?.(m.report);
+      pending.delete(m.id);
+    }
+  });
+
+  const server = createPublicServer({
+    ocsp,
+    crls,
+    sources: {
+      roots: () => roots.map((r) => r.der),
+      intermediate: () => issuer.der,
+      health: createHealthCheck(dd.store, issuer, clock, primaryHealth),
+    },
+    clock,
+    log,
+    crlIntervalMs: config.crl.interval,
+  });
+  const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
+  const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
+  const [host] = splitHostPort(config.listen.public);
+  const addr = await listen(server, host, start.port, "listen.public");
+  return {
+    server,
+    port: addr.port,
+    close: async () => {
+      clearInterval(follow);
+      clearInterval(sweep);
+      feed.stop();
+      await crls.close();
+      await ocsp.close();
+      await closeServer(server);
+      dd.store.close();
+    },
+  };
+}
+
+if (!cluster.isWorker) {
+  process.stderr.write("fleetca: public-worker.js is started by `fleetca serve` (listen.publicWorkers), not by hand\n");
+  process.exit(2);
+}
+// The primary is gone (stopped, or killed): a worker has nothing to serve for.
+process.on("disconnect", () => process.exit(0));
+let started = false;
+process.on("message", (m: ToWorker) => {
+  if (m.t !== "start" || started) return;
+  started = true;
+  runWorker(m).then(
+    (w) => {
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        void w.close().finally(() => process.exit(0));
+      };
+      process.on("message", (s: ToWorker) => {
+        if (s.t === "stop") stop();
+      });
+      // Ctrl-C reaches the whole process group; the primary, stopping too, does not replace us.
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+      send({ t: "listening", port: w.port });
+    },
+    (e: unknown) => {
+      const message = e instanceof OperatorError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
+      send({ t: "failed", message });
+      process.exitCode = 1;
+      setTimeout(() => process.exit(1), 100);
+    },
+  );
+});
+send({ t: "ready" });

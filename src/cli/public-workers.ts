@@ -1,0 +1,172 @@
+import cluster, { type Worker } from "node:cluster";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import type { HealthReport } from "../api/health-check.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { OperatorError } from "../core/errors.js";
+import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
+
+const WORKER_SCRIPT = fileURLToPath(new URL("./public-worker.js", import.meta.url));
+/** A worker that does not report its listener within this long failed to start. */
+const START_TIMEOUT_MS = 60_000;
+/** A worker asked to stop that is still there after this long is killed. */
+const STOP_TIMEOUT_MS = 5_000;
+/** Restart back-off after a worker dies: doubles up to the cap, back to the start once a worker lived a minute. */
+const RESTART_FIRST_MS = 500;
+const RESTART_MAX_MS = 30_000;
+const STABLE_MS = 60_000;
+
+/**
+ * The primary's side of the public workers (config listen.publicWorkers): forks them with
+ * node:cluster, which shares the public listener's socket and hands its connections to the
+ * workers in turn (round-robin, node's default on Linux), so OCSP and CRL requests use every
+ * core while the primary keeps the API, CRL signing and pre-signing. Why processes and not
+ * worker threads: docs/benchmarks.md ("both cores"). A worker that dies is logged at error level
+ * and started again with a back-off; a shortfall is a /healthz warning.
+ */
+export class PublicWorkers {
+  readonly #workers = new Map<number, Worker>();
+  readonly #startedAt = new Map<number, number>();
+  readonly #restarts = new Map<number, NodeJS.Timeout>();
+  #backoffMs = RESTART_FIRST_MS;
+  #stopping = false;
+  #port = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly config: FleetcaConfig,
+    private readonly host: string,
+    private readonly port: number,
+    /** Environment added for the workers (the passphrase when it did not come from the config's sources). */
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly log: Logger,
+    /** The primary's health, which each worker's /healthz adds to its own. */
+    private readonly health: () => Promise<HealthReport>,
+  ) {}
+
+  /** Forks every worker; resolves with the bound port once all listen, rejects (stopping them) when one cannot. */
+  async start(): Promise<number> {
+    if (!existsSync(WORKER_SCRIPT)) {
+      throw new OperatorError(`listen.publicWorkers needs the built daemon (${WORKER_SCRIPT} is missing: run "npm run build")`);
+    }
+    cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], serialization: "advanced" });
+    try {
+      // Port 0 (any free port) is resolved once, here: every worker, and every replacement even
+      // after all of them died, must listen on the same port.
+      if (this.port === 0) this.#port = await freePort(this.host);
+      const ports = await Promise.all(Array.from({ length: this.count }, (_, slot) => this.#fork(slot)));
+      return ports[0]!;
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /** How many workers serve now, of how many wanted. */
+  status(): { running: number; wanted: number } {
+    return { running: [...this.#workers.values()].filter((w) => w.isConnected()).length, wanted: this.count };
+  }
+
+  /** A revocation was committed: every worker reads the revocation log now. */
+  notifyRevocations(): void {
+    this.#broadcast({ t: "revocations" });
+  }
+
+  async close(): Promise<void> {
+    this.#stopping = true;
+    for (const t of this.#restarts.values()) clearTimeout(t);
+    this.#restarts.clear();
+    await Promise.all(
+      [...this.#workers.values()].map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            const kill = setTimeout(() => w.process.kill("SIGKILL"), STOP_TIMEOUT_MS);
+            w.once("exit", () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            if (w.isConnected()) w.send({ t: "stop" } satisfies ToWorker);
+            else w.process.kill("SIGKILL");
+          }),
+      ),
+    );
+    this.#workers.clear();
+  }
+
+  #broadcast(m: ToWorker): void {
+    for (const w of this.#workers.values()) if (w.isConnected()) w.send(m);
+  }
+
+  #fork(slot: number): Promise<number> {
+    const w = cluster.fork(this.env);
+    this.#workers.set(slot, w);
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      const timer = setTimeout(() => {
+        reject(new OperatorError(`public worker ${slot} did not start within ${START_TIMEOUT_MS / 1000} s`));
+        w.process.kill("SIGKILL");
+      }, START_TIMEOUT_MS);
+      w.on("message", (m: FromWorker) => {
+        if (m.t === "ready") {
+          w.send({ t: "start", config: this.config, port: this.#port || this.port, worker: slot, workers: this.count } satisfies ToWorker);
+        } else if (m.t === "listening") {
+          listening = true;
+          clearTimeout(timer);
+          this.#startedAt.set(slot, Date.now());
+          resolve(m.port);
+        } else if (m.t === "failed") {
+          clearTimeout(timer);
+          reject(new OperatorError(m.message));
+        } else if (m.t === "health?") {
+          void this.health()
+            .catch((err: unknown) => ({ errors: [`health check failed: ${(err as Error).message}`], warnings: [] }))
+            .then((report) => w.isConnected() && w.send({ t: "health", id: m.id, report } satisfies ToWorker));
+        }
+      });
+      w.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        if (!listening) reject(new OperatorError(`public worker ${slot} exited during start-up (${signal ?? `exit code ${code}`})`));
+        if (this.#stopping || this.#workers.get(slot) !== w) return;
+        if (!listening) return; // start() fails; the daemon does not start
+        this.#restart(slot, code, signal);
+      });
+    });
+  }
+
+  #restart(slot: number, code: number | null, signal: string | null): void {
+    const lived = Date.now() - (this.#startedAt.get(slot) ?? 0);
+    if (lived >= STABLE_MS) this.#backoffMs = RESTART_FIRST_MS;
+    const delay = this.#backoffMs;
+    this.#backoffMs = Math.min(RESTART_MAX_MS, this.#backoffMs * 2);
+    this.log.error({ worker: slot, code, signal, restartInMs: delay }, "public worker exited; starting another");
+    this.#restarts.set(
+      slot,
+      setTimeout(() => {
+        this.#restarts.delete(slot);
+        if (this.#stopping) return;
+        this.#fork(slot).then(
+          () => this.log.info({ worker: slot }, "public worker started again"),
+          (err: unknown) => {
+            this.log.error({ worker: slot, err }, "public worker could not start again");
+            if (!this.#stopping && this.#workers.get(slot)?.isDead()) this.#restart(slot, null, null);
+          },
+        );
+      }, delay),
+    );
+  }
+}
+
+/** A port free on `host` now: the kernel's pick for port 0, released at once for the workers to bind. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", (e: NodeJS.ErrnoException) => reject(new OperatorError(`cannot listen on ${host}:0 (listen.public): ${e.code ?? e.message}`)));
+    s.listen(0, host, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}

@@ -58,7 +58,7 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
   };
 
   beforeAll(async () => {
-    ws = new CaWorkspace({ passphrase: "workers-test-passphrase", publicWorkers: WORKERS, extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2 }\n` });
+    ws = new CaWorkspace({ passphrase: "workers-test-passphrase", listen: `publicWorkers: ${WORKERS}`, extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2 }\n` });
     d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
     admin = await ca.issue("admin", [ADMIN_SAN]);

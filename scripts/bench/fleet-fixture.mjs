@@ -19,7 +19,7 @@ export async function createFleet(log) {
   const dir = makeTempDir("fleet");
   const daemon = await FleetcaDaemon.start(dir);
   await sleep(IDLE_MS);
-  const idleRssKb = daemon.procStatusKb("VmRSS");
+  const idleRssKb = daemon.memoryKb();
   const roots = await fetchText(`${daemon.publicUrl}/roots.pem`);
   writeFileSync(join(dir, "roots.pem"), roots);
   const certs = [];

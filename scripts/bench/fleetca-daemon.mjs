@@ -168,17 +168,28 @@ export class FleetcaDaemon {
     }
   }
 
-  /**
-   * A field of /proc/<pid>/status in kB (VmRSS, VmHWM) summed over the daemon's processes, or
-   * null once the primary is gone. The sum of each process's VmHWM bounds their peak together
-   * from above (they need not peak at the same moment).
-   */
+  /** A field of /proc/<pid>/status of the primary in kB (VmRSS, VmHWM), or null once it is gone. */
   procStatusKb(field) {
-    let total = null;
-    for (const pid of this.pids()) {
+    try {
+      const m = readFileSync(`/proc/${this.pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
+      return m ? Number(m[1]) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The memory the daemon's processes hold together (kB): the sum of each one's PSS
+   * (/proc/<pid>/smaps_rollup), which counts pages they share (node's binary and libraries, ~46 MB
+   * each in VmRSS) once instead of once per process. The primary alone: its VmRSS. Null once it is gone.
+   */
+  memoryKb() {
+    const pids = this.pids();
+    if (pids.length === 1) return this.procStatusKb("VmRSS");
+    let total = 0;
+    for (const pid of pids) {
       try {
-        const m = readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
-        if (m) total = (total ?? 0) + Number(m[1]);
+        total += Number(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8").match(/^Pss:\s+(\d+) kB/m)?.[1] ?? 0);
       } catch {
         if (pid === this.pid) return null;
       }
@@ -216,9 +227,15 @@ export class FleetcaDaemon {
     return Number(process.hrtime.bigint() - this.startedAt) / 1e6;
   }
 
-  /** Reads VmHWM now (null once exited) and keeps this daemon's and the run's maximum. */
+  /**
+   * Reads the peak now (null once exited) and keeps this daemon's and the run's maximum: the
+   * primary's VmHWM, or with public workers the larger of that and the processes' PSS together
+   * now (sampled every second: a worker's short spike between samples is not seen).
+   */
   recordPeak() {
-    const hwm = this.procStatusKb("VmHWM");
+    const primary = this.procStatusKb("VmHWM");
+    const together = this.pids().length > 1 ? this.memoryKb() : null;
+    const hwm = primary === null ? null : Math.max(primary, together ?? 0);
     if (hwm && hwm > (this.peakKb ?? 0)) this.peakKb = hwm;
     if (hwm && hwm > peakHwmKb) peakHwmKb = hwm;
     return hwm ?? this.peakKb ?? null;

@@ -1,14 +1,46 @@
-import type { Server as HttpServer } from "node:http";
+import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
+import { Server as TlsServer } from "node:tls";
 import { OperatorError } from "../core/errors.js";
 
-/** Slow or idle clients cannot hold a listener's sockets for long. */
-export function hardenTimeouts(s: HttpServer | HttpsServer): void {
-  s.headersTimeout = 10_000;
+/**
+ * How often node's HTTP server looks for requests past requestTimeout (default 30 s): a
+ * constructor option.
+ */
+export const CONNECTIONS_CHECK_MS = 1_000;
+
+/**
+ * Slow or idle clients cannot hold a listener's sockets for long: a connection must send its
+ * first request head within `handshakeTimeoutMs` of connecting (config listen.handshakeTimeout;
+ * on TLS, of completing the handshake, which has its own bound of the same length, the tls.Server
+ * option), a whole request within 30 s, and an idle keep-alive connection is closed after 5 s.
+ *
+ * The first-request deadline is ours: on Node 20, `headersTimeout` closes neither a connection
+ * that sends nothing nor one that sends part of a request head (tried: both stayed open), and a
+ * socket inactivity timeout would let a client trickling a byte a second stay forever.
+ */
+export function hardenTimeouts(s: HttpServer | HttpsServer, handshakeTimeoutMs: number): void {
+  s.headersTimeout = handshakeTimeoutMs;
   s.requestTimeout = 30_000;
   s.keepAliveTimeout = 5_000;
   s.maxHeadersCount = 100;
+  const deadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  const start = (socket: Socket) => {
+    const t = setTimeout(() => socket.destroy(), handshakeTimeoutMs);
+    t.unref();
+    deadlines.set(socket, t);
+    socket.once("close", () => clearTimeout(t));
+  };
+  // A TLS server's "connection" is the raw socket; its requests come on the TLS socket.
+  s.on(s instanceof TlsServer ? "secureConnection" : "connection", start);
+  s.on("request", (req: IncomingMessage) => {
+    const t = deadlines.get(req.socket);
+    if (t) {
+      clearTimeout(t);
+      deadlines.delete(req.socket);
+    }
+  });
 }
 
 /** Binds a listener; a port in use or a bad address is the operator's mistake, named by its config key. */

@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import type { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { createCrlRouter, type CrlSource } from "./crl-router.js";
-import { hardenTimeouts } from "./listener.js";
+import { guardConnections, type ConnectionLimits } from "./connection-guard.js";
+import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "./listener.js";
 import { createOcspHotPath } from "./public-hot-path.js";
 import { createPublicApp, type PublicSources } from "./public-router.js";
 
@@ -15,6 +16,8 @@ export interface PublicServerParts {
   log: Logger;
   /** config crl.interval: how long HTTP caches may keep a CRL. */
   crlIntervalMs: number;
+  /** config listen.maxConnections / maxConnectionsPerClient / handshakeTimeout. */
+  limits: ConnectionLimits & { handshakeTimeoutMs: number };
 }
 
 /**
@@ -25,9 +28,10 @@ export interface PublicServerParts {
 export function createPublicServer(p: PublicServerParts): Server {
   const ocspHotPath = createOcspHotPath(p.ocsp, p.clock, p.log);
   const app = createPublicApp(p.sources, p.log, [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs })]);
-  const server = createServer((req, res) => {
+  const server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_MS }, (req, res) => {
     if (!ocspHotPath(req, res)) app(req, res);
   });
-  hardenTimeouts(server);
+  hardenTimeouts(server, p.limits.handshakeTimeoutMs);
+  guardConnections(server, "listen.public", p.limits, p.log);
   return server;
 }

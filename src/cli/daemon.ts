@@ -24,7 +24,8 @@ import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicServer } from "../api/public-server.js";
 import { createHealthCheck } from "../api/health-check.js";
-import { closeServer, hardenTimeouts, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
+import { closeServer, CONNECTIONS_CHECK_MS, hardenTimeouts, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
+import { connectionLimitsOf, guardConnections, openFileLimitProblem } from "../api/connection-guard.js";
 import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
@@ -198,11 +199,24 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   };
   reportCrlHealth();
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
+  const limits = connectionLimitsOf(config.listen, "api");
+  const publicLimits = connectionLimitsOf(config.listen, "public");
+  // The API and, without workers, the public listener share this process's descriptors.
+  const fdProblem = openFileLimitProblem([limits.maxConnections, ...(config.listen.publicWorkers > 0 ? [] : [publicLimits.maxConnections])]);
+  if (fdProblem) log.warn(fdProblem);
   apiServer = createHttpsServer(
-    { key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS },
+    {
+      key: creds.key,
+      cert: creds.cert,
+      ...API_TLS_OPTIONS,
+      // Node's default lets a connection that never sends a ClientHello hold a socket for 120 s.
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
     createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }),
   );
-  hardenTimeouts(apiServer);
+  hardenTimeouts(apiServer, limits.handshakeTimeoutMs);
+  guardConnections(apiServer, "listen.api", limits, log);
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
@@ -224,6 +238,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
           clock,
           log,
           crlIntervalMs: config.crl.interval,
+          limits: publicLimits,
         });
 
   const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");

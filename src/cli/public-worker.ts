@@ -19,6 +19,7 @@ import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { createPublicServer } from "../api/public-server.js";
+import { connectionLimitsOf } from "../api/connection-guard.js";
 import { CrlMirror } from "../revocation/crl/crl-mirror.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
@@ -103,6 +104,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ se
     clock,
     log,
     crlIntervalMs: config.crl.interval,
+    limits: connectionLimitsOf(config.listen, "public"),
   });
   const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);

@@ -143,6 +143,26 @@ export const configSchema = z
          * 0 = the primary serves it too; the number of cores uses every core for OCSP.
          */
         publicWorkers: z.number().int().min(0, "must be at least 0").max(64, "must be at most 64").default(0),
+        /**
+         * Open connections each listener holds at most (per process), and per client address;
+         * over either, a new connection is closed at once (api/connection-guard.ts). Both listeners
+         * together stay well under the open-file limit (ulimit -n), checked at start.
+         */
+        maxConnections: z
+          .strictObject({
+            // A TLS connection costs ~100 KB of native memory while it handshakes (measured with
+            // half-open floods): 1024 bounds that near 100 MB, and is far above what a fleet's
+            // renewals need at once. Plain HTTP connections cost a tenth of that.
+            api: z.number().int().min(1, "must be at least 1").max(1_000_000).default(1024),
+            public: z.number().int().min(1, "must be at least 1").max(1_000_000).default(4096),
+          })
+          .prefault({}),
+        maxConnectionsPerClient: z.number().int().min(1, "must be at least 1").max(1_000_000).default(256),
+        /** A connection that has not completed its TLS handshake (API) or sent its request head (both) by then is closed. */
+        handshakeTimeout: duration
+          .prefault("10s")
+          .refine((ms) => ms >= 1_000, "must be at least 1s")
+          .refine((ms) => ms <= 30_000, "must be at most 30s (the request timeout)"),
       })
       .prefault({}),
     publicUrl: baseUrl(["http:", "https:"]).default("http://127.0.0.1:8080"),

@@ -25,14 +25,15 @@ export class CaWorkspace {
    * `memoryBacked` puts the workspace on /dev/shm when the machine has it: the same SQLite file
    * and fsync calls, without a disk's fsync latency, for tests that commit thousands of rows.
    */
-  constructor(opts: { extraConfig?: string; passphrase?: string; memoryBacked?: boolean; publicWorkers?: number } = {}) {
+  /** `listen`: more keys of the listen map, as YAML flow entries (e.g. `publicWorkers: 2`). */
+  constructor(opts: { extraConfig?: string; passphrase?: string; memoryBacked?: boolean; listen?: string } = {}) {
     const base = opts.memoryBacked && existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
     this.dir = mkdtempSync(join(base, "fleetca-test-"));
     this.dataDir = join(this.dir, "ca-data");
     this.configPath = join(this.dir, "config.yaml");
     writeFileSync(
       this.configPath,
-      `dataDir: ${this.dataDir}\nlisten: { api: "127.0.0.1:0", public: "127.0.0.1:0", publicWorkers: ${opts.publicWorkers ?? 0} }\n${opts.extraConfig ?? ""}`,
+      `dataDir: ${this.dataDir}\nlisten: { api: "127.0.0.1:0", public: "127.0.0.1:0"${opts.listen ? `, ${opts.listen}` : ""} }\n${opts.extraConfig ?? ""}`,
     );
     this.env = { ...process.env, FLEETCA_PASSPHRASE: opts.passphrase ?? "" };
     delete this.env.FLEETCA_CONFIG;

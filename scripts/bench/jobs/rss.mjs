@@ -2,9 +2,10 @@ import { round } from "../report.mjs";
 import { peakRssMb } from "../fleetca-daemon.mjs";
 
 /**
- * Memory: rss_idle_mb is the OCSP fixture daemon's VmRSS 2 s after start, before any load;
- * rss_peak_mb the highest VmHWM of every daemon this run started (read before each is stopped).
- * Runs last so the peak covers the jobs before it.
+ * Memory: rss_idle_mb is the OCSP fixture daemon's memory 2 s after start, before any load (its
+ * VmRSS; with public workers the PSS of its processes together, so the pages they share count
+ * once); rss_peak_mb the highest peak of every daemon this run started (FleetcaDaemon.recordPeak,
+ * read before each is stopped). Runs last so the peak covers the jobs before it.
  */
 export default {
   name: "rss",

@@ -5,6 +5,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { FLEETCA_BIN } from "./paths.js";
+import { loadConfig, passphraseFrom } from "../../src/config/load.js";
+import { openDataDir, type OpenedDataDir } from "../../src/cli/data-dir.js";
+import { signAudience } from "../../src/cli/token-audience.js";
+import { createBootstrapToken } from "../../src/attestation/bootstrap.js";
+import { parseDuration } from "../../src/core/duration.js";
+import { systemClock } from "../../src/core/clock.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -53,11 +59,41 @@ export class CaWorkspace {
     }
   }
 
+  /**
+   * What `fleetca token create --sub … --san … [--aud U] [--ttl D] [--provisioner P]` prints,
+   * minted in-process by the same code (createBootstrapToken) instead of spawning the CLI for
+   * every certificate a test issues (~0.5 s each); tests of the command itself use `cli()`.
+   */
   async token(sub: string, sans: string[], extra: string[] = []): Promise<string> {
-    const r = await this.cli(["token", "create", "--sub", sub, ...sans.flatMap((s) => ["--san", s]), ...extra]);
-    if (r.code !== 0) throw new Error(`token create failed: ${r.stderr}`);
-    return r.stdout.trim();
+    const opt = (name: string) => {
+      const i = extra.indexOf(name);
+      return i >= 0 ? extra[i + 1] : undefined;
+    };
+    const known = new Set(["--aud", "--ttl", "--provisioner"]);
+    if (extra.some((a, i) => i % 2 === 0 && !known.has(a))) throw new Error(`ws.token: unsupported option in ${extra.join(" ")}`);
+    const { config } = loadConfig(this.configPath, this.env);
+    const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
+    const name = opt("--provisioner");
+    const prov = name ? bootstrap.find((p) => p.name === name) : bootstrap[0];
+    if (!prov) throw new Error(`token create failed: no bootstrap provisioner ${name ?? ""}`);
+    // The data directory is opened (the KEK derived) once per workspace and passphrase.
+    const pass = this.env.FLEETCA_PASSPHRASE ?? "";
+    if (!this.#opened || this.#opened.pass !== pass || this.#opened.dir !== config.dataDir) {
+      this.#opened?.dd.store.close();
+      this.#opened = { pass, dir: config.dataDir, dd: openDataDir(config.dataDir, passphraseFrom(config, this.env), { create: false }) };
+    }
+    const { dd } = this.#opened;
+    const jwt = await createBootstrapToken(
+      { name: prov.name, maxTokenTtlMs: prov.maxTokenTTL, leewayMs: config.tokens.leeway },
+      dd.keys,
+      dd.store,
+      { subject: sub, sans, ttlMs: parseDuration(opt("--ttl") ?? "5m"), audience: opt("--aud") ?? signAudience(config) },
+      systemClock,
+    );
+    return jwt.reveal();
   }
+
+  #opened: { pass: string; dir: string; dd: OpenedDataDir } | null = null;
 
   /** Row counts of every table a request could write to. */
   rowCounts(): Record<string, number> {
@@ -79,6 +115,8 @@ export class CaWorkspace {
   }
 
   remove(): void {
+    this.#opened?.dd.store.close();
+    this.#opened = null;
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -121,12 +121,15 @@ export function cpuMeter(daemon) {
 }
 
 /**
- * With --cpu-prof, notes when the timed window ran (ms since the daemon's spawn, the same clock
- * as its log lines) next to the profiles, so profile-summary.mjs --window can keep only it.
+ * With --cpu-prof, notes when the timed window ran next to the profiles, so
+ * profile-summary.mjs --window keeps only it: CLOCK_MONOTONIC µs (process.hrtime, the clock of
+ * V8's profile timestamps on Linux) and, for reading, ms since the daemon's spawn.
  */
-export function recordProfileWindow(ctx, job, daemon, fromMs, toMs) {
+export function recordProfileWindow(ctx, job, daemon, fromNs, toNs) {
   if (!ctx.opts.cpuProf) return;
   const file = join(ctx.opts.cpuProf, `${job}-${daemon.pid}.window.json`);
-  writeFileSync(file, JSON.stringify({ job, pid: daemon.pid, fromMs: Math.round(fromMs), toMs: Math.round(toMs) }) + "\n");
-  ctx.log(`${job}: profile window ${Math.round(fromMs)}–${Math.round(toMs)} ms after spawn of pid ${daemon.pid} (${file})`);
+  const sinceSpawn = (ns) => Math.round(Number(ns - daemon.startedAt) / 1e6);
+  const w = { job, pid: daemon.pid, fromUs: Number(fromNs / 1000n), toUs: Number(toNs / 1000n), fromMs: sinceSpawn(fromNs), toMs: sinceSpawn(toNs) };
+  writeFileSync(file, JSON.stringify(w) + "\n");
+  ctx.log(`${job}: profile window ${w.fromMs}–${w.toMs} ms after spawn of pid ${daemon.pid} (${file})`);
 }

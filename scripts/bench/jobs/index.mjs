@@ -15,6 +15,7 @@ import crl100k from "./crl-100k.mjs";
 import crl1m from "./crl-1m.mjs";
 import sigFloor from "./sig-floor.mjs";
 import { sign16, sign64 } from "./sign.mjs";
+import renew from "./renew.mjs";
 import rss from "./rss.mjs";
 
-export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, sigFloor, sign16, sign64, rss];
+export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, sigFloor, sign16, sign64, renew, rss];

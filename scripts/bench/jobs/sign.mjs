@@ -25,10 +25,10 @@ function signJob({ name, connections, prefix, keys }) {
       ctx.log(`${name}: ${bodies.count} tokens + CSRs made in ${round(bodies.ms / 1000, 1)} s`);
       const issuedBefore = countIssued(f.daemon);
       const cpu = cpuMeter(f.daemon);
-      const from = f.daemon.nowMs();
+      const from = process.hrtime.bigint();
       const w = await runWrk({ url: `${f.daemon.apiUrl}/v1/sign`, wrk, script: SIGN_LUA, extraEnv: { BODIES: bodies.base } });
       const cores = cpu();
-      recordProfileWindow(ctx, name, f.daemon, from, f.daemon.nowMs());
+      recordProfileWindow(ctx, name, f.daemon, from, process.hrtime.bigint());
       const bad = wrkStrictProblem(w) ?? (w.wrapped > 0 ? `used up all ${bodies.count} pre-made bodies: raise BODIES_PER_S` : null);
       if (bad) return { status: "failed", reason: bad, figures: {} };
       // Lines still in the pipe: give the log reader a moment, then compare.

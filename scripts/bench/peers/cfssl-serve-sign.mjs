@@ -34,8 +34,10 @@ let bodiesOnce = null;
  * profile with OCSP and CRL URLs (as fleetca's leaves carry), `POST /api/v1/cfssl/sign`
  * `{"certificate_request": PEM, "hosts": [name]}`, no authentication. Two runs in the same job:
  * nothing stored, then every certificate stored in SQLite (`-db-config`). wrk walks the same
- * kind of pre-made bodies (wrk-sign.lua); any non-2xx or socket error fails the run. One
- * request is checked first (200, `openssl verify` of the certificate against the CA).
+ * kind of pre-made bodies (wrk-sign.lua). Without storage any non-2xx or socket error fails the
+ * peer; with SQLite, cfssl's own failures under concurrency ("database is locked" at 64
+ * connections) are counted and printed, and its rate counts only the 200s. One request is
+ * checked first (200, `openssl verify` of the certificate against the CA).
  */
 export function cfsslSignPeer({ connections, prefix }) {
   return {
@@ -63,23 +65,36 @@ export function cfsslSignPeer({ connections, prefix }) {
       const dbCfg = join(ca.dir, `cfssl-db-${connections}.json`);
       writeFileSync(dbCfg, JSON.stringify({ driver: "sqlite3", data_source: dbPath }));
       const stored = await oneRun(ctx, { ca, tls, cfg, bodies, connections, db: dbCfg });
+      // Read-write: a rollback journal left by the stopped cfssl must be rolled back to read.
       let rows = 0;
-      if (!stored.problem) {
-        const check = new Database(dbPath, { readonly: true });
+      let okPerS = null;
+      let failed = 0;
+      if (stored.w) {
+        const check = new Database(dbPath);
         rows = check.prepare("SELECT count(*) AS c FROM certificates").get().c;
         check.close();
+        // cfssl's own failures under concurrent writers ("database is locked", code 11000, and
+        // requests that wait out wrk's 5 s timeout) are its result, not a harness error: the
+        // figure counts only the 200s, and the failures are reported next to it.
+        failed = stored.w.non2xx + stored.w.socketErrors;
+        const ok = stored.w.requests - stored.w.non2xx;
+        okPerS = ok / (stored.w.raw.duration_us / 1e6);
         // Every 200 must be a stored row (the probe adds one; wrk's last in-flight requests may add more).
-        if (rows < stored.w.requests) stored.problem = `only ${rows} rows stored for ${stored.w.requests} answered requests`;
+        if (rows < ok) stored.problem = `only ${rows} rows stored for ${ok} answered requests`;
+        else if (ok === 0) stored.problem = "no request succeeded";
+        else stored.problem = null;
       }
       const figures = {
         [`peer_cfssl_${prefix}_per_s`]: round(plain.w.perS),
         [`peer_cfssl_${prefix}_p99_ms`]: round(plain.w.p99Ms, 2),
-        [`peer_cfssl_db_${prefix}_per_s`]: stored.problem ? null : round(stored.w.perS),
+        [`peer_cfssl_db_${prefix}_per_s`]: stored.problem ? null : round(okPerS),
         [`peer_cfssl_db_${prefix}_p99_ms`]: stored.problem ? null : round(stored.w.p99Ms, 2),
+        [`peer_cfssl_db_${prefix}_failed`]: stored.problem ? null : failed,
       };
+      const failures = failed > 0 ? `, ${failed} requests FAILED (${stored.w.non2xx} non-2xx: "database is locked"; ${stored.w.socketErrors} timeouts)` : "";
       const text =
         `${round(plain.w.perS)} certs/s, p99 ${round(plain.w.p99Ms, 2)} ms; ` +
-        (stored.problem ? `with SQLite FAILED (${stored.problem})` : `with SQLite ${round(stored.w.perS)} certs/s, p99 ${round(stored.w.p99Ms, 2)} ms (${rows} rows)`);
+        (stored.problem ? `with SQLite FAILED (${stored.problem})` : `with SQLite ${round(okPerS)} certs/s, p99 ${round(stored.w.p99Ms, 2)} ms (${rows} rows${failures})`);
       return { status: "ok", figures, text };
     },
   };
@@ -103,8 +118,11 @@ async function oneRun(ctx, { ca, tls, cfg, bodies, connections, db }) {
     return { w, problem: wrkStrictProblem(w) };
   } finally {
     // Stopped before the next run starts: two cfssl processes must not share the cores.
+    const exited = new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
+    killGroup(child, "SIGTERM");
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 3_000))]);
     killGroup(child, "SIGKILL");
-    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
+    await exited;
   }
 }
 

@@ -25,13 +25,14 @@ export const PUBLIC_WORKERS = Number(process.env.FLEETCA_BENCH_PUBLIC_WORKERS ??
  * the daemon logs the bound URLs) and JSON logs, so the harness can read timings from them.
  * The OCSP signing budget is lifted: wrk is one client, and under the default budget (50/s per
  * client) most nonce requests would be answered from the pre-signed cache without the nonce, so
- * ocsp_nonce would not measure signing.
+ * ocsp_nonce would not measure signing. `extraLines` are more top-level YAML keys (the issuance
+ * jobs add their `jwt` provisioner).
  */
-export function writeConfig(dir) {
+export function writeConfig(dir, extraLines = []) {
   const cfg = join(dir, "config.yaml");
   writeFileSync(
     cfg,
-    [`dataDir: ${join(dir, "data")}`, `listen: { api: 127.0.0.1:0, public: 127.0.0.1:0, publicWorkers: ${PUBLIC_WORKERS} }`, "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ""].join("\n"),
+    [`dataDir: ${join(dir, "data")}`, `listen: { api: 127.0.0.1:0, public: 127.0.0.1:0, publicWorkers: ${PUBLIC_WORKERS} }`, "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ...extraLines, ""].join("\n"),
   );
   return cfg;
 }
@@ -61,18 +62,23 @@ export class FleetcaDaemon {
   stderrTail = [];
   #waiters = new Set();
 
-  static async start(dir, { readyTimeoutMs = 60_000, waitReady = true } = {}) {
-    const d = new FleetcaDaemon(dir);
+  static async start(dir, { readyTimeoutMs = 60_000, waitReady = true, ...o } = {}) {
+    const d = new FleetcaDaemon(dir, o);
     if (waitReady) await d.waitReady(readyTimeoutMs);
     return d;
   }
 
-  constructor(dir) {
+  /**
+   * `extraConfig`: YAML lines appended to the config. `nodeArgs`: node flags before the script
+   * (`--cpu-prof --cpu-prof-dir=…` with `npm run bench -- --cpu-prof DIR`; the profile is written
+   * when the daemon exits on SIGTERM, which stop() sends first).
+   */
+  constructor(dir, { extraConfig = [], nodeArgs = [] } = {}) {
     this.dir = dir;
-    this.config = writeConfig(dir);
+    this.config = writeConfig(dir, extraConfig);
     this.startedAt = process.hrtime.bigint();
     this.child = trackChild(
-      spawn(process.execPath, [FLEETCA, "serve", "--config", this.config], { env: benchEnv(dir), detached: true, stdio: ["ignore", "pipe", "pipe"] }),
+      spawn(process.execPath, [...nodeArgs, FLEETCA, "serve", "--config", this.config], { env: benchEnv(dir), detached: true, stdio: ["ignore", "pipe", "pipe"] }),
     );
     this.pid = this.child.pid;
     createInterface({ input: this.child.stdout }).on("line", (l) => this.#onLine(l));

@@ -6,7 +6,9 @@
  * one JSON line. Every step is time-bounded; children and temp dirs are removed on any exit.
  */
 import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "./args.mjs";
 import { installCleanupHandlers, cleanupAll, makeTempDir } from "./cleanup.mjs";
 import { ensureTools } from "./system-tools.mjs";
@@ -22,7 +24,7 @@ const JOB_BOUND_MS = { quick: 5 * 60_000, full: 20 * 60_000 };
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.help) {
-    console.log(`usage: npm run bench -- [--quick] [--peers] [--json] [--only ${JOBS.map((j) => j.name).join(",")}]`);
+    console.log(`usage: npm run bench -- [--quick] [--peers] [--json] [--cpu-prof DIR] [--only ${JOBS.map((j) => j.name).join(",")}]`);
     return 0;
   }
   const jobs = opts.only ? JOBS.filter((j) => opts.only.has(j.name)) : JOBS;
@@ -31,6 +33,7 @@ async function main() {
     if (unknown.length) throw new Error(`unknown job(s) ${unknown.join(", ")}; jobs: ${JOBS.map((j) => j.name).join(", ")}`);
   }
   installCleanupHandlers();
+  if (opts.cpuProf) mkdirSync(resolve(opts.cpuProf), { recursive: true });
   ensureTools(["wrk", "openssl", ...(opts.peers ? ["cfssl", "unshare", "ip"] : [])]);
   const log = (m) => console.error(`bench: ${m}`);
   log("building (npm run build)");
@@ -46,8 +49,10 @@ async function main() {
     tempDir: makeTempDir,
     fleet: () => (fleet ??= createFleet(log)),
     peerCa: () => (peerCa ??= createPeerCa()),
+    // With --cpu-prof DIR every daemon runs under `node --cpu-prof` (profile-summary.mjs reads them).
     startDaemon: async (dir, o) => {
-      const d = new FleetcaDaemon(dir);
+      const nodeArgs = opts.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${resolve(opts.cpuProf)}`] : [];
+      const d = new FleetcaDaemon(dir, { extraConfig: o?.extraConfig, nodeArgs });
       daemonsOfJob.push(d);
       if (o?.waitReady !== false) await d.waitReady(60_000);
       return d;

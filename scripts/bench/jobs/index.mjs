@@ -2,10 +2,10 @@
  * Every job, in run order. A job is one module exporting
  *   { name, keys, usesFleet?, run(ctx) → {status: "ok"|"failed"|"n/a", reason?, figures, text},
  *     peer?: {name, run(ctx)}, ratios?: [{key, ours, peer, target}] }
- * `keys` are the JSON-line keys it fills (null when it did not run). To add one (issue 12's
- * issuance jobs), write jobs/<name>.mjs and list it here.
- * The fleet jobs come first so their daemon can be stopped before the seeded, heavier ones;
- * rss last, so its peak covers everything before it.
+ * `keys` are the JSON-line keys it fills (null when it did not run). To add one, write
+ * jobs/<name>.mjs and list it here.
+ * The fleet jobs come first so their daemon can be stopped before the seeded, heavier ones; the
+ * issuance jobs (issue 12) each start their own daemon; rss last, so its peak covers everything before it.
  */
 import ocspCached from "./ocsp-cached.mjs";
 import ocspNonce from "./ocsp-nonce.mjs";
@@ -13,6 +13,9 @@ import ocspPresign from "./ocsp-presign.mjs";
 import ocspDuringCrl from "./ocsp-during-crl.mjs";
 import crl100k from "./crl-100k.mjs";
 import crl1m from "./crl-1m.mjs";
+import sigFloor from "./sig-floor.mjs";
+import { sign16, sign64 } from "./sign.mjs";
+import renew from "./renew.mjs";
 import rss from "./rss.mjs";
 
-export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, rss];
+export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, sigFloor, sign16, sign64, renew, rss];

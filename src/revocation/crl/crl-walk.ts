@@ -28,14 +28,22 @@ export interface CrlWalk {
 
 export type EntryVisitor = (serial: string, revokedAt: Date, reason: number | null) => void;
 
+export interface WalkOptions {
+  /**
+   * Read entries of fleetca's own shape in place (the default). False sends every entry through
+   * the general DER cursor path: the slower, obviously correct walk the tests compare with.
+   */
+  fastPath?: boolean;
+}
+
 /**
  * Walks a DER CertificateList with a cursor (x509/der-reader.ts): every TLV is checked for shape
  * and DER-ness, but nothing is materialised, so a million entries cost a linear pass and no
  * node cap applies (asn1js refuses past 10,000 nodes, which is what stalled CRLs of ~1,250
  * entries). Throws DerError for anything that is not a CRL fleetca could have written.
  */
-export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
-  const steps = walkSteps(der, onEntry);
+export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor, opts: WalkOptions = {}): CrlWalk {
+  const steps = walkSteps(der, onEntry, opts.fastPath ?? true);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -46,8 +54,8 @@ export function walkCrl(der: Uint8Array, onEntry?: EntryVisitor): CrlWalk {
  * The same walk, giving the event loop a turn every WALK_SLICE entries: a million entries take a
  * few hundred milliseconds, which must not stall the OCSP requests the daemon is answering.
  */
-export async function walkCrlAsync(der: Uint8Array, onEntry?: EntryVisitor): Promise<CrlWalk> {
-  const steps = walkSteps(der, onEntry);
+export async function walkCrlAsync(der: Uint8Array, onEntry?: EntryVisitor, opts: WalkOptions = {}): Promise<CrlWalk> {
+  const steps = walkSteps(der, onEntry, opts.fastPath ?? true);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -58,7 +66,7 @@ export async function walkCrlAsync(der: Uint8Array, onEntry?: EntryVisitor): Pro
 /** Entries walked between two turns of the event loop (a few milliseconds). */
 const WALK_SLICE = 20_000;
 
-function* walkSteps(der: Uint8Array, onEntry?: EntryVisitor): Generator<void, CrlWalk, void> {
+function* walkSteps(der: Uint8Array, onEntry: EntryVisitor | undefined, fastPath: boolean): Generator<void, CrlWalk, void> {
   const top = new DerReader(der);
   const outer = top.expect(TAG.SEQUENCE, "CertificateList");
   top.finish("CertificateList");
@@ -85,43 +93,15 @@ function* walkSteps(der: Uint8Array, onEntry?: EntryVisitor): Generator<void, Cr
   let entries = 0;
   const listTlv = tbs.optional(TAG.SEQUENCE);
   if (listTlv) {
-    const rl = tbs.inside(listTlv);
-    if (rl.done) throw new DerError("an empty revokedCertificates list must be absent (RFC 5280 §5.1.2.6)");
-    while (!rl.done) {
-      const entryTlv = rl.expect(TAG.SEQUENCE, "revoked certificate");
-      const entry = new DerReader(der, entryTlv.contentStart, entryTlv.end);
-      const serialTlv = entry.expect(TAG.INTEGER, "userCertificate");
-      // The magnitude, as the store keeps serials (core/serial.ts): without a sign octet.
-      let serialStart = serialTlv.contentStart;
-      const serialEnd = serialTlv.end;
-      if (serialEnd === serialStart || der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
-      if (serialEnd - serialStart > 1 && der[serialStart] === 0) serialStart++;
-      const timeTlv = entry.next();
-      const seconds = readTimeSeconds(timeTlv.tag, der, timeTlv.contentStart, timeTlv.end);
-      let reason: number | null = null;
-      if (!entry.done) {
-        const extsTlv = entry.expect(TAG.SEQUENCE, "crlEntryExtensions");
-        if (isReasonOnly(der, extsTlv)) {
-          // The one extension fleetca writes, in its only encoding: read the code in place.
-          reason = der[extsTlv.end - 1]!;
-        } else {
-          for (const ext of extensions(entry, extsTlv)) {
-            if (ext.oid === OID.cRLReasons) {
-              const v = new DerReader(ext.value);
-              const e = v.expect(TAG.ENUMERATED, "reasonCode");
-              v.finish("reasonCode");
-              reason = readSmallUint(v.content(e));
-            } else if (ext.critical) {
-              throw new DerError(`unknown critical CRL entry extension ${ext.oid}`);
-            }
-          }
-        }
-      }
-      entry.finish("revoked certificate");
-      digest.add(der, serialStart, serialEnd, seconds, reason);
-      onEntry?.(hex(der, serialStart, serialEnd), new Date(seconds * 1000), reason);
-      if (++entries % WALK_SLICE === 0) yield;
+    if (listTlv.contentStart >= listTlv.end) throw new DerError("an empty revokedCertificates list must be absent (RFC 5280 §5.1.2.6)");
+    const list: EntryList = { der, at: listTlv.contentStart, end: listTlv.end, entries: 0, digest, time: new TimeReader(), onEntry, fastPath };
+    // A slice at a time, in a plain function: V8 does not optimise a long loop inside a
+    // generator while it runs (no on-stack replacement), a plain function's it does.
+    while (list.at < list.end) {
+      walkEntries(list, WALK_SLICE);
+      if (list.at < list.end) yield;
     }
+    entries = list.entries;
   }
 
   let crlNumber: number | null = null;
@@ -184,6 +164,145 @@ function* walkSteps(der: Uint8Array, onEntry?: EntryVisitor): Generator<void, Cr
   };
 }
 
+/** Where a walk of the revoked list is, and what it has seen. */
+interface EntryList {
+  readonly der: Uint8Array;
+  at: number;
+  readonly end: number;
+  entries: number;
+  readonly digest: EntriesDigest;
+  readonly time: TimeReader;
+  readonly onEntry: EntryVisitor | undefined;
+  readonly fastPath: boolean;
+}
+
+/** Walks up to `max` entries of the revoked list from `list.at`. */
+function walkEntries(list: EntryList, max: number): void {
+  const { der, end: listEnd, digest, time, onEntry, fastPath } = list;
+  let p = list.at;
+  let n = 0;
+  for (; n < max && p < listEnd; n++) {
+    // The shape fleetca writes, read in place with no reader or TLV object: SEQUENCE {
+    // INTEGER, time [, the reasonCode-only Extensions] } with short-form lengths throughout
+    // (every entry is under 128 octets). Each test below is one the general path makes too;
+    // anything else (another shape, or an error to report) takes the general path.
+    const c = p + 2;
+    const entryEnd = c + der[c - 1]!;
+    const serialLength = der[c + 1]!;
+    const serialEnd = c + 2 + serialLength;
+    const timeLength = der[serialEnd + 1]!;
+    const timeEnd = serialEnd + 2 + timeLength;
+    if (
+      fastPath &&
+      c <= listEnd &&
+      der[p] === TAG.SEQUENCE &&
+      der[c - 1]! < 0x80 &&
+      entryEnd <= listEnd &&
+      der[c] === TAG.INTEGER &&
+      serialLength >= 1 &&
+      serialLength < 0x80 &&
+      serialEnd + 2 <= entryEnd &&
+      timeLength < 0x80 &&
+      timeEnd <= entryEnd &&
+      (timeEnd === entryEnd || (entryEnd - timeEnd === REASON_EXTENSIONS_PREFIX.length + 1 && isReasonOnlyAt(der, timeEnd)))
+    ) {
+      let serialStart = c + 2;
+      if (der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
+      if (serialLength > 1 && der[serialStart] === 0) serialStart++;
+      const seconds = time.seconds(der[serialEnd]!, der, serialEnd + 2, timeEnd);
+      const reason = timeEnd === entryEnd ? null : der[entryEnd - 1]!;
+      digest.add(der, serialStart, serialEnd, seconds, reason);
+      onEntry?.(hex(der, serialStart, serialEnd), new Date(seconds * 1000), reason);
+      p = entryEnd;
+    } else {
+      p = walkEntry(der, new DerReader(der, p, listEnd), digest, onEntry);
+    }
+  }
+  list.at = p;
+  list.entries += n;
+}
+
+/**
+ * One entry of the revoked list, any shape RFC 5280 §5.1.2.6 allows, through the DER cursor:
+ * the general (and the obviously correct) path. Returns where the entry ends.
+ */
+function walkEntry(der: Uint8Array, rl: DerReader, digest: EntriesDigest, onEntry?: EntryVisitor): number {
+  const entryTlv = rl.expect(TAG.SEQUENCE, "revoked certificate");
+  const entry = new DerReader(der, entryTlv.contentStart, entryTlv.end);
+  const serialTlv = entry.expect(TAG.INTEGER, "userCertificate");
+  // The magnitude, as the store keeps serials (core/serial.ts): without a sign octet.
+  let serialStart = serialTlv.contentStart;
+  const serialEnd = serialTlv.end;
+  if (serialEnd === serialStart || der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
+  if (serialEnd - serialStart > 1 && der[serialStart] === 0) serialStart++;
+  const timeTlv = entry.next();
+  const seconds = readTimeSeconds(timeTlv.tag, der, timeTlv.contentStart, timeTlv.end);
+  let reason: number | null = null;
+  if (!entry.done) {
+    const extsTlv = entry.expect(TAG.SEQUENCE, "crlEntryExtensions");
+    if (isReasonOnly(der, extsTlv)) {
+      // The one extension fleetca writes, in its only encoding: read the code in place.
+      reason = der[extsTlv.end - 1]!;
+    } else {
+      for (const ext of extensions(entry, extsTlv)) {
+        if (ext.oid === OID.cRLReasons) {
+          const v = new DerReader(ext.value);
+          const e = v.expect(TAG.ENUMERATED, "reasonCode");
+          v.finish("reasonCode");
+          reason = readSmallUint(v.content(e));
+        } else if (ext.critical) {
+          throw new DerError(`unknown critical CRL entry extension ${ext.oid}`);
+        }
+      }
+    }
+  }
+  entry.finish("revoked certificate");
+  digest.add(der, serialStart, serialEnd, seconds, reason);
+  onEntry?.(hex(der, serialStart, serialEnd), new Date(seconds * 1000), reason);
+  return entryTlv.end;
+}
+
+/**
+ * readTimeSeconds with the day remembered: the entries of a CRL share few revocation days, so
+ * a time whose date digits equal the last one's costs its clock digits only. A new date goes
+ * through readTimeSeconds whole (every check it makes), and its midnight is kept.
+ */
+class TimeReader {
+  #tag = -1;
+  #date = new Uint8Array(8);
+  #dateLength = 0;
+  #midnight = 0;
+
+  seconds(tag: number, der: Uint8Array, start: number, end: number): number {
+    const dateLength = tag === TAG.UTC_TIME ? 6 : 8;
+    const clock = start + dateLength;
+    if (tag === this.#tag && end - start === dateLength + 7 && der[end - 1] === 0x5a && this.#sameDate(der, start)) {
+      const hour = twoDigits(der, clock);
+      const minute = twoDigits(der, clock + 2);
+      const second = twoDigits(der, clock + 4);
+      if (hour <= 23 && minute <= 59 && second <= 59) return this.#midnight + hour * 3600 + minute * 60 + second;
+    }
+    const seconds = readTimeSeconds(tag, der, start, end);
+    this.#tag = tag;
+    this.#dateLength = dateLength;
+    for (let i = 0; i < dateLength; i++) this.#date[i] = der[start + i]!;
+    this.#midnight = seconds - (twoDigits(der, clock) * 3600 + twoDigits(der, clock + 2) * 60 + twoDigits(der, clock + 4));
+    return seconds;
+  }
+
+  #sameDate(der: Uint8Array, start: number): boolean {
+    for (let i = 0; i < this.#dateLength; i++) if (der[start + i] !== this.#date[i]) return false;
+    return true;
+  }
+}
+
+/** Two decimal digits, or 99 (out of every range checked) for anything else. */
+function twoDigits(b: Uint8Array, i: number): number {
+  const hi = b[i]! - 0x30;
+  const lo = b[i + 1]! - 0x30;
+  return hi >= 0 && hi <= 9 && lo >= 0 && lo <= 9 ? hi * 10 + lo : 99;
+}
+
 interface RawExtension {
   oid: string;
   critical: boolean;
@@ -217,8 +336,12 @@ function readTimeTlv(r: DerReader, t: Tlv, what: string): Date {
 
 /** True when `t` is exactly Extensions { reasonCode, non-critical, one-octet ENUMERATED }. */
 function isReasonOnly(der: Uint8Array, t: Tlv): boolean {
-  if (t.end - t.start !== REASON_EXTENSIONS_PREFIX.length + 1) return false;
-  for (let i = 0; i < REASON_EXTENSIONS_PREFIX.length; i++) if (der[t.start + i] !== REASON_EXTENSIONS_PREFIX[i]) return false;
+  return t.end - t.start === REASON_EXTENSIONS_PREFIX.length + 1 && isReasonOnlyAt(der, t.start);
+}
+
+/** True when the reasonCode-only Extensions' first 13 octets start at `at` (its code follows). */
+function isReasonOnlyAt(der: Uint8Array, at: number): boolean {
+  for (let i = 0; i < REASON_EXTENSIONS_PREFIX.length; i++) if (der[at + i] !== REASON_EXTENSIONS_PREFIX[i]) return false;
   return true;
 }
 

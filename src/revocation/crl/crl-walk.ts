@@ -1,5 +1,6 @@
 import { contextTag, DerError, DerReader, readOid, readSmallUint, readTime, readTimeSeconds, TAG, type Tlv } from "../../x509/der-reader.js";
 import { OID } from "../../x509/oids.js";
+import { NO_REASON } from "../../storage/revoked-page.js";
 import { EntriesDigest, OID_ISSUING_DISTRIBUTION_POINT, REASON_EXTENSIONS_PREFIX } from "./crl-encoder.js";
 
 /** What the structural walk of a CertificateList found (RFC 5280 §5.1). */
@@ -94,13 +95,16 @@ function* walkSteps(der: Uint8Array, onEntry: EntryVisitor | undefined, fastPath
   const listTlv = tbs.optional(TAG.SEQUENCE);
   if (listTlv) {
     if (listTlv.contentStart >= listTlv.end) throw new DerError("an empty revokedCertificates list must be absent (RFC 5280 §5.1.2.6)");
-    const list: EntryList = { der, at: listTlv.contentStart, end: listTlv.end, entries: 0, digest, time: new TimeReader(), onEntry, fastPath };
+    const list: EntryList = {
+      der, at: listTlv.contentStart, end: listTlv.end, entries: 0, digest, records: Buffer.allocUnsafe(65_536), used: 0, time: new TimeReader(), onEntry, fastPath,
+    };
     // A slice at a time, in a plain function: V8 does not optimise a long loop inside a
     // generator while it runs (no on-stack replacement), a plain function's it does.
     while (list.at < list.end) {
       walkEntries(list, WALK_SLICE);
       if (list.at < list.end) yield;
     }
+    flushRecords(list);
     entries = list.entries;
   }
 
@@ -164,6 +168,9 @@ function* walkSteps(der: Uint8Array, onEntry: EntryVisitor | undefined, fastPath
   };
 }
 
+// walkEntries compares these octets inline, one by one.
+if (!Buffer.from([0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01]).equals(REASON_EXTENSIONS_PREFIX)) throw new Error("reason prefix out of step");
+
 /** Where a walk of the revoked list is, and what it has seen. */
 interface EntryList {
   readonly der: Uint8Array;
@@ -171,15 +178,29 @@ interface EntryList {
   readonly end: number;
   entries: number;
   readonly digest: EntriesDigest;
+  /** EntriesDigest records of the entries walked in place, not yet hashed: [0, used). */
+  readonly records: Buffer;
+  used: number;
   readonly time: TimeReader;
   readonly onEntry: EntryVisitor | undefined;
   readonly fastPath: boolean;
 }
 
-/** Walks up to `max` entries of the revoked list from `list.at`. */
+/** Hashes the records written in place so far (before an entry takes the general path, and at the end). */
+function flushRecords(list: EntryList): void {
+  if (list.used > 0) list.digest.update(list.records.subarray(0, list.used));
+  list.used = 0;
+}
+
+/**
+ * Walks up to `max` entries of the revoked list from `list.at`. The in-place path makes no call
+ * per entry (the record, the reason extension's octets and the time are handled inline): a
+ * daemon's first CRL runs this loop before V8 has optimised it, where every call costs.
+ */
 function walkEntries(list: EntryList, max: number): void {
-  const { der, end: listEnd, digest, time, onEntry, fastPath } = list;
+  const { der, end: listEnd, time, onEntry, fastPath, records } = list;
   let p = list.at;
+  let u = list.used;
   let n = 0;
   for (; n < max && p < listEnd; n++) {
     // The shape fleetca writes, read in place with no reader or TLV object: SEQUENCE {
@@ -192,6 +213,7 @@ function walkEntries(list: EntryList, max: number): void {
     const serialEnd = c + 2 + serialLength;
     const timeLength = der[serialEnd + 1]!;
     const timeEnd = serialEnd + 2 + timeLength;
+    const x = timeEnd; // the reasonCode-only Extensions (REASON_EXTENSIONS_PREFIX, then the code)
     if (
       fastPath &&
       c <= listEnd &&
@@ -204,21 +226,68 @@ function walkEntries(list: EntryList, max: number): void {
       serialEnd + 2 <= entryEnd &&
       timeLength < 0x80 &&
       timeEnd <= entryEnd &&
-      (timeEnd === entryEnd || (entryEnd - timeEnd === REASON_EXTENSIONS_PREFIX.length + 1 && isReasonOnlyAt(der, timeEnd)))
+      (timeEnd === entryEnd ||
+        (entryEnd - timeEnd === 14 &&
+          der[x] === 0x30 && der[x + 1] === 0x0c && der[x + 2] === 0x30 && der[x + 3] === 0x0a && der[x + 4] === 0x06 &&
+          der[x + 5] === 0x03 && der[x + 6] === 0x55 && der[x + 7] === 0x1d && der[x + 8] === 0x15 && der[x + 9] === 0x04 &&
+          der[x + 10] === 0x03 && der[x + 11] === 0x0a && der[x + 12] === 0x01))
     ) {
       let serialStart = c + 2;
       if (der[serialStart]! & 0x80) throw new DerError("serial is not a positive INTEGER");
       if (serialLength > 1 && der[serialStart] === 0) serialStart++;
-      const seconds = time.seconds(der[serialEnd]!, der, serialEnd + 2, timeEnd);
+      // The time: on the date of the one before, only its clock digits (TimeReader).
+      const tag = der[serialEnd]!;
+      const ts = serialEnd + 2;
+      const dateLength = time.dateLength;
+      let seconds = -1;
+      if (tag === time.tag && timeLength === dateLength + 7 && der[timeEnd - 1] === 0x5a) {
+        const date = time.date;
+        let same = true;
+        for (let i = 0; i < dateLength; i++) {
+          if (der[ts + i] !== date[i]) {
+            same = false;
+            break;
+          }
+        }
+        const k = ts + dateLength;
+        const h1 = der[k]! - 0x30, h2 = der[k + 1]! - 0x30, m1 = der[k + 2]! - 0x30, m2 = der[k + 3]! - 0x30, s1 = der[k + 4]! - 0x30, s2 = der[k + 5]! - 0x30;
+        if (same && h1 >= 0 && h1 <= 2 && h2 >= 0 && h2 <= 9 && m1 >= 0 && m1 <= 5 && m2 >= 0 && m2 <= 9 && s1 >= 0 && s1 <= 5 && s2 >= 0 && s2 <= 9 && h1 * 10 + h2 <= 23) {
+          seconds = time.midnight + (h1 * 10 + h2) * 3600 + (m1 * 10 + m2) * 60 + s1 * 10 + s2;
+        }
+      }
+      if (seconds === -1) seconds = time.read(tag, der, ts, timeEnd);
       const reason = timeEnd === entryEnd ? null : der[entryEnd - 1]!;
-      digest.add(der, serialStart, serialEnd, seconds, reason);
+      // Its EntriesDigest record (crl-encoder.ts), written here rather than by a call.
+      if (u + 30 > records.length) {
+        list.used = u;
+        flushRecords(list);
+        u = 0;
+      }
+      records[u++] = serialEnd - serialStart;
+      for (let i = serialStart; i < serialEnd; i++) records[u++] = der[i]!;
+      const hi = Math.floor(seconds / 4_294_967_296);
+      const lo = seconds - hi * 4_294_967_296;
+      records[u] = hi >>> 24;
+      records[u + 1] = hi >>> 16;
+      records[u + 2] = hi >>> 8;
+      records[u + 3] = hi;
+      records[u + 4] = lo >>> 24;
+      records[u + 5] = lo >>> 16;
+      records[u + 6] = lo >>> 8;
+      records[u + 7] = lo;
+      records[u + 8] = reason === null || reason === 0 ? NO_REASON : reason;
+      u += 9;
       onEntry?.(hex(der, serialStart, serialEnd), new Date(seconds * 1000), reason);
       p = entryEnd;
     } else {
-      p = walkEntry(der, new DerReader(der, p, listEnd), digest, onEntry);
+      list.used = u;
+      flushRecords(list);
+      u = 0;
+      p = walkEntry(der, new DerReader(der, p, listEnd), list.digest, onEntry);
     }
   }
   list.at = p;
+  list.used = u;
   list.entries += n;
 }
 
@@ -264,35 +333,25 @@ function walkEntry(der: Uint8Array, rl: DerReader, digest: EntriesDigest, onEntr
 
 /**
  * readTimeSeconds with the day remembered: the entries of a CRL share few revocation days, so
- * a time whose date digits equal the last one's costs its clock digits only. A new date goes
- * through readTimeSeconds whole (every check it makes), and its midnight is kept.
+ * a time whose date digits equal the last one's costs its clock digits only (read inline by
+ * walkEntries). A new date goes through readTimeSeconds whole (every check it makes), and its
+ * midnight is kept.
  */
 class TimeReader {
-  #tag = -1;
-  #date = new Uint8Array(8);
-  #dateLength = 0;
-  #midnight = 0;
+  tag = -1;
+  readonly date = new Uint8Array(8);
+  dateLength = 0;
+  midnight = 0;
 
-  seconds(tag: number, der: Uint8Array, start: number, end: number): number {
+  read(tag: number, der: Uint8Array, start: number, end: number): number {
+    const seconds = readTimeSeconds(tag, der, start, end);
     const dateLength = tag === TAG.UTC_TIME ? 6 : 8;
     const clock = start + dateLength;
-    if (tag === this.#tag && end - start === dateLength + 7 && der[end - 1] === 0x5a && this.#sameDate(der, start)) {
-      const hour = twoDigits(der, clock);
-      const minute = twoDigits(der, clock + 2);
-      const second = twoDigits(der, clock + 4);
-      if (hour <= 23 && minute <= 59 && second <= 59) return this.#midnight + hour * 3600 + minute * 60 + second;
-    }
-    const seconds = readTimeSeconds(tag, der, start, end);
-    this.#tag = tag;
-    this.#dateLength = dateLength;
-    for (let i = 0; i < dateLength; i++) this.#date[i] = der[start + i]!;
-    this.#midnight = seconds - (twoDigits(der, clock) * 3600 + twoDigits(der, clock + 2) * 60 + twoDigits(der, clock + 4));
+    this.tag = tag;
+    this.dateLength = dateLength;
+    for (let i = 0; i < dateLength; i++) this.date[i] = der[start + i]!;
+    this.midnight = seconds - (twoDigits(der, clock) * 3600 + twoDigits(der, clock + 2) * 60 + twoDigits(der, clock + 4));
     return seconds;
-  }
-
-  #sameDate(der: Uint8Array, start: number): boolean {
-    for (let i = 0; i < this.#dateLength; i++) if (der[start + i] !== this.#date[i]) return false;
-    return true;
   }
 }
 

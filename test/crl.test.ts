@@ -13,6 +13,13 @@ import { ManualClock } from "../src/core/clock.js";
 import { toPem } from "../src/x509/pem.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import type { SerialHex } from "../src/core/serial.js";
+import type { RevokedPage, RevokedRow } from "../src/storage/ports.js";
+import { packRevokedRows, unpackRevokedPage } from "../src/storage/revoked-page.js";
+import { CrlWriter } from "../src/revocation/crl/crl-encoder.js";
+
+function encodePage(page: RevokedPage): void {
+  new CrlWriter([], 0).addPage(page);
+}
 
 const HOUR = 3_600_000;
 
@@ -371,26 +378,48 @@ describe("CrlStore (SQLite)", () => {
         `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
          VALUES (?, ?, '{"dns":[],"ip":[],"uri":[]}', NULL, 0, ?, x'00', 'bootstrap', NULL, ?, ?, ?, 0)`,
       );
-      insert.run("01", "aa", 5_000, "revoked", 200, 1);
+      insert.run("01", "aa", 5_000, "revoked", 1_200_700, 1);
       insert.run("02", "aa", 1_000, "revoked", 100, 4); // expired by t=2000
       insert.run("03", "aa", 5_000, "valid", null, null);
       insert.run("04", "bb", 5_000, "revoked", 50, 0); // another issuer's
-      insert.run("05", "aa", 5_000, "revoked", 150, null);
-      insert.run("06", "aa", 5_000, "revoked", 250, 5);
+      insert.run("05", "aa", 5_000, "revoked", -1_500, null); // seconds are floored, also before 1970
+      insert.run("06", "aa", 5_000, "revoked", 250_000, 5);
+      insert.run("ff00", "aa", 5_000, "revoked", 3_000, 0);
       // Serial order, only this issuer's unexpired revocations, page by page after a serial.
       const scope = { issuerKeyId: "aa", shard: null };
-      expect(store.revokedPage(scope, new Date(2_000), null, 10)).toEqual([
-        ["01", 200, 1],
-        ["05", 150, null],
-        ["06", 250, 5],
+      const page = (after: string | null, limit: number) => store.revokedPage(scope, new Date(2_000), after as SerialHex | null, limit);
+      expect(unpackRevokedPage(page(null, 10))).toEqual([
+        ["01", 1_200_000, 1],
+        ["05", -2_000, null],
+        ["06", 250_000, 5],
+        ["ff00", 3_000, 0],
       ]);
-      expect(store.revokedPage(scope, new Date(2_000), null, 2)).toEqual([
-        ["01", 200, 1],
-        ["05", 150, null],
+      expect(page(null, 2)).toMatchObject({ count: 2, lastSerial: "05" });
+      expect(unpackRevokedPage(page(null, 2))).toEqual([
+        ["01", 1_200_000, 1],
+        ["05", -2_000, null],
       ]);
-      expect(store.revokedPage(scope, new Date(2_000), "05" as SerialHex, 2)).toEqual([["06", 250, 5]]);
-      expect(store.countRevoked(scope, new Date(2_000))).toBe(3);
-      expect(store.countRevoked(scope, new Date(500))).toBe(4);
+      expect(unpackRevokedPage(page("05", 2))).toEqual([["06", 250_000, 5], ["ff00", 3_000, 0]]);
+      expect(page("ff00", 2)).toEqual({ count: 0, lastSerial: null, bytes: Buffer.alloc(0) });
+      // The SQL packing equals the slow path: the rows as the driver reads them, packed in JS.
+      const rows = store.db
+        .prepare("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = 'aa' AND status = 'revoked' AND not_after > 2000 ORDER BY serial")
+        .raw()
+        .all() as RevokedRow[];
+      expect(Buffer.from(page(null, 10).bytes).equals(Buffer.from(packRevokedRows(rows).bytes))).toBe(true);
+      expect(store.countRevoked(scope, new Date(2_000))).toBe(4);
+      expect(store.countRevoked(scope, new Date(500))).toBe(5);
+      // A serial the store should never hold (odd length, too long, not hex) fails the page or
+      // the build at that entry; it never shifts the entries after it.
+      const odd = { issuerKeyId: "bb", shard: null };
+      insert.run("abc", "bb", 5_000, "revoked", 0, null);
+      insert.run("abcd", "bb", 5_000, "revoked", 0, null);
+      expect(() => store.revokedPage(odd, new Date(2_000), null, 10)).toThrow(/not hex/);
+      store.db.prepare("DELETE FROM certificates WHERE serial = 'abc'").run();
+      insert.run("ab".repeat(21), "bb", 5_000, "revoked", 0, null);
+      expect(() => encodePage(store.revokedPage(odd, new Date(2_000), null, 10))).toThrow(/bad serial/);
+      store.db.prepare("UPDATE certificates SET serial = 'zz' WHERE serial = ?").run("ab".repeat(21));
+      expect(() => store.revokedPage(odd, new Date(2_000), null, 10)).toThrow(/not hex/);
     } finally {
       store.close();
     }

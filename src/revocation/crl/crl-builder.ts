@@ -2,7 +2,8 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import { KeyUsageFlags } from "@peculiar/asn1-x509";
 import type { Issuer } from "../../issuance/issuer.js";
 import { verifySignatureAsync } from "../../issuance/sign-tbs.js";
-import type { RevokedRow } from "../../storage/ports.js";
+import type { RevokedPage, RevokedRow } from "../../storage/ports.js";
+import { packRevokedRows } from "../../storage/revoked-page.js";
 import { derBitString, derHeader } from "../../x509/der.js";
 import { signatureAlgorithmId } from "../../x509/profile.js";
 import { crlExtensionsField, crlHeadFields, CrlWriter } from "./crl-encoder.js";
@@ -19,9 +20,10 @@ export interface CrlHeaderFields {
 
 /**
  * The entries, one page at a time, in ascending serial order: `afterSerial` is the last serial of
- * the previous page (null for the first). A page shorter than `pageSize` is the last one.
+ * the previous page (null for the first). A page shorter than `pageSize` is the last one. A
+ * store's pages come packed (CrlStore.revokedPage); a few rows (the root CRL's) may come as rows.
  */
-export type RevokedPages = (afterSerial: string | null, pageSize: number) => readonly RevokedRow[];
+export type RevokedPages = (afterSerial: string | null, pageSize: number) => RevokedPage | readonly RevokedRow[];
 
 export interface BuiltCrl {
   der: Buffer;
@@ -76,9 +78,10 @@ export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: Revoke
   };
   const writer = new CrlWriter(crlHeadFields(header), expectedEntries);
   for (;;) {
-    const page = pages(writer.lastSerial, CRL_PAGE_SIZE);
-    writer.add(page);
-    if (page.length < CRL_PAGE_SIZE) break;
+    const got = pages(writer.lastSerial, CRL_PAGE_SIZE);
+    const page = isRows(got) ? packRevokedRows(got) : got;
+    writer.addPage(page);
+    if (page.count < CRL_PAGE_SIZE) break;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const count = writer.count;
@@ -103,6 +106,10 @@ export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: Revoke
   const mismatch = await checkSigned(issuer, h, der, count, digest);
   if (mismatch) throw new Error(`signed CRL does not match its content: ${mismatch}`);
   return { der, entries: count, digest };
+}
+
+function isRows(p: RevokedPage | readonly RevokedRow[]): p is readonly RevokedRow[] {
+  return Array.isArray(p);
 }
 
 /** Null when `der` is the CRL asked for and its signature verifies; otherwise what differs. */

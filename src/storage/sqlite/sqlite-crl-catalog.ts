@@ -1,7 +1,8 @@
 import type Database from "better-sqlite3";
 import type { CrlCatalog, CrlScope, StoredCrl } from "../ports.js";
 
-interface CrlRow {
+/** A row of the crls table (migration v4). */
+export interface CrlRow {
   crl_number: number;
   this_update: number;
   next_update: number;
@@ -51,15 +52,20 @@ export class SqliteCrlCatalog implements CrlCatalog {
       bytes.copy(der, at);
       at += bytes.length;
     }
-    return {
-      issuerKeyId: scope.issuerKeyId,
-      shard: scope.shard,
-      crlNumber: r.crl_number,
-      thisUpdate: new Date(r.this_update),
-      nextUpdate: new Date(r.next_update),
-      entries: r.entries,
-      revocationSeq: r.revocation_seq,
-      der: new Uint8Array(der.buffer, der.byteOffset, der.byteLength),
-    };
+    return storedCrlOf(scope, r, der);
   }
+}
+
+/** A crls row and its bytes as the port's StoredCrl (SqliteStore.getCrl reads the same way, at once). */
+export function storedCrlOf(scope: CrlScope, r: CrlRow, der: Buffer): StoredCrl {
+  return {
+    issuerKeyId: scope.issuerKeyId,
+    shard: scope.shard,
+    crlNumber: r.crl_number,
+    thisUpdate: new Date(r.this_update),
+    nextUpdate: new Date(r.next_update),
+    entries: r.entries,
+    revocationSeq: r.revocation_seq,
+    der: new Uint8Array(der.buffer, der.byteOffset, der.byteLength),
+  };
 }

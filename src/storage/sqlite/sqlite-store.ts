@@ -30,6 +30,7 @@ import type {
   StoredCrl,
 } from "../ports.js";
 import { MIGRATIONS } from "./migrations.js";
+import { storedCrlOf, type CrlRow } from "./sqlite-crl-catalog.js";
 
 interface CertRow {
   serial: string;
@@ -265,7 +266,7 @@ export class SqliteStore
 
   getCrl(scope: CrlScope): StoredCrl | null {
     const r = this.#lazy("getCrl", "SELECT * FROM crls WHERE issuer_key_id = ? AND shard = ?").get(scope.issuerKeyId, scope.shard ?? -1) as
-      | { issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; entries: number; revocation_seq: number; write_id: string; der_length: number }
+      | (CrlRow & { issuer_key_id: string; shard: number })
       | undefined;
     if (!r) return null;
     const chunks = this.#lazy("getCrlChunks", "SELECT bytes FROM crl_chunks WHERE issuer_key_id = ? AND shard = ? AND write_id = ? ORDER BY seq")
@@ -273,16 +274,7 @@ export class SqliteStore
       .all(r.issuer_key_id, r.shard, r.write_id) as Buffer[];
     const der = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     if (der.length !== r.der_length) throw new Error(`stored CRL of ${r.issuer_key_id}/${r.shard} is incomplete (${der.length} of ${r.der_length} octets)`);
-    return {
-      issuerKeyId: r.issuer_key_id,
-      shard: r.shard === -1 ? null : r.shard,
-      crlNumber: r.crl_number,
-      thisUpdate: new Date(r.this_update),
-      nextUpdate: new Date(r.next_update),
-      entries: r.entries,
-      revocationSeq: r.revocation_seq,
-      der: new Uint8Array(der.buffer, der.byteOffset, der.byteLength),
-    };
+    return storedCrlOf({ issuerKeyId: r.issuer_key_id, shard: r.shard === -1 ? null : r.shard }, r, der);
   }
 
   crlSummaryOf(scope: CrlScope): { crlNumber: number; entries: number } | null {

@@ -440,7 +440,7 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
     caCert = AsnConvert.parse(der, Certificate);
     issuer = await bindIssuer(der, signer);
     records = new Map([[SERIAL, record(SERIAL, issuer.keyIdHex)]]);
-    responder = new OcspResponder([issuer], { getCertificate: (s) => records.get(s) ?? null }, clock, silent, {
+    responder = new OcspResponder([issuer], { certificateStatus: (s) => records.get(s) ?? null }, clock, silent, {
       validityMs: 4 * HOUR,
       maxUnknownEntries: 3,
     });

@@ -15,9 +15,9 @@ const IDLE_MS = 2_000;
  * certificates issued the way a host gets them (openssl CSR → `fleetca token create` → POST
  * /v1/sign over HTTPS, trusting /roots.pem only), and the OCSP request bodies built by openssl.
  */
-export async function createFleet(log) {
+export async function createFleet(log, daemonOptions = {}) {
   const dir = makeTempDir("fleet");
-  const daemon = await FleetcaDaemon.start(dir);
+  const daemon = await FleetcaDaemon.start(dir, daemonOptions);
   await sleep(IDLE_MS);
   const idleRssKb = daemon.memoryKb();
   const roots = await fetchText(`${daemon.publicUrl}/roots.pem`);

@@ -47,7 +47,8 @@ async function main() {
     opts,
     log,
     tempDir: makeTempDir,
-    fleet: () => (fleet ??= createFleet(log)),
+    // The OCSP jobs' daemon too runs under --cpu-prof when asked (its public workers inherit it).
+    fleet: () => (fleet ??= createFleet(log, opts.cpuProf ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${resolve(opts.cpuProf)}`] } : {})),
     peerCa: () => (peerCa ??= createPeerCa()),
     // With --cpu-prof DIR every daemon runs under `node --cpu-prof` (profile-summary.mjs reads them).
     startDaemon: async (dir, o) => {

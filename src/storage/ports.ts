@@ -72,6 +72,18 @@ export interface IssuanceStore {
  * What client-certificate authentication needs: the stored record for a presented serial, and
  * the issuers, to check the presented bytes are ours.
  */
+/** What OCSP reads of a certificate for every answer it signs (RFC 6960 §2.2): narrow, as it is per request. */
+export interface CertificateStatusRecord {
+  issuerKeyId: string;
+  status: CertificateStatus;
+  revokedAt: Date | null;
+  revocationReason: number | null;
+}
+
+export interface CertificateStatusLookup {
+  certificateStatus(serial: SerialHex): CertificateStatusRecord | null;
+}
+
 export interface CertificateLookup {
   getCertificate(serial: SerialHex): CertificateRecord | null;
   listIssuers(): IssuerRecord[];

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { Issuer } from "../../issuance/issuer.js";
-import type { CertificateLookup, OcspAnswerStore, RevocationEvent, StoredOcspAnswer } from "../../storage/ports.js";
+import type { CertificateStatusLookup, OcspAnswerStore, RevocationEvent, StoredOcspAnswer } from "../../storage/ports.js";
 import { ExactRequestMap, requestKey } from "./exact-request-map.js";
 import { OcspCache, type PresignedResponse } from "./ocsp-cache.js";
 import { OcspIssuer } from "./ocsp-issuer.js";
@@ -92,7 +92,7 @@ export class OcspResponder {
 
   constructor(
     issuers: Issuer[],
-    private readonly certificates: Pick<CertificateLookup, "getCertificate">,
+    private readonly certificates: CertificateStatusLookup,
     private readonly clock: Clock,
     private readonly log: Logger,
     opts: OcspResponderOptions,
@@ -350,11 +350,11 @@ export class OcspResponder {
   /** RFC 6960 §2.2 from the inventory: good, revoked (time, reason), or unknown when not ours. */
   #statusOf(q: CertIdQuery, issuer: OcspIssuer): CertStatusAnswer {
     if (q.serial === null) return { status: "unknown" };
-    const r = this.certificates.getCertificate(q.serial as SerialHex);
+    const r = this.certificates.certificateStatus(q.serial as SerialHex);
     // A serial of ours asked about under another of our issuers is not that issuer's certificate.
     if (!r || r.issuerKeyId !== issuer.keyIdHex) return { status: "unknown" };
     if (r.status === "valid") return { status: "good" };
-    if (!r.revokedAt) throw new Error(`certificate ${r.serial} is revoked but has no revocation time`);
+    if (!r.revokedAt) throw new Error(`certificate ${q.serial} is revoked but has no revocation time`);
     return { status: "revoked", revokedAt: r.revokedAt, reason: r.revocationReason };
   }
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { JSONWebKeySet, JWK } from "jose";
+import { createLocalJWKSet, type JSONWebKeySet, type JWK } from "jose";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
@@ -17,6 +17,33 @@ export interface JwksSourceOptions {
 
 const MAX_JWKS_BYTES = 1 << 20;
 
+type KeyResolver = ReturnType<typeof createLocalJWKSet>;
+
+/**
+ * One loaded key set and jose's resolver over it. The resolver imports a JWK the first time a
+ * token needs it and keeps the imported key (per JWK and alg), so it must outlive the token:
+ * made once per key set, a platform key is imported once, not once per token (jose's
+ * createLocalJWKSet + the key import were 7 % of the sign path's main thread). A reload that
+ * brings different keys makes a new snapshot, and with it a fresh cache.
+ */
+export class JwksSnapshot {
+  #resolver: KeyResolver | null = null;
+
+  constructor(
+    readonly keys: JSONWebKeySet,
+    /** The key set's JSON: a reload with the same content keeps this snapshot and its imported keys. */
+    readonly content: string,
+  ) {}
+
+  /**
+   * Made on first use rather than at load: a key set jose refuses then fails the token that
+   * needed it, inside its verification, as it always did, instead of failing the load.
+   */
+  get resolver(): KeyResolver {
+    return (this.#resolver ??= createLocalJWKSet(this.keys));
+  }
+}
+
 /**
  * A platform's signing keys, from a file or an http(s) URL, cached. When a token names a kid the
  * cache does not hold, the keys are reloaded once (rate-limited by refetchCooldown), so platform
@@ -24,7 +51,7 @@ const MAX_JWKS_BYTES = 1 << 20;
  * into a load generator against the platform.
  */
 export class JwksSource {
-  #keys: JSONWebKeySet | null = null;
+  #snapshot: JwksSnapshot | null = null;
   #loadedAt = -Infinity;
   #inFlight: Promise<void> | null = null;
 
@@ -45,21 +72,22 @@ export class JwksSource {
     return this.#reload();
   }
 
-  /** The key set to verify a token whose header names `kid`. */
-  async keysFor(kid: string): Promise<JSONWebKeySet> {
+  /** The key set (and its resolver) to verify a token whose header names `kid`. */
+  async keysFor(kid: string): Promise<JwksSnapshot> {
     const now = this.clock.now().getTime();
     const stale = now - this.#loadedAt >= this.opts.maxAgeMs;
-    const unknownKid = this.#keys !== null && !this.#keys.keys.some((k) => k.kid === kid);
+    const unknownKid = this.#snapshot !== null && !this.#snapshot.keys.keys.some((k) => k.kid === kid);
     const mayRefetch = now - this.#loadedAt >= this.opts.refetchCooldownMs;
-    if (this.#keys === null || stale || (unknownKid && mayRefetch)) await this.#reload();
-    if (this.#keys === null) throw CaError.unauthorized("jwks_unavailable", "the platform's signing keys could not be loaded");
-    return this.#keys;
+    if (this.#snapshot === null || stale || (unknownKid && mayRefetch)) await this.#reload();
+    if (this.#snapshot === null) throw CaError.unauthorized("jwks_unavailable", "the platform's signing keys could not be loaded");
+    return this.#snapshot;
   }
 
   #reload(): Promise<void> {
     this.#inFlight ??= this.#load()
       .then((keys) => {
-        this.#keys = keys;
+        const content = JSON.stringify(keys);
+        if (this.#snapshot?.content !== content) this.#snapshot = new JwksSnapshot(keys, content);
         this.log.info({ jwks: this.location, kids: keys.keys.map((k) => k.kid) }, "platform keys loaded");
       })
       .catch((err: unknown) => {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createLocalJWKSet, errors, jwtVerify, type JWTPayload } from "jose";
+import { errors, jwtVerify, type JWTPayload } from "jose";
 import { CaError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import type { JwksSource } from "./jwks.js";
@@ -53,11 +53,11 @@ export async function verifyPlatformToken(
   }
   if (typeof header.kid !== "string" || header.kid.length === 0) throw CaError.unauthorized("unknown_kid", "token has no kid");
   const keys = await jwks.keysFor(header.kid);
-  if (!keys.keys.some((k) => k.kid === header.kid)) throw CaError.unauthorized("unknown_kid");
+  if (!keys.keys.keys.some((k) => k.kid === header.kid)) throw CaError.unauthorized("unknown_kid");
   const leewaySec = Math.floor(rules.leewayMs / 1000);
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(token.reveal(), createLocalJWKSet(keys), {
+    ({ payload } = await jwtVerify(token.reveal(), keys.resolver, {
       algorithms: rules.algorithms,
       issuer: rules.issuer,
       audience: rules.audiences,

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, type KeyObject } from "node:crypto";
 import type { Name } from "@peculiar/asn1-x509";
 import { OperatorError } from "../core/errors.js";
 import { SIGNATURE_SCHEMES } from "../core/key-type.js";
@@ -6,7 +6,7 @@ import type { Signer } from "../signing/signer.js";
 import { parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
 import type { IssuerRef } from "../x509/profile.js";
 import type { IssuerRecord } from "../storage/ports.js";
-import { verifySignature } from "./sign-tbs.js";
+import { signerPublicKey, verifySignature } from "./sign-tbs.js";
 
 /** A CA certificate paired with the Signer for its key. */
 export interface Issuer {
@@ -16,6 +16,8 @@ export interface Issuer {
   keyId: Uint8Array;
   keyIdHex: string;
   signer: Signer;
+  /** The signer's public key, imported once here and reused by every verify-after-sign (signTbs). */
+  publicKey: KeyObject;
   ref: IssuerRef;
 }
 
@@ -41,6 +43,7 @@ export async function bindIssuer(der: Uint8Array, signer: Signer): Promise<Issue
     keyId: info.subjectKeyId,
     keyIdHex: Buffer.from(info.subjectKeyId).toString("hex"),
     signer,
+    publicKey: signerPublicKey(signer),
     ref: { subject: cert.tbsCertificate.subject, keyId: info.subjectKeyId, scheme: SIGNATURE_SCHEMES[signer.keyType] },
   };
 }

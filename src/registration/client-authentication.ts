@@ -16,6 +16,11 @@ export class AuthenticatedClient {
     readonly certificate: CertificateRecord,
     /** One of its SANs is listed in config `admins`. */
     readonly isAdmin: boolean,
+    /**
+     * The presented certificate as ClientAuthenticator decoded it (byte-identical to
+     * `certificate.der`), so a renewal reads its key from here instead of parsing it again.
+     */
+    readonly presented: CertificateInfo,
   ) {}
 
   /** True when the caller is the holder of `serial` (presented that very certificate). */
@@ -66,7 +71,7 @@ export class ClientAuthenticator {
       throw CaError.unauthorized("expired", "an expired certificate cannot renew; request a new one with a fresh token");
     }
     if (now < record.notBefore.getTime()) throw CaError.unauthorized("not_yet_valid");
-    return new AuthenticatedClient(record, this.#isAdmin(record.sans));
+    return new AuthenticatedClient(record, this.#isAdmin(record.sans), info);
   }
 
   #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {

@@ -10,7 +10,6 @@ import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
 import type { IssuedLeaf, LeafIssuer } from "../issuance/certificate-authority.js";
 import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
-import { parseCertificateDer } from "../x509/certificate-info.js";
 import { decodeCsrPem, subjectKeyOf, verifyCsr } from "../x509/csr.js";
 import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
@@ -138,7 +137,9 @@ export class RegistrationAuthority {
     const { csrPem, ttlMs } = parseRenewBody(body, this.settings.defaultTtlMs);
     let key: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm };
     if (csrPem === undefined) {
-      const spki = parseCertificateDer(current.der).info.spki;
+      // Same key: the one in the certificate the client presented, which ClientAuthenticator has
+      // already decoded and found byte-identical to the stored row (no second parse).
+      const spki = holder.presented.spki;
       key = { spki, subjectKey: subjectKeyOf(spki).subjectKey };
     } else {
       const csr = verifyCsr(decodeCsrPem(csrPem));

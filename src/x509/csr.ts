@@ -1,13 +1,14 @@
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { CertificationRequest } from "@peculiar/asn1-csr";
-import { Extensions, SubjectAlternativeName, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
+import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { CaError } from "../core/errors.js";
 import type { SubjectKeyAlgorithm } from "../core/key-type.js";
 import { classifySan, emptySans, type SanKind, type Sans } from "../core/sans.js";
-import { commonNameOf, sansFromGeneralNames } from "./certificate-info.js";
+import type { CsrFields } from "./csr-fields.js";
+import { csrFieldsByObjectModel } from "./csr-object-model.js";
+import { walkCsr } from "./csr-walk.js";
 import { derOuterLength } from "./der.js";
-import { OID } from "./oids.js";
+import { DerReader, TAG } from "./der-reader.js";
 import { fromPem } from "./pem.js";
 
 /** A PKCS#10 request whose self-signature verified (proof of possession, RFC 2986 §3). */
@@ -41,30 +42,38 @@ export function decodeCsrPem(pem: string): Uint8Array {
   return der;
 }
 
-/** Parses and verifies a DER PKCS#10 request; every failure is a bad_csr with a clear reason. */
+/**
+ * Parses and verifies a DER PKCS#10 request; every failure is a bad_csr with a clear reason.
+ * The DER walk reads ordinary requests; whatever it leaves alone is decoded by the object model,
+ * and both go through the same checks, so the outcome does not depend on which one read it.
+ */
 export function verifyCsr(der: Uint8Array): VerifiedCsr {
   if (derOuterLength(der) !== der.length) throw new CaError("bad_csr", "csr is truncated or has trailing data");
-  let req: CertificationRequest;
-  try {
-    req = AsnConvert.parse(der, CertificationRequest);
-  } catch {
-    throw new CaError("bad_csr", "csr is not a valid PKCS#10 structure");
-  }
-  const info = req.certificationRequestInfo;
-  if (info.version !== 0) throw new CaError("bad_csr", "csr version must be 1 (0)");
-  if (!req.certificationRequestInfoRaw) throw new CaError("bad_csr", "csr is not a valid PKCS#10 structure");
+  return checkCsr(walkCsr(der) ?? csrFieldsByObjectModel(der));
+}
 
-  const spki = new Uint8Array(AsnConvert.serialize(info.subjectPKInfo));
+/** The same verification with the object model alone: the reference the walk is tested against. */
+export function verifyCsrByObjectModel(der: Uint8Array): VerifiedCsr {
+  if (derOuterLength(der) !== der.length) throw new CaError("bad_csr", "csr is truncated or has trailing data");
+  return checkCsr(csrFieldsByObjectModel(der));
+}
+
+/**
+ * Key allowlist, signature algorithm, proof of possession (RFC 2986 §3: the self-signature over
+ * the exact certificationRequestInfo octets), then the requested names, in that order.
+ */
+function checkCsr(fields: CsrFields): VerifiedCsr {
+  const { spki } = fields;
   const { key, subjectKey } = subjectKeyOf(spki);
 
-  const scheme = CSR_SIGNATURES[req.signatureAlgorithm.algorithm];
-  if (!scheme) throw new CaError("bad_csr", `csr signature algorithm ${req.signatureAlgorithm.algorithm} is not allowed`);
+  const scheme = CSR_SIGNATURES[fields.signatureAlgorithm];
+  if (!scheme) throw new CaError("bad_csr", `csr signature algorithm ${fields.signatureAlgorithm} is not allowed`);
   if (scheme.key !== subjectKey.kind) throw new CaError("bad_csr", "csr signature algorithm does not match its key");
   const ok = cryptoVerify(
     scheme.hash,
-    new Uint8Array(req.certificationRequestInfoRaw),
+    fields.info,
     subjectKey.kind === "rsa" ? { key, padding: constants.RSA_PKCS1_PADDING } : { key, dsaEncoding: "der" },
-    new Uint8Array(req.signature),
+    fields.signature,
   );
   if (!ok) throw new CaError("bad_csr", "csr signature does not verify");
 
@@ -81,32 +90,13 @@ export function verifyCsr(der: Uint8Array): VerifiedCsr {
     if (c.kind !== kind) throw new CaError("bad_csr", `csr ${kind.toUpperCase()} SAN "${raw.slice(0, 80)}" is not a valid ${kind.toUpperCase()} name`);
     if (!requested[c.kind].includes(c.value)) requested[c.kind].push(c.value);
   };
-  for (const attr of info.attributes) {
-    if (attr.type !== OID.extensionRequest) continue;
-    for (const value of attr.values) {
-      let exts: Extensions;
-      try {
-        exts = AsnConvert.parse(value, Extensions);
-      } catch {
-        throw new CaError("bad_csr", "csr extensionRequest attribute is malformed");
-      }
-      for (const ext of exts) {
-        if (ext.extnID !== OID.subjectAltName) continue;
-        let names: SubjectAlternativeName;
-        try {
-          names = AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName);
-        } catch {
-          throw new CaError("bad_csr", "csr subjectAltName is malformed");
-        }
-        const { sans, other } = sansFromGeneralNames(names);
-        if (other > 0) throw new CaError("bad_csr", "csr asks for a SAN type other than DNS, IP or URI");
-        sans.dns.forEach((v) => add("dns", v));
-        sans.ip.forEach((v) => add("ip", v));
-        sans.uri.forEach((v) => add("uri", v));
-      }
-    }
+  for (const { sans, other } of fields.sanGroups) {
+    if (other > 0) throw new CaError("bad_csr", "csr asks for a SAN type other than DNS, IP or URI");
+    sans.dns.forEach((v) => add("dns", v));
+    sans.ip.forEach((v) => add("ip", v));
+    sans.uri.forEach((v) => add("uri", v));
   }
-  const commonName = commonNameOf(info.subject);
+  const { commonName } = fields;
   if (commonName !== null && commonName !== "") {
     let c: ReturnType<typeof classifySan>;
     try {
@@ -154,8 +144,29 @@ export function subjectKeyOf(spki: Uint8Array): { key: KeyObject; subjectKey: Su
   }
 }
 
-/** True when an EC SubjectPublicKeyInfo's algorithm parameters are an OBJECT IDENTIFIER (namedCurve). */
+/**
+ * True when an EC SubjectPublicKeyInfo's algorithm parameters are an OBJECT IDENTIFIER
+ * (namedCurve, RFC 5480 §2.1.1): SEQUENCE { SEQUENCE { algorithm OID, parameters }, BIT STRING }.
+ * Read with the DER reader; an encoding it refuses (OpenSSL accepted the key, so BER at most) is
+ * left to the object model, as before.
+ */
 function ecParametersAreNamedCurve(spki: Uint8Array): boolean {
+  try {
+    const top = new DerReader(spki);
+    const info = top.inside(top.expect(TAG.SEQUENCE, "SubjectPublicKeyInfo"));
+    const alg = info.inside(info.expect(TAG.SEQUENCE, "algorithm"));
+    alg.expect(TAG.OID, "algorithm");
+    const named = alg.peekTag() === TAG.OID;
+    info.expect(TAG.BIT_STRING, "subjectPublicKey");
+    info.finish("SubjectPublicKeyInfo");
+    top.finish("SPKI");
+    return named;
+  } catch {
+    return ecParametersAreNamedCurveByObjectModel(spki);
+  }
+}
+
+function ecParametersAreNamedCurveByObjectModel(spki: Uint8Array): boolean {
   try {
     const info = AsnConvert.parse(spki, SubjectPublicKeyInfo);
     const params = info.algorithm.parameters;

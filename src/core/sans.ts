@@ -34,11 +34,13 @@ export function canonicalIp(ip: string): string {
 }
 
 /**
- * A URI SAN must be an absolute URI (RFC 5280 §4.2.1.6) with no user info, whitespace or
+ * A URI SAN must be an absolute URI (RFC 5280 §4.2.1.6) of printable ASCII with no user info or
  * fragment; SPIFFE IDs (spiffe://trust-domain/path) are the common case.
  */
 export function isUriSan(uri: string): boolean {
-  if (uri.length > 2048 || /[\s\x00-\x1f\x7f]/.test(uri)) return false;
+  // Printable ASCII only: the SAN is an IA5String (RFC 5280 §4.2.1.6), and an IRI must be mapped
+  // to a URI (RFC 3987 §3.1) by the requester, not guessed at by the CA.
+  if (uri.length > 2048 || /[^\x21-\x7e]/.test(uri)) return false;
   if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#@]+/i.test(uri)) return false;
   try {
     const u = new URL(uri);

@@ -1,16 +1,16 @@
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { TBSCertificate } from "@peculiar/asn1-x509";
 import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import type { SubjectKeyAlgorithm } from "../core/key-type.js";
 import type { Sans } from "../core/sans.js";
 import { serialFromBytes, type SerialHex } from "../core/serial.js";
-import { describeTbs, keyIdentifier, parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
+import { keyIdentifier, type CertificateInfo } from "../x509/certificate-info.js";
+import { walkTbs } from "../x509/certificate-walk.js";
+import { LeafTemplate } from "../x509/leaf-template.js";
 import { lintLeaf } from "../x509/lint.js";
-import { leafTbs, type PublicationUrls } from "../x509/profile.js";
+import type { PublicationUrls } from "../x509/profile.js";
 import type { Issuer } from "./issuer.js";
 import { randomSerialContent } from "./serial.js";
-import { serializeTbs, signTbs } from "./sign-tbs.js";
+import { signTbs } from "./sign-tbs.js";
 
 /** A leaf to sign: the RA has already decided the SANs and verified the key. */
 export interface LeafRequest {
@@ -53,12 +53,18 @@ export interface LeafProfile {
  * lints the exact bytes, signs. Knows nothing of HTTP, tokens or storage.
  */
 export class CertificateAuthority implements LeafIssuer {
+  readonly #template: LeafTemplate;
+
   constructor(
     readonly issuer: Issuer,
     private readonly profile: LeafProfile,
     private readonly clock: Clock,
   ) {
     if (profile.maxTtlMs <= 0 || profile.backdateMs < 0) throw new Error("invalid leaf profile");
+    this.#template = new LeafTemplate(
+      { subjectDer: issuer.info.subjectDer, keyId: issuer.keyId, scheme: issuer.ref.scheme },
+      (shard) => profile.urls(issuer.keyIdHex, shard),
+    );
   }
 
   async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {
@@ -73,20 +79,20 @@ export class CertificateAuthority implements LeafIssuer {
     const serialContent = randomSerialContent();
     // The partition is fixed before the TBS exists: its URL is part of what gets signed.
     const crlShard = this.profile.crlShard(serialFromBytes(serialContent.subarray(serialContent[0] === 0 ? 1 : 0)));
-    const tbs = leafTbs({
+    const tbsDer = this.#template.encode({
       serialContent,
-      issuer: this.issuer.ref,
       subjectSpki: req.subjectSpki,
       subjectKeyId: keyIdentifier(req.subjectSpki),
       subjectKey: req.subjectKey,
       sans: req.sans,
       notBefore,
       notAfter,
-      urls: this.profile.urls(this.issuer.keyIdHex, crlShard),
+      crlShard,
     });
-    const tbsDer = serializeTbs(tbs);
-    // Lint what will actually be signed: decode the serialised bytes, not the template object.
-    const info = describeTbs(AsnConvert.parse(tbsDer, TBSCertificate));
+    // Lint what will actually be signed: the walk reads every TLV of these exact bytes back (DER
+    // lengths, nothing trailing) into the fields the lint checks; it never trusts the inputs.
+    const info = walkTbs(tbsDer);
+    if (!info) throw new Error("leaf lint failed: the TBS the template built is not ordinary DER");
     const problems = lintLeaf(info, {
       issuerNotBefore: this.issuer.info.notBefore,
       issuerNotAfter: this.issuer.info.notAfter,
@@ -97,6 +103,7 @@ export class CertificateAuthority implements LeafIssuer {
     });
     if (problems.length > 0) throw new Error(`leaf lint failed: ${problems.join("; ")}`);
     const der = await signTbs(this.issuer.signer, tbsDer);
-    return { serial: info.serial, der, info: parseCertificateDer(der).info, issuerKeyIdHex: this.issuer.keyIdHex, crlShard };
+    // The certificate's fields are the TBS's, byte for byte (signTbs only wraps it): no re-parse.
+    return { serial: info.serial, der, info, issuerKeyIdHex: this.issuer.keyIdHex, crlShard };
   }
 }

@@ -2,7 +2,7 @@ import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
 import type { Sans } from "../core/sans.js";
 import type { CertificateLookup, CertificateRecord } from "../storage/ports.js";
-import { parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
+import { describeCertificate, parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
 
 /**
  * A TLS client proven to hold one of this CA's live certificates. Only ClientAuthenticator makes
@@ -56,7 +56,7 @@ export class ClientAuthenticator {
     }
     let info: CertificateInfo;
     try {
-      info = parseCertificateDer(presented).info;
+      info = describeCertificate(presented);
     } catch {
       throw CaError.unauthorized("unknown_certificate");
     }

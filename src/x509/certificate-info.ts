@@ -17,6 +17,8 @@ import {
 import { CaError } from "../core/errors.js";
 import { canonicalIp, emptySans, type Sans } from "../core/sans.js";
 import { serialFromBytes, type SerialHex } from "../core/serial.js";
+import { walkCertificate } from "./certificate-walk.js";
+import { DerError, DerReader, TAG } from "./der-reader.js";
 import { OID } from "./oids.js";
 
 /** What fleetca needs to know about a certificate (or a TBS about to be signed), decoded once. */
@@ -54,6 +56,14 @@ export function parseCertificateDer(der: Uint8Array): { cert: Certificate; info:
     throw new CaError("bad_request", "not a DER X.509 certificate", { cause: e });
   }
   return { cert, info: describeTbs(cert.tbsCertificate) };
+}
+
+/**
+ * What a certificate says, read by the DER walk (certificate-walk.ts) and, for the unusual shapes
+ * the walk leaves alone, by the object model. For callers that need no `Certificate` object.
+ */
+export function describeCertificate(der: Uint8Array): CertificateInfo {
+  return walkCertificate(der) ?? parseCertificateDer(der).info;
 }
 
 export function describeTbs(tbs: TBSCertificate): CertificateInfo {
@@ -139,6 +149,22 @@ function stripSignPad(b: Uint8Array): Uint8Array {
  * value. Used for SKI/AKI and as the issuer id in storage and in /crl/<issuer-key-id-hex>.
  */
 export function keyIdentifier(spkiDer: Uint8Array): Uint8Array {
-  const spki = AsnConvert.parse(spkiDer, SubjectPublicKeyInfo);
-  return createHash("sha1").update(new Uint8Array(spki.subjectPublicKey)).digest();
+  return createHash("sha1").update(subjectPublicKeyBits(spkiDer)).digest();
+}
+
+/** The subjectPublicKey BIT STRING's octets (after the unused-bits octet) of a DER SPKI (RFC 5280 §4.1). */
+function subjectPublicKeyBits(spkiDer: Uint8Array): Uint8Array {
+  try {
+    const top = new DerReader(spkiDer);
+    const spki = top.inside(top.expect(TAG.SEQUENCE, "SubjectPublicKeyInfo"));
+    top.finish("SubjectPublicKeyInfo");
+    spki.expect(TAG.SEQUENCE, "algorithm");
+    const bits = spki.content(spki.expect(TAG.BIT_STRING, "subjectPublicKey"));
+    spki.finish("SubjectPublicKeyInfo");
+    if (bits.length >= 1 && bits[0] === 0) return bits.subarray(1);
+  } catch (e) {
+    if (!(e instanceof DerError)) throw e;
+  }
+  // Not the DER shape every key has: the object model decides (and refuses what it cannot read).
+  return new Uint8Array(AsnConvert.parse(spkiDer, SubjectPublicKeyInfo).subjectPublicKey);
 }

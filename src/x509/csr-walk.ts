@@ -1,7 +1,7 @@
-import { canonicalIp, emptySans } from "../core/sans.js";
 import type { CsrFields, SanGroup } from "./csr-fields.js";
-import { DerError, DerReader, TAG, contextTag, readOid, type Tlv } from "./der-reader.js";
+import { DerError, DerReader, TAG, contextTag, type Tlv } from "./der-reader.js";
 import { OID } from "./oids.js";
+import { Unusual, strictBoolean, strictOid, walkGeneralNames, walkName } from "./ordinary-der.js";
 
 /**
  * A PKCS#10 request read by walking its DER once (RFC 2986 §4.1, X.690 §10), without the ASN.1
@@ -24,9 +24,6 @@ export function walkCsr(der: Uint8Array): CsrFields | null {
   }
 }
 
-/** Signals "not the ordinary shape": the object model decides. */
-class Unusual extends DerError {}
-
 function walk(der: Uint8Array): CsrFields | null {
   const top = new DerReader(der);
   // CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }
@@ -46,7 +43,7 @@ function walk(der: Uint8Array): CsrFields | null {
   const info = req.inside(infoTlv);
   const version = info.content(info.expect(TAG.INTEGER, "version"));
   if (version.length !== 1 || version[0] !== 0) throw new Unusual("version is not v1(0)");
-  const commonName = walkSubject(info, info.expect(TAG.SEQUENCE, "subject"));
+  const { commonName } = walkName(info, info.expect(TAG.SEQUENCE, "subject"));
   const spkiTlv = info.expect(TAG.SEQUENCE, "subjectPKInfo");
   walkSpki(info, spkiTlv);
   const attrs = info.inside(info.expect(contextTag(0), "attributes"));
@@ -96,39 +93,6 @@ function walkSpki(parent: DerReader, t: Tlv): void {
   r.finish("SubjectPublicKeyInfo");
 }
 
-/** Name ::= SEQUENCE OF RelativeDistinguishedName (RFC 5280 §4.1.2.4); returns the first CN. */
-function walkSubject(parent: DerReader, t: Tlv): string | null {
-  const rdns = parent.inside(t);
-  let cn: string | null = null;
-  while (!rdns.done) {
-    const rdn = rdns.inside(rdns.expect(TAG.SET, "RelativeDistinguishedName"));
-    if (rdn.done) throw new Unusual("empty RDN");
-    while (!rdn.done) {
-      // AttributeTypeAndValue ::= SEQUENCE { type OID, value ANY }
-      const atv = rdn.inside(rdn.expect(TAG.SEQUENCE, "AttributeTypeAndValue"));
-      const type = strictOid(atv.content(atv.expect(TAG.OID, "type")));
-      const v = atv.next();
-      atv.finish("AttributeTypeAndValue");
-      const text = asciiString(atv, v);
-      if (cn === null && type === OID.commonName) cn = text;
-    }
-  }
-  return cn;
-}
-
-/** Tags whose ASCII content every decoder reads alike (X.680 §41). */
-const ASCII_STRING_TAGS = new Set([0x0c /* UTF8String */, 0x13 /* PrintableString */, 0x16 /* IA5String */]);
-
-function asciiString(r: DerReader, t: Tlv): string {
-  if (!ASCII_STRING_TAGS.has(t.tag)) throw new Unusual(`string tag 0x${t.tag.toString(16)}`);
-  return ascii(r.content(t));
-}
-
-function ascii(bytes: Uint8Array): string {
-  for (const b of bytes) if (b >= 0x80) throw new Unusual("non-ASCII text");
-  return Buffer.from(bytes).toString("latin1");
-}
-
 /**
  * Attribute ::= SEQUENCE { type OID, values SET OF ANY } (RFC 2986 §4.1). Only the PKCS#9
  * extensionRequest (RFC 2985 §5.4.2) is read; any other attribute (challengePassword…) is rare and
@@ -148,60 +112,11 @@ function walkAttribute(parent: DerReader, t: Tlv, out: SanGroup[]): void {
       const e = exts.inside(exts.expect(TAG.SEQUENCE, "Extension"));
       const id = strictOid(e.content(e.expect(TAG.OID, "extnID")));
       const critical = e.optional(TAG.BOOLEAN);
-      if (critical) {
-        const c = e.content(critical);
-        if (c.length !== 1 || (c[0] !== 0 && c[0] !== 0xff)) throw new Unusual("BOOLEAN not DER");
-      }
+      if (critical) strictBoolean(e.content(critical));
       const value = e.expect(TAG.OCTET_STRING, "extnValue");
       e.finish("Extension");
-      if (id === OID.subjectAltName) out.push(walkGeneralNames(e.content(value)));
+      if (id === OID.subjectAltName) out.push({ sans: walkGeneralNames(e.content(value)), other: 0 });
     }
   }
 }
 
-/**
- * GeneralNames ::= SEQUENCE OF GeneralName (RFC 5280 §4.2.1.6), IMPLICIT tags: dNSName [2]
- * IA5String, uniformResourceIdentifier [6] IA5String, iPAddress [7] OCTET STRING of 4 or 16
- * octets. Any other name (rfc822Name, otherName…) goes to the object model, which says why it is
- * refused.
- */
-function walkGeneralNames(der: Uint8Array): SanGroup {
-  const top = new DerReader(der);
-  const names = top.inside(top.expect(TAG.SEQUENCE, "GeneralNames"));
-  top.finish("subjectAltName");
-  const sans = emptySans();
-  while (!names.done) {
-    const n = names.next();
-    const v = names.content(n);
-    if (n.tag === contextTag(2, false)) sans.dns.push(ascii(v).toLowerCase());
-    else if (n.tag === contextTag(6, false)) sans.uri.push(ascii(v));
-    else if (n.tag === contextTag(7, false) && (v.length === 4 || v.length === 16)) sans.ip.push(canonicalIp(ipText(v)));
-    else throw new Unusual(`GeneralName tag 0x${n.tag.toString(16)}`);
-  }
-  return { sans, other: 0 };
-}
-
-/** The textual form of a 4- or 16-octet iPAddress (RFC 5280 §4.2.1.6), before canonicalIp. */
-function ipText(v: Uint8Array): string {
-  if (v.length === 4) return v.join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((v[i]! << 8) | v[i + 1]!).toString(16));
-  return groups.join(":");
-}
-
-/** An OID whose subidentifiers are minimal (X.690 §8.19.2) and small enough to read exactly. */
-function strictOid(content: Uint8Array): string {
-  let start = true;
-  for (const b of content) {
-    if (start && b === 0x80) throw new Unusual("non-minimal OID subidentifier");
-    start = !(b & 0x80);
-  }
-  if (content.length > 64) throw new Unusual("long OID");
-  let run = 0;
-  for (const b of content) {
-    run = b & 0x80 ? run + 1 : 0;
-    // 7 octets hold 49 bits: every arc stays a safe integer in readOid.
-    if (run >= 7) throw new Unusual("OID arc too large");
-  }
-  return readOid(content);
-}

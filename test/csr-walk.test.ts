@@ -7,7 +7,7 @@
  * model reads, field by field, and verifyCsr (walk, then object model for what the walk leaves
  * alone) must accept and refuse exactly as the object model alone does, with the same message.
  */
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { CaError } from "../src/core/errors.js";
 import { csrFieldsByObjectModel } from "../src/x509/csr-object-model.js";
 import { walkCsr } from "../src/x509/csr-walk.js";
-import { verifyCsr, verifyCsrByObjectModel } from "../src/x509/csr.js";
+import { subjectKeyOf, verifyCsr, verifyCsrByObjectModel, verifyCsrOffThread } from "../src/x509/csr.js";
 import type { CsrFields } from "../src/x509/csr-fields.js";
 import { derBitString, derOid, derSequence, derTlv } from "../src/x509/der.js";
 import { openssl } from "./harness/openssl.js";
@@ -260,11 +260,14 @@ function fieldsView(f: CsrFields) {
   return { info: hex(f.info), spki: hex(f.spki), alg: f.signatureAlgorithm, sig: hex(f.signature), cn: f.commonName, sans: [...f.sanGroups] };
 }
 
+/** Every request cross-checked, for the off-thread verifier's comparison at the end. */
+const checked: { name: string; der: Uint8Array }[] = [];
 const stats = { total: 0, walked: 0, accepted: 0, refused: 0, ordinaryValid: 0, ordinaryValidWalked: 0 };
 
 /** The property: the walk reads what the object model reads, and verifyCsr decides as it does. */
 function crossCheck(name: string, der: Uint8Array, ordinaryValid = false) {
   stats.total++;
+  checked.push({ name, der });
   const walked = walkCsr(der);
   if (walked) {
     stats.walked++;
@@ -332,5 +335,54 @@ describe("CSR DER walk vs the object model", () => {
       expect(walkCsr(der), name).not.toBeNull();
       crossCheck(name, der, true);
     }
+  });
+
+  it("verifies off the event loop exactly as on it, for every request above", async () => {
+    expect(checked.length).toBeGreaterThan(2000);
+    for (const { name, der } of checked) {
+      let off: Outcome;
+      try {
+        off = { ok: await verifyCsrOffThread(der) };
+      } catch (e) {
+        if (!(e instanceof CaError)) throw e;
+        off = { error: e.code, message: e.message };
+      }
+      expect(off, name).toEqual(outcome(() => verifyCsr(der)));
+    }
+  });
+});
+
+describe("subject key import", () => {
+  const decoderImport = (spki: Uint8Array) => createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+
+  it("imports P-256 and Ed25519 keys (the JWK path) as the DER decoder does", () => {
+    for (let i = 0; i < 200; i++) {
+      const k = newKey(i % 2 ? "p256" : "ed25519");
+      const { key, subjectKey } = subjectKeyOf(k.spki);
+      expect(Buffer.from(key.export({ type: "spki", format: "der" })).equals(Buffer.from(k.spki))).toBe(true);
+      expect(key.asymmetricKeyType).toBe(decoderImport(k.spki).asymmetricKeyType);
+      expect(subjectKey).toEqual(i % 2 ? { kind: "ec", curve: "P-256" } : { kind: "ed25519" });
+    }
+  });
+
+  it("refuses a P-256 point off the curve as the decoder does", () => {
+    let refused = 0;
+    for (let i = 0; i < 200; i++) {
+      const spki = new Uint8Array(newKey("p256").spki);
+      spki[27 + (i % 64)]! ^= 1 + (i % 255);
+      let decoder = true;
+      try {
+        decoderImport(spki);
+      } catch {
+        decoder = false;
+      }
+      const ours = outcome(() => subjectKeyOf(spki).subjectKey);
+      expect("ok" in ours, `point ${i}`).toBe(decoder);
+      if (!decoder) {
+        refused++;
+        expect(ours).toEqual({ error: "bad_csr", message: "csr public key is malformed or of an unknown type" });
+      }
+    }
+    expect(refused).toBeGreaterThan(190);
   });
 });

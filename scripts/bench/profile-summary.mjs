@@ -28,15 +28,18 @@ import { readFileSync } from "node:fs";
 /** Ordered: the first rule that matches a sample's stack names its stage. */
 const STAGES = [
   { name: "JWT verification (jose, provisioner)", rule: (s) => s.some((f) => f.pkg === "jose" || f.file.startsWith("attestation/")) },
-  { name: "CSR parse + verify (subject key import)", rule: (s) => s.some((f) => ["verifyCsr", "decodeCsrPem", "subjectKeyOf"].includes(f.fn) && f.file === "x509/csr.js") },
+  { name: "CSR parse + verify (subject key import)", rule: (s) => s.some((f) => ["verifyCsr", "verifyCsrOffThread", "decodeCsrPem", "subjectKeyOf"].includes(f.fn) && f.file === "x509/csr.js") },
   { name: "mTLS client authentication (renew)", rule: (s) => s.some((f) => f.fn === "authenticate" && f.file === "registration/client-authentication.js") },
   { name: "re-parse of the signed certificate", rule: (s) => s.some((f) => f.fn === "parseCertificateDer") && s.some((f) => f.fn === "issueLeaf") },
   { name: "renew: parse of the presented cert (its SPKI)", rule: (s) => s.some((f) => f.fn === "parseCertificateDer") && s.some((f) => f.fn === "renew") },
-  { name: "TBS build (profile objects + serialize)", rule: (s) => s.some((f) => ["leafTbs", "serializeTbs", "keyIdentifier"].includes(f.fn)) },
+  {
+    name: "TBS build (template splice, or profile objects + serialize)",
+    rule: (s) => s.some((f) => ["leafTbs", "serializeTbs", "keyIdentifier"].includes(f.fn) || f.file === "x509/leaf-template.js"),
+  },
   { name: "sign (dispatch) + verify after sign", rule: (s) => s.some((f) => f.fn === "signTbs" || f.fn === "verifySignature" || f.file === "signing/soft-keystore.js") },
   {
-    name: "lint (re-parse TBS, lintLeaf, match check)",
-    rule: (s) => s.some((f) => ["issueLeaf", "lintLeaf", "describeTbs", "issuedMatchesRequest", "#issueChecked"].includes(f.fn)),
+    name: "lint (TBS walk or re-parse, lintLeaf, match check)",
+    rule: (s) => s.some((f) => ["issueLeaf", "lintLeaf", "describeTbs", "walkTbs", "issuedMatchesRequest", "#issueChecked"].includes(f.fn)),
   },
   { name: "SQLite (token check, commit + fsync)", rule: (s) => s.some((f) => f.pkg === "better-sqlite3" || f.file.startsWith("storage/")) },
   { name: "logging (pino)", rule: (s) => s.some((f) => ["pino", "sonic-boom", "thread-stream", "fast-redact", "pino-std-serializers", "quick-format-unescaped"].includes(f.pkg)) },

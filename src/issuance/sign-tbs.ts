@@ -17,7 +17,11 @@ export async function signTbs(signer: Signer, tbsDer: Uint8Array): Promise<Uint8
   const scheme = SIGNATURE_SCHEMES[signer.keyType];
   const sig = await signer.sign(tbsDer);
   const algDer = new Uint8Array(AsnConvert.serialize(signatureAlgorithmId(scheme)));
-  if (!cryptoVerify(scheme.hash, tbsDer, verifyOptions(signerPublicKey(signer)), sig)) {
+  // On libuv's thread pool, like the signature itself: the event loop only dispatches.
+  const verified = await new Promise<boolean>((resolve, reject) =>
+    cryptoVerify(scheme.hash, tbsDer, verifyOptions(signerPublicKey(signer)), sig, (err, ok) => (err ? reject(err) : resolve(ok))),
+  );
+  if (!verified) {
     throw new Error("signer produced a signature that does not verify");
   }
   return derSequence(tbsDer, algDer, derBitString(sig));

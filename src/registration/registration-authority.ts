@@ -10,7 +10,7 @@ import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
 import type { IssuedLeaf, LeafIssuer } from "../issuance/certificate-authority.js";
 import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
-import { decodeCsrPem, subjectKeyOf, verifyCsr } from "../x509/csr.js";
+import { decodeCsrPem, subjectKeyOf, verifyCsrOffThread } from "../x509/csr.js";
 import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
 import type { AuthenticatedClient } from "./client-authentication.js";
@@ -71,7 +71,7 @@ export class RegistrationAuthority {
     }
     if (this.store.isTokenUsed(auth.tokenId)) throw CaError.unauthorized("replayed");
 
-    const csr = verifyCsr(csrDer);
+    const csr = await verifyCsrOffThread(csrDer);
     const sans = decideSans(csr.requested, auth.policy);
     const ca = this.ca();
 
@@ -142,7 +142,7 @@ export class RegistrationAuthority {
       const spki = holder.presented.spki;
       key = { spki, subjectKey: subjectKeyOf(spki).subjectKey };
     } else {
-      const csr = verifyCsr(decodeCsrPem(csrPem));
+      const csr = await verifyCsrOffThread(decodeCsrPem(csrPem));
       if (sanCount(csr.requested) > 0 && !sansEqual(csr.requested, current.sans)) {
         throw new CaError("forbidden", `a renewal keeps the current SANs (${sansToList(current.sans).slice(0, 5).join(", ")}); the CSR asks for others`);
       }

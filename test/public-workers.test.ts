@@ -145,7 +145,7 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
     // The other worker keeps serving while the primary starts a replacement.
     expect(await statuses(cert, 2, ["-no_nonce"])).toEqual(["revoked", "revoked"]);
     await eventually(15_000, "a replacement worker", async () => workerPids(d.child.pid!), (p) => p.length === WORKERS && !p.includes(victim!));
-    expect(d.output).toMatch(/msg="public worker exited; starting another" worker=\d code=null signal=SIGKILL/);
+    expect(d.output).toMatch(/msg="worker exited; starting another" worker=\d code=null signal=SIGKILL/);
     expect(await statuses(cert, 2 * WORKERS)).toEqual(Array(2 * WORKERS).fill("revoked"));
   });
 

@@ -1,5 +1,5 @@
 import type { Server as HttpServer } from "node:http";
-import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { Server as HttpsServer } from "node:https";
 import { existsSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -8,33 +8,30 @@ import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import { ProvisionerRegistry } from "../attestation/routing.js";
-import { CertificateAuthority } from "../issuance/certificate-authority.js";
 import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
-import { RegistrationAuthority } from "../registration/registration-authority.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { CrlDirectory } from "../revocation/crl/crl-directory.js";
 import { CrlBuildQueue, CrlPublisher } from "../revocation/crl/crl-publisher.js";
-import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
+import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicServer } from "../api/public-server.js";
 import { createHealthCheck } from "../api/health-check.js";
-import { closeServer, CONNECTIONS_CHECK_MS, hardenTimeouts, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
-import { connectionLimitsOf, guardConnections, openFileLimitProblem } from "../api/connection-guard.js";
+import { closeServer, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
+import { connectionLimitsOf, openFileLimitProblem } from "../api/connection-guard.js";
 import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
-import { PublicWorkers } from "./public-workers.js";
+import { freePort, PublicWorkers } from "./public-workers.js";
+import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
-import { buildProvisioners } from "./provisioners.js";
 
 export interface Daemon {
   apiUrl: string;
@@ -59,21 +56,12 @@ export interface DaemonOptions {
   wrapSigner?: (s: Signer) => Signer;
 }
 
-const LEAF_BACKDATE_MS = 60_000;
 const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
 const CRL_DEBOUNCE_MS = 250;
 const CRL_WARNING_EVERY_MS = 3_600_000;
-const TLS_MIN_VERSION = "TLSv1.2" as const;
-/**
- * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
- * have none yet) and lets node judge none: renew/revoke authenticate the presented cert against
- * the inventory and the injected Clock (registration/client-authentication.ts), whereas node's
- * `authorized` would use the real clock and know nothing of revocation.
- */
-const API_TLS_OPTIONS = { minVersion: TLS_MIN_VERSION, requestCert: true, rejectUnauthorized: false } as const;
 
 export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
@@ -105,32 +93,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
   const loaded = dd.keys.load(current.keyName);
   const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
-  const ca = new CertificateAuthority(
-    issuer,
-    {
-      maxTtlMs: config.issuance.maxTTL,
-      backdateMs: LEAF_BACKDATE_MS,
-      crlShard: (serial) => crlShardOf(serial, config.crl.shards),
-      urls: (keyIdHex, crlShard) => ({
-        crl: crlUrl(config.publicUrl, keyIdHex, crlShard),
-        ocsp: `${config.publicUrl}/ocsp`,
-        caIssuers: `${config.publicUrl}/intermediate.crt`,
-      }),
-    },
-    clock,
-  );
-
-  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock, log });
+  const ca = certificateAuthorityFor(config, issuer, clock);
   let audiences: string[] = [];
-  const ra = new RegistrationAuthority(
-    new ProvisionerRegistry(provisioners),
-    () => ca,
-    dd.store,
-    clock,
-    { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
-    () => audiences,
-    log,
-  );
+  const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -138,7 +103,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     ...(config.apiUrl ? [new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, "")] : [])]);
 
   let apiServer: HttpsServer | null = null;
-  const install = (c: TlsCredentials) => apiServer?.setSecureContext({ key: c.key, cert: c.cert, ...API_TLS_OPTIONS });
+  let workers: PublicWorkers | null = null;
+  const install = (c: TlsCredentials) => {
+    if (apiServer) installApiCredentials(apiServer, c);
+    workers?.sendApiCredentials(c);
+  };
   // The API's own certificate lives a day (or maxTTL if shorter), whatever leaves get by default:
   // a short defaultTTL for a fleet must not make the CA's own listener churn or lapse.
   const servingLifetimeMs = Math.min(SERVING_CERT_LIFETIME_MS, config.issuance.maxTTL);
@@ -199,33 +168,28 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   };
   reportCrlHealth();
   const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
-  const limits = connectionLimitsOf(config.listen, "api");
+  const apiWorkerCount = config.listen.apiWorkers;
   const publicLimits = connectionLimitsOf(config.listen, "public");
-  // The API and, without workers, the public listener share this process's descriptors.
-  const fdProblem = openFileLimitProblem([limits.maxConnections, ...(config.listen.publicWorkers > 0 ? [] : [publicLimits.maxConnections])]);
+  // The listeners this process serves itself share its descriptors.
+  const fdProblem = openFileLimitProblem([
+    ...(apiWorkerCount > 0 ? [] : [connectionLimitsOf(config.listen, "api").maxConnections]),
+    ...(config.listen.publicWorkers > 0 ? [] : [publicLimits.maxConnections]),
+  ]);
   if (fdProblem) log.warn(fdProblem);
-  apiServer = createHttpsServer(
-    {
-      key: creds.key,
-      cert: creds.cert,
-      ...API_TLS_OPTIONS,
-      // Node's default lets a connection that never sends a ClientHello hold a socket for 120 s.
-      handshakeTimeout: limits.handshakeTimeoutMs,
-      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
-    },
-    createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }),
-  );
-  hardenTimeouts(apiServer, limits.handshakeTimeoutMs);
-  guardConnections(apiServer, "listen.api", limits, log);
+  // The API: served here, or by `listen.apiWorkers` processes that build the same CA and RA on
+  // the shared database (cli/api-worker-role.ts) and get the serving certificate from here.
+  apiServer =
+    apiWorkerCount > 0
+      ? null
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }), log);
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
-  let workers: PublicWorkers | null = null;
   const health = createHealthCheck(dd.store, issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];
     const w = workers?.status();
-    if (w && w.running < w.wanted) warnings.push(`public workers: ${w.running} of ${w.wanted} running`);
+    if (w && w.running < w.wanted) warnings.push(`workers: ${w.running} of ${w.wanted} running`);
     return { errors: h.errors, warnings };
   });
   const publicServer: HttpServer | null =
@@ -241,35 +205,49 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
           limits: publicLimits,
         });
 
-  const apiAddr = await listen(apiServer, apiHost, apiPort, "listen.api");
+  let boundApiPort: number;
   let boundPublicPort: number;
+  // Workers (for either listener) start after the primary's own listeners; a worker unwraps the
+  // intermediate key itself from the same sources as this process (FLEETCA_PASSPHRASE,
+  // passphraseFile); only a passphrase handed to startDaemon otherwise (in-process callers) is
+  // passed on, in the worker's environment as an operator would.
   try {
-    if (publicServer) {
-      boundPublicPort = (await listen(publicServer, pubHost, pubPort, "listen.public")).port;
-    } else {
-      // A worker unwraps the intermediate key itself from the same sources as this process
-      // (FLEETCA_PASSPHRASE, passphraseFile); only a passphrase handed to startDaemon otherwise
-      // (in-process callers) is passed on, in the worker's environment as an operator would.
+    boundApiPort = apiServer ? (await listen(apiServer, apiHost, apiPort, "listen.api")).port : apiPort === 0 ? await freePort(apiHost, "listen.api") : apiPort;
+    if (publicServer) boundPublicPort = (await listen(publicServer, pubHost, pubPort, "listen.public")).port;
+    else boundPublicPort = pubPort === 0 ? await freePort(pubHost, "listen.public") : pubPort;
+    // The audiences name the bound port, so a token minted for it is accepted by every worker.
+    audiences = signAudiences(config, servingNames, boundApiPort);
+    const slots = Math.max(workerCount, apiWorkerCount);
+    if (slots > 0) {
       const derivable = passphraseFrom(config)?.reveal() === opts.passphrase?.reveal();
       const env = derivable ? {} : { FLEETCA_PASSPHRASE: opts.passphrase?.reveal() ?? "" };
-      workers = new PublicWorkers(workerCount, config, pubHost, pubPort, env, log, health);
-      boundPublicPort = await workers.start();
+      workers = new PublicWorkers(
+        { public: workerCount, api: apiWorkerCount },
+        config,
+        { host: pubHost, port: boundPublicPort },
+        { host: apiHost, port: boundApiPort, audiences, credentials: () => serving.current },
+        env,
+        log,
+        health,
+        () => revocationFeed.poll(),
+      );
+      await workers.start();
       const w = workers;
       revocationFeed.subscribe(() => w.notifyRevocations());
     }
   } catch (e) {
-    await closeServer(apiServer);
+    if (apiServer) await closeServer(apiServer);
+    if (publicServer) await closeServer(publicServer);
     throw e;
   }
-  const apiUrl = `https://${urlHost(apiHost)}:${apiAddr.port}`;
+  const apiUrl = `https://${urlHost(apiHost)}:${boundApiPort}`;
   const publicUrl = `http://${urlHost(pubHost)}:${boundPublicPort}`;
-  audiences = signAudiences(config, servingNames, apiAddr.port);
 
   const statePath = join(dd.dir, SERVE_STATE_FILE);
   writeFileAtomic(statePath, JSON.stringify({ pid: process.pid, apiUrl, publicUrl, startedAt: clock.now().toISOString() }) + "\n", 0o600);
-  log.info({ url: apiUrl }, "api listening");
+  log.info({ url: apiUrl, ...(apiWorkerCount > 0 && { workers: apiWorkerCount }) }, "api listening");
   log.info({ url: publicUrl, ...(workerCount > 0 && { workers: workerCount }) }, "public listening");
-  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners: provisioners.map((p) => p.name) }, "fleetca ready");
+  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners }, "fleetca ready");
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
   void ocspPresigner.run();
 
@@ -305,7 +283,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       await crls.stop();
       await ocspPresigner.close();
       await ocsp.close();
-      await Promise.all([closeServer(apiServer!), publicServer ? closeServer(publicServer) : workers!.close()]);
+      await Promise.all([apiServer ? closeServer(apiServer) : null, publicServer ? closeServer(publicServer) : null, workers?.close()]);
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);
     },

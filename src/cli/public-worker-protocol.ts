@@ -2,14 +2,25 @@ import type { HealthReport } from "../api/health-check.js";
 import type { FleetcaConfig } from "../config/schema.js";
 
 /**
- * The messages between the primary (`fleetca serve`) and its public workers, over the IPC
- * channel node:cluster gives each worker: a socketpair private to the two processes. No secret
- * travels on it: a worker reads the passphrase the way the primary did (FLEETCA_PASSPHRASE,
- * which it inherits, or passphraseFile) and unwraps the intermediate key itself.
+ * The messages between the primary (`fleetca serve`) and its workers, over the IPC channel
+ * node:cluster gives each worker: a socketpair private to the two processes. No CA secret travels
+ * on it: a worker reads the passphrase the way the primary did (FLEETCA_PASSPHRASE, which it
+ * inherits, or passphraseFile) and unwraps the intermediate key itself. The API listener's own
+ * serving key does (see PublicWorkers.sendApiCredentials for why).
  */
 export type ToWorker =
-  /** The first message: what to serve, on which port (the primary's bound port after the first worker). */
-  | { t: "start"; config: FleetcaConfig; port: number; worker: number; workers: number }
+  /** The first message: which listeners to serve, on which bound ports. */
+  | {
+      t: "start";
+      config: FleetcaConfig;
+      worker: number;
+      /** Serve the public listener; `workers` of them share the OCSP signing budget. */
+      public?: { port: number; workers: number };
+      /** Serve the API listener. */
+      api?: { port: number; audiences: string[]; credentials: { key: string; cert: string } };
+    }
+  /** The API's serving certificate was renewed. */
+  | { t: "api-credentials"; key: string; cert: string }
   /** A revocation was committed: read the revocation log now rather than at the next poll. */
   | { t: "revocations" }
   /** The primary's health (CRL publication, database, signer), the answer to a "health?". */
@@ -23,7 +34,9 @@ export type FromWorker =
    * comes before an ES module's top level has run, and a message then would be lost.)
    */
   | { t: "ready" }
-  | { t: "listening"; port: number }
+  | { t: "listening" }
+  /** A revocation was committed through this worker's API: the primary reads the revocation log now. */
+  | { t: "revoked" }
   /** Start-up failed; `message` is one line for the operator. */
   | { t: "failed"; message: string }
   | { t: "health?"; id: number };

@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 /**
- * A public worker: one of `listen.publicWorkers` processes `fleetca serve` forks with node:cluster
- * to serve the public listener (OCSP, CRLs, roots, /healthz) on every core. Everything it serves
- * comes from the shared database, read-only: the pre-signed OCSP answers and the CRLs the primary
- * signs and stores, the inventory for requests that need a fresh signature (a nonce, several
- * CertIDs), which it signs itself with the intermediate key it unwraps once. It follows the
- * revocation log (told at once by the primary, polled every second besides) so a revocation is
- * served by every worker within the same bounds as by the primary.
+ * A worker: one of the processes `fleetca serve` forks with node:cluster to serve its listeners
+ * on every core (listen.publicWorkers, listen.apiWorkers; one process may serve both).
+ *
+ * Public role (OCSP, CRLs, roots, /healthz): everything it serves comes from the shared
+ * database: the pre-signed OCSP answers and the CRLs the primary signs and stores, the inventory
+ * for requests that need a fresh signature (a nonce, several CertIDs), which it signs itself with
+ * the intermediate key it unwraps once. It follows the revocation log (told at once by the
+ * primary, polled every second besides) so a revocation is served by every worker within the
+ * same bounds as by the primary.
+ *
+ * API role (sign, renew, revoke): api-worker-role.ts.
  */
 import cluster from "node:cluster";
 import type { Server } from "node:http";
@@ -28,6 +32,7 @@ import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { openDataDir } from "./data-dir.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
+import { startApiRole } from "./api-worker-role.js";
 
 /** How often a worker looks for new CRLs and revocations made elsewhere; SPEC allows 5 s. */
 const FOLLOW_MS = 1_000;
@@ -40,19 +45,72 @@ function send(m: FromWorker): void {
   process.send?.(m);
 }
 
-async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ close(): Promise<void> }> {
   const config: FleetcaConfig = start.config;
   const clock = systemClock;
   const log = createLogger({ level: config.log.level, format: config.log.format }).child({ worker: start.worker });
-  const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false, readonlyStore: true });
-  const issuers = dd.store.listIssuers();
-  const current = currentIntermediate(issuers, clock.now());
-  const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
-  const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+  // Read-only unless this worker issues: a public worker must not be able to write.
+  const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false, readonlyStore: !start.api });
+  const closers: (() => Promise<void> | void)[] = [() => dd.store.close()];
+  const close = async () => {
+    for (const c of closers.reverse()) await c();
+  };
+  try {
+    const issuers = dd.store.listIssuers();
+    const current = currentIntermediate(issuers, clock.now());
+    const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+    const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+    const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
+    closers.push(() => feed.stop());
+    process.on("message", (m: ToWorker) => {
+      if (m.t === "revocations") feed.poll();
+    });
+    if (start.public) closers.push(await startPublicRole(start.public, { config, dd, issuer, roots, feed, clock, log }));
+    if (start.api) {
+      const api = await startApiRole({
+        config,
+        dd,
+        issuer,
+        roots,
+        clock,
+        log,
+        port: start.api.port,
+        audiences: start.api.audiences,
+        credentials: start.api.credentials,
+        onRevoked: () => {
+          feed.poll();
+          send({ t: "revoked" });
+        },
+      });
+      process.on("message", (m: ToWorker) => {
+        if (m.t === "api-credentials") api.install({ key: m.key, cert: m.cert });
+      });
+      closers.push(() => api.close());
+    }
+    feed.start();
+    return { close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
 
+async function startPublicRole(
+  role: { port: number; workers: number },
+  p: {
+    config: FleetcaConfig;
+    dd: ReturnType<typeof openDataDir>;
+    issuer: Awaited<ReturnType<typeof bindIssuer>>;
+    roots: ReturnType<ReturnType<typeof openDataDir>["store"]["listIssuers"]>;
+    feed: RevocationFeed;
+    clock: typeof systemClock;
+    log: ReturnType<typeof createLogger>;
+  },
+): Promise<() => Promise<void>> {
+  const { config, dd, issuer, roots, feed, clock, log } = p;
   // A client's signing budget is shared out: node:cluster hands connections round-robin, so a
   // client's requests are spread over the workers and each keeps its share of every bucket.
-  const share = (n: number) => n / start.workers;
+  const share = (n: number) => n / role.workers;
   const budget = new SigningBudget(clock, {
     perSecond: share(config.ocsp.rateLimit.perSecond),
     burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
@@ -64,9 +122,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ se
     shareSigned: false,
     budget,
   });
-  const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
   feed.subscribe((events) => ocsp.onRevocations(events));
-  feed.start();
   const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log);
   await crls.refresh();
 
@@ -86,14 +142,13 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ se
       send({ t: "health?", id });
     });
   process.on("message", (m: ToWorker) => {
-    if (m.t === "revocations") feed.poll();
-    else if (m.t === "health") {
+    if (m.t === "health") {
       pending.get(m.id)?.(m.report);
       pending.delete(m.id);
     }
   });
 
-  const server = createPublicServer({
+  const server: Server = createPublicServer({
     ocsp,
     crls,
     sources: {
@@ -109,24 +164,18 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ se
   const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
   const [host] = splitHostPort(config.listen.public);
-  const addr = await listen(server, host, start.port, "listen.public");
-  return {
-    server,
-    port: addr.port,
-    close: async () => {
-      clearInterval(follow);
-      clearInterval(sweep);
-      feed.stop();
-      await crls.close();
-      await ocsp.close();
-      await closeServer(server);
-      dd.store.close();
-    },
+  await listen(server, host, role.port, "listen.public");
+  return async () => {
+    clearInterval(follow);
+    clearInterval(sweep);
+    await crls.close();
+    await ocsp.close();
+    await closeServer(server);
   };
 }
 
 if (!cluster.isWorker) {
-  process.stderr.write("fleetca: public-worker.js is started by `fleetca serve` (listen.publicWorkers), not by hand\n");
+  process.stderr.write("fleetca: public-worker.js is started by `fleetca serve` (listen.publicWorkers, listen.apiWorkers), not by hand\n");
   process.exit(2);
 }
 // The primary is gone (stopped, or killed): a worker has nothing to serve for.
@@ -149,7 +198,7 @@ process.on("message", (m: ToWorker) => {
       // Ctrl-C reaches the whole process group; the primary, stopping too, does not replace us.
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
-      send({ t: "listening", port: w.port });
+      send({ t: "listening" });
     },
     (e: unknown) => {
       const message = e instanceof OperatorError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;

@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import type { HealthReport } from "../api/health-check.js";
+import type { TlsCredentials } from "../api/serving-certificate.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { OperatorError } from "../core/errors.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
@@ -18,13 +19,25 @@ const RESTART_FIRST_MS = 500;
 const RESTART_MAX_MS = 30_000;
 const STABLE_MS = 60_000;
 
+/** The API listener as the workers serve it (listen.apiWorkers). */
+export interface ApiListenerSpec {
+  host: string;
+  port: number;
+  /** The `aud` values a bootstrap token may carry (they name the bound port). */
+  audiences: string[];
+  /** The serving certificate now: a worker gets it at start and again after each renewal. */
+  credentials: () => TlsCredentials;
+}
+
 /**
- * The primary's side of the public workers (config listen.publicWorkers): forks them with
- * node:cluster, which shares the public listener's socket and hands its connections to the
- * workers in turn (round-robin, node's default on Linux), so OCSP and CRL requests use every
- * core while the primary keeps the API, CRL signing and pre-signing. Why processes and not
- * worker threads: docs/benchmarks.md ("both cores"). A worker that dies is logged at error level
- * and started again with a back-off; a shortfall is a /healthz warning.
+ * The primary's side of the workers (config listen.publicWorkers, listen.apiWorkers): forks them
+ * with node:cluster, which shares each listener's socket and hands its connections to the
+ * workers in turn (round-robin, node's default on Linux), so OCSP, CRL and API requests use
+ * every core while the primary keeps CRL signing, pre-signing and the serving certificate.
+ * Worker i serves the public listener when i < publicWorkers and the API when i < apiWorkers:
+ * one process per core does both. Why processes and not worker threads: docs/benchmarks.md
+ * ("both cores"). A worker that dies is logged at error level and started again with a
+ * back-off; a shortfall is a /healthz warning.
  */
 export class PublicWorkers {
   readonly #workers = new Map<number, Worker>();
@@ -32,32 +45,37 @@ export class PublicWorkers {
   readonly #restarts = new Map<number, NodeJS.Timeout>();
   #backoffMs = RESTART_FIRST_MS;
   #stopping = false;
-  #port = 0;
 
+  readonly #count: number;
+
+  /**
+   * The listeners' ports are bound ports (port 0 resolved by the caller, `freePort`): every
+   * worker, and every replacement even after all of them died, must listen on the same port.
+   */
   constructor(
-    private readonly count: number,
+    private readonly roles: { public: number; api: number },
     private readonly config: FleetcaConfig,
-    private readonly host: string,
-    private readonly port: number,
+    private readonly publicListener: { host: string; port: number },
+    private readonly api: ApiListenerSpec,
     /** Environment added for the workers (the passphrase when it did not come from the config's sources). */
     private readonly env: NodeJS.ProcessEnv,
     private readonly log: Logger,
     /** The primary's health, which each worker's /healthz adds to its own. */
     private readonly health: () => Promise<HealthReport>,
-  ) {}
+    /** A worker committed a revocation (POST /v1/revoke): the primary reads the revocation log now. */
+    private readonly onRevoked: () => void,
+  ) {
+    this.#count = Math.max(roles.public, roles.api);
+  }
 
-  /** Forks every worker; resolves with the bound port once all listen, rejects (stopping them) when one cannot. */
-  async start(): Promise<number> {
+  /** Forks every worker; resolves once all listen, rejects (stopping them) when one cannot. */
+  async start(): Promise<void> {
     if (!existsSync(WORKER_SCRIPT)) {
-      throw new OperatorError(`listen.publicWorkers needs the built daemon (${WORKER_SCRIPT} is missing: run "npm run build")`);
+      throw new OperatorError(`listen.publicWorkers/apiWorkers need the built daemon (${WORKER_SCRIPT} is missing: run "npm run build")`);
     }
     cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], serialization: "advanced" });
     try {
-      // Port 0 (any free port) is resolved once, here: every worker, and every replacement even
-      // after all of them died, must listen on the same port.
-      if (this.port === 0) this.#port = await freePort(this.host);
-      const ports = await Promise.all(Array.from({ length: this.count }, (_, slot) => this.#fork(slot)));
-      return ports[0]!;
+      await Promise.all(Array.from({ length: this.#count }, (_, slot) => this.#fork(slot)));
     } catch (e) {
       await this.close();
       throw e;
@@ -66,12 +84,23 @@ export class PublicWorkers {
 
   /** How many workers serve now, of how many wanted. */
   status(): { running: number; wanted: number } {
-    return { running: [...this.#workers.values()].filter((w) => w.isConnected()).length, wanted: this.count };
+    return { running: [...this.#workers.values()].filter((w) => w.isConnected()).length, wanted: this.#count };
   }
 
   /** A revocation was committed: every worker reads the revocation log now. */
   notifyRevocations(): void {
     this.#broadcast({ t: "revocations" });
+  }
+
+  /**
+   * The renewed serving certificate and its key, to every API worker. The key is the API
+   * listener's own (ephemeral, never written; not a CA key) and travels on cluster's IPC
+   * channel, a socketpair private to the primary and that worker; a worker could not get it any
+   * other way without writing it to disk, and issuing one certificate per worker would fill the
+   * inventory with serving certificates.
+   */
+  sendApiCredentials(c: TlsCredentials): void {
+    for (const [slot, w] of this.#workers) if (slot < this.roles.api && w.isConnected()) w.send({ t: "api-credentials", ...keyPair(c) } satisfies ToWorker);
   }
 
   async close(): Promise<void> {
@@ -100,23 +129,32 @@ export class PublicWorkers {
     for (const w of this.#workers.values()) if (w.isConnected()) w.send(m);
   }
 
-  #fork(slot: number): Promise<number> {
+  #fork(slot: number): Promise<void> {
     const w = cluster.fork(this.env);
     this.#workers.set(slot, w);
     return new Promise((resolve, reject) => {
       let listening = false;
       const timer = setTimeout(() => {
-        reject(new OperatorError(`public worker ${slot} did not start within ${START_TIMEOUT_MS / 1000} s`));
+        reject(new OperatorError(`worker ${slot} did not start within ${START_TIMEOUT_MS / 1000} s`));
         w.process.kill("SIGKILL");
       }, START_TIMEOUT_MS);
       w.on("message", (m: FromWorker) => {
         if (m.t === "ready") {
-          w.send({ t: "start", config: this.config, port: this.#port || this.port, worker: slot, workers: this.count } satisfies ToWorker);
+          const api = slot < this.roles.api;
+          w.send({
+            t: "start",
+            config: this.config,
+            worker: slot,
+            ...(slot < this.roles.public && { public: { port: this.publicListener.port, workers: this.roles.public } }),
+            ...(api && { api: { port: this.api.port, audiences: this.api.audiences, credentials: keyPair(this.api.credentials()) } }),
+          } satisfies ToWorker);
         } else if (m.t === "listening") {
           listening = true;
           clearTimeout(timer);
           this.#startedAt.set(slot, Date.now());
-          resolve(m.port);
+          resolve();
+        } else if (m.t === "revoked") {
+          this.onRevoked();
         } else if (m.t === "failed") {
           clearTimeout(timer);
           reject(new OperatorError(m.message));
@@ -128,7 +166,7 @@ export class PublicWorkers {
       });
       w.once("exit", (code, signal) => {
         clearTimeout(timer);
-        if (!listening) reject(new OperatorError(`public worker ${slot} exited during start-up (${signal ?? `exit code ${code}`})`));
+        if (!listening) reject(new OperatorError(`worker ${slot} exited during start-up (${signal ?? `exit code ${code}`})`));
         if (this.#stopping || this.#workers.get(slot) !== w) return;
         if (!listening) return; // start() fails; the daemon does not start
         this.#restart(slot, code, signal);
@@ -141,16 +179,16 @@ export class PublicWorkers {
     if (lived >= STABLE_MS) this.#backoffMs = RESTART_FIRST_MS;
     const delay = this.#backoffMs;
     this.#backoffMs = Math.min(RESTART_MAX_MS, this.#backoffMs * 2);
-    this.log.error({ worker: slot, code, signal, restartInMs: delay }, "public worker exited; starting another");
+    this.log.error({ worker: slot, code, signal, restartInMs: delay }, "worker exited; starting another");
     this.#restarts.set(
       slot,
       setTimeout(() => {
         this.#restarts.delete(slot);
         if (this.#stopping) return;
         this.#fork(slot).then(
-          () => this.log.info({ worker: slot }, "public worker started again"),
+          () => this.log.info({ worker: slot }, "worker started again"),
           (err: unknown) => {
-            this.log.error({ worker: slot, err }, "public worker could not start again");
+            this.log.error({ worker: slot, err }, "worker could not start again");
             if (!this.#stopping && this.#workers.get(slot)?.isDead()) this.#restart(slot, null, null);
           },
         );
@@ -159,11 +197,15 @@ export class PublicWorkers {
   }
 }
 
+function keyPair(c: TlsCredentials): { key: string; cert: string } {
+  return { key: c.key, cert: c.cert };
+}
+
 /** A port free on `host` now: the kernel's pick for port 0, released at once for the workers to bind. */
-function freePort(host: string): Promise<number> {
+export function freePort(host: string, key: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
-    s.once("error", (e: NodeJS.ErrnoException) => reject(new OperatorError(`cannot listen on ${host}:0 (listen.public): ${e.code ?? e.message}`)));
+    s.once("error", (e: NodeJS.ErrnoException) => reject(new OperatorError(`cannot listen on ${host}:0 (${key}): ${e.code ?? e.message}`)));
     s.listen(0, host, () => {
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));

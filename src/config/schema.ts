@@ -144,6 +144,13 @@ export const configSchema = z
          */
         publicWorkers: z.number().int().min(0, "must be at least 0").max(64, "must be at most 64").default(0),
         /**
+         * Processes serving the API listener (sign, renew, revoke) instead of the primary, which
+         * then keeps only the background work (CRLs, pre-signing, the serving certificate). They
+         * are the same processes as the public workers where both are asked for: worker i serves
+         * the public listener when i < publicWorkers and the API when i < apiWorkers.
+         */
+        apiWorkers: z.number().int().min(0, "must be at least 0").max(64, "must be at most 64").default(0),
+        /**
          * Open connections each listener holds at most (per process), and per client address;
          * over either, a new connection is closed at once (api/connection-guard.ts). Both listeners
          * together stay well under the open-file limit (ulimit -n), checked at start.

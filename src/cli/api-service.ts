@@ -1,0 +1,96 @@
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { RequestListener } from "node:http";
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { ProvisionerRegistry } from "../attestation/routing.js";
+import { CertificateAuthority } from "../issuance/certificate-authority.js";
+import type { Issuer } from "../issuance/issuer.js";
+import { RegistrationAuthority } from "../registration/registration-authority.js";
+import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
+import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
+import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
+import type { OpenedDataDir } from "./data-dir.js";
+import { buildProvisioners } from "./provisioners.js";
+
+/**
+ * The API side of the CA, built the same way by the primary (`fleetca serve`) and by each API
+ * worker (`listen.apiWorkers`): the CA for the current intermediate, the RA with its
+ * provisioners, and the HTTPS listener with its limits.
+ */
+
+const LEAF_BACKDATE_MS = 60_000;
+const TLS_MIN_VERSION = "TLSv1.2" as const;
+/**
+ * The API listener asks every client for a certificate but requires none (POST /v1/sign callers
+ * have none yet) and lets node judge none: renew/revoke authenticate the presented cert against
+ * the inventory and the injected Clock (registration/client-authentication.ts), whereas node's
+ * `authorized` would use the real clock and know nothing of revocation.
+ */
+/** The API listener's certificate chain and key (PEM), as ServingCertificate makes them. */
+export interface ServingKeyPair {
+  key: string;
+  cert: string;
+}
+
+export const API_TLS_OPTIONS = { minVersion: TLS_MIN_VERSION, requestCert: true, rejectUnauthorized: false } as const;
+
+export function certificateAuthorityFor(config: FleetcaConfig, issuer: Issuer, clock: Clock): CertificateAuthority {
+  return new CertificateAuthority(
+    issuer,
+    {
+      maxTtlMs: config.issuance.maxTTL,
+      backdateMs: LEAF_BACKDATE_MS,
+      crlShard: (serial) => crlShardOf(serial, config.crl.shards),
+      urls: (keyIdHex, crlShard) => ({
+        crl: crlUrl(config.publicUrl, keyIdHex, crlShard),
+        ocsp: `${config.publicUrl}/ocsp`,
+        caIssuers: `${config.publicUrl}/intermediate.crt`,
+      }),
+    },
+    clock,
+  );
+}
+
+export async function registrationAuthorityFor(
+  config: FleetcaConfig,
+  ca: CertificateAuthority,
+  dd: OpenedDataDir,
+  deps: { clock: Clock; log: Logger; audiences: () => readonly string[] },
+): Promise<{ ra: RegistrationAuthority; provisioners: string[] }> {
+  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
+  const ra = new RegistrationAuthority(
+    new ProvisionerRegistry(provisioners),
+    () => ca,
+    dd.store,
+    deps.clock,
+    { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
+    deps.audiences,
+    deps.log,
+  );
+  return { ra, provisioners: provisioners.map((p) => p.name) };
+}
+
+/** The API's HTTPS server with its handshake deadline and connection caps (listen.maxConnections). */
+export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, app: RequestListener, log: Logger): HttpsServer {
+  const limits = connectionLimitsOf(config.listen, "api");
+  const server = createHttpsServer(
+    {
+      key: creds.key,
+      cert: creds.cert,
+      ...API_TLS_OPTIONS,
+      // Node's default lets a connection that never sends a ClientHello hold a socket for 120 s.
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
+    app,
+  );
+  hardenTimeouts(server, limits.handshakeTimeoutMs);
+  guardConnections(server, "listen.api", limits, log);
+  return server;
+}
+
+/** A new serving certificate for a running API listener: the next handshakes use it, open connections keep theirs. */
+export function installApiCredentials(server: HttpsServer, creds: ServingKeyPair): void {
+  server.setSecureContext({ key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS });
+}

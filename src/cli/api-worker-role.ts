@@ -1,0 +1,45 @@
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import { sansFromList } from "../core/sans.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import type { Issuer } from "../issuance/issuer.js";
+import { ClientAuthenticator } from "../registration/client-authentication.js";
+import { RevokeService } from "../revocation/revoke-service.js";
+import type { IssuerRecord } from "../storage/ports.js";
+import { createApiApp } from "../api/api-router.js";
+import { closeServer, listen, splitHostPort } from "../api/listener.js";
+import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
+import type { OpenedDataDir } from "./data-dir.js";
+
+/**
+ * A worker's API role (listen.apiWorkers): the same CA, RA, client authentication and revocation
+ * as the primary builds (api-service.ts), on the shared database opened read-write. What makes
+ * that safe across processes is already in the database: a token id is spent by one INSERT
+ * (used_tokens' key), an Idempotency-Key likewise, a serial is unique, a revocation is one
+ * conditional UPDATE, and SQLite serialises the writers (WAL, busy_timeout). The serving
+ * certificate comes from the primary, which renews it.
+ */
+export async function startApiRole(p: {
+  config: FleetcaConfig;
+  dd: OpenedDataDir;
+  issuer: Issuer;
+  roots: IssuerRecord[];
+  clock: Clock;
+  log: Logger;
+  port: number;
+  audiences: string[];
+  credentials: ServingKeyPair;
+  /** A revocation was committed here: tell whoever publishes CRLs and OCSP answers. */
+  onRevoked: () => void;
+}): Promise<{ install(c: ServingKeyPair): void; close(): Promise<void> }> {
+  const { config, dd, clock, log } = p;
+  const ca = certificateAuthorityFor(config, p.issuer, clock);
+  const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences });
+  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
+  const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
+  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => p.roots.map((r) => r.der) });
+  const server = createApiListener(config, p.credentials, app, log);
+  const [host] = splitHostPort(config.listen.api);
+  await listen(server, host, p.port, "listen.api");
+  return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server) };
+}

@@ -19,6 +19,11 @@ export const peakRssMb = () => (peakHwmKb > 0 ? peakHwmKb / 1024 : null);
  * operator would run fleetca for OCSP; FLEETCA_BENCH_PUBLIC_WORKERS=0 measures the single process.
  */
 export const PUBLIC_WORKERS = Number(process.env.FLEETCA_BENCH_PUBLIC_WORKERS ?? availableParallelism());
+/**
+ * API workers (config listen.apiWorkers): one per core too, the same processes as the public
+ * workers; FLEETCA_BENCH_API_WORKERS=0 keeps the API in the primary.
+ */
+export const API_WORKERS = Number(process.env.FLEETCA_BENCH_API_WORKERS ?? availableParallelism());
 
 /**
  * Writes a config for a throwaway CA: both listeners on 127.0.0.1:0 (loopback, any free port;
@@ -32,7 +37,7 @@ export function writeConfig(dir, extraLines = []) {
   const cfg = join(dir, "config.yaml");
   writeFileSync(
     cfg,
-    [`dataDir: ${join(dir, "data")}`, `listen: { api: 127.0.0.1:0, public: 127.0.0.1:0, publicWorkers: ${PUBLIC_WORKERS} }`, "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ...extraLines, ""].join("\n"),
+    [`dataDir: ${join(dir, "data")}`, `listen: { api: 127.0.0.1:0, public: 127.0.0.1:0, publicWorkers: ${PUBLIC_WORKERS}, apiWorkers: ${API_WORKERS} }`, "log: { level: info, format: json }", "ocsp: { rateLimit: { perSecond: 1000000, burst: 1000000, totalPerSecond: 1000000 } }", ...extraLines, ""].join("\n"),
   );
   return cfg;
 }
@@ -164,7 +169,7 @@ export class FleetcaDaemon {
     return `daemon exited (${this.child.exitCode ?? this.child.signalCode}${hwm})${msg ? `: ${msg.trim().slice(0, 200)}` : ""}`;
   }
 
-  /** The daemon's processes: the primary and its public workers (listen.publicWorkers). */
+  /** The daemon's processes: the primary and its workers (listen.publicWorkers, listen.apiWorkers). */
   pids() {
     try {
       const kids = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, "utf8").trim();

@@ -12,7 +12,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "./args.mjs";
 import { installCleanupHandlers, cleanupAll, makeTempDir } from "./cleanup.mjs";
 import { ensureTools } from "./system-tools.mjs";
-import { FleetcaDaemon, PUBLIC_WORKERS, REPO } from "./fleetca-daemon.mjs";
+import { API_WORKERS, FleetcaDaemon, PUBLIC_WORKERS, REPO } from "./fleetca-daemon.mjs";
 import { createFleet } from "./fleet-fixture.mjs";
 import { createPeerCa } from "./peers/peer-ca.mjs";
 import { printTable, ratio } from "./report.mjs";
@@ -95,7 +95,7 @@ async function main() {
   if (fleet) await (await fleet.catch(() => null))?.daemon.stop();
 
   console.log("");
-  console.log(`fleetca bench ${new Date().toISOString()} (node ${process.version}, ${opts.quick ? "--quick, " : ""}wrk -t${opts.wrk.threads} -c${opts.wrk.connections} -d${opts.wrk.durationS}s, listen.publicWorkers ${PUBLIC_WORKERS}, load average ${loadBefore} before, ${loadavg()[0].toFixed(2)} after)`);
+  console.log(`fleetca bench ${new Date().toISOString()} (node ${process.version}, ${opts.quick ? "--quick, " : ""}wrk -t${opts.wrk.threads} -c${opts.wrk.connections} -d${opts.wrk.durationS}s, listen.publicWorkers ${PUBLIC_WORKERS}, apiWorkers ${API_WORKERS}, load average ${loadBefore} before, ${loadavg()[0].toFixed(2)} after)`);
   printTable(rows);
   if (opts.json) console.log(JSON.stringify({ date: new Date().toISOString(), quick: opts.quick, peers: opts.peers, ...results }));
   return 0;

@@ -89,6 +89,9 @@ async function main() {
       row.peer = "(no peer)";
     }
     for (const r of opts.peers ? (job.ratios ?? []) : []) results[r.peer] ??= null;
+    // A job with an absolute target (no peer to divide by) says where it stands in the same column.
+    const own = job.target && ours.status === "ok" ? job.target(ours.figures) : "";
+    if (own) row.ratio = row.ratio ? `${row.ratio}, ${own}` : own;
     row.notes = `${Math.round((Date.now() - t0) / 1000)} s`;
     rows.push(row);
   }

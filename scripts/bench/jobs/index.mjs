@@ -1,8 +1,9 @@
 /**
  * Every job, in run order. A job is one module exporting
  *   { name, keys, usesFleet?, run(ctx) → {status: "ok"|"failed"|"n/a", reason?, figures, text},
- *     peer?: {name, run(ctx)}, ratios?: [{key, ours, peer, target}] }
- * `keys` are the JSON-line keys it fills (null when it did not run). To add one, write
+ *     peer?: {name, run(ctx)}, ratios?: [{key, ours, peer, target}], target?(figures) → text }
+ * `keys` are the JSON-line keys it fills (null when it did not run). `target` words an absolute
+ * target (no peer) for the table's "ratio (target)" column, e.g. renew_storm's p99 < 1 s. To add one, write
  * jobs/<name>.mjs and list it here.
  * The fleet jobs come first so their daemon can be stopped before the seeded, heavier ones; the
  * issuance jobs (issue 12) each start their own daemon; rss last, so its peak covers everything before it.
@@ -16,6 +17,7 @@ import crl1m from "./crl-1m.mjs";
 import sigFloor from "./sig-floor.mjs";
 import { sign16, sign64 } from "./sign.mjs";
 import renew from "./renew.mjs";
+import renewStorm from "./renew-storm.mjs";
 import rss from "./rss.mjs";
 
-export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, sigFloor, sign16, sign64, renew, rss];
+export const JOBS = [ocspCached, ocspNonce, ocspDuringCrl, ocspPresign, crl100k, crl1m, sigFloor, sign16, sign64, renew, renewStorm, rss];

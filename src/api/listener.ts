@@ -44,12 +44,18 @@ export function hardenTimeouts(s: HttpServer | HttpsServer, handshakeTimeoutMs: 
 }
 
 /** Binds a listener; a port in use or a bad address is the operator's mistake, named by its config key. */
-export function listen(server: HttpServer | HttpsServer, host: string, port: number, key: string): Promise<AddressInfo> {
+/**
+ * Binds a listener. `backlog` is the accept queue: node's default (511) dropped SYNs when 1,000
+ * cert-agents connected at once (the renewal-storm bench: up to 3,237 queue overflows a storm,
+ * clients retrying after 1, 3 and 7 s), so each listener queues up to its connection cap; Linux
+ * bounds it by net.core.somaxconn (4096 by default since 5.4).
+ */
+export function listen(server: HttpServer | HttpsServer, host: string, port: number, key: string, backlog = 511): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) =>
       reject(new OperatorError(`cannot listen on ${host}:${port} (${key}): ${e.code ?? e.message}`));
     server.once("error", onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off("error", onError);
       resolve(server.address() as AddressInfo);
     });

@@ -8,6 +8,7 @@ import { RevokeService } from "../revocation/revoke-service.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
+import { connectionLimitsOf } from "../api/connection-guard.js";
 import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
 import type { OpenedDataDir } from "./data-dir.js";
 
@@ -40,6 +41,6 @@ export async function startApiRole(p: {
   const app = createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => p.roots.map((r) => r.der) });
   const server = createApiListener(config, p.credentials, app, log);
   const [host] = splitHostPort(config.listen.api);
-  await listen(server, host, p.port, "listen.api");
+  await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);
   return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server) };
 }

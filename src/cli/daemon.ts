@@ -212,8 +212,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // passphraseFile); only a passphrase handed to startDaemon otherwise (in-process callers) is
   // passed on, in the worker's environment as an operator would.
   try {
-    boundApiPort = apiServer ? (await listen(apiServer, apiHost, apiPort, "listen.api")).port : apiPort === 0 ? await freePort(apiHost, "listen.api") : apiPort;
-    if (publicServer) boundPublicPort = (await listen(publicServer, pubHost, pubPort, "listen.public")).port;
+    boundApiPort = apiServer ? (await listen(apiServer, apiHost, apiPort, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections)).port : apiPort === 0 ? await freePort(apiHost, "listen.api") : apiPort;
+    if (publicServer) boundPublicPort = (await listen(publicServer, pubHost, pubPort, "listen.public", publicLimits.maxConnections)).port;
     else boundPublicPort = pubPort === 0 ? await freePort(pubHost, "listen.public") : pubPort;
     // The audiences name the bound port, so a token minted for it is accepted by every worker.
     audiences = signAudiences(config, servingNames, boundApiPort);

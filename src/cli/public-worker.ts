@@ -148,6 +148,7 @@ async function startPublicRole(
     }
   });
 
+  const limits = connectionLimitsOf(config.listen, "public");
   const server: Server = createPublicServer({
     ocsp,
     crls,
@@ -159,12 +160,12 @@ async function startPublicRole(
     clock,
     log,
     crlIntervalMs: config.crl.interval,
-    limits: connectionLimitsOf(config.listen, "public"),
+    limits,
   });
   const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
   const [host] = splitHostPort(config.listen.public);
-  await listen(server, host, role.port, "listen.public");
+  await listen(server, host, role.port, "listen.public", limits.maxConnections);
   return async () => {
     clearInterval(follow);
     clearInterval(sweep);

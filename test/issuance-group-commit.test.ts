@@ -149,7 +149,7 @@ describe("issuance group commit on a real SQLite file", () => {
       expect((r as CaError).code).toBe("unavailable");
       expect(((r as CaError).cause as { code?: string }).code).toBe("SQLITE_CONSTRAINT_FOREIGNKEY");
     }
-    expect(batches).toEqual([expect.objectContaining({ size: 4, committed: false })]);
+    expect(batches).toEqual([expect.objectContaining({ size: 4, committed: false, cause: expect.objectContaining({ code: "SQLITE_CONSTRAINT_FOREIGNKEY" }) })]);
     expect(onDisk()).toEqual({ serials: [], tokens: [], idem: [] });
     expect(store.db.inTransaction).toBe(false);
 

@@ -36,6 +36,8 @@ export interface BatchReport {
   size: number;
   ms: number;
   committed: boolean;
+  /** Why the batch could not commit (a SqliteError: SQLITE_BUSY, SQLITE_FULL, …). */
+  cause?: unknown;
 }
 
 /**
@@ -103,13 +105,13 @@ export class IssuanceGroupCommit {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.settings.maxBatch);
       const t0 = performance.now();
-      const committed = this.#flushBatch(batch);
-      this.settings.onBatch?.({ size: batch.length, ms: performance.now() - t0, committed });
+      const r = this.#flushBatch(batch);
+      this.settings.onBatch?.({ size: batch.length, ms: performance.now() - t0, ...r });
     }
   }
 
-  /** False when the batch as a whole could not commit (every request in it was refused). */
-  #flushBatch(batch: Pending[]): boolean {
+  /** committed false: the batch as a whole could not commit (every request in it was refused). */
+  #flushBatch(batch: Pending[]): { committed: boolean; cause?: unknown } {
     const s = this.#stmts;
     const outcomes: Array<{ ok: true; outcome: CommitOutcome } | { ok: false; error: unknown }> = [];
     try {
@@ -160,7 +162,7 @@ export class IssuanceGroupCommit {
       if (r.ok) p.resolve(r.outcome);
       else p.reject(r.error);
     });
-    return true;
+    return { committed: true };
   }
 
   #rollbackQuietly(): void {
@@ -174,10 +176,10 @@ export class IssuanceGroupCommit {
   }
 }
 
-function failAll(batch: Pending[], cause: unknown): false {
+function failAll(batch: Pending[], cause: unknown): { committed: false; cause: unknown } {
   const err = new CaError("unavailable", "the certificate store cannot commit right now; retry later", { cause });
   for (const p of batch) p.reject(err);
-  return false;
+  return { committed: false, cause };
 }
 
 /**

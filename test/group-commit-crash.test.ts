@@ -61,7 +61,9 @@ function post(agent: Agent, url: string, a: Pick<Attempt, "token" | "idempotency
       },
     );
     req.on("error", reject);
-    if (abandon) req.on("finish", () => setTimeout(() => req.destroy(new Error("client hung up")), 20));
+    // Hang up once the request is surely in the server's socket buffer: 50 ms after the handshake
+    // (a fresh socket per request: maxSockets is N), never before it, or nothing would arrive.
+    if (abandon) req.on("socket", (socket) => socket.once("secureConnect", () => setTimeout(() => req.destroy(new Error("client hung up")), 50)));
     req.end(signBody(a.csrPem));
   });
 }

@@ -41,7 +41,10 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (res.headersSent) return;
     if (err instanceof CaError) {
       if (err.code === "internal") log.error({ err, path: req.path }, "internal error");
-      else log.info({ code: err.code, reason: err.message, path: req.path }, "request refused");
+      // A store that cannot commit is the operator's concern: say why (SQLITE_BUSY, disk full), at warn.
+      else if (err.code === "unavailable" && err.cause instanceof Error) {
+        log.warn({ code: err.code, reason: err.message, cause: err.cause.message, causeCode: (err.cause as { code?: unknown }).code, path: req.path }, "request refused");
+      } else log.info({ code: err.code, reason: err.message, path: req.path }, "request refused");
       // SPEC: 503 always carries Retry-After.
       if (err.code === "unavailable") res.set("Retry-After", "5");
       return sendError(res, err.code, err.code === "internal" ? "internal error" : err.message);

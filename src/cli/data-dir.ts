@@ -4,6 +4,7 @@ import { OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import { openKek, type Kek } from "../signing/kek.js";
 import { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import { SqliteStore } from "../storage/sqlite/sqlite-store.js";
 
 export const DB_FILE = "fleetca.db";
@@ -35,7 +36,11 @@ export function dataDirInitialised(dir: string): boolean {
  * Opens the data directory: 0700 dir, KEK (creating it only when `create`), key store, database
  * (read-only when `readonlyStore`).
  */
-export function openDataDir(dir: string, passphrase: Secret | undefined, opts: { create: boolean; readonlyStore?: boolean }): OpenedDataDir {
+export function openDataDir(
+  dir: string,
+  passphrase: Secret | undefined,
+  opts: { create: boolean; readonlyStore?: boolean; groupCommit?: GroupCommitSettings },
+): OpenedDataDir {
   if (!existsSync(dir)) {
     if (!opts.create) throw new OperatorError(`dataDir ${dir} does not exist: run "fleetca init" first`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -45,7 +50,7 @@ export function openDataDir(dir: string, passphrase: Secret | undefined, opts: {
   const kek = openKek({ dataDir: dir, passphrase, create: opts.create });
   const keys = new SoftKeyStore(join(dir, KEYS_DIR), kek);
   // A public worker only reads the database (the primary migrated it and writes it).
-  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false });
+  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false, ...(opts.groupCommit && { groupCommit: opts.groupCommit }) });
   return { dir, store, keys, kek };
 }
 

@@ -4,8 +4,7 @@ import type { RevocationReason } from "../core/revocation-reason.js";
 
 /**
  * Narrow storage interfaces, one per consumer (DESIGN habit 3, Boulder sa/proto/subsets.go).
- * storage/sqlite implements them all; tests and a future group-commit writer implement only
- * the one they stand behind.
+ * storage/sqlite implements them all; tests implement only the one they stand behind.
  */
 
 export type CertificateStatus = "valid" | "revoked";
@@ -63,7 +62,9 @@ export interface IssuanceStore {
   /**
    * Durably commits the certificate, the token use and the idempotency key together, or nothing.
    * Resolves only after the write is on disk (store before hand-out, DESIGN habit 2); async so an
-   * implementation can batch many commits into one fsync.
+   * implementation can batch many commits into one fsync (sqlite/issuance-group-commit.ts), with
+   * each outcome what the commit would get alone. Rejects with CaError "unavailable" when the
+   * store cannot commit; then nothing of it is stored (the token stays unused).
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome>;
 }

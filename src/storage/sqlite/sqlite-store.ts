@@ -32,6 +32,7 @@ import type {
   RevokedPage,
   StoredCrl,
 } from "../ports.js";
+import { DEFAULT_GROUP_COMMIT, IssuanceGroupCommit, type GroupCommitSettings } from "./issuance-group-commit.js";
 import { MIGRATIONS } from "./migrations.js";
 import { storedCrlOf, type CrlRow } from "./sqlite-crl-catalog.js";
 
@@ -65,8 +66,12 @@ export class SqliteStore
   readonly db: Database.Database;
   readonly #stmts;
   #insertCertStmt: Database.Statement | undefined;
+  /** Made on the first commit: a read-only open never writes. */
+  #groupCommit: IssuanceGroupCommit | undefined;
+  readonly #groupCommitSettings: GroupCommitSettings;
 
-  constructor(path: string, opts: { readonly?: boolean } = {}) {
+  constructor(path: string, opts: { readonly?: boolean; groupCommit?: GroupCommitSettings } = {}) {
+    this.#groupCommitSettings = opts.groupCommit ?? DEFAULT_GROUP_COMMIT;
     const fresh = !existsSync(path);
     if (opts.readonly && fresh) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
     try {
@@ -112,6 +117,8 @@ export class SqliteStore
   }
 
   close(): void {
+    // Commits still queued are written (or refused) before the connection goes, never dropped.
+    if (this.db.open) this.#groupCommit?.flush();
     if (this.db.open) this.db.close();
   }
 
@@ -151,41 +158,34 @@ export class SqliteStore
     return r ? { issuerKeyId: r[0], status: r[1], revokedAt: r[2] === null ? null : new Date(r[2]), revocationReason: r[3] } : null;
   }
 
-  async commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
-    return this.#commitTx(c);
+  /**
+   * Joins the next group commit (issuance-group-commit.ts): resolves once the batch holding this
+   * commit has been COMMITted (fsynced), rejects with CaError "unavailable" if it could not be.
+   */
+  commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
+    this.#groupCommit ??= new IssuanceGroupCommit(this.db, this.#applyIssuance, this.#groupCommitSettings);
+    return this.#groupCommit.commit(c);
   }
 
-  readonly #commitTx = (c: IssuanceCommit): CommitOutcome => {
+  /**
+   * One issuance's writes, inside the batch's transaction and its own savepoint: the group
+   * committer rolls back to the savepoint whatever is not "committed", so each outcome is what
+   * this commit would get alone.
+   */
+  readonly #applyIssuance = (c: IssuanceCommit): CommitOutcome => {
     const s = this.#stmts;
-    let outcome: CommitOutcome = "committed";
-    const tx = this.db.transaction(() => {
-      if (s.serialExists.get(c.certificate.serial) !== undefined) {
-        outcome = "serial_collision";
-        return;
-      }
-      if (c.tokenUse) {
-        const r = s.insertToken.run(c.tokenUse.tokenId, c.tokenUse.provisioner, c.tokenUse.expiresAt.getTime(), c.certificate.createdAt.getTime());
-        if (r.changes === 0) {
-          outcome = "replayed";
-          return;
-        }
-      }
-      this.#insertCert().run(certToRow(c.certificate));
-      if (c.idempotency) {
-        const i = c.idempotency;
-        const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
-        if (r.changes === 0) {
-          outcome = "idempotency_conflict";
-          throw new RollBack();
-        }
-      }
-    });
-    try {
-      tx.immediate();
-    } catch (e) {
-      if (!(e instanceof RollBack)) throw e;
+    if (s.serialExists.get(c.certificate.serial) !== undefined) return "serial_collision";
+    if (c.tokenUse) {
+      const r = s.insertToken.run(c.tokenUse.tokenId, c.tokenUse.provisioner, c.tokenUse.expiresAt.getTime(), c.certificate.createdAt.getTime());
+      if (r.changes === 0) return "replayed";
     }
-    return outcome;
+    this.#insertCert().run(certToRow(c.certificate));
+    if (c.idempotency) {
+      const i = c.idempotency;
+      const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
+      if (r.changes === 0) return "idempotency_conflict";
+    }
+    return "committed";
   };
 
   /**
@@ -461,8 +461,6 @@ export class SqliteStore
     }
   }
 }
-
-class RollBack extends Error {}
 
 /**
  * One page of a CRL scope's entries as a RevokedPage (ports.ts): the subquery reads the covering

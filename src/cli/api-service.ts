@@ -10,6 +10,7 @@ import { RegistrationAuthority } from "../registration/registration-authority.js
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
+import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import type { OpenedDataDir } from "./data-dir.js";
 import { buildProvisioners } from "./provisioners.js";
 
@@ -93,4 +94,16 @@ export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, 
 /** A new serving certificate for a running API listener: the next handshakes use it, open connections keep theirs. */
 export function installApiCredentials(server: HttpsServer, creds: ServingKeyPair): void {
   server.setSecureContext({ key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS });
+}
+
+/** Group commit as every issuing process runs it, with its batches in the log. */
+export function loggedGroupCommit(log: Logger): GroupCommitSettings {
+  return {
+    ...DEFAULT_GROUP_COMMIT,
+    // Once per refused batch (each request also gets its 503 and a warn line from http-errors).
+    onBatch: (b) => {
+      if (!b.committed) log.error({ size: b.size, ms: Math.round(b.ms), err: b.cause }, "issuance batch could not commit: its requests were refused with 503");
+      else log.debug({ size: b.size, ms: Math.round(b.ms * 100) / 100 }, "issuance batch committed");
+    },
+  };
 }

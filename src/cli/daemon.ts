@@ -27,10 +27,9 @@ import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
-import { DEFAULT_GROUP_COMMIT } from "../storage/sqlite/issuance-group-commit.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
-import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor } from "./api-service.js";
+import { certificateAuthorityFor, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 
@@ -71,17 +70,7 @@ export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): P
     const r = await initHierarchy(config, opts.passphrase, clock);
     log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
   }
-  const dd = openDataDir(config.dataDir, opts.passphrase, {
-    create: false,
-    groupCommit: {
-      ...DEFAULT_GROUP_COMMIT,
-      // Once per refused batch (each request also gets its 503 and a warn line from http-errors).
-      onBatch: (b) => {
-        if (!b.committed) log.error({ size: b.size, ms: Math.round(b.ms), err: b.cause }, "issuance batch could not commit: its requests were refused with 503");
-        else log.debug({ size: b.size, ms: Math.round(b.ms * 100) / 100 }, "issuance batch committed");
-      },
-    },
-  });
+  const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, groupCommit: loggedGroupCommit(log) });
   try {
     return await run(config, dd, opts);
   } catch (e) {

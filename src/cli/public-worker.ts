@@ -33,6 +33,7 @@ import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { openDataDir } from "./data-dir.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
 import { startApiRole } from "./api-worker-role.js";
+import { loggedGroupCommit } from "./api-service.js";
 
 /** How often a worker looks for new CRLs and revocations made elsewhere; SPEC allows 5 s. */
 const FOLLOW_MS = 1_000;
@@ -50,7 +51,11 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
   const clock = systemClock;
   const log = createLogger({ level: config.log.level, format: config.log.format }).child({ worker: start.worker });
   // Read-only unless this worker issues: a public worker must not be able to write.
-  const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false, readonlyStore: !start.api });
+  const dd = openDataDir(config.dataDir, passphraseFrom(config), {
+    create: false,
+    readonlyStore: !start.api,
+    ...(start.api && { groupCommit: loggedGroupCommit(log) }),
+  });
   const closers: (() => Promise<void> | void)[] = [() => dd.store.close()];
   const close = async () => {
     for (const c of closers.reverse()) await c();

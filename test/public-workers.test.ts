@@ -142,8 +142,16 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
   it("replaces a worker killed with SIGKILL, and keeps answering meanwhile", async () => {
     const [victim] = workerPids(d.child.pid!);
     process.kill(victim!, "SIGKILL");
-    // The other worker keeps serving while the primary starts a replacement.
-    expect(await statuses(cert, 2, ["-no_nonce"])).toEqual(["revoked", "revoked"]);
+    // The other worker keeps serving while the primary starts a replacement. A connection the
+    // primary handed to the victim in the instant before its death is lost with it (node:cluster
+    // round-robin; docs/benchmarks.md "Scheduling": 1 request of 600 in the trial): at most one.
+    const meanwhile: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await ocsp(cert, ["-no_nonce", "-timeout", "3"]);
+      meanwhile.push(r.out.includes("Response verify OK") ? (/: (good|revoked|unknown)/.exec(r.out)?.[1] ?? "no status") : "lost");
+    }
+    expect(meanwhile.filter((x) => x === "lost").length, meanwhile.join()).toBeLessThanOrEqual(1);
+    expect(meanwhile.filter((x) => x !== "lost").every((x) => x === "revoked"), meanwhile.join()).toBe(true);
     await eventually(15_000, "a replacement worker", async () => workerPids(d.child.pid!), (p) => p.length === WORKERS && !p.includes(victim!));
     expect(d.output).toMatch(/msg="worker exited; starting another" worker=\d code=null signal=SIGKILL/);
     expect(await statuses(cert, 2 * WORKERS)).toEqual(Array(2 * WORKERS).fill("revoked"));

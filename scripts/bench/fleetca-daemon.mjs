@@ -20,10 +20,11 @@ export const peakRssMb = () => (peakHwmKb > 0 ? peakHwmKb / 1024 : null);
  */
 export const PUBLIC_WORKERS = Number(process.env.FLEETCA_BENCH_PUBLIC_WORKERS ?? availableParallelism());
 /**
- * API workers (config listen.apiWorkers): one per core too, the same processes as the public
- * workers; FLEETCA_BENCH_API_WORKERS=0 keeps the API in the primary.
+ * API workers (config listen.apiWorkers): none by default, as the product's default: on this
+ * 2-core machine, where wrk and the load generators take the other core, they measured no gain
+ * (docs/benchmarks.md "Issuance after the template"); FLEETCA_BENCH_API_WORKERS=N measures them.
  */
-export const API_WORKERS = Number(process.env.FLEETCA_BENCH_API_WORKERS ?? availableParallelism());
+export const API_WORKERS = Number(process.env.FLEETCA_BENCH_API_WORKERS ?? 0);
 
 /**
  * Writes a config for a throwaway CA: both listeners on 127.0.0.1:0 (loopback, any free port;

@@ -67,7 +67,9 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ se
   const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
   feed.subscribe((events) => ocsp.onRevocations(events));
   feed.start();
-  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log);
+  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log, {
+    streamAbove: config.crl.streamAbove,
+  });
   await crls.refresh();
 
   const pending = new Map<number, (r: HealthReport) => void>();

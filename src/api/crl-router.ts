@@ -85,13 +85,19 @@ export function createCrlRouter(source: CrlSource, clock: Clock, opts: CrlRouter
     // CRL is ~55 MB of PEM, which must not become one string per request; a CRL kept in the
     // store is read a stored chunk at a time, all of them from one snapshot.
     const snapshot = crls.some(isStreamed) ? openSnapshot(source, limits.log) : null;
-    const parts = crls.map((c): ChunkSource => {
-      if (!isStreamed(c)) return memoryChunks(c.der, PEM_SLICE);
-      const head = snapshot!.head(c.scope);
-      // Every scope the mirror names was stored (a crls row is never deleted).
-      if (!head) throw new Error(`CRL of ${c.scope.issuerKeyId}/${c.scope.shard ?? "full"} is no longer stored`);
-      return snapshot!.reader(head).next;
-    });
+    let parts: ChunkSource[];
+    try {
+      parts = crls.map((c): ChunkSource => {
+        if (!isStreamed(c)) return memoryChunks(c.der, PEM_SLICE);
+        const head = snapshot!.head(c.scope);
+        // Every scope the mirror names was stored (a crls row is never deleted).
+        if (!head) throw new Error(`CRL of ${c.scope.issuerKeyId}/${c.scope.shard ?? "full"} is no longer stored`);
+        return snapshot!.reader(head).next;
+      });
+    } catch (err) {
+      snapshot?.close();
+      throw err;
+    }
     pump(res, pemParts(parts), snapshot, limits);
   });
 

@@ -1,4 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
+import express from "express";
+import { createServer, request, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { systemClock } from "../src/core/clock.js";
+import { createCrlRouter } from "../src/api/crl-router.js";
+import type { CrlCatalog, CrlSnapshot } from "../src/storage/ports.js";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,6 +14,7 @@ import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { SqliteCrlCatalog } from "../src/storage/sqlite/sqlite-crl-catalog.js";
 import { CrlMirror } from "../src/revocation/crl/crl-mirror.js";
 import type { StoredCrl } from "../src/storage/ports.js";
+import type { ServedCrl } from "../src/api/crl-router.js";
 
 /** What a public worker serves: the CRLs the primary stored, exactly, read in chunks. */
 describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
@@ -25,12 +32,16 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
     // A worker opens the database read-only; the catalog must work over such a handle.
     const reader = new SqliteStore(store.db.name, { readonly: true });
     const catalog = new SqliteCrlCatalog(reader.db);
-    return { store, reader, catalog, mirror: new CrlMirror(catalog, ["aa"], ["rr"], "aa", log) };
+    // Everything in memory here (the streamed path has its own tests below).
+    return { store, reader, catalog, mirror: new CrlMirror(catalog, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 }) };
   }
   const crl = (issuerKeyId: string, shard: number | null, n: number, size = 100): StoredCrl => ({
     issuerKeyId, shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array(randomBytes(size)),
   });
-  const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
+  const same = (a: ServedCrl | Uint8Array | undefined, b: Uint8Array) => {
+    const der = a === undefined || a instanceof Uint8Array ? a : "der" in a ? a.der : undefined;
+    return der !== undefined && Buffer.from(der).equals(Buffer.from(b));
+  };
 
   it("knows every scope before anything is stored, then serves each stored CRL byte for byte, in /crls.pem order", async () => {
     const { store, reader, catalog, mirror } = setUp();
@@ -48,17 +59,17 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
       for (const c of [full, s1, s0, root]) expect(await store.saveCrl(c)).toBe(true);
       expect(same((await catalog.readCrl({ issuerKeyId: "aa", shard: null }))?.der, full.der)).toBe(true);
       await mirror.refresh();
-      expect(same(mirror.currentCrl()?.der, full.der)).toBe(true);
+      expect(same(mirror.currentCrl(), full.der)).toBe(true);
       expect(mirror.crlFor("aa", 0)?.crlNumber).toBe(2);
       // (Compared by Buffer.equals: a deep equality over 1.3 M elements takes seconds.)
       const all = mirror.all();
       expect(all).toHaveLength(4);
-      [root, full, s0, s1].forEach((c, i) => expect(same(all[i]?.der, c.der), `bundle entry ${i}`).toBe(true));
+      [root, full, s0, s1].forEach((c, i) => expect(same(all[i], c.der), `bundle entry ${i}`).toBe(true));
       // A new number is picked up by the next refresh; the others are not read again.
       const next = crl("aa", null, 4, 200_000);
       expect(await store.saveCrl(next)).toBe(true);
       await mirror.refresh();
-      expect(same(mirror.currentCrl()?.der, next.der)).toBe(true);
+      expect(same(mirror.currentCrl(), next.der)).toBe(true);
     } finally {
       reader.close();
       store.close();
@@ -80,14 +91,208 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
       store.db.prepare("DELETE FROM crl_chunks WHERE issuer_key_id = 'aa' AND shard = -1 AND seq = 4").run();
       expect(await reading).toBeNull();
       await refreshing;
-      expect(same(mirror.currentCrl()?.der, first.der)).toBe(true);
+      expect(same(mirror.currentCrl(), first.der)).toBe(true);
       const third = crl("aa", null, 3, 500_000);
       expect(await store.saveCrl(third)).toBe(true);
       await mirror.refresh();
-      expect(same(mirror.currentCrl()?.der, third.der)).toBe(true);
+      expect(same(mirror.currentCrl(), third.der)).toBe(true);
     } finally {
       reader.close();
       store.close();
     }
+  });
+
+  describe("large CRLs streamed from the store (crl.streamAbove)", () => {
+    /** The catalog as the worker has it, counting the snapshots open and the chunks read. */
+    function counting(catalog: SqliteCrlCatalog) {
+      const stats = { open: 0, chunks: 0 };
+      const wrapped: CrlCatalog = {
+        storedCrls: () => catalog.storedCrls(),
+        registeredShards: () => catalog.registeredShards(),
+        readCrl: (scope) => catalog.readCrl(scope),
+        openSnapshot: (): CrlSnapshot => {
+          const snap = catalog.openSnapshot();
+          stats.open++;
+          let closed = false;
+          return {
+            head: (scope) => snap.head(scope),
+            reader: (head) => {
+              const r = snap.reader(head);
+              return { next: () => { const c = r.next(); if (c) stats.chunks++; return c; } };
+            },
+            release: () => snap.release(),
+            close: () => {
+              if (!closed) stats.open--;
+              closed = true;
+              snap.close();
+            },
+          };
+        },
+      };
+      return { wrapped, stats };
+    }
+
+    async function serve(opts: { snapshotMs?: number; stallMs?: number } = {}) {
+      const base = setUp();
+      const { wrapped, stats } = counting(base.catalog);
+      const mirror = new CrlMirror(wrapped, ["aa"], ["rr"], "aa", log, { streamAbove: 1_000 });
+      const app = express();
+      app.use(createCrlRouter(mirror, systemClock, { intervalMs: 3_600_000, log, ...opts }));
+      const server = createServer(app);
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const close = async () => {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        base.reader.close();
+        base.store.close();
+      };
+      return { ...base, mirror, stats, url, server, close };
+    }
+
+    /** One request; `paused` leaves the response unread until resume() (a slow client). */
+    function fetchRaw(url: string, opts: { method?: string; headers?: Record<string, string>; paused?: boolean } = {}) {
+      let res!: IncomingMessage;
+      const chunks: Buffer[] = [];
+      let settle!: (r: { status: number; headers: IncomingMessage["headers"]; body: Buffer; complete: boolean }) => void;
+      const done = new Promise<{ status: number; headers: IncomingMessage["headers"]; body: Buffer; complete: boolean }>((resolve) => (settle = resolve));
+      const started = new Promise<IncomingMessage>((resolve, reject) => {
+        const req = request(url, { method: opts.method ?? "GET", headers: opts.headers }, (r) => {
+          res = r;
+          if (opts.paused) r.pause();
+          // Listened to here, not after a promise: an empty body ends before a .then() would run.
+          const finish = () => settle({ status: r.statusCode!, headers: r.headers, body: Buffer.concat(chunks), complete: r.complete });
+          r.on("data", (c: Buffer) => chunks.push(c));
+          r.on("end", finish);
+          r.on("close", finish);
+          r.on("error", () => {});
+          resolve(r);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      return { started, done, resume: () => res.resume(), received: () => chunks.reduce((n, c) => n + c.length, 0) };
+    }
+    const pem = (der: Uint8Array) => `-----BEGIN X509 CRL-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")}-----END X509 CRL-----\n`;
+    const until = async (what: string, ok: () => boolean) => {
+      for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      if (!ok()) throw new Error(`timed out waiting for ${what}`);
+    };
+
+    it("holds only the head of a CRL above the threshold and serves its exact bytes, HEAD and conditional GET as from memory; /crls.pem streams it too", async () => {
+      const t = await serve();
+      try {
+        const full = crl("aa", null, 7, 400_000); // 4 chunks of 128 KiB
+        const small = crl("rr", null, 2, 900);
+        for (const c of [full, small]) expect(await t.store.saveCrl(c)).toBe(true);
+        await t.mirror.refresh();
+        expect("der" in t.mirror.currentCrl()!).toBe(false);
+        expect(t.mirror.currentCrl()).toMatchObject({ crlNumber: 7, length: 400_000 });
+        expect("der" in t.mirror.crlFor("rr", null)!).toBe(true);
+
+        const got = await fetchRaw(`${t.url}/crl`).done;
+        expect(got.status).toBe(200);
+        expect(got.headers["content-length"]).toBe("400000");
+        expect(got.headers["content-type"]).toBe("application/pkix-crl");
+        expect(got.headers.etag).toBe('"7"');
+        expect(got.headers["last-modified"]).toBe(full.thisUpdate.toUTCString());
+        expect(got.body.equals(Buffer.from(full.der))).toBe(true);
+        expect((await fetchRaw(`${t.url}/crl/aa`).done).body.equals(Buffer.from(full.der))).toBe(true);
+
+        const head = await fetchRaw(`${t.url}/crl`, { method: "HEAD" }).done;
+        expect([head.status, head.headers["content-length"], head.headers.etag, head.body.length]).toEqual([200, "400000", '"7"', 0]);
+        expect((await fetchRaw(`${t.url}/crl`, { headers: { "if-none-match": '"7"' } }).done).status).toBe(304);
+        expect((await fetchRaw(`${t.url}/crl`, { headers: { "if-modified-since": full.thisUpdate.toUTCString() } }).done).status).toBe(304);
+        const stale = await fetchRaw(`${t.url}/crl`, { headers: { "if-none-match": '"6"' } }).done;
+        expect(stale.status).toBe(200);
+        expect(stale.body.equals(Buffer.from(full.der))).toBe(true);
+
+        const bundle = await fetchRaw(`${t.url}/crls.pem`).done;
+        expect(bundle.status).toBe(200);
+        expect(bundle.body.toString("latin1")).toBe(pem(small.der) + pem(full.der));
+        await until("every snapshot closed", () => t.stats.open === 0);
+      } finally {
+        await t.close();
+      }
+    });
+
+    it("a CRL replaced while a slow client is mid-download: that client gets all of the old one, the next request all of the new one", async () => {
+      const t = await serve();
+      try {
+        // Larger than loopback's socket buffers, so the server has to wait for the client.
+        const old = crl("aa", null, 1, 16_000_000);
+        expect(await t.store.saveCrl(old)).toBe(true);
+        await t.mirror.refresh();
+        const slow = fetchRaw(`${t.url}/crl`, { paused: true });
+        await slow.started;
+        await until("the server waiting on the client", () => t.stats.chunks > 0);
+        await new Promise((r) => setTimeout(r, 100));
+        const readBefore = t.stats.chunks;
+        expect(readBefore).toBeLessThan(Math.ceil(old.der.length / 131_072));
+
+        const next = crl("aa", null, 2, 3_000_000);
+        expect(await t.store.saveCrl(next)).toBe(true);
+        // The old chunks are gone from the database: the rest can only come from the snapshot.
+        expect(t.store.db.prepare("SELECT COUNT(*) FROM crl_chunks WHERE crl_number = 1").pluck().get()).toBe(0);
+        await t.mirror.refresh();
+        slow.resume();
+        const got = await slow.done;
+        expect(got.complete).toBe(true);
+        expect(got.body.length).toBe(old.der.length);
+        expect(got.body.equals(Buffer.from(old.der))).toBe(true);
+        const after = await fetchRaw(`${t.url}/crl`).done;
+        expect(after.headers.etag).toBe('"2"');
+        expect(after.body.equals(Buffer.from(next.der))).toBe(true);
+        await until("every snapshot closed", () => t.stats.open === 0);
+      } finally {
+        await t.close();
+      }
+    });
+
+    it("a slow client past the snapshot bound is cut off if its CRL is swept meanwhile (a short body, never a mix); one that reads nothing is disconnected", async () => {
+      const t = await serve({ snapshotMs: 100, stallMs: 300 });
+      try {
+        const old = crl("aa", null, 1, 16_000_000);
+        expect(await t.store.saveCrl(old)).toBe(true);
+        await t.mirror.refresh();
+        const slow = fetchRaw(`${t.url}/crl`, { paused: true });
+        await slow.started;
+        await new Promise((r) => setTimeout(r, 200)); // snapshot released
+        slow.resume();
+        await until("some of the body", () => slow.received() > 0);
+        // Held again, then the CRL is replaced and its chunks swept before the client is done.
+        const next = crl("aa", null, 2, 2_000);
+        expect(await t.store.saveCrl(next)).toBe(true);
+        const got = await slow.done;
+        expect(got.headers["content-length"]).toBe(String(old.der.length));
+        if (got.body.length === old.der.length) {
+          // It was fast enough to finish before the sweep: then it has the whole old CRL.
+          expect(got.body.equals(Buffer.from(old.der))).toBe(true);
+        } else {
+          expect(got.complete).toBe(false);
+          expect(got.body.equals(Buffer.from(old.der).subarray(0, got.body.length))).toBe(true);
+        }
+
+        // A client that reads nothing: disconnected after stallMs, its snapshot closed.
+        await t.mirror.refresh();
+        const big = crl("aa", null, 3, 16_000_000);
+        expect(await t.store.saveCrl(big)).toBe(true);
+        await t.mirror.refresh();
+        // Timed from the request: the server's stall timer starts after it (at its first full write).
+        const t0 = Date.now();
+        const stuck = fetchRaw(`${t.url}/crl`, { paused: true });
+        await stuck.started;
+        await until("the stuck client's snapshot", () => t.stats.open === 1);
+        // Seen from the server: a paused client does not even read the connection's end.
+        const connections = () => new Promise<number>((resolve) => t.server.getConnections((_e, n) => resolve(n)));
+        await until("the stuck client's snapshot closed", () => t.stats.open === 0);
+        for (let i = 0; i < 100 && (await connections()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(await connections()).toBe(0);
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(290); // stallMs, less a timer's rounding
+        expect(Date.now() - t0).toBeLessThan(3_000);
+      } finally {
+        await t.close();
+      }
+    });
   });
 });

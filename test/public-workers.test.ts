@@ -1,14 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { Agent, get as httpGet } from "node:http";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
 import { eventually } from "./harness/eventually.js";
 import { opensslAsync } from "./harness/openssl.js";
+import { conditionalGetStatus } from "./harness/http.js";
 import { parseCrl } from "../src/revocation/crl/crl-info.js";
 
 const ADMIN_SAN = "spiffe://fleet.test/admin";
 const WORKERS = 2;
+/**
+ * crl.streamAbove: every CRL here with an entry (~300 octets and more) is served by the workers
+ * from the database, a chunk per read, rather than from memory; the empty ones are held.
+ */
+const STREAM_ABOVE = 300;
 
 /** The daemon's public workers: the primary's children running public-worker.js. */
 function workerPids(primary: number): number[] {
@@ -58,7 +66,7 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
   };
 
   beforeAll(async () => {
-    ws = new CaWorkspace({ passphrase: "workers-test-passphrase", listen: `publicWorkers: ${WORKERS}`, extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2 }\n` });
+    ws = new CaWorkspace({ passphrase: "workers-test-passphrase", listen: `publicWorkers: ${WORKERS}`, extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2, streamAbove: ${STREAM_ABOVE} }\n` });
     d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
     admin = await ca.issue("admin", [ADMIN_SAN]);
@@ -108,6 +116,43 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
       (seen) => seen.every(Boolean),
     );
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it("serves a CRL above crl.streamAbove from the store: byte-identical to the primary's, verified by openssl, HEAD and conditional GET as before", async () => {
+    const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
+    try {
+      // The primary's current full CRL, as it stored it (the revocation of the test above is in it).
+      const kid = db.prepare("SELECT key_id FROM issuers WHERE role = 'intermediate' AND status = 'active'").pluck().get() as string;
+      const row = db.prepare("SELECT crl_number, write_id, der_length FROM crls WHERE shard = -1 AND issuer_key_id = ?").get(kid) as
+        | { crl_number: number; write_id: string; der_length: number }
+        | undefined;
+      expect(row?.der_length).toBeGreaterThan(STREAM_ABOVE);
+      const stored = Buffer.concat(
+        db.prepare("SELECT bytes FROM crl_chunks WHERE issuer_key_id = ? AND shard = -1 AND write_id = ? ORDER BY seq").pluck().all(kid, row!.write_id) as Buffer[],
+      );
+      for (let i = 0; i < 2 * WORKERS; i++) {
+        const r = await fetch(`${d.publicUrl}/crl`, { headers: { connection: "close" } });
+        const der = Buffer.from(await r.arrayBuffer());
+        expect(r.status).toBe(200);
+        expect(r.headers.get("content-length")).toBe(String(stored.length));
+        expect(r.headers.get("etag")).toBe(`"${row!.crl_number}"`);
+        expect(der.equals(stored), `request ${i}`).toBe(true);
+        const head = await fetch(`${d.publicUrl}/crl`, { method: "HEAD", headers: { connection: "close" } });
+        expect([head.status, head.headers.get("content-length"), (await head.arrayBuffer()).byteLength]).toEqual([200, String(stored.length), 0]);
+        expect(await conditionalGetStatus(`${d.publicUrl}/crl`, `"${row!.crl_number}"`)).toBe(304);
+        expect(await conditionalGetStatus(`${d.publicUrl}/crl`, `"${row!.crl_number - 1}"`)).toBe(200);
+      }
+      const path = join(ws.dir, "served.crl");
+      writeFileSync(path, stored);
+      const v = await opensslAsync(["crl", "-inform", "DER", "-in", path, "-CAfile", ca.intermediatePath, "-noout"]);
+      expect(v.out).toContain("verify OK");
+      // The bundle streams it too: its PEM block is the same bytes.
+      const bundle = await (await fetch(`${d.publicUrl}/crls.pem`)).text();
+      const blocks = [...bundle.matchAll(/-----BEGIN X509 CRL-----\n([^-]+)-----END X509 CRL-----\n/g)].map((m) => Buffer.from(m[1]!.replace(/\n/g, ""), "base64"));
+      expect(blocks.some((b) => b.equals(stored))).toBe(true);
+    } finally {
+      db.close();
+    }
   });
 
   it("says 503 on /healthz when the primary hangs (SIGSTOP), and ok again once it runs", async () => {

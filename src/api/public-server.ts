@@ -27,7 +27,7 @@ export interface PublicServerParts {
  */
 export function createPublicServer(p: PublicServerParts): Server {
   const ocspHotPath = createOcspHotPath(p.ocsp, p.clock, p.log);
-  const app = createPublicApp(p.sources, p.log, [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs })]);
+  const app = createPublicApp(p.sources, p.log, [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs, log: p.log })]);
   const server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_MS }, (req, res) => {
     if (!ocspHotPath(req, res)) app(req, res);
   });

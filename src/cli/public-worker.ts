@@ -128,7 +128,9 @@ async function startPublicRole(
     budget,
   });
   feed.subscribe((events) => ocsp.onRevocations(events));
-  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log);
+  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log, {
+    streamAbove: config.crl.streamAbove,
+  });
   await crls.refresh();
 
   const pending = new Map<number, (r: HealthReport) => void>();

@@ -210,6 +210,12 @@ export const configSchema = z
         shards: z.number().int().min(1, "must be at least 1").max(1024, "must be at most 1024").prefault(1),
         /** The root CRL's nextUpdate = thisUpdate + this; signed by `fleetca crl sign-root`. */
         rootValidity: duration.prefault("30d").refine((ms) => ms >= 24 * 3_600_000, "must be at least 24h"),
+        /**
+         * Octets: public workers (listen.publicWorkers) serve a CRL larger than this from the
+         * database, a stored chunk at a time per request, instead of each holding it in memory
+         * (revocation/crl/crl-mirror.ts). A million entries is ~40 MB per worker otherwise.
+         */
+        streamAbove: z.number().int().min(0, "must be at least 0").prefault(1024 * 1024),
       })
       .prefault({}),
     ocsp: z

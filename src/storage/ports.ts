@@ -297,13 +297,40 @@ export interface OcspAnswerStore {
   deleteExpiredOcspAnswers(now: Date): number;
 }
 
+/** A stored CRL's row: what is known of it without reading its bytes. */
+export interface StoredCrlHead extends CrlScope {
+  crlNumber: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** Octets of its DER. */
+  derLength: number;
+}
+
+/**
+ * The stored CRLs as of one moment (a read transaction), for sending a large CRL a chunk at a
+ * time without holding it in memory: every chunk read belongs to the CRL `head` named, whatever
+ * is committed meanwhile. The snapshot is held until release() (or close()); after that, chunks
+ * are still read by the write they belong to, and reading one that a newer CRL's write has
+ * removed meanwhile throws: a reader then gets an error, never bytes of two CRLs.
+ */
+export interface CrlSnapshot {
+  /** The scope's stored CRL in this snapshot; null when none. */
+  head(scope: CrlScope): StoredCrlHead | null;
+  /** Reads `head`'s DER in order, one stored chunk per call; null after the last. */
+  reader(head: StoredCrlHead): { next(): Uint8Array | null };
+  /** Ends the read transaction (the database may then reclaim what it pinned); reads go on by write. */
+  release(): void;
+  /** Releases and frees the snapshot; idempotent. */
+  close(): void;
+}
+
 /**
  * What CRLs exist, in two queries whatever the number of partitions: for a process that serves
  * CRLs another process signs (a public worker) and checks for new ones every second.
  */
 export interface CrlCatalog {
-  /** Every stored CRL's scope and number. */
-  storedCrlNumbers(): Array<CrlScope & { crlNumber: number }>;
+  /** Every stored CRL's row. */
+  storedCrls(): StoredCrlHead[];
   /** Every partition ever registered (crl_shards), published or not. */
   registeredShards(): Array<{ issuerKeyId: string; shard: number }>;
   /**
@@ -312,4 +339,6 @@ export interface CrlCatalog {
    * newer write replaced it meanwhile (read again).
    */
   readCrl(scope: CrlScope): Promise<StoredCrl | null>;
+  /** A snapshot of the stored CRLs to send large ones from (see CrlSnapshot); close it. */
+  openSnapshot(): CrlSnapshot;
 }

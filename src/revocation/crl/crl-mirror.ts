@@ -1,21 +1,28 @@
 import type { Logger } from "pino";
-import type { CrlSource } from "../../api/crl-router.js";
-import type { CrlCatalog } from "../../storage/ports.js";
-import { publishedFrom, type PublishedCrl } from "./crl-publisher.js";
+import type { CrlSource, ServedCrl } from "../../api/crl-router.js";
+import type { CrlCatalog, CrlSnapshot } from "../../storage/ports.js";
+import { publishedFrom } from "./crl-publisher.js";
+
+/** CRLs larger than this are streamed from the store per request rather than held (see CrlMirror). */
+export const STREAM_CRLS_ABOVE = 1024 * 1024;
 
 /**
  * The CRLs another process signs, served as stored: what a public worker serves while the
  * daemon's primary process builds and signs (crl-publisher.ts). `refresh()` (every second) asks
- * the catalog which numbers are stored and loads only a scope whose number went up, so the
+ * the catalog which numbers are stored and takes only a scope whose number went up, so the
  * bytes served are always exactly a stored CRL, and a new one is served within a second of its
- * commit.
+ * commit. A CRL up to `streamAbove` octets is loaded and served from memory; a larger one (a
+ * million entries is ~40 MB) is only noted, and each request streams it from the store a chunk
+ * at a time (crl-router.ts): every worker holding every large CRL, plus the copies made while
+ * reading it, was most of the daemon's memory.
  */
 export class CrlMirror implements CrlSource {
-  /** Scope key → the CRL loaded for it; a known scope without one has no CRL stored yet. */
-  readonly #crls = new Map<string, PublishedCrl>();
+  /** Scope key → the CRL taken for it; a known scope without one has no CRL stored yet. */
+  readonly #crls = new Map<string, ServedCrl>();
   #known = new Set<string>();
   #refreshing: Promise<void> | null = null;
   #closed = false;
+  readonly #streamAbove: number;
 
   constructor(
     private readonly catalog: CrlCatalog,
@@ -24,7 +31,10 @@ export class CrlMirror implements CrlSource {
     private readonly rootKeyIds: readonly string[],
     private readonly currentKeyIdHex: string,
     private readonly log: Logger,
-  ) {}
+    opts: { streamAbove?: number } = {},
+  ) {
+    this.#streamAbove = opts.streamAbove ?? STREAM_CRLS_ABOVE;
+  }
 
   /** Looks for new CRL numbers and loads them; one refresh at a time (a tick while one runs joins it). */
   refresh(): Promise<void> {
@@ -38,14 +48,18 @@ export class CrlMirror implements CrlSource {
     for (const k of [...this.issuerKeyIds, ...this.rootKeyIds]) known.add(scopeKey(k, null));
     for (const s of this.catalog.registeredShards()) if (this.issuerKeyIds.includes(s.issuerKeyId)) known.add(scopeKey(s.issuerKeyId, s.shard));
     this.#known = known;
-    for (const s of this.catalog.storedCrlNumbers()) {
+    for (const s of this.catalog.storedCrls()) {
       const key = scopeKey(s.issuerKeyId, s.shard);
       if (this.#closed) return;
       if (!known.has(key) || (this.#crls.get(key)?.crlNumber ?? 0) >= s.crlNumber) continue;
+      if (s.derLength > this.#streamAbove) {
+        // Served from the store per request: only what the headers need is kept.
+        this.#crls.set(key, { scope: { issuerKeyId: s.issuerKeyId, shard: s.shard }, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, length: s.derLength });
+        continue;
+      }
       try {
-        // Read in chunks with yields: a million-entry CRL (~40 MB) must not stall the OCSP
-        // answers this process serves meanwhile. Null: replaced while read; the next refresh
-        // reads the newer one.
+        // Read in chunks with yields, so the OCSP answers this process serves meanwhile do not
+        // wait. Null: replaced while read; the next refresh reads the newer one.
         const stored = await this.catalog.readCrl(s);
         if (stored && stored.crlNumber > (this.#crls.get(key)?.crlNumber ?? 0)) this.#crls.set(key, publishedFrom(stored));
       } catch (err) {
@@ -61,7 +75,11 @@ export class CrlMirror implements CrlSource {
     await this.#refreshing;
   }
 
-  currentCrl(): PublishedCrl | undefined {
+  openSnapshot(): CrlSnapshot {
+    return this.catalog.openSnapshot();
+  }
+
+  currentCrl(): ServedCrl | undefined {
     return this.crlFor(this.currentKeyIdHex, null);
   }
 
@@ -69,13 +87,13 @@ export class CrlMirror implements CrlSource {
     return this.#known.has(scopeKey(keyIdHex, shard));
   }
 
-  crlFor(keyIdHex: string, shard: number | null): PublishedCrl | undefined {
+  crlFor(keyIdHex: string, shard: number | null): ServedCrl | undefined {
     return this.#crls.get(scopeKey(keyIdHex, shard));
   }
 
   /** Roots first, then each intermediate's full CRL and its partitions in order, as CrlDirectory.all(). */
-  all(): PublishedCrl[] {
-    const out: PublishedCrl[] = [];
+  all(): ServedCrl[] {
+    const out: ServedCrl[] = [];
     const push = (k: string, shard: number | null) => {
       const c = this.#crls.get(scopeKey(k, shard));
       if (c) out.push(c);

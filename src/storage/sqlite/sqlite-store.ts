@@ -298,10 +298,39 @@ export class SqliteStore
     return r ? { crlNumber: r.crl_number, entries: r.entries } : null;
   }
 
+  /** saveCrl calls under way, and the wal_autocheckpoint they suspend (see saveCrl). */
+  #crlWrites = 0;
+  #autocheckpoint = 0;
+
   async saveCrl(s: StoredCrl): Promise<boolean> {
     const shard = s.shard ?? -1;
     const writeId = randomUUID();
     const der = Buffer.from(s.der.buffer, s.der.byteOffset, s.der.byteLength);
+    // No WAL checkpoint inside the write: the chunks push the log past wal_autocheckpoint (1,000
+    // pages) for any CRL over ~4 MB of WAL, and the commit that crosses it copied the whole log
+    // into the database file and fsynced it, inside the CRL's publication. The checkpoint is
+    // taken right after instead (below), once the CRL is stored and can be served; the commits
+    // made meanwhile by this connection (issuance between two chunks) skip theirs as well.
+    // (Counted: two scopes' writes may overlap, and only the last one out restores the setting.)
+    if (this.#crlWrites++ === 0) {
+      this.#autocheckpoint = this.db.pragma("wal_autocheckpoint", { simple: true }) as number;
+      this.db.pragma("wal_autocheckpoint = 0");
+    }
+    try {
+      return await this.#saveCrlChunks(s, shard, writeId, der);
+    } finally {
+      if (--this.#crlWrites === 0 && this.db.open && this.#autocheckpoint > 0) {
+        this.db.pragma(`wal_autocheckpoint = ${this.#autocheckpoint}`);
+        setImmediate(() => {
+          // PASSIVE: never waits for a reader (a public worker streaming a CRL keeps its
+          // snapshot); what it cannot copy now, a later commit's automatic checkpoint does.
+          if (this.db.open) this.db.pragma("wal_checkpoint(PASSIVE)");
+        });
+      }
+    }
+  }
+
+  async #saveCrlChunks(s: StoredCrl, shard: number, writeId: string, der: Buffer): Promise<boolean> {
     // 1. The bytes, one chunk per transaction, without waiting for fsync (step 2's does: in WAL
     //    mode one fsync of the log covers every frame before it), the event loop turning between.
     const insert = this.#lazy("insertCrlChunk", "INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES (?, ?, ?, ?, ?, ?)");
@@ -464,17 +493,17 @@ export class SqliteStore
 
 /**
  * One page of a CRL scope's entries as a RevokedPage (ports.ts): the subquery reads the covering
- * index in serial order; the aggregate prints each entry as hex (octet count, serial, seconds as
- * 16 hex digits of two's complement, reason or ff) and decodes the page once. A serial of odd
- * length or over 20 octets gets the count ff, which no valid entry has, so one that would shift
- * every later nibble is refused by the builder at that entry. group_concat keeps the
- * subquery's order (SQLite feeds an aggregate its rows as the subquery yields them); the
- * builder checks the order of every entry, so a different order fails the build, never a CRL.
+ * index in serial order, and each row's record (crl_record, migration v6: octet count, serial,
+ * seconds as 16 hex digits of two's complement, reason or ff, in hex) comes from the index as
+ * stored; the aggregate concatenates them and decodes the page once. A serial of odd length or
+ * over 20 octets has the count ff, which no valid entry has, so one that would shift every later
+ * nibble is refused by the builder at that entry. group_concat keeps the subquery's order
+ * (SQLite feeds an aggregate its rows as the subquery yields them); the builder checks the order
+ * of every entry, so a different order fails the build, never a CRL.
  */
 function revokedPageSql(index: string, scope: string): string {
-  return `SELECT unhex(group_concat(printf('%02x%s%016x%02x', CASE WHEN length(serial) % 2 = 0 AND length(serial) <= 40 THEN length(serial) / 2 ELSE 255 END, serial,
-            (revoked_at - (revoked_at % 1000 + 1000) % 1000) / 1000, ifnull(revocation_reason, 255)), '')), max(serial), count(*)
-          FROM (SELECT serial, revoked_at, revocation_reason FROM certificates INDEXED BY ${index}
+  return `SELECT unhex(group_concat(crl_record, '')), max(serial), count(*)
+          FROM (SELECT serial, crl_record FROM certificates INDEXED BY ${index}
                 WHERE ${scope} AND status = 'revoked' AND serial > ? AND not_after > ? ORDER BY serial LIMIT ?)`;
 }
 

@@ -6,7 +6,8 @@ import { CaApi, type SignAnswer } from "./ca-client.js";
 import { makeKeyAndCsr } from "./csr.js";
 import { AgentError } from "./errors.js";
 import { fetchOcsp } from "./ocsp-fetch.js";
-import { publishSet, readCurrentSet } from "./publisher.js";
+import { setTimeout as delay } from "node:timers/promises";
+import { publishSet, readCurrentSet, retireSuperseded } from "./publisher.js";
 import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
 import { bootstrapTrust, type TrustAnchors } from "./trust.js";
@@ -55,8 +56,16 @@ function certTimes(certPem: string): { notBefore: Date; notAfter: Date; serial: 
  * every time), fetch its OCSP response, publish the five files as one set, run the reload command;
  * then sleep until 2/3 of the lifetime (or half the OCSP validity) and do it again.
  */
+/**
+ * How long the replaced set stays after a publication: long enough for a reader that resolved
+ * ..data just before the swap to open its files; then it goes, private key included. Real time
+ * (not the injected clock): it is about real readers of a real directory.
+ */
+const RETIRE_GRACE_MS = 2_000;
+
 export class Agent {
   #anchors: TrustAnchors | undefined;
+  #retiring: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -150,6 +159,19 @@ export class Agent {
       const r = await runReload(this.o.reloadCmd, this.o.reloadTimeoutMs);
       this.o.log(r.ok ? "reload ok" : "reload failed", { detail: r.detail });
     }
+    const dir = this.o.outDir;
+    this.#retiring = this.#retiring
+      .then(() => delay(RETIRE_GRACE_MS))
+      .then(() => {
+        const n = retireSuperseded(dir);
+        if (n > 0) this.o.log("retired superseded sets", { dir, count: n });
+      })
+      .catch((e: unknown) => this.o.log("retiring superseded sets failed", { dir, error: (e as Error).message }));
+  }
+
+  /** Resolves once the sets this agent replaced are gone (`--once` waits for it before exiting). */
+  settled(): Promise<void> {
+    return this.#retiring;
   }
 
   /** Obtains (or renews), fetches OCSP, publishes, reloads. */

@@ -82,6 +82,8 @@ async function main(): Promise<void> {
 
   if (values.once) {
     await agent.runOnce();
+    // The set it replaced (with its private key) goes after the readers' grace period.
+    await agent.settled();
     return;
   }
   const stop = new AbortController();

@@ -58,7 +58,7 @@ describe("cert-agent --once against a real daemon", () => {
     expect(api).toBe(pub);
   });
 
-  it("enrolls: the five files, key 0600, chain verifies, key matches cert, the requested SANs", async () => {
+  it("enrolls: the six files, key 0600, chain verifies, key matches cert, the requested SANs", async () => {
     const sans = ["web-1.internal", "10.0.0.7", "spiffe://example.org/web"];
     const out = join(ws.dir, "out-once");
     const log = join(ws.dir, "reload.log");
@@ -66,7 +66,7 @@ describe("cert-agent --once against a real daemon", () => {
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toMatch(/msg="issued"/);
     expect(r.stdout).not.toMatch(/ocsp fetch failed/);
-    for (const f of ["key.pem", "cert.pem", "chain.pem", "ca.pem", "ocsp.der"]) {
+    for (const f of ["key.pem", "cert.pem", "chain.pem", "fullchain.pem", "ca.pem", "ocsp.der"]) {
       expect(lstatSync(join(out, f)).isSymbolicLink(), f).toBe(true);
       expect(readlinkSync(join(out, f))).toBe(`..data/${f}`);
       expect(existsSync(join(out, f)), f).toBe(true);
@@ -74,6 +74,12 @@ describe("cert-agent --once against a real daemon", () => {
     expect(statSync(join(out, "key.pem")).mode & 0o777).toBe(0o600);
     const verify = openssl(["verify", "-x509_strict", "-CAfile", join(out, "ca.pem"), "-untrusted", join(out, "chain.pem"), join(out, "cert.pem")]);
     expect(verify.trim()).toBe(`${join(out, "cert.pem")}: OK`);
+    // certbot's naming (SPEC): chain.pem the intermediates only, fullchain.pem the leaf then them.
+    const chainDers = allPem(readFileSync(join(out, "chain.pem"), "utf8"), "CERTIFICATE");
+    const fullDers = allPem(readFileSync(join(out, "fullchain.pem"), "utf8"), "CERTIFICATE");
+    const leafDer = allPem(readFileSync(join(out, "cert.pem"), "utf8"), "CERTIFICATE")[0]!;
+    expect(chainDers.some((d) => Buffer.from(d).equals(Buffer.from(leafDer)))).toBe(false);
+    expect(fullDers.map((d) => Buffer.from(d).toString("hex"))).toEqual([leafDer, ...chainDers].map((d) => Buffer.from(d).toString("hex")));
     expect(publicKeyOfKey(join(out, "key.pem"))).toBe(publicKeyOfCert(join(out, "cert.pem")));
     const san = openssl(["x509", "-in", join(out, "cert.pem"), "-noout", "-ext", "subjectAltName"]);
     expect(san).toContain("DNS:web-1.internal");
@@ -81,7 +87,7 @@ describe("cert-agent --once against a real daemon", () => {
     expect(san).toContain("URI:spiffe://example.org/web");
     // The stapled OCSP response is about this cert and says good.
     const issuerPath = join(ws.dir, "issuer.pem");
-    writeFileSync(issuerPath, toPem(allPem(readFileSync(join(out, "chain.pem"), "utf8"), "CERTIFICATE")[1]!, "CERTIFICATE"));
+    writeFileSync(issuerPath, toPem(allPem(readFileSync(join(out, "chain.pem"), "utf8"), "CERTIFICATE")[0]!, "CERTIFICATE"));
     const o = opensslAll(["ocsp", "-respin", join(out, "ocsp.der"), "-issuer", issuerPath, "-cert", join(out, "cert.pem"), "-CAfile", join(out, "ca.pem"), "-no_nonce"]);
     expect(o.out).toMatch(/Response verify OK/);
     expect(o.out).toMatch(/cert\.pem: good/);

@@ -12,7 +12,12 @@ import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
 import { bootstrapTrust, type TrustAnchors } from "./trust.js";
 
-export const FILES = { key: "key.pem", cert: "cert.pem", chain: "chain.pem", ca: "ca.pem", ocsp: "ocsp.der" } as const;
+/**
+ * The set's files, named as certbot names them (and SPEC lists them): cert.pem the leaf,
+ * chain.pem the intermediates only, fullchain.pem the leaf followed by the intermediates (what
+ * nginx's ssl_certificate and most servers want).
+ */
+export const FILES = { key: "key.pem", cert: "cert.pem", chain: "chain.pem", fullchain: "fullchain.pem", ca: "ca.pem", ocsp: "ocsp.der" } as const;
 
 export type LogFn = (event: string, fields?: Record<string, string | number | boolean | undefined>) => void;
 
@@ -36,7 +41,7 @@ export interface AgentOptions {
 export interface CurrentSet {
   keyPem: string;
   certPem: string;
-  /** Intermediates (chain.pem minus the leaf). */
+  /** Intermediates (chain.pem). */
   intermediatesPem: string;
   notBefore: Date;
   notAfter: Date;
@@ -99,7 +104,9 @@ export class Agent {
     try {
       const certPem = cert.toString("utf8");
       const t = certTimes(certPem);
-      const inters = allPem(chain.toString("utf8"), "CERTIFICATE").slice(1);
+      // A set written before the certbot naming has the leaf first in chain.pem.
+      const leaf = fromPem(certPem, ["CERTIFICATE"]);
+      const inters = allPem(chain.toString("utf8"), "CERTIFICATE").filter((d) => !(leaf && Buffer.from(d).equals(Buffer.from(leaf))));
       return {
         keyPem: key.toString("utf8"),
         certPem,
@@ -149,7 +156,8 @@ export class Agent {
     const files = [
       { name: FILES.key, data: set.keyPem, mode: 0o600 },
       { name: FILES.cert, data: set.certPem, mode: 0o644 },
-      { name: FILES.chain, data: set.certPem + set.intermediatesPem, mode: 0o644 },
+      { name: FILES.chain, data: set.intermediatesPem, mode: 0o644 },
+      { name: FILES.fullchain, data: set.certPem + set.intermediatesPem, mode: 0o644 },
       { name: FILES.ca, data: anchors.pem, mode: 0o644 },
       ...(set.ocsp ? [{ name: FILES.ocsp, data: set.ocsp, mode: 0o644 }] : []),
     ];

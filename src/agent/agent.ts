@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import type { Clock } from "../core/clock.js";
 import { allPem, fromPem, toPem } from "../x509/pem.js";
@@ -7,7 +7,8 @@ import { makeKeyAndCsr } from "./csr.js";
 import { AgentError } from "./errors.js";
 import { fetchOcsp } from "./ocsp-fetch.js";
 import { setTimeout as delay } from "node:timers/promises";
-import { publishSet, readCurrentSet, retireSuperseded } from "./publisher.js";
+import { hasPublishedSet, publishSet, readCurrentSet, retireSuperseded } from "./publisher.js";
+import { clearEnrollment, pendingEnrollment, recordEnrollment } from "./enrollment-journal.js";
 import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
 import { bootstrapTrust, type TrustAnchors } from "./trust.js";
@@ -127,13 +128,29 @@ export class Agent {
   async obtain(current: CurrentSet | null): Promise<{ answer: SignAnswer; keyPem: string; via: "sign" | "renew" }> {
     const anchors = await this.trust();
     const api = new CaApi(this.o.caUrl, anchors.pem);
-    const fresh = makeKeyAndCsr(this.o.sans);
     if (current && current.notAfter.getTime() > this.o.clock.now().getTime()) {
+      const fresh = makeKeyAndCsr(this.o.sans);
       const answer = await api.renew(fresh.csrPem, { certAndChain: current.certPem + current.intermediatesPem, key: current.keyPem });
       return { answer, keyPem: fresh.keyPem, via: "renew" };
     }
-    const answer = await api.sign(fresh.csrPem, this.readToken());
-    return { answer, keyPem: fresh.keyPem, via: "sign" };
+    // Enrollment spends the token: record the request first, so a crash anywhere after this
+    // retries the same request (same key, CSR and Idempotency-Key) rather than a new one.
+    const token = this.readToken();
+    const dir = this.o.outDir;
+    const createdDir = !existsSync(dir);
+    const pending = pendingEnrollment(dir, token) ?? recordEnrollment(dir, token, makeKeyAndCsr(this.o.sans), this.o.clock.now());
+    try {
+      const answer = await api.sign(pending.csrPem, token, pending.idempotencyKey);
+      return { answer, keyPem: pending.keyPem, via: "sign" };
+    } catch (e) {
+      // A 4xx is the CA's final word on this request: nothing was committed, so the journal (and
+      // the directory it alone needed) goes. A 5xx or a lost connection may have committed: keep it.
+      if (e instanceof AgentError && e.status !== undefined && e.status >= 400 && e.status < 500) {
+        clearEnrollment(dir);
+        if (createdDir) rmSync(dir, { recursive: true, force: true });
+      }
+      throw e;
+    }
   }
 
   async #ocspFor(certPem: string, intermediatesPem: string): Promise<{ der: Buffer; refreshAt: Date } | undefined> {
@@ -161,12 +178,14 @@ export class Agent {
       { name: FILES.ca, data: anchors.pem, mode: 0o644 },
       ...(set.ocsp ? [{ name: FILES.ocsp, data: set.ocsp, mode: 0o644 }] : []),
     ];
+    const replacing = hasPublishedSet(this.o.outDir);
     const version = publishSet(this.o.outDir, files, this.o.clock.now());
     this.o.log("published", { dir: this.o.outDir, version, serial: set.serial, ocsp: Boolean(set.ocsp) });
     if (this.o.reloadCmd) {
       const r = await runReload(this.o.reloadCmd, this.o.reloadTimeoutMs);
       this.o.log(r.ok ? "reload ok" : "reload failed", { detail: r.detail });
     }
+    if (!replacing) return; // a first publication replaced nothing
     const dir = this.o.outDir;
     this.#retiring = this.#retiring
       .then(() => delay(RETIRE_GRACE_MS))
@@ -198,6 +217,8 @@ export class Agent {
       ...(ocsp && { ocsp: ocsp.der, ocspRefreshAt: ocsp.refreshAt }),
     };
     await this.#publish(set);
+    // Published: the enrollment it recorded is done (a renewal never recorded one).
+    if (via === "sign") clearEnrollment(this.o.outDir);
     return set;
   }
 

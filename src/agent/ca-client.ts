@@ -90,11 +90,15 @@ export class CaApi {
   ) {}
 
   /** POST /v1/sign with a bearer token (the token is only ever sent in this header). */
-  async sign(csrPem: string, token: string): Promise<SignAnswer> {
+  async sign(csrPem: string, token: string, idempotencyKey?: string): Promise<SignAnswer> {
     const r = await httpsRequest(`${this.caUrl}/v1/sign`, {
       method: "POST",
       ca: this.roots,
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${token}`,
+        ...(idempotencyKey !== undefined && { "idempotency-key": idempotencyKey }),
+      },
       body: JSON.stringify({ csr: csrPem }),
     });
     return parseAnswer("enrollment (/v1/sign)", r);

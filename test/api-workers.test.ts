@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { connect } from "node:tls";
 import { join } from "node:path";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
 import { eventually } from "./harness/eventually.js";
+import { workerPids } from "./harness/workers.js";
 import { postApi, signBody } from "./harness/http.js";
 import { makeCsr, opensslAsync, openssl } from "./harness/openssl.js";
 
@@ -14,21 +15,6 @@ import { makeCsr, opensslAsync, openssl } from "./harness/openssl.js";
  */
 const WORKERS = 2;
 
-function workerPids(primary: number): number[] {
-  let kids: number[];
-  try {
-    kids = readFileSync(`/proc/${primary}/task/${primary}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-  return kids.filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("public-worker.js");
-    } catch {
-      return false;
-    }
-  });
-}
 
 /** The serial of the API's serving certificate, on a new connection. */
 function servingSerial(apiUrl: string, roots: string): Promise<string> {

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Agent, get as httpGet } from "node:http";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
 import { eventually } from "./harness/eventually.js";
+import { workerPids } from "./harness/workers.js";
 import { opensslAsync } from "./harness/openssl.js";
 import { conditionalGetStatus } from "./harness/http.js";
 import { parseCrl } from "../src/revocation/crl/crl-info.js";
@@ -17,23 +18,6 @@ const WORKERS = 2;
  * from the database, a chunk per read, rather than from memory; the empty ones are held.
  */
 const STREAM_ABOVE = 300;
-
-/** The daemon's public workers: the primary's children running public-worker.js. */
-function workerPids(primary: number): number[] {
-  let kids: number[];
-  try {
-    kids = readFileSync(`/proc/${primary}/task/${primary}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-  return kids.filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("public-worker.js");
-    } catch {
-      return false;
-    }
-  });
-}
 
 function alive(pid: number): boolean {
   try {

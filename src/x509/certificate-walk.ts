@@ -3,7 +3,7 @@ import { serialFromBytes } from "../core/serial.js";
 import type { CertificateInfo } from "./certificate-info.js";
 import { DerError, DerReader, TAG, contextTag, readSmallUint, readTime, type Tlv } from "./der-reader.js";
 import { OID } from "./oids.js";
-import { Unusual, strictBoolean, strictOid, walkGeneralNames, walkName } from "./ordinary-der.js";
+import { Unusual, strictBoolean, strictOid, walkGeneralNames, walkName, walkSpkiShape } from "./ordinary-der.js";
 
 /**
  * A certificate (or a TBS about to be signed) read by walking its DER once (RFC 5280 §4.1,
@@ -121,22 +121,6 @@ function readTbs(parent: DerReader, t: Tlv): CertificateInfo {
   };
   readExtensions(r.inside(extsTlv), info);
   return info;
-}
-
-/** SubjectPublicKeyInfo (RFC 5280 §4.1.2.7): its shape only; node:crypto decides the key. */
-function walkSpkiShape(parent: DerReader, t: Tlv): void {
-  const r = parent.inside(t);
-  const alg = r.inside(r.expect(TAG.SEQUENCE, "algorithm"));
-  strictOid(alg.content(alg.expect(TAG.OID, "algorithm")));
-  if (!alg.done) {
-    const p = alg.next();
-    if (p.tag === TAG.OID) strictOid(alg.content(p));
-    else if (p.tag !== TAG.NULL || p.end !== p.contentStart) throw new Unusual("SPKI parameters");
-  }
-  alg.finish("SPKI algorithm");
-  const bits = r.content(r.expect(TAG.BIT_STRING, "subjectPublicKey"));
-  if (bits.length < 1 || bits[0] !== 0) throw new Unusual("public key has unused bits");
-  r.finish("SubjectPublicKeyInfo");
 }
 
 /**

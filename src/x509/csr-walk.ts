@@ -1,7 +1,7 @@
 import type { CsrFields, SanGroup } from "./csr-fields.js";
 import { DerError, DerReader, TAG, contextTag, type Tlv } from "./der-reader.js";
 import { OID } from "./oids.js";
-import { Unusual, strictBoolean, strictOid, walkGeneralNames, walkName } from "./ordinary-der.js";
+import { Unusual, strictBoolean, strictOid, walkGeneralNames, walkName, walkSpkiShape } from "./ordinary-der.js";
 
 /**
  * A PKCS#10 request read by walking its DER once (RFC 2986 §4.1, X.690 §10), without the ASN.1
@@ -45,7 +45,7 @@ function walk(der: Uint8Array): CsrFields | null {
   if (version.length !== 1 || version[0] !== 0) throw new Unusual("version is not v1(0)");
   const { commonName } = walkName(info, info.expect(TAG.SEQUENCE, "subject"));
   const spkiTlv = info.expect(TAG.SEQUENCE, "subjectPKInfo");
-  walkSpki(info, spkiTlv);
+  walkSpkiShape(info, spkiTlv);
   const attrs = info.inside(info.expect(contextTag(0), "attributes"));
   info.finish("certificationRequestInfo");
   const sanGroups: SanGroup[] = [];
@@ -73,25 +73,6 @@ function algorithmWithoutParameters(parent: DerReader, t: Tlv): string {
   return oid;
 }
 
-/**
- * SubjectPublicKeyInfo (RFC 5280 §4.1.2.7): checks the shape only; node:crypto decides the key.
- * Parameters are absent (Ed25519, RFC 8410 §3), NULL (RSA, RFC 3279 §2.3.1) or a namedCurve OID
- * (RFC 5480 §2.1.1); explicit curve parameters are a constructed value: the object model's case.
- */
-function walkSpki(parent: DerReader, t: Tlv): void {
-  const r = parent.inside(t);
-  const alg = r.inside(r.expect(TAG.SEQUENCE, "algorithm"));
-  strictOid(alg.content(alg.expect(TAG.OID, "algorithm")));
-  if (!alg.done) {
-    const p = alg.next();
-    if (p.tag === TAG.OID) strictOid(alg.content(p));
-    else if (p.tag !== TAG.NULL || p.end !== p.contentStart) throw new Unusual("SPKI parameters");
-  }
-  alg.finish("SPKI algorithm");
-  const bits = r.content(r.expect(TAG.BIT_STRING, "subjectPublicKey"));
-  if (bits.length < 1 || bits[0] !== 0) throw new Unusual("public key has unused bits");
-  r.finish("SubjectPublicKeyInfo");
-}
 
 /**
  * Attribute ::= SEQUENCE { type OID, values SET OF ANY } (RFC 2986 §4.1). Only the PKCS#9

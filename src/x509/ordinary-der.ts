@@ -99,3 +99,23 @@ export function strictBoolean(content: Uint8Array): boolean {
   if (content.length !== 1 || (content[0] !== 0 && content[0] !== 0xff)) throw new Unusual("BOOLEAN not DER");
   return content[0] === 0xff;
 }
+
+/**
+ * SubjectPublicKeyInfo (RFC 5280 §4.1.2.7): checks the shape only; node:crypto decides the key.
+ * Parameters are absent (Ed25519, RFC 8410 §3), NULL (RSA, RFC 3279 §2.3.1) or a namedCurve OID
+ * (RFC 5480 §2.1.1); explicit curve parameters are a constructed value: the object model's case.
+ */
+export function walkSpkiShape(parent: DerReader, t: Tlv): void {
+  const r = parent.inside(t);
+  const alg = r.inside(r.expect(TAG.SEQUENCE, "algorithm"));
+  strictOid(alg.content(alg.expect(TAG.OID, "algorithm")));
+  if (!alg.done) {
+    const p = alg.next();
+    if (p.tag === TAG.OID) strictOid(alg.content(p));
+    else if (p.tag !== TAG.NULL || p.end !== p.contentStart) throw new Unusual("SPKI parameters");
+  }
+  alg.finish("SPKI algorithm");
+  const bits = r.content(r.expect(TAG.BIT_STRING, "subjectPublicKey"));
+  if (bits.length < 1 || bits[0] !== 0) throw new Unusual("public key has unused bits");
+  r.finish("SubjectPublicKeyInfo");
+}

@@ -126,6 +126,8 @@ async function startPublicRole(
     store: new SqliteOcspStore(dd.store.db),
     shareSigned: false,
     budget,
+    // One worker per core: a request's signature is made on its own thread (OcspResponderOptions).
+    signOnThisThread: true,
   });
   feed.subscribe((events) => ocsp.onRevocations(events));
   const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log, {

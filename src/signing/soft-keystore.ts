@@ -164,6 +164,10 @@ class SoftSigner implements Signer {
       cryptoSign(hash, data, this.#key, (err, sig) => (err ? reject(err) : resolve(sig))),
     );
   }
+  signOnThisThread(data: Uint8Array): Uint8Array {
+    if (data.length > LARGE_INPUT_OCTETS) throw new Error("signOnThisThread is for small inputs; use sign()");
+    return cryptoSign(SIGNATURE_SCHEMES[this.keyType].hash, data, this.#key);
+  }
   toJSON(): string {
     return `[Signer ${this.keyType}]`;
   }

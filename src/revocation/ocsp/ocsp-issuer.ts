@@ -68,10 +68,12 @@ export class OcspIssuer {
    * Ed25519 signature. ECDSA here uses a fresh random nonce per signature, where a fault yields a
    * signature that fails at the client but no key; skipping its verification (~60 µs, twice the
    * signature itself) is what lets pre-signing run at several thousand answers a second.
+   *
+   * `onThisThread`: sign on the calling thread when the signer can (Signer.signOnThisThread).
    */
-  async signBasic(tbs: Uint8Array): Promise<Uint8Array> {
+  async signBasic(tbs: Uint8Array, onThisThread = false): Promise<Uint8Array> {
     const signer = this.issuer.signer;
-    const sig = await signer.sign(tbs);
+    const sig = onThisThread && signer.signOnThisThread ? signer.signOnThisThread(tbs) : await signer.sign(tbs);
     if (!signer.keyType.startsWith("ecdsa") && !this.#verifies(tbs, sig)) throw new Error("signer produced a signature that does not verify");
     return derSequence(tbs, this.#signatureAlgorithm, derBitString(sig));
   }

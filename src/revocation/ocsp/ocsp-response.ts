@@ -72,9 +72,15 @@ export function encodeResponseData(responderKeyHash: Uint8Array, answers: Single
  * directly (§4.2.2.2), so the client already holds the certificate that verifies the signature.
  * The signed bytes are exactly the bytes shipped.
  */
-export async function signOcspResponse(issuer: OcspIssuer, answers: SingleAnswer[], producedAt: Date, nonce: Uint8Array | null = null): Promise<Uint8Array> {
+export async function signOcspResponse(
+  issuer: OcspIssuer,
+  answers: SingleAnswer[],
+  producedAt: Date,
+  nonce: Uint8Array | null = null,
+  onThisThread = false,
+): Promise<Uint8Array> {
   const tbs = encodeResponseData(issuer.responderKeyHash, answers, wholeSeconds(producedAt), nonce);
-  return wrapBasic(await issuer.signBasic(tbs));
+  return wrapBasic(await issuer.signBasic(tbs, onThisThread));
 }
 
 /** OCSPResponse around a signed BasicOCSPResponse. */

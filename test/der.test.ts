@@ -16,6 +16,23 @@ describe("DER writer and reader", () => {
     }
   });
 
+  it("writes shortest-form definite lengths at every boundary (X.690 §8.1.3.5), header and parts in order", () => {
+    for (const n of [0, 1, 127, 128, 255, 256, 65_535, 65_536, 16_777_215, 16_777_216]) {
+      const content = Buffer.alloc(n, 0xab);
+      const tlv = Buffer.from(derTlv(0x04, content));
+      const r = new DerReader(tlv);
+      const t = r.next();
+      expect(t.tag, `length ${n}`).toBe(0x04);
+      expect(Buffer.from(r.content(t)).equals(content), `length ${n}`).toBe(true);
+      // Shortest form: one octet below 128, else 0x80|k and k octets with no leading zero.
+      const k = n < 0x80 ? 0 : Math.ceil(Math.log2(n + 1) / 8);
+      expect(tlv.length, `length ${n}`).toBe(2 + k + n);
+      if (k > 0) expect(tlv[1], `length ${n}`).toBe(0x80 | k);
+      const split = [content.subarray(0, n >> 1), Buffer.from([]), content.subarray(n >> 1)];
+      expect(Buffer.from(derSequence(...split)).equals(Buffer.concat([Buffer.of(0x30), tlv.subarray(1, 1 + (tlv.length - n - 1)), content])), `sequence ${n}`).toBe(true);
+    }
+  });
+
   it("round-trips integers and OIDs", () => {
     for (const n of [0, 1, 127, 128, 255, 256, 65535, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
       const r = new DerReader(derSmallUint(n));

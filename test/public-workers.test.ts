@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Agent, get as httpGet } from "node:http";
@@ -10,6 +10,7 @@ import { workerPids } from "./harness/workers.js";
 import { opensslAsync } from "./harness/openssl.js";
 import { conditionalGetStatus } from "./harness/http.js";
 import { parseCrl } from "../src/revocation/crl/crl-info.js";
+import { WORKER_SEMI_SPACE_MB, workerExecArgv } from "../src/cli/public-workers.js";
 
 const ADMIN_SAN = "spiffe://fleet.test/admin";
 const WORKERS = 2;
@@ -65,6 +66,10 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
   it("runs the configured number of workers, which serve roots, CRLs and /healthz", async () => {
     expect(d.output).toMatch(/msg="public listening" url=\S+ workers=2/);
     expect(workerPids(d.child.pid!)).toHaveLength(WORKERS);
+    // Each worker runs with the young generation capped (workerExecArgv): its idle memory.
+    for (const pid of workerPids(d.child.pid!)) {
+      expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toContain(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+    }
     for (let i = 0; i < 2 * WORKERS; i++) {
       const h = await fetch(`${d.publicUrl}/healthz`, { headers: { connection: "close" } });
       expect(h.status).toBe(200);
@@ -191,5 +196,14 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
     expect(pids).toHaveLength(WORKERS);
     d.child.kill("SIGKILL");
     await eventually(5_000, "workers gone", async () => pids.filter(alive), (left) => left.length === 0);
+  });
+});
+
+describe("workerExecArgv", () => {
+  it("caps the workers' young generation unless the operator set it (node flags or NODE_OPTIONS)", () => {
+    expect(workerExecArgv(["--enable-source-maps"], undefined)).toEqual(["--enable-source-maps", `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`]);
+    expect(workerExecArgv(["--max-semi-space-size=8"], undefined)).toEqual(["--max-semi-space-size=8"]);
+    expect(workerExecArgv([], "--max_semi_space_size=16 --trace-warnings")).toEqual([]);
+    expect(workerExecArgv([], "--max-old-space-size=512")).toEqual([`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`]);
   });
 });

@@ -73,7 +73,7 @@ export class PublicWorkers {
     if (!existsSync(WORKER_SCRIPT)) {
       throw new OperatorError(`listen.publicWorkers/apiWorkers need the built daemon (${WORKER_SCRIPT} is missing: run "npm run build")`);
     }
-    cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], serialization: "advanced" });
+    cluster.setupPrimary({ exec: WORKER_SCRIPT, args: [], execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), serialization: "advanced" });
     try {
       await Promise.all(Array.from({ length: this.#count }, (_, slot) => this.#fork(slot)));
     } catch (e) {
@@ -211,4 +211,18 @@ export function freePort(host: string, key: string): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * V8's young generation is allowed to grow to 16 MB per semi-space (x64), and module loading
+ * alone grows it: an idle worker held ~32 MB of heap for ~13 MB of live objects, about 10 MB of
+ * resident memory per worker (measured with /proc/<pid>/smaps_rollup). A worker's requests leave
+ * little that survives a scavenge (an OCSP answer, a certificate), so a 2 MB cap costs a more
+ * frequent but cheap scavenge. An operator's own setting (node flags or NODE_OPTIONS) wins.
+ */
+export const WORKER_SEMI_SPACE_MB = 2;
+
+export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const setByOperator = [...execArgv, ...(nodeOptions ?? "").split(/\s+/)].some((a) => /^--max[-_]semi[-_]space[-_]size\b/.test(a));
+  return setByOperator ? [...execArgv] : [...execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`];
 }

@@ -236,6 +236,12 @@ describe("OCSP staple acceptance (RFC 6960 §4.2.2.2 authorisation, §4.2.2.1 cu
     expect(checkOcspResponse(other, otherLeaf.der, issuer.der, NOW).status).toBe("good");
   });
 
+  it("refuses bytes that are not an OCSPResponse with an AgentError, not a parser exception", () => {
+    expect(() => check(Uint8Array.of(0x30, 0x03, 0x02, 0x01))).toThrow(expect.objectContaining({ name: "AgentError", message: expect.stringMatching(/not a DER OCSPResponse/) }));
+    // tryLater (RFC 6960 §4.2.1): a valid response without responseBytes.
+    expect(() => check(Uint8Array.of(0x30, 0x03, 0x0a, 0x01, 0x03))).toThrow(/answered status 3/);
+  });
+
   it("refuses a bad signature, and a signature by a key the ResponderID does not name", () => {
     expect(() => check(byIssuer({ corruptSignature: true }))).toThrow(/signature does not verify/);
     expect(() => check(byIssuer({ signer: responder.keys }))).toThrow(/signature does not verify with the key of the issuer/);

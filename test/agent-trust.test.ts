@@ -6,7 +6,14 @@
 import "reflect-metadata";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webcrypto } from "node:crypto";
-import { BasicConstraintsExtension, KeyUsageFlags, KeyUsagesExtension, X509CertificateGenerator } from "@peculiar/x509";
+import {
+  AuthorityKeyIdentifierExtension,
+  BasicConstraintsExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  SubjectKeyIdentifierExtension,
+  X509CertificateGenerator,
+} from "@peculiar/x509";
 import { acceptRefreshedRoots, acceptRoots, bootstrapTrust, refreshTrust, sha256Hex, type TrustAnchors } from "../src/agent/trust.js";
 import { toPem } from "../src/x509/pem.js";
 import { agentWorkspace, rootFingerprint } from "./harness/cert-agent.js";
@@ -28,7 +35,17 @@ async function newKeys(): Promise<CryptoKeyPair> {
 }
 
 /** A CA certificate for `subject`'s name and key, signed by `by` (self-signed when by === subject). */
-async function caCert(subject: { name: string; keys: CryptoKeyPair }, by: { name: string; keys: CryptoKeyPair }, validity = { from: -H, to: 24 * H }): Promise<Buffer> {
+async function caCert(
+  subject: { name: string; keys: CryptoKeyPair },
+  by: { name: string; keys: CryptoKeyPair },
+  validity = { from: -H, to: 24 * H },
+  keyIds = false,
+): Promise<Buffer> {
+  // Key identifiers as fleetca's own CA certificates carry them (RFC 5280 §4.2.1.1, §4.2.1.2):
+  // with them, "issued by" also means the AKID matches the issuer's SKID, not only the name.
+  const ids = keyIds
+    ? [await SubjectKeyIdentifierExtension.create(subject.keys.publicKey), await AuthorityKeyIdentifierExtension.create(by.keys.publicKey)]
+    : [];
   const c = await X509CertificateGenerator.create({
     subject: `CN=${subject.name}`,
     issuer: `CN=${by.name}`,
@@ -37,7 +54,7 @@ async function caCert(subject: { name: string; keys: CryptoKeyPair }, by: { name
     publicKey: subject.keys.publicKey,
     signingKey: by.keys.privateKey,
     signingAlgorithm: ECDSA,
-    extensions: [new BasicConstraintsExtension(true, 1, true), new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true)],
+    extensions: [new BasicConstraintsExtension(true, 1, true), new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true), ...ids],
   });
   return Buffer.from(c.rawData);
 }
@@ -113,6 +130,22 @@ describe("acceptRefreshedRoots (pure)", () => {
     expect(() => acceptRefreshedRoots(bundle(r2.der, expired), current, pin, NOW)).toThrow(/none is the pinned root/);
     // The same cross certificate, judged while it was valid, is accepted.
     expect(acceptRefreshedRoots(bundle(r2.der, expired), current, pin, new Date(NOW.getTime() - 2 * H))).not.toBeNull();
+  });
+
+  it("a new root with the same name as the pinned one (as `fleetca rotate root` names it), key identifiers included", async () => {
+    const name = "fleetca Root CA";
+    const oldKeys = await newKeys();
+    const newRootKeys = await newKeys();
+    const old = await caCert({ name, keys: oldKeys }, { name, keys: oldKeys }, undefined, true);
+    const fresh = await caCert({ name, keys: newRootKeys }, { name, keys: newRootKeys }, undefined, true);
+    const x = await caCert({ name, keys: newRootKeys }, { name, keys: oldKeys }, undefined, true); // self-issued, not self-signed
+    const p = sha256Hex(old);
+    const cur = acceptRoots(bundle(old), p);
+    expect(acceptRefreshedRoots(bundle(fresh, x), cur, p, NOW)?.ders.map(sha256Hex)).toEqual([sha256Hex(fresh), sha256Hex(x)]);
+    // The "cross" certificate of another key under the same name does not vouch for the new root.
+    const impostorKeys = await newKeys();
+    const y = await caCert({ name, keys: newRootKeys }, { name, keys: impostorKeys }, undefined, true);
+    expect(() => acceptRefreshedRoots(bundle(fresh, y), cur, p, NOW)).toThrow(/none is the pinned root/);
   });
 
   it("refuses an empty bundle", () => {

@@ -114,8 +114,11 @@ function responderIdNames(id: ResponderID, cert: Certificate): boolean {
 function hasOcspSigningEku(cert: Certificate): boolean {
   const ext = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_extKeyUsage);
   if (!ext) return false;
-  const eku = AsnConvert.parse(ext.extnValue.buffer, ExtendedKeyUsage);
-  return eku.includes(id_kp_OCSPSigning);
+  try {
+    return AsnConvert.parse(ext.extnValue.buffer, ExtendedKeyUsage).includes(id_kp_OCSPSigning);
+  } catch {
+    return false; // an unreadable extension grants nothing
+  }
 }
 
 /**
@@ -161,10 +164,20 @@ function authorisedSigner(basic: BasicOCSPResponse, issuerDer: Uint8Array, now: 
  * which has a `now` of its own) keeps compiling; the agent passes its injected clock.
  */
 export function checkOcspResponse(der: Uint8Array, leafDer: Uint8Array, issuerDer: Uint8Array, now: Date = new Date()): OcspResult {
-  const resp = AsnConvert.parse(der, OCSPResponse);
+  let resp: OCSPResponse;
+  let basic: BasicOCSPResponse;
+  try {
+    resp = AsnConvert.parse(der, OCSPResponse);
+  } catch {
+    throw new AgentError("OCSP responder's answer is not a DER OCSPResponse (RFC 6960 §4.2.1)");
+  }
   if (resp.responseStatus !== OCSPResponseStatus.successful) throw new AgentError(`OCSP responder answered status ${resp.responseStatus}`);
   if (!resp.responseBytes || resp.responseBytes.responseType !== id_pkix_ocsp_basic) throw new AgentError("OCSP response is not a basic response");
-  const basic = AsnConvert.parse(resp.responseBytes.response.buffer, BasicOCSPResponse);
+  try {
+    basic = AsnConvert.parse(resp.responseBytes.response.buffer, BasicOCSPResponse);
+  } catch {
+    throw new AgentError("OCSP response's BasicOCSPResponse is malformed (RFC 6960 §4.2.1)");
+  }
   const want = certIdFor(leafDer, issuerDer);
   const single = basic.tbsResponseData.responses.find(
     (r) =>

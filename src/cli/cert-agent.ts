@@ -124,6 +124,8 @@ async function main(): Promise<void> {
   });
 
   if (values.once) {
+    // Already obtaining now: a SIGHUP must not kill a --once run halfway through a publication.
+    process.on("SIGHUP", () => log("renewal requested", { signal: "SIGHUP", note: "--once is already renewing" }));
     await agent.runOnce();
     // The set it replaced (with its private key) goes after the readers' grace period.
     await agent.settled();

@@ -309,6 +309,24 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     expect(published(a.out)!.serial).not.toBe(serialAtReattest);
   }, 30_000);
 
+  it("a wrong root pin ends the loop with code fingerprint_mismatch (no retry can fix a pin)", async () => {
+    const a = loopAgent("pin", async () => "stop");
+    const wrong = new Agent({
+      caUrl: d.apiUrl,
+      fingerprint: "ab".repeat(32),
+      tokenFile: a.tokenFile,
+      outDir: a.out,
+      sans: ["pin.internal"],
+      clock: a.clock,
+      random: () => 0.5,
+      log: () => {},
+      sleep: async () => {},
+    });
+    const e = await wrong.run(new AbortController().signal).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(AgentError);
+    expect((e as AgentError).code).toBe("fingerprint_mismatch");
+  });
+
   it("SIGHUP makes a running cert-agent renew at once", async () => {
     const tokenFile = join(ws.dir, "hup.token");
     await writeToken(tokenFile, "hup");
@@ -342,6 +360,37 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     }
     expect(child.exitCode).toBe(0);
   }, 30_000);
+});
+
+describe("a standing re-attest while the CA is unreachable", () => {
+  it("backs off like any failure (a pending request skips one sleep, not all of them)", async () => {
+    const clock = new ManualClock();
+    const sleeps: number[] = [];
+    const stop = new AbortController();
+    let attempts = 0;
+    const agent = new Agent({
+      caUrl: "https://127.0.0.1:1", // nothing listens on port 1: connection refused at once
+      fingerprint: "0".repeat(64),
+      tokenFile: "/nonexistent/token",
+      outDir: "/nonexistent/out",
+      sans: ["x.internal"],
+      clock,
+      random: () => 0.5,
+      backoff: { baseMs: 1_000, maxMs: 8_000 },
+      log: (event) => {
+        if (event === "attempt failed" && ++attempts >= 6) stop.abort();
+      },
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        clock.advance(ms);
+      },
+    });
+    agent.reattest("renewal-info says revoked");
+    await agent.run(stop.signal);
+    expect(attempts).toBe(6);
+    // Five backoff sleeps between the six attempts (the sixth aborts the loop before its sleep returns).
+    expect(sleeps.slice(0, 5)).toEqual([750, 1_500, 3_000, 6_000, 6_000]);
+  });
 });
 
 describe("cert-agent --help and --version", () => {

@@ -96,6 +96,12 @@ export class Agent {
   #forced: string | null = null;
   /** reattest()'s reason, until a certificate obtained with the token is published. */
   #reattest: string | null = null;
+  /**
+   * renewNow()/reattest() was called since the loop's current attempt began: its next sleep is
+   * skipped. Cleared at each attempt, so a standing re-attest that keeps failing (CA down) still
+   * backs off instead of spinning.
+   */
+  #wakePending = false;
   /** SHA-256 of the token last sent to /v1/sign (the token itself is never kept or logged). */
   #lastTokenHash: string | null = null;
 
@@ -337,6 +343,7 @@ export class Agent {
    */
   renewNow(reason = "requested"): void {
     this.#forced = reason;
+    this.#wakePending = true;
     this.#wake?.abort();
   }
 
@@ -347,6 +354,7 @@ export class Agent {
    */
   reattest(reason: string): void {
     this.#reattest = reason;
+    this.#wakePending = true;
     this.#wake?.abort();
   }
 
@@ -355,7 +363,7 @@ export class Agent {
    * during the sleep; logs what it waits for unless `quiet`.
    */
   async #sleep(ms: number, signal: AbortSignal, waitingFor: WaitFor, quiet = false): Promise<void> {
-    if (this.#forced !== null || this.#reattest !== null) return;
+    if (this.#wakePending) return;
     const wake = new AbortController();
     this.#wake = wake;
     if (!quiet) this.o.log("sleeping", { waiting_for: waitingFor, until: new Date(this.o.clock.now().getTime() + ms).toISOString(), ms });
@@ -389,6 +397,7 @@ export class Agent {
     let announcedWait = false;
     while (!signal.aborted) {
       const now = this.o.clock.now().getTime();
+      this.#wakePending = false;
       try {
         if (refusedToken !== null) {
           // Waiting to enroll with a new token already covers a re-attest request.
@@ -438,6 +447,10 @@ export class Agent {
           this.#reattest = message;
           failures = 0;
           continue;
+        }
+        if (code === "token_file" && this.#reattest !== null) {
+          // Nothing to re-attest with yet: said once per failure, at error level (a human must act).
+          this.o.log("cannot re-attest", { reason: this.#reattest, error: message }, "error");
         }
         failures++;
         const policy = this.o.backoff ?? DEFAULT_BACKOFF;

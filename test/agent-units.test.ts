@@ -207,10 +207,12 @@ describe("the renewal loop, in process, with an injected clock and sleep (real d
     expect(serials.length).toBeGreaterThanOrEqual(2);
     expect(serials[0]).not.toBe(serials[1]);
     expect(keys[0]).not.toBe(keys[1]);
-    // After the jump past expiry the agent uses the token (now replayed): failure count restarted at 1.
+    // After the jump past expiry the agent uses the token (now replayed): a token refusal, not a
+    // failure to back off from; it then waits for new content in the token file.
     const after = events.slice(events.findIndex((e) => e.event === "renewed"));
-    const fail = after.find((e) => e.event === "attempt failed")!;
-    expect(fail.fields.failures).toBe(1);
+    expect(after.some((e) => e.event === "attempt failed")).toBe(false);
+    const fail = after.find((e) => e.event === "token refused")!;
+    expect(fail.fields.code).toBe("token_spent");
     expect(String(fail.fields.error)).toMatch(/\/v1\/sign.*401.*replayed/);
     expect(events.some((e) => e.event === "ocsp fetched")).toBe(true);
   }, 60_000);

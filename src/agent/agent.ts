@@ -1,17 +1,17 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import type { Clock } from "../core/clock.js";
 import { allPem, fromPem, toPem } from "../x509/pem.js";
-import { CaApi, type SignAnswer } from "./ca-client.js";
+import { CaApi, httpsRequest, type SignAnswer } from "./ca-client.js";
 import { makeKeyAndCsr } from "./csr.js";
-import { AgentError } from "./errors.js";
-import { fetchOcsp } from "./ocsp-fetch.js";
+import { AgentError, errorCode } from "./errors.js";
+import { fetchOcsp, type OcspResult } from "./ocsp-fetch.js";
 import { setTimeout as delay } from "node:timers/promises";
 import { hasPublishedSet, publishSet, readCurrentSet, retireSuperseded } from "./publisher.js";
 import { clearEnrollment, pendingEnrollment, recordEnrollment } from "./enrollment-journal.js";
 import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
-import { bootstrapTrust, type TrustAnchors } from "./trust.js";
+import { acceptRoots, sha256Hex as rootFingerprintOf, type TrustAnchors } from "./trust.js";
 
 /**
  * The set's files, named as certbot names them (and SPEC lists them): cert.pem the leaf,
@@ -20,7 +20,25 @@ import { bootstrapTrust, type TrustAnchors } from "./trust.js";
  */
 export const FILES = { key: "key.pem", cert: "cert.pem", chain: "chain.pem", fullchain: "fullchain.pem", ca: "ca.pem", ocsp: "ocsp.der" } as const;
 
-export type LogFn = (event: string, fields?: Record<string, string | number | boolean | undefined>) => void;
+/** The daemon's vocabulary (pino): info for the routine, warn for a retried failure, error for what needs a human or a new token. */
+export type LogLevel = "info" | "warn" | "error";
+
+/** `level` defaults to info. Fields never carry the token or a key. */
+export type LogFn = (event: string, fields?: Record<string, string | number | boolean | undefined>, level?: LogLevel) => void;
+
+/**
+ * How often --token-file is re-read while waiting for a new token after the CA refused the old
+ * one. A read of a small local file: cheap enough every few seconds, and quick enough that an
+ * operator (or a kubelet rotating a projected token) is not kept waiting.
+ */
+export const TOKEN_POLL_MS = 5_000;
+
+/** What a sleep of the loop waits for, as the "sleeping" line names it. */
+export type WaitFor = "renewal" | "ocsp refresh" | "new token" | "retry";
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
 
 export interface AgentOptions {
   caUrl: string;
@@ -72,15 +90,48 @@ const RETIRE_GRACE_MS = 2_000;
 export class Agent {
   #anchors: TrustAnchors | undefined;
   #retiring: Promise<void> = Promise.resolve();
+  /** Aborts the loop's current sleep (one controller per sleep, so a wake-up never leaks into the next). */
+  #wake: AbortController | null = null;
+  /** renewNow()'s reason, until the loop acts on it. */
+  #forced: string | null = null;
+  /** reattest()'s reason, until a certificate obtained with the token is published. */
+  #reattest: string | null = null;
+  /**
+   * renewNow()/reattest() was called since the loop's current attempt began: its next sleep is
+   * skipped. Cleared at each attempt, so a standing re-attest that keeps failing (CA down) still
+   * backs off instead of spinning.
+   */
+  #wakePending = false;
+  /** SHA-256 of the token last sent to /v1/sign (the token itself is never kept or logged). */
+  #lastTokenHash: string | null = null;
 
   constructor(private readonly o: AgentOptions) {}
 
   async trust(): Promise<TrustAnchors> {
     if (!this.#anchors) {
-      this.#anchors = await bootstrapTrust(this.o.caUrl, this.o.fingerprint);
+      this.#anchors = await this.#pinRoots();
       this.o.log("roots pinned", { roots: this.#anchors.ders.length });
     }
     return this.#anchors;
+  }
+
+  /**
+   * bootstrapTrust's fetch-then-pin (trust.ts), with each failure coded: a bundle that holds
+   * certificates but not the pinned root is `fingerprint_mismatch` (fatal), while a CA that
+   * answers 5xx at that moment is `ca_error` (retried), which the loop must tell apart.
+   */
+  async #pinRoots(): Promise<TrustAnchors> {
+    const url = `${this.o.caUrl}/roots.pem`;
+    const r = await httpsRequest(url, { method: "GET", insecure: true, timeoutMs: 10_000 });
+    if (r.status !== 200) throw new AgentError(`GET ${url} answered HTTP ${r.status}`, r.status >= 500 || r.status === 429 ? "ca_error" : "bad_answer", r.status);
+    const bundle = r.body.toString("utf8");
+    try {
+      return acceptRoots(bundle, this.o.fingerprint);
+    } catch (e) {
+      const ders = allPem(bundle, "CERTIFICATE");
+      const mismatch = ders.length > 0 && !ders.some((d) => rootFingerprintOf(d) === this.o.fingerprint);
+      throw new AgentError((e as Error).message, mismatch ? "fingerprint_mismatch" : "bad_answer");
+    }
   }
 
   /** Re-read each time: a kubelet rotates projected service-account tokens in place. */
@@ -89,10 +140,19 @@ export class Agent {
     try {
       t = readFileSync(this.o.tokenFile, "utf8").trim();
     } catch (e) {
-      throw new AgentError(`cannot read --token-file ${this.o.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      throw new AgentError(`cannot read --token-file ${this.o.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, "token_file");
     }
-    if (!t) throw new AgentError(`--token-file ${this.o.tokenFile} is empty`);
+    if (!t) throw new AgentError(`--token-file ${this.o.tokenFile} is empty`, "token_file");
     return t;
+  }
+
+  /** SHA-256 of --token-file's content (trimmed, as sent), or null when unreadable or empty. */
+  #tokenFileHash(): string | null {
+    try {
+      return sha256Hex(this.readToken());
+    } catch {
+      return null;
+    }
   }
 
   /** The set currently in --out, if a complete, parseable one is there. */
@@ -125,17 +185,30 @@ export class Agent {
    * Renews over mTLS while the cert on disk is unexpired (the CA's renew needs a live cert);
    * once it has expired, only the token can get a new one (SPEC: fall back to the token).
    */
-  async obtain(current: CurrentSet | null): Promise<{ answer: SignAnswer; keyPem: string; via: "sign" | "renew" }> {
+  async obtain(current: CurrentSet | null, opts: { viaToken?: boolean } = {}): Promise<{ answer: SignAnswer; keyPem: string; via: "sign" | "renew" }> {
     const anchors = await this.trust();
     const api = new CaApi(this.o.caUrl, anchors.pem);
-    if (current && current.notAfter.getTime() > this.o.clock.now().getTime()) {
+    const now = this.o.clock.now();
+    const expired = current !== null && current.notAfter.getTime() <= now.getTime();
+    if (current && !expired && !opts.viaToken) {
       const fresh = makeKeyAndCsr(this.o.sans);
       const answer = await api.renew(fresh.csrPem, { certAndChain: current.certPem + current.intermediatesPem, key: current.keyPem });
       return { answer, keyPem: fresh.keyPem, via: "renew" };
     }
     // Enrollment spends the token: record the request first, so a crash anywhere after this
     // retries the same request (same key, CSR and Idempotency-Key) rather than a new one.
+    if (current && expired) {
+      // The CA cannot renew an expired cert (RFC 5280 §4.1.2.5: it is not valid any more); the
+      // set was left to lapse (CA down, host asleep): say so loudly, then use the token.
+      this.o.log(
+        "certificate expired",
+        { serial: current.serial, expired_at: current.notAfter.toISOString(), action: "enrolling with --token-file" },
+        "error",
+      );
+    }
     const token = this.readToken();
+    this.#lastTokenHash = sha256Hex(token);
+    this.o.log("enrolling", { token_file: this.o.tokenFile, reason: current ? (expired ? "expired" : "re-attest") : "no certificate" });
     const dir = this.o.outDir;
     const createdDir = !existsSync(dir);
     const pending = pendingEnrollment(dir, token) ?? recordEnrollment(dir, token, makeKeyAndCsr(this.o.sans), this.o.clock.now());
@@ -153,19 +226,32 @@ export class Agent {
     }
   }
 
-  async #ocspFor(certPem: string, intermediatesPem: string): Promise<{ der: Buffer; refreshAt: Date } | undefined> {
+  async #ocspFor(certPem: string, intermediatesPem: string): Promise<(OcspResult & { refreshAt: Date }) | undefined> {
     const leaf = fromPem(certPem, ["CERTIFICATE"]);
     const issuer = allPem(intermediatesPem, "CERTIFICATE")[0];
     if (!leaf || !issuer) return undefined;
     try {
       const r = await fetchOcsp(leaf, issuer);
-      this.o.log("ocsp fetched", { status: r.status, this_update: r.thisUpdate.toISOString(), next_update: r.nextUpdate?.toISOString() });
-      return { der: r.der, refreshAt: ocspRefreshTime(r.thisUpdate, r.nextUpdate, this.o.clock.now()) };
+      this.o.log(
+        "ocsp fetched",
+        { status: r.status, this_update: r.thisUpdate.toISOString(), next_update: r.nextUpdate?.toISOString() },
+        r.status === "good" ? "info" : "warn",
+      );
+      return { ...r, refreshAt: ocspRefreshTime(r.thisUpdate, r.nextUpdate, this.o.clock.now()) };
     } catch (e) {
       // Stapling is an optimisation: a cert without a fresh OCSP response is still published.
-      this.o.log("ocsp fetch failed", { error: (e as Error).message });
+      this.o.log("ocsp fetch failed", { error: (e as Error).message }, "warn");
       return undefined;
     }
+  }
+
+  /**
+   * A revoked answer is never stapled (a TLS client would reject the handshake, RFC 6066 §8) and
+   * never published: the certificate itself is dead, so the caller re-attests with the token.
+   */
+  #refuseRevoked(serial: string, ocsp: OcspResult | undefined): void {
+    if (ocsp?.status !== "revoked") return;
+    throw new AgentError(`the CA's OCSP responder says certificate ${serial} is revoked; not publishing it`, "cert_refused");
   }
 
   async #publish(set: CurrentSet): Promise<void> {
@@ -183,7 +269,7 @@ export class Agent {
     this.o.log("published", { dir: this.o.outDir, version, serial: set.serial, ocsp: Boolean(set.ocsp) });
     if (this.o.reloadCmd) {
       const r = await runReload(this.o.reloadCmd, this.o.reloadTimeoutMs);
-      this.o.log(r.ok ? "reload ok" : "reload failed", { detail: r.detail });
+      this.o.log(r.ok ? "reload ok" : "reload failed", { detail: r.detail }, r.ok ? "info" : "warn");
     }
     if (!replacing) return; // a first publication replaced nothing
     const dir = this.o.outDir;
@@ -193,7 +279,7 @@ export class Agent {
         const n = retireSuperseded(dir);
         if (n > 0) this.o.log("retired superseded sets", { dir, count: n });
       })
-      .catch((e: unknown) => this.o.log("retiring superseded sets failed", { dir, error: (e as Error).message }));
+      .catch((e: unknown) => this.o.log("retiring superseded sets failed", { dir, error: (e as Error).message }, "warn"));
   }
 
   /** Resolves once the sets this agent replaced are gone (`--once` waits for it before exiting). */
@@ -201,13 +287,17 @@ export class Agent {
     return this.#retiring;
   }
 
-  /** Obtains (or renews), fetches OCSP, publishes, reloads. */
-  async issueAndPublish(current: CurrentSet | null = this.readCurrent()): Promise<CurrentSet> {
-    const { answer, keyPem, via } = await this.obtain(current);
+  /**
+   * Obtains (renews, or enrolls with the token when there is no live cert or `viaToken`), fetches
+   * OCSP, publishes, reloads.
+   */
+  async issueAndPublish(current: CurrentSet | null = this.readCurrent(), opts: { viaToken?: boolean } = {}): Promise<CurrentSet> {
+    const { answer, keyPem, via } = await this.obtain(current, opts);
     const obtainedAt = this.o.clock.now();
     const t = certTimes(answer.certificate);
     this.o.log(via === "renew" ? "renewed" : "issued", { serial: t.serial, not_after: t.notAfter.toISOString(), previous: current?.serial });
     const ocsp = await this.#ocspFor(answer.certificate, answer.chain);
+    this.#refuseRevoked(t.serial, ocsp);
     const set: CurrentSet = {
       keyPem,
       certPem: answer.certificate,
@@ -225,19 +315,75 @@ export class Agent {
   /** Republishes the same key and cert with a fresh OCSP response. */
   async refreshOcsp(set: CurrentSet): Promise<CurrentSet> {
     const ocsp = await this.#ocspFor(set.certPem, set.intermediatesPem);
-    if (!ocsp) throw new AgentError("OCSP refresh failed");
+    if (!ocsp) throw new AgentError("OCSP refresh failed", "ocsp");
+    this.#refuseRevoked(set.serial, ocsp);
     const next = { ...set, ocsp: ocsp.der, ocspRefreshAt: ocsp.refreshAt };
     await this.#publish(next);
     return next;
   }
 
+  /**
+   * One issuance (`--once`). A current cert the CA refuses (revoked, unknown) is replaced with the
+   * token at once, as the loop does; token refusals are final here (the caller exits non-zero).
+   */
   async runOnce(): Promise<CurrentSet> {
-    return this.issueAndPublish();
+    const current = this.readCurrent();
+    try {
+      return await this.issueAndPublish(current);
+    } catch (e) {
+      if (errorCode(e) !== "cert_refused" || !current) throw e;
+      this.o.log("re-attesting", { serial: current.serial, reason: (e as Error).message }, "warn");
+      return this.issueAndPublish(current, { viaToken: true });
+    }
   }
 
   /**
-   * The long-running loop. Failures back off exponentially with jitter and reset on success;
-   * a wrong root fingerprint is fatal (retrying cannot fix a pin). Returns when `signal` aborts.
+   * Renew now, whatever the schedule (SIGHUP). Wakes the loop's sleep; while the loop waits for a
+   * new token, it retries the token in --token-file once even if unchanged (an operator asking).
+   */
+  renewNow(reason = "requested"): void {
+    this.#forced = reason;
+    this.#wakePending = true;
+    this.#wake?.abort();
+  }
+
+  /**
+   * The current certificate must not be used or renewed any more (revoked, as OCSP or
+   * renewal-info said): enroll with the token in --token-file at once. Wakes the loop's sleep;
+   * stays in force until a certificate obtained with a token is published.
+   */
+  reattest(reason: string): void {
+    this.#reattest = reason;
+    this.#wakePending = true;
+    this.#wake?.abort();
+  }
+
+  /**
+   * Sleeps `ms` unless renewNow()/reattest() came first (asked while the loop was busy) or comes
+   * during the sleep; logs what it waits for unless `quiet`.
+   */
+  async #sleep(ms: number, signal: AbortSignal, waitingFor: WaitFor, quiet = false): Promise<void> {
+    if (this.#wakePending) return;
+    const wake = new AbortController();
+    this.#wake = wake;
+    if (!quiet) this.o.log("sleeping", { waiting_for: waitingFor, until: new Date(this.o.clock.now().getTime() + ms).toISOString(), ms });
+    try {
+      await this.o.sleep(ms, AbortSignal.any([signal, wake.signal]));
+    } finally {
+      this.#wake = null;
+    }
+  }
+
+  /**
+   * The long-running loop. Returns when `signal` aborts; throws only for a wrong root pin
+   * (retrying cannot fix it).
+   *
+   * - CA unreachable or failing (5xx, 429): back off exponentially with jitter (honouring
+   *   Retry-After), reset on success; the published set stays as it is meanwhile.
+   * - The CA refuses the current cert (401 revoked / unknown on /v1/renew, or OCSP says revoked):
+   *   re-attest with the token at once, no backoff.
+   * - The CA refuses the token (replayed, or any other 401/403 on /v1/sign): never resend it;
+   *   poll --token-file every TOKEN_POLL_MS and enroll as soon as its content (hash) changes.
    */
   async run(signal: AbortSignal): Promise<void> {
     let set = this.readCurrent();
@@ -246,24 +392,74 @@ export class Agent {
       set.ocspRefreshAt = this.o.clock.now(); // no record of when ocsp.der was fetched: refresh now
     }
     let failures = 0;
+    /** Hash of the token the CA refused: while set, the loop waits for --token-file to change. */
+    let refusedToken: string | null = null;
+    let announcedWait = false;
     while (!signal.aborted) {
       const now = this.o.clock.now().getTime();
+      this.#wakePending = false;
       try {
-        if (!set || now >= set.renewAt.getTime()) set = await this.issueAndPublish(set);
-        else if (set.ocspRefreshAt && now >= set.ocspRefreshAt.getTime()) set = await this.refreshOcsp(set);
+        if (refusedToken !== null) {
+          // Waiting to enroll with a new token already covers a re-attest request.
+          this.#reattest = null;
+          const forced = this.#forced;
+          this.#forced = null;
+          const h = this.#tokenFileHash();
+          if (forced === null && (h === null || h === refusedToken)) {
+            // One "sleeping" line per wait, not one per poll.
+            await this.#sleep(TOKEN_POLL_MS, signal, "new token", announcedWait);
+            announcedWait = true;
+            continue;
+          }
+          this.o.log(forced === null ? "token file changed" : "retrying the token on request", { token_file: this.o.tokenFile, ...(forced !== null && { reason: forced }) });
+          set = await this.issueAndPublish(set, { viaToken: true });
+          refusedToken = null;
+          this.#reattest = null;
+        } else if (this.#reattest !== null || this.#forced !== null || !set || now >= set.renewAt.getTime()) {
+          const reattest = this.#reattest;
+          if (reattest !== null) this.o.log("re-attesting", { serial: set?.serial, reason: reattest }, "warn");
+          if (this.#forced !== null) this.o.log("renewing on request", { serial: set?.serial, reason: this.#forced });
+          this.#forced = null;
+          set = await this.issueAndPublish(set, { viaToken: reattest !== null });
+          this.#reattest = null;
+        } else if (set.ocspRefreshAt && now >= set.ocspRefreshAt.getTime()) {
+          set = await this.refreshOcsp(set);
+        }
         failures = 0;
-        const next = Math.min(set.renewAt.getTime(), set.ocspRefreshAt?.getTime() ?? Infinity);
-        const wait = Math.max(0, next - this.o.clock.now().getTime());
-        this.o.log("sleeping", { until: new Date(next).toISOString(), ms: wait });
-        await this.o.sleep(wait, signal);
+        const ocspFirst = set.ocspRefreshAt !== undefined && set.ocspRefreshAt.getTime() < set.renewAt.getTime();
+        const next = ocspFirst ? set.ocspRefreshAt!.getTime() : set.renewAt.getTime();
+        await this.#sleep(Math.max(0, next - this.o.clock.now().getTime()), signal, ocspFirst ? "ocsp refresh" : "renewal");
       } catch (e) {
-        if (e instanceof AgentError && e.message.startsWith("root fingerprint mismatch")) throw e;
+        const code = errorCode(e);
+        const message = (e as Error).message;
+        if (code === "fingerprint_mismatch") throw e;
+        if (code === "token_spent" || code === "token_refused") {
+          // Permanent for this token: resending it would be refused the same way (a jti is
+          // accepted once, RFC 7519 §4.1.7), so wait for new content instead of a retry storm.
+          refusedToken = this.#lastTokenHash ?? "";
+          announcedWait = false;
+          failures = 0;
+          this.o.log("token refused", { code, error: message, action: `put a new token in ${this.o.tokenFile}` }, "error");
+          continue;
+        }
+        if (code === "cert_refused" && this.#reattest === null) {
+          // The CA will not renew this cert (revoked, unknown): backing off cannot help, the token can.
+          this.#reattest = message;
+          failures = 0;
+          continue;
+        }
+        if (code === "token_file" && this.#reattest !== null) {
+          // Nothing to re-attest with yet: said once per failure, at error level (a human must act).
+          this.o.log("cannot re-attest", { reason: this.#reattest, error: message }, "error");
+        }
         failures++;
-        const delay = backoffDelay(failures, this.o.random(), this.o.backoff ?? DEFAULT_BACKOFF);
-        this.o.log("attempt failed", { failures, retry_in_ms: delay, error: (e as Error).message });
+        const policy = this.o.backoff ?? DEFAULT_BACKOFF;
+        const retryAfter = e instanceof AgentError && e.retryAfterMs !== undefined ? Math.min(e.retryAfterMs, policy.maxMs) : 0;
+        const delay = Math.max(backoffDelay(failures, this.o.random(), policy), retryAfter);
+        this.o.log("attempt failed", { code, failures, retry_in_ms: delay, error: message }, "warn");
         // The OCSP refresh failed but the cert is fine: try OCSP again later, renew on schedule.
         if (set && set.ocspRefreshAt && now < set.renewAt.getTime()) set.ocspRefreshAt = new Date(this.o.clock.now().getTime() + delay);
-        await this.o.sleep(delay, signal);
+        await this.#sleep(delay, signal, "retry");
       }
     }
   }

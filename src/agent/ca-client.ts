@@ -1,9 +1,10 @@
 import { request as httpsReq } from "node:https";
-import { request as httpReq } from "node:http";
-import { AgentError } from "./errors.js";
+import { request as httpReq, type IncomingHttpHeaders } from "node:http";
+import { AgentError, type AgentErrorCode } from "./errors.js";
 
 export interface HttpAnswer {
   status: number;
+  headers: IncomingHttpHeaders;
   body: Buffer;
 }
 
@@ -19,7 +20,15 @@ export interface RequestOptions {
   cert?: string;
   key?: string;
   timeoutMs?: number;
+  /**
+   * Largest response body accepted (default 1 MiB). Every answer the agent expects (a cert and
+   * its chain, a roots bundle, an OCSP response) is a few KiB; a CA, proxy or impostor streaming
+   * more is refused rather than buffered without bound.
+   */
+  maxBodyBytes?: number;
 }
+
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
 /** One HTTP(S) request with node's own client, so trust anchors and client certs are explicit. */
 export function httpsRequest(url: string, o: RequestOptions): Promise<HttpAnswer> {
@@ -41,14 +50,33 @@ export function httpsRequest(url: string, o: RequestOptions): Promise<HttpAnswer
           }
         : {}),
     };
+    const cap = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const tooLarge = () => new AgentError(`${u.origin}${u.pathname} answered with a body over ${cap} bytes; refused`, "bad_answer");
     const req = (isHttps ? httpsReq : httpReq)(u, opts, (res) => {
+      // Refuse early on a declared length, else count as it streams; either way stop reading.
+      const declared = Number(res.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > cap) {
+        reject(tooLarge());
+        req.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      res.on("error", reject);
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size > cap) {
+          reject(tooLarge());
+          req.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on("error", (e) => reject(new AgentError(`lost the connection to ${u.origin}: ${e.message}`, "unreachable")));
     });
     req.on("timeout", () => req.destroy(new Error(`timed out after ${o.timeoutMs ?? 15_000} ms`)));
-    req.on("error", (e) => reject(new AgentError(`cannot reach ${u.origin}: ${e.message}`)));
+    // A settled promise ignores later rejections, so the destroy() above cannot mislabel a refusal.
+    req.on("error", (e) => reject(new AgentError(`cannot reach ${u.origin}: ${e.message}`, "unreachable")));
     if (o.body !== undefined) req.write(o.body);
     req.end();
   });
@@ -64,21 +92,72 @@ export interface SignAnswer {
   notAfter: string;
 }
 
-function parseAnswer(what: string, r: HttpAnswer): SignAnswer {
+/** The SPEC error body: `{"error": CODE, "message": TEXT}`; for 401 the message starts with the reason. */
+interface CaErrorBody {
+  error?: string;
+  message?: string;
+}
+
+/** Retry-After in delay-seconds form (RFC 9110 §10.2.3); the HTTP-date form is not used by the CA. */
+function retryAfterMs(r: HttpAnswer): number | undefined {
+  const v = r.headers["retry-after"];
+  const n = typeof v === "string" && /^\d+$/.test(v.trim()) ? Number(v) : NaN;
+  return Number.isFinite(n) ? n * 1000 : undefined;
+}
+
+/**
+ * The code for a refusal, from the HTTP status and the CA's `error` code (SPEC "HTTP API"). For a
+ * 401 the reason is the first word of `message` (SPEC: "message names the reason"): `replayed`
+ * for a spent token, `revoked`/`unknown_certificate`/`expired` for a client cert.
+ */
+export function refusalCode(endpoint: "sign" | "renew", status: number, body: CaErrorBody | null): AgentErrorCode {
+  if (status >= 500 || status === 429) return "ca_error";
+  const reason = body?.message?.split(":")[0]?.trim();
+  if (endpoint === "sign") {
+    if (status === 401 && body?.error === "unauthorized" && reason === "replayed") return "token_spent";
+    if (status === 401 || status === 403) return "token_refused";
+  }
+  // A 401 on /v1/renew: the CA does not accept this cert as a credential (revoked, unknown,
+  // expired by its clock, not yet valid). Whatever the reason, only the token can get a new one.
+  if (endpoint === "renew" && status === 401) return "cert_refused";
+  if (status >= 400 && status < 500) return "bad_request";
+  return "bad_answer"; // 1xx/2xx other than 201, 3xx: not what the API answers
+}
+
+/** What the operator can do about it, appended to the one-line message. */
+const ADVICE: Partial<Record<AgentErrorCode, string>> = {
+  token_spent: "the token in --token-file was already used: put a new token there",
+  token_refused: "the token in --token-file was refused: put a valid token there",
+  cert_refused: "the current certificate cannot renew: re-attest with the token in --token-file",
+};
+
+function parseAnswer(endpoint: "sign" | "renew", r: HttpAnswer): SignAnswer {
+  const what = endpoint === "sign" ? "enrollment (/v1/sign)" : "renewal (/v1/renew)";
   const text = r.body.toString("utf8");
   if (r.status !== 201) {
     // The CA's reason (SPEC error shape {"error","message"}) is the useful part for the operator.
+    let body: CaErrorBody | null = null;
     let reason = text.slice(0, 300);
     try {
-      const j = JSON.parse(text) as { error?: string; message?: string };
-      reason = [j.error, j.message].filter(Boolean).join(": ");
+      const j = JSON.parse(text) as unknown;
+      if (j && typeof j === "object") {
+        body = j as CaErrorBody;
+        reason = [body.error, body.message].filter((x) => typeof x === "string" && x).join(": ");
+      }
     } catch {
-      /* not JSON: keep the raw text */
+      /* not JSON (a proxy's page): keep the raw text */
     }
-    throw new AgentError(`${what} refused by the CA (HTTP ${r.status}): ${reason}`, r.status);
+    const code = refusalCode(endpoint, r.status, body);
+    const advice = ADVICE[code];
+    throw new AgentError(`${what} refused by the CA (HTTP ${r.status}): ${reason}${advice ? `; ${advice}` : ""}`, code, r.status, retryAfterMs(r));
   }
-  const j = JSON.parse(text) as SignAnswer;
-  if (typeof j.certificate !== "string" || typeof j.chain !== "string") throw new AgentError(`${what}: malformed answer from the CA`);
+  let j: SignAnswer;
+  try {
+    j = JSON.parse(text) as SignAnswer;
+  } catch {
+    throw new AgentError(`${what}: the CA's answer is not JSON`, "bad_answer");
+  }
+  if (!j || typeof j.certificate !== "string" || typeof j.chain !== "string") throw new AgentError(`${what}: malformed answer from the CA`, "bad_answer");
   return j;
 }
 
@@ -101,7 +180,7 @@ export class CaApi {
       },
       body: JSON.stringify({ csr: csrPem }),
     });
-    return parseAnswer("enrollment (/v1/sign)", r);
+    return parseAnswer("sign", r);
   }
 
   /** POST /v1/renew authenticated by the current cert over mTLS, rekeying with a new CSR. */
@@ -114,6 +193,6 @@ export class CaApi {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ csr: csrPem }),
     });
-    return parseAnswer("renewal (/v1/renew)", r);
+    return parseAnswer("renew", r);
   }
 }

@@ -5,7 +5,7 @@
  * ship on hosts that never run the CA.
  */
 import { parseArgs } from "node:util";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { systemClock } from "../core/clock.js";
 import { Agent, type LogFn } from "../agent/agent.js";
 import { AgentError } from "../agent/errors.js";
@@ -15,14 +15,47 @@ import { parseFingerprint } from "../agent/trust.js";
 const USAGE =
   "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--once]";
 
+const HELP = `${USAGE}
+
+Keeps a short-lived certificate fresh in --out: key.pem, cert.pem, chain.pem, fullchain.pem,
+ca.pem, ocsp.der, swapped as one set. Enrolls with the token in --token-file, then renews over
+mTLS at about 2/3 of the lifetime, backing off while the CA is unreachable. A token the CA refuses
+is never resent: the agent waits for new content in --token-file. A revoked certificate is
+replaced with the token at once.
+
+  --ca URL                 the CA's API listener, https://
+  --root-fingerprint HEX   SHA-256 of the root certificate (colons allowed)
+  --token-file F           one-time bootstrap token or platform identity token (re-read each use)
+  --out DIR                where the set is published
+  --san S                  a SAN to request (DNS name, IP address or URI); repeatable
+  --reload-cmd CMD         run after each new set (e.g. reload nginx)
+  --once                   obtain or renew once, then exit 0
+  --version, --help
+
+Signals: SIGHUP renews now; SIGTERM/SIGINT stop.
+
+Examples:
+  cert-agent --ca https://ca.internal:8443 --root-fingerprint 3f:a1:… --token-file /run/fleetca/token \\
+    --out /etc/fleetca/web --san web-1.internal --reload-cmd "systemctl reload nginx"
+  cert-agent --ca https://ca.internal:8443 --root-fingerprint 3fa1… --token-file /run/fleetca/token \\
+    --out /tmp/once --san 10.0.0.7 --san spiffe://example.org/web --once
+  kill -HUP $(pidof cert-agent)    # renew now
+`;
+
+/** package.json's version, read at run time next to the built file (dist/cli → ../../package.json). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "unknown";
+}
+
 function fail(message: string, code = 1): never {
   process.stderr.write(`cert-agent: ${message.replace(/\s*\n\s*/g, " ")}\n`);
   process.exit(code);
 }
 
-/** logfmt-ish, one line per event; values with spaces or quotes are quoted. */
-const log: LogFn = (event, fields = {}) => {
-  const parts = [`ts=${new Date().toISOString()}`, `msg=${JSON.stringify(event)}`];
+/** logfmt-ish, one line per event, level first; values with spaces or quotes are quoted. */
+const log: LogFn = (event, fields = {}, level = "info") => {
+  const parts = [`level=${level}`, `ts=${new Date().toISOString()}`, `msg=${JSON.stringify(event)}`];
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue;
     const s = String(v);
@@ -43,12 +76,22 @@ async function main(): Promise<void> {
         san: { type: "string", multiple: true },
         "reload-cmd": { type: "string" },
         once: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+        version: { type: "boolean", default: false },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
     fail(`${(e as Error).message}; ${USAGE}`, 2);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`cert-agent ${version()}\n`);
+    return;
   }
   for (const k of ["ca", "root-fingerprint", "token-file", "out"] as const) if (!values[k]) fail(`--${k} is required; ${USAGE}`, 2);
   if (!values.san?.length) fail(`at least one --san is required; ${USAGE}`, 2);
@@ -81,6 +124,8 @@ async function main(): Promise<void> {
   });
 
   if (values.once) {
+    // Already obtaining now: a SIGHUP must not kill a --once run halfway through a publication.
+    process.on("SIGHUP", () => log("renewal requested", { signal: "SIGHUP", note: "--once is already renewing" }));
     await agent.runOnce();
     // The set it replaced (with its private key) goes after the readers' grace period.
     await agent.settled();
@@ -93,6 +138,11 @@ async function main(): Promise<void> {
       stop.abort();
     });
   }
+  // SIGHUP: renew now (the conventional "reload" signal; here the agent's one action).
+  process.on("SIGHUP", () => {
+    log("renewal requested", { signal: "SIGHUP" });
+    agent.renewNow("SIGHUP");
+  });
   await agent.run(stop.signal);
 }
 

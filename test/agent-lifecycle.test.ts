@@ -327,11 +327,11 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     expect((e as AgentError).code).toBe("fingerprint_mismatch");
   });
 
-  it("SIGHUP makes a running cert-agent renew at once", async () => {
+  it("SIGHUP makes a running cert-agent renew at once; --metrics-listen counts it", async () => {
     const tokenFile = join(ws.dir, "hup.token");
     await writeToken(tokenFile, "hup");
     const out = join(ws.dir, "hup-out");
-    const child = spawn(process.execPath, [AGENT_BIN, "--ca", d.apiUrl, "--root-fingerprint", fp, "--token-file", tokenFile, "--out", out, "--san", "hup.internal"], {
+    const child = spawn(process.execPath, [AGENT_BIN, "--ca", d.apiUrl, "--root-fingerprint", fp, "--token-file", tokenFile, "--out", out, "--san", "hup.internal", "--metrics-listen", "127.0.0.1:0"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -354,6 +354,16 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
       const second = published(out)!;
       expect(second.serial).not.toBe(first.serial);
       expect(stdout).toMatch(/msg="renewal requested" signal=SIGHUP/);
+      // The agent's Prometheus figures follow what it did: one enrollment, one renewal, the live cert.
+      const url = /msg="metrics listening" url=(\S+)/.exec(stdout)?.[1];
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const text = await (await fetch(url!)).text();
+      expect(text).toMatch(/^certagent_renewals_total\{result="ok",via="sign"\} 1$/m);
+      expect(text).toMatch(/^certagent_renewals_total\{result="ok",via="renew"\} 1$/m);
+      expect(text).toContain(`certagent_cert_info{serial="${second.serial}"} 1`);
+      const left = Number(/^certagent_cert_expiry_seconds (\S+)$/m.exec(text)?.[1]);
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual((new Date(new X509Certificate(second.cert).validTo).getTime() - Date.now()) / 1000 + 5);
     } finally {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));

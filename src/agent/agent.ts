@@ -11,7 +11,8 @@ import { hasPublishedSet, publishSet, readCurrentSet, retireSuperseded } from ".
 import { clearEnrollment, pendingEnrollment, recordEnrollment } from "./enrollment-journal.js";
 import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
-import { acceptRoots, sha256Hex as rootFingerprintOf, type TrustAnchors } from "./trust.js";
+import { acceptRoots, refreshTrust, sha256Hex as rootFingerprintOf, type TrustAnchors } from "./trust.js";
+import type { AgentMetrics } from "./agent-metrics.js";
 
 /**
  * The set's files, named as certbot names them (and SPEC lists them): cert.pem the leaf,
@@ -54,6 +55,8 @@ export interface AgentOptions {
   random: () => number;
   log: LogFn;
   backoff?: BackoffPolicy;
+  /** Prometheus figures (--metrics-listen); absent, nothing is counted. */
+  metrics?: AgentMetrics;
 }
 
 /** What is published now: enough to republish with a fresh OCSP response and to schedule. */
@@ -131,6 +134,25 @@ export class Agent {
       const ders = allPem(bundle, "CERTIFICATE");
       const mismatch = ders.length > 0 && !ders.some((d) => rootFingerprintOf(d) === this.o.fingerprint);
       throw new AgentError((e as Error).message, mismatch ? "fingerprint_mismatch" : "bad_answer");
+    }
+  }
+
+  /**
+   * Takes the CA's current /roots.pem when it changed and still holds the pinned root or a root
+   * cross-signed by it (trust.ts refreshTrust), so a root rotation reaches every host's ca.pem
+   * before leaves switch to the new root. Never fatal: a refused or unreachable bundle leaves
+   * the anchors as they are (said at warn level), and the next publication asks again.
+   */
+  async #refreshRoots(): Promise<void> {
+    if (!this.#anchors) return; // trust() pins them first, from the same bundle
+    try {
+      const next = await refreshTrust(this.o.caUrl, this.#anchors, this.o.fingerprint, 10_000, this.o.clock.now());
+      if (next) {
+        this.#anchors = next;
+        this.o.log("roots refreshed", { roots: next.ders.length });
+      }
+    } catch (e) {
+      this.o.log("roots refresh refused", { error: (e as Error).message }, "warn");
     }
   }
 
@@ -231,7 +253,8 @@ export class Agent {
     const issuer = allPem(intermediatesPem, "CERTIFICATE")[0];
     if (!leaf || !issuer) return undefined;
     try {
-      const r = await fetchOcsp(leaf, issuer);
+      const r = await fetchOcsp(leaf, issuer, this.o.clock.now());
+      this.o.metrics?.ocspRefresh("ok");
       this.o.log(
         "ocsp fetched",
         { status: r.status, this_update: r.thisUpdate.toISOString(), next_update: r.nextUpdate?.toISOString() },
@@ -240,6 +263,7 @@ export class Agent {
       return { ...r, refreshAt: ocspRefreshTime(r.thisUpdate, r.nextUpdate, this.o.clock.now()) };
     } catch (e) {
       // Stapling is an optimisation: a cert without a fresh OCSP response is still published.
+      this.o.metrics?.ocspRefresh("error");
       this.o.log("ocsp fetch failed", { error: (e as Error).message }, "warn");
       return undefined;
     }
@@ -292,7 +316,16 @@ export class Agent {
    * OCSP, publishes, reloads.
    */
   async issueAndPublish(current: CurrentSet | null = this.readCurrent(), opts: { viaToken?: boolean } = {}): Promise<CurrentSet> {
-    const { answer, keyPem, via } = await this.obtain(current, opts);
+    await this.#refreshRoots();
+    let obtained: Awaited<ReturnType<Agent["obtain"]>>;
+    try {
+      obtained = await this.obtain(current, opts);
+    } catch (e) {
+      this.o.metrics?.renewal("error", opts.viaToken || !current || current.notAfter <= this.o.clock.now() ? "sign" : "renew");
+      throw e;
+    }
+    const { answer, keyPem, via } = obtained;
+    this.o.metrics?.renewal("ok", via);
     const obtainedAt = this.o.clock.now();
     const t = certTimes(answer.certificate);
     this.o.log(via === "renew" ? "renewed" : "issued", { serial: t.serial, not_after: t.notAfter.toISOString(), previous: current?.serial });
@@ -309,16 +342,20 @@ export class Agent {
     await this.#publish(set);
     // Published: the enrollment it recorded is done (a renewal never recorded one).
     if (via === "sign") clearEnrollment(this.o.outDir);
+    this.o.metrics?.certificate(set.serial, set.notAfter);
+    this.o.metrics?.success(this.o.clock.now());
     return set;
   }
 
   /** Republishes the same key and cert with a fresh OCSP response. */
   async refreshOcsp(set: CurrentSet): Promise<CurrentSet> {
+    await this.#refreshRoots();
     const ocsp = await this.#ocspFor(set.certPem, set.intermediatesPem);
     if (!ocsp) throw new AgentError("OCSP refresh failed", "ocsp");
     this.#refuseRevoked(set.serial, ocsp);
     const next = { ...set, ocsp: ocsp.der, ocspRefreshAt: ocsp.refreshAt };
     await this.#publish(next);
+    this.o.metrics?.success(this.o.clock.now());
     return next;
   }
 
@@ -389,6 +426,7 @@ export class Agent {
     let set = this.readCurrent();
     if (set) {
       this.o.log("found existing", { serial: set.serial, not_after: set.notAfter.toISOString(), renew_at: set.renewAt.toISOString() });
+      this.o.metrics?.certificate(set.serial, set.notAfter);
       set.ocspRefreshAt = this.o.clock.now(); // no record of when ocsp.der was fetched: refresh now
     }
     let failures = 0;

@@ -11,9 +11,10 @@ import { Agent, type LogFn } from "../agent/agent.js";
 import { AgentError } from "../agent/errors.js";
 import { realSleep } from "../agent/schedule.js";
 import { parseFingerprint } from "../agent/trust.js";
+import { AgentMetrics, parseListenAddress, type MetricsListener } from "../agent/agent-metrics.js";
 
 const USAGE =
-  "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--once]";
+  "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--metrics-listen ADDR] [--once]";
 
 const HELP = `${USAGE}
 
@@ -29,6 +30,8 @@ replaced with the token at once.
   --out DIR                where the set is published
   --san S                  a SAN to request (DNS name, IP address or URI); repeatable
   --reload-cmd CMD         run after each new set (e.g. reload nginx)
+  --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (HOST:PORT, [v6]:PORT or
+                           :PORT); bind it to loopback or a private interface
   --once                   obtain or renew once, then exit 0
   --version, --help
 
@@ -39,6 +42,7 @@ Examples:
     --out /etc/fleetca/web --san web-1.internal --reload-cmd "systemctl reload nginx"
   cert-agent --ca https://ca.internal:8443 --root-fingerprint 3fa1… --token-file /run/fleetca/token \\
     --out /tmp/once --san 10.0.0.7 --san spiffe://example.org/web --once
+  cert-agent … --metrics-listen 127.0.0.1:9465    # certagent_cert_expiry_seconds and friends
   kill -HUP $(pidof cert-agent)    # renew now
 `;
 
@@ -75,6 +79,7 @@ async function main(): Promise<void> {
         out: { type: "string" },
         san: { type: "string", multiple: true },
         "reload-cmd": { type: "string" },
+        "metrics-listen": { type: "string" },
         once: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
@@ -109,6 +114,19 @@ async function main(): Promise<void> {
     fail((e as Error).message, 2);
   }
   if (!existsSync(values["token-file"]!)) fail(`--token-file ${values["token-file"]} does not exist`, 2);
+  if (values["metrics-listen"] !== undefined && values.once) fail("--metrics-listen has nothing to serve with --once (the run ends at once)", 2);
+  let metrics: AgentMetrics | undefined;
+  let metricsListener: MetricsListener | undefined;
+  if (values["metrics-listen"] !== undefined) {
+    try {
+      parseListenAddress(values["metrics-listen"]);
+    } catch (e) {
+      fail((e as Error).message, 2);
+    }
+    metrics = new AgentMetrics(systemClock);
+    metricsListener = await metrics.listen(values["metrics-listen"]);
+    log("metrics listening", { url: `http://${metricsListener.address}/metrics` });
+  }
 
   const agent = new Agent({
     caUrl: caUrl.href.replace(/\/+$/, ""),
@@ -121,6 +139,7 @@ async function main(): Promise<void> {
     sleep: realSleep,
     random: Math.random,
     log,
+    ...(metrics && { metrics }),
   });
 
   if (values.once) {
@@ -143,7 +162,11 @@ async function main(): Promise<void> {
     log("renewal requested", { signal: "SIGHUP" });
     agent.renewNow("SIGHUP");
   });
-  await agent.run(stop.signal);
+  try {
+    await agent.run(stop.signal);
+  } finally {
+    await metricsListener?.close();
+  }
 }
 
 main().then(

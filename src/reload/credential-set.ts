@@ -91,7 +91,7 @@ export function readCredentialSet(dir: string, now: Date = new Date()): Credenti
   const issuer = intermediates[0] ?? roots.find((r) => leaf.checkIssued(r));
   if (ocspDer && issuer) {
     try {
-      const r = checkOcspResponse(ocspDer, leaf.raw, issuer.raw);
+      const r = checkOcspResponse(ocspDer, leaf.raw, issuer.raw, now);
       if (r.status === "good") ocsp = { der: r.der, thisUpdate: r.thisUpdate, nextUpdate: r.nextUpdate };
     } catch {
       ocsp = null; // not stapled: a staple a client rejects is worse than none

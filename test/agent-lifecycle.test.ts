@@ -49,7 +49,10 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
   let fp: string;
 
   beforeAll(async () => {
-    ws = await agentWorkspace();
+    // The in-process agents' ManualClock runs up to 25 h ahead of the daemon's real one, and the
+    // agent checks a staple's thisUpdate..nextUpdate against its own clock: answers that live
+    // 72 h stay current for it.
+    ws = await agentWorkspace("ocsp: { validity: 72h }\n");
     // A fixed API port, so the agent's --ca still names the CA after a restart on the same dataDir.
     const cfg = readFileSync(ws.configPath, "utf8").replace('api: "127.0.0.1:0"', `api: "127.0.0.1:${await freePort()}"`);
     writeFileSync(ws.configPath, cfg);
@@ -115,11 +118,13 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     const untouched: boolean[] = [];
     const a = loopAgent(
       "down",
-      async (n, _ms, clock) => {
+      async (n, ms) => {
         if (n === 1) {
+          // The staple lives 72 h, so the first sleep was the one to the renewal time (2/3 ± 1/20
+          // of the 24 h lifetime, well before expiry): the CA goes away just then.
+          expect(ms).toBeGreaterThan(15 * H);
           before = published(a.out);
           await d.stop();
-          clock.advance(17 * H); // past 2/3 (±1/20) of the 24 h lifetime, well before expiry
           downFrom = a.events.length;
           return;
         }
@@ -166,7 +171,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
         first = published(a.out);
         notAfter = new X509Certificate(first!.cert).validTo;
         await d.stop();
-        clock.advance(25 * H); // the whole 24 h lifetime passed with the CA down
+        clock.advance(9 * H); // with the first sleep (~16 h), the whole 24 h lifetime passed with the CA down
         return;
       }
       if (n === 3) await restartCa();
@@ -206,7 +211,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
   it("revoked: OCSP saying revoked is never published and the agent re-attests at once; a 401 revoked renewal does the same", async () => {
     const serials: string[] = [];
     const ocspSeen: (string | null)[] = [];
-    const a = loopAgent("revoked", async (n, _ms, clock) => {
+    const a = loopAgent("revoked", async (n) => {
       const p = published(a.out);
       if (p) {
         if (serials.at(-1) !== p.serial) serials.push(p.serial);
@@ -222,7 +227,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
         expect(r.status, JSON.stringify(r.body)).toBe(200);
         await writeToken(a.tokenFile, "revoked");
         if (n === 1) {
-          // First round: the OCSP refresh (due before the renewal) must see it. SPEC: within 5 s.
+          // First round: an OCSP refresh must see it (SPEC: within 5 s) and refuse to publish it.
           const leaf = allPem(p!.cert, "CERTIFICATE")[0]!;
           const issuer = allPem(s["fullchain.pem"]!.toString(), "CERTIFICATE")[1]!;
           const t0 = Date.now();
@@ -230,9 +235,13 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
             expect(Date.now() - t0).toBeLessThan(6_000);
             await new Promise((r) => setTimeout(r, 100));
           }
-        } else {
-          clock.advance(17 * H); // second round: the renewal is due and meets 401 revoked
+          // The loop's own refresh comes at half the staple's 72 h, after the renewal: ask for it now.
+          const e = await a.agent.refreshOcsp(a.agent.readCurrent()!).catch((x: unknown) => x);
+          expect((e as AgentError).code).toBe("cert_refused");
+          expect(published(a.out)!.serial).toBe(p!.serial);
+          a.agent.reattest(String((e as Error).message));
         }
+        // Second round: this sleep took the clock to the renewal time, which meets 401 revoked.
         return;
       }
       return "stop";
@@ -347,7 +356,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     try {
       await waitFor(/msg="sleeping"/g, 1);
       const first = published(out)!;
-      expect(stdout).toMatch(/^level=info ts=\S+ msg="sleeping" waiting_for="ocsp refresh"/m);
+      expect(stdout).toMatch(/^level=info ts=\S+ msg="sleeping" waiting_for=(?:"ocsp refresh"|renewal) /m);
       child.kill("SIGHUP");
       await waitFor(/msg="renewed"/g, 1);
       await waitFor(/msg="sleeping"/g, 2);

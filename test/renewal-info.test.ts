@@ -400,7 +400,7 @@ describe("pickRenewalTime (uniform in the window, never before now)", () => {
   });
 });
 
-describe("parseRetryAfter (RFC 9110 §10.2.3, clamped as RFC 9773 §4.3.1 asks)", () => {
+describe("parseRetryAfter (RFC 9110 §10.2.3, clamped as RFC 9773 §4.3 asks)", () => {
   const now = new Date("2026-12-02T10:00:00Z");
   it("reads delay-seconds and HTTP-dates, clamped to [1 min, 1 day]", () => {
     expect(parseRetryAfter("300", now)).toBe(300_000);

@@ -21,7 +21,7 @@ export interface RenewalInfo {
   explanation?: string;
 }
 
-/** RFC 9773 §4.3.1: clients keep the polling interval between a minute and a day whatever the server says. */
+/** RFC 9773 §4.3: clients keep the polling interval between a minute and a day whatever the server says. */
 export const MIN_RETRY_AFTER_MS = 60_000;
 export const MAX_RETRY_AFTER_MS = 24 * 3_600_000;
 /** The CA's own default poll interval, used when no Retry-After reached us (see retryAfterOf). */
@@ -96,7 +96,7 @@ function retryAfterOf(r: HttpAnswer & { headers?: Record<string, string | string
 
 /**
  * RFC 9110 §10.2.3 Retry-After: delay-seconds or an HTTP-date; in ms from `now`, clamped to
- * RFC 9773 §4.3.1's [1 min, 1 day]. Null when it is neither form.
+ * RFC 9773 §4.3's [1 min, 1 day]. Null when it is neither form.
  */
 export function parseRetryAfter(value: string, now: Date): number | null {
   const v = value.trim();

@@ -16,10 +16,10 @@ export interface RenewalInfo {
   retryAfterSeconds: number;
 }
 
-/** How often a client with nothing urgent polls (RFC 9773 §4.3.1 leaves the interval to the server). */
+/** How often a client with nothing urgent polls (RFC 9773 §4.3: the server sets it with Retry-After). */
 export const DEFAULT_POLL_SECONDS = 300;
 /**
- * Never ask a client to poll more often than once a minute: RFC 9773 §4.3.1 has clients clamp
+ * Never ask a client to poll more often than once a minute: RFC 9773 §4.3 has clients clamp
  * Retry-After to at least a minute anyway, and a fleet whose windows opened at once (revocation,
  * `fleetca renew-window`) should be renewing, not polling.
  */

@@ -3,10 +3,10 @@
  * unit-testable with an injected clock and random source.
  */
 
-/** Fraction of the lifetime after which to renew (SPEC: two thirds). */
-export const RENEW_FRACTION = 2 / 3;
-/** ± this fraction of the lifetime, so a fleet issued together does not renew together. */
-export const RENEW_JITTER = 1 / 20;
+import { RENEW_FRACTION, RENEW_JITTER } from "../core/renewal-window.js";
+
+/** Kept exported from here for the agent's callers; defined in core/ so the CA's renewal-info uses the same policy. */
+export { RENEW_FRACTION, RENEW_JITTER };
 
 /**
  * start + lifetime × (2/3 ± 1/20). Leaves at least ~28% of the lifetime to retry in before

@@ -5,6 +5,7 @@ import { Secret } from "../core/secret.js";
 import { inspectCertificate } from "../registration/certificate-inspection.js";
 import type { ClientAuthenticator } from "../registration/client-authentication.js";
 import type { RegistrationAuthority } from "../registration/registration-authority.js";
+import type { RenewalInfoService } from "../registration/renewal-info.js";
 import type { RevokeService } from "../revocation/revoke-service.js";
 import type { CertificateLookup } from "../storage/ports.js";
 import { toPem } from "../x509/pem.js";
@@ -28,6 +29,8 @@ export interface ApiDeps {
   clients: ClientAuthenticator;
   revocations: RevokeService;
   certificates: Pick<CertificateLookup, "getCertificate">;
+  /** GET /v1/renewal-info: the CA's suggested renewal window per certificate (RFC 9773). */
+  renewalInfo: RenewalInfoService;
   log: Logger;
   /** The trusted roots, served as on the public listener so cert-agent can pin one (SPEC cert-agent). */
   roots?: () => Uint8Array[];
@@ -67,6 +70,21 @@ export function createApiApp(deps: ApiDeps): Express {
     const caller = deps.clients.authenticate(presentedCertificate(req));
     const record = inspectCertificate(deps.certificates, caller, req.params.serial);
     res.status(200).type("application/json").send(JSON.stringify(certificateRecordView(record)));
+  });
+
+  // RFC 9773 §4.1: renewal information is public (a serial says nothing a CRL does not), so no
+  // client certificate is asked for: a host whose certificate was revoked can still learn it must
+  // replace it. Retry-After (§4.3) says when to ask again; a cache may keep the answer as long.
+  app.get("/v1/renewal-info/:serial", (req, res) => {
+    const info = deps.renewalInfo.renewalInfo(req.params.serial);
+    res.set("Retry-After", String(info.retryAfterSeconds));
+    res.set("Cache-Control", `public, max-age=${info.retryAfterSeconds}`);
+    const body = {
+      suggestedWindow: { start: info.suggestedWindow.start.toISOString(), end: info.suggestedWindow.end.toISOString() },
+      ...(info.explanation !== undefined && { explanation: info.explanation }),
+      status: info.status,
+    };
+    res.status(200).type("application/json").send(JSON.stringify(body));
   });
 
   // Same bundle as the public listener's /roots.pem: cert-agent fetches it over this listener's TLS

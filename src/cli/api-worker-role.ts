@@ -4,7 +4,9 @@ import { sansFromList } from "../core/sans.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
+import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
+import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
@@ -38,7 +40,9 @@ export async function startApiRole(p: {
   const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences });
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
-  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => p.roots.map((r) => r.der) });
+  // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
+  const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
+  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => p.roots.map((r) => r.der) });
   const server = createApiListener(config, p.credentials, app, log);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);

@@ -27,6 +27,8 @@ import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
+import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
 import { certificateAuthorityFor, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
@@ -176,12 +178,14 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     ...(config.listen.publicWorkers > 0 ? [] : [publicLimits.maxConnections]),
   ]);
   if (fdProblem) log.warn(fdProblem);
+  // GET /v1/renewal-info reads overrides that `fleetca renew-window` (another process) writes to the same file.
+  const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
   // The API: served here, or by `listen.apiWorkers` processes that build the same CA and RA on
   // the shared database (cli/api-worker-role.ts) and get the serving certificate from here.
   apiServer =
     apiWorkerCount > 0
       ? null
-      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, log, roots: () => roots.map((r) => r.der) }), log);
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der) }), log);
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;

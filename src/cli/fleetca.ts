@@ -15,6 +15,9 @@ import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { signAudience } from "./token-audience.js";
+import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
+import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
+import type { SerialHex } from "../core/serial.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -152,6 +155,33 @@ program
       const service = new RevokeService(store, systemClock, createLogger({ level: "silent", format: "logfmt" }));
       const r = service.revokeAsOperator(serial, reason);
       process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command("renew-window")
+  .description("pull renewal windows forward so that the named live certificates renew within DURATION (GET /v1/renewal-info)")
+  .option("--issuer <keyid>", "certificates of this issuer (key id as `fleetca init` prints it)")
+  .option("--provisioner <name>", "certificates issued through this provisioner")
+  .option("--serial <serial>", "one certificate, hex as `fleetca list` prints it")
+  .requiredOption("--by <duration>", "renew within this long from now (at least 1m), e.g. 1h")
+  .addOption(configOption())
+  .action((o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const byMs = durationArg("--by")(o.by);
+    const store = openDatabase(config.dataDir);
+    try {
+      const selector = renewalSelectorOf(o, {
+        issuerKeyIds: store.listIssuers().map((i) => i.keyId),
+        provisioners: config.provisioners.map((p) => p.name),
+        hasCertificate: (serial) => store.getCertificate(serial as SerialHex) !== null,
+      });
+      const r = pullRenewalWindows(new SqliteRenewalWindows(store.db), selector, byMs, systemClock);
+      process.stdout.write(
+        `matched ${r.matched} live certificate${r.matched === 1 ? "" : "s"} (${selector.kind} ${selector.value}): renewal window ${r.window.start.toISOString()} to ${r.window.end.toISOString()}\n`,
+      );
     } finally {
       store.close();
     }

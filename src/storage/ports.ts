@@ -342,3 +342,51 @@ export interface CrlCatalog {
   /** A snapshot of the stored CRLs to send large ones from (see CrlSnapshot); close it. */
   openSnapshot(): CrlSnapshot;
 }
+
+/** What a renewal-window override (`fleetca renew-window`) names: an issuer, a provisioner, or one certificate. */
+export type RenewalSelectorKind = "issuer" | "provisioner" | "serial";
+
+/**
+ * One `fleetca renew-window` command as stored: a single row however many certificates it names
+ * (a fleet may be 100,000 certificates), applied when a certificate's renewal info is read. It
+ * applies only to certificates issued before `createdAt`: their replacements get the normal window.
+ */
+export interface RenewalWindowOverride {
+  kind: RenewalSelectorKind;
+  /** Issuer key id (lower-case hex SKI), provisioner name, or serial (lower-case hex). */
+  value: string;
+  start: Date;
+  /** After `start` (RFC 9773 §4.2: a window whose end does not follow its start is invalid). */
+  end: Date;
+  createdAt: Date;
+}
+
+/** A certificate as its renewal info needs it, with the most urgent override that names it. */
+export interface RenewalSubject {
+  serial: SerialHex;
+  issuerKeyId: string;
+  provisioner: string;
+  notBefore: Date;
+  notAfter: Date;
+  status: CertificateStatus;
+  createdAt: Date;
+  /**
+   * Of the overrides naming this certificate (by issuer, provisioner or serial) recorded after it
+   * was issued, the one whose window ends first; null when none.
+   */
+  override: RenewalWindowOverride | null;
+}
+
+/** What GET /v1/renewal-info reads, per request: one certificate and its override, by index. */
+export interface RenewalInfoLookup {
+  renewalSubject(serial: SerialHex): RenewalSubject | null;
+}
+
+/** What `fleetca renew-window` needs: record one override, counting the live certificates it names. */
+export interface RenewalWindowStore {
+  /**
+   * Stores `o` and returns how many certificates it names that are valid (not revoked) and
+   * inside their validity at `now`, counted in the same transaction as the write.
+   */
+  recordRenewalOverride(o: RenewalWindowOverride, now: Date): { matched: number };
+}

@@ -211,4 +211,24 @@ CREATE INDEX certificates_revoked_by_serial ON certificates (issuer_key_id, seri
 CREATE INDEX certificates_revoked_by_shard ON certificates (issuer_key_id, crl_shard, serial, not_after, crl_record) WHERE status = 'revoked';
 `,
   },
+  {
+    version: 7,
+    name: "renewal-window overrides",
+    // One row per `fleetca renew-window` command, never a rewrite of the certificates it names (a
+    // fleet can be 100,000 rows): GET /v1/renewal-info applies it when it reads a certificate
+    // issued before created_at. The index answers "overrides naming this issuer / provisioner /
+    // serial, recorded after this certificate" with one index search per selector kind, whatever
+    // the number of certificates; the certificate itself is found by its primary key.
+    sql: `
+CREATE TABLE renewal_windows (
+  id           INTEGER PRIMARY KEY,
+  kind         TEXT NOT NULL CHECK (kind IN ('issuer', 'provisioner', 'serial')),
+  value        TEXT NOT NULL,
+  window_start INTEGER NOT NULL,              -- unix ms
+  window_end   INTEGER NOT NULL CHECK (window_end > window_start),
+  created_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX renewal_windows_by_selector ON renewal_windows (kind, value, created_at);
+`,
+  },
 ];

@@ -17,6 +17,7 @@ import { AgentError } from "../src/agent/errors.js";
 import { checkOcspResponse, fetchOcsp } from "../src/agent/ocsp-fetch.js";
 import { readCurrentSet } from "../src/agent/publisher.js";
 import { allPem } from "../src/x509/pem.js";
+import Database from "better-sqlite3";
 import type { CaWorkspace, DaemonProcess } from "./harness/fleetca-process.js";
 import { AGENT_BIN, agentWorkspace, freePort, rootFingerprint, runAgent } from "./harness/cert-agent.js";
 import { mtlsRequest } from "./harness/http.js";
@@ -77,6 +78,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     name: string,
     step: (n: number, ms: number, clock: ManualClock, signal: AbortSignal | undefined) => Promise<"stop" | void>,
     random: () => number = () => 0.5,
+    renewalInfo = false,
   ) {
     const clock = new ManualClock();
     const events: Event[] = [];
@@ -86,6 +88,8 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     const out = join(ws.dir, `${name}-out`);
     const tokenFile = join(ws.dir, `${name}.token`);
     const agent = new Agent({
+      // The tests drive every wake-up of the loop; renewal info has its own test below.
+      renewalInfo,
       caUrl: d.apiUrl,
       fingerprint: fp,
       tokenFile,
@@ -271,6 +275,76 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     expect(a.events.some((e) => e.event === "attempt failed")).toBe(false);
   }, 30_000);
 
+  it("renewal info: a window pulled forward by `fleetca renew-window --issuer` moves each agent's renewal into it, spread; a revocation it reports makes the agent re-attest", async () => {
+    const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
+    const issuerKeyId = db.prepare("SELECT key_id FROM issuers WHERE role = 'intermediate' AND status = 'active'").pluck().get() as string;
+    db.close();
+    const randoms = [0.1, 0.5, 0.9];
+    const agents: ReturnType<typeof loopAgent>[] = randoms.map((r, i) =>
+      loopAgent(`ari-${i}`, async () => (agents[i]!.events.some((e) => e.event === "renewed") ? "stop" : undefined), () => r, true),
+    );
+    // Three hosts enrolled with 24 h certificates; then the operator pulls every live certificate
+    // of the issuer forward, to end within the hour.
+    for (const [i, a] of agents.entries()) {
+      await writeToken(a.tokenFile, `ari-${i}`);
+      await a.agent.issueAndPublish(null);
+    }
+    const pulledAt = Date.now();
+    const cmd = await ws.cli(["renew-window", "--issuer", issuerKeyId, "--by", "1h"]);
+    expect(cmd.code, cmd.stderr).toBe(0);
+    // Each agent, started on its existing set, asks for renewal info at once and follows it.
+    await Promise.all(agents.map((a) => a.run()));
+    const renewAts = agents.map((a, i) => {
+      const moved = a.events.find((e) => e.event === "renewal window moved by the CA");
+      expect(moved, `agent ${i}`).toBeDefined();
+      const at = new Date(String(moved!.fields.renew_at)).getTime();
+      expect(at, `agent ${i}`).toBeGreaterThanOrEqual(pulledAt - 1_000);
+      expect(at, `agent ${i}`).toBeLessThanOrEqual(pulledAt + 3_600_000);
+      // It slept until that moment, well before its own 2/3-of-24 h time, then renewed over mTLS.
+      const renewSleep = a.events.find((e) => e.event === "sleeping" && e.fields.waiting_for === "renewal")!;
+      expect(Number(renewSleep.fields.ms), `agent ${i}`).toBeLessThanOrEqual(3_600_000);
+      expect(a.events.some((e) => e.event === "renewed"), `agent ${i}`).toBe(true);
+      // The renewed certificate is a new one, asked about after one polling interval.
+      const after = a.events.slice(a.events.findIndex((e) => e.event === "renewed"));
+      expect(after.find((e) => e.event === "sleeping")?.fields.ms, `agent ${i}`).toBe(5 * 60_000);
+      return at;
+    });
+    // Spread: one window, three draws, three moments, in the order of the draws.
+    expect(new Set(renewAts).size).toBe(3);
+    expect(renewAts[0]!).toBeLessThan(renewAts[1]!);
+    expect(renewAts[1]!).toBeLessThan(renewAts[2]!);
+
+    // Revoked: renewal info says so at the next poll, and the agent re-attests with its token at once.
+    const v = loopAgent(
+      "ari-revoked",
+      async (n) => {
+        if (n === 1) {
+          const s = readCurrentSet(v.out, ["key.pem", "fullchain.pem", "ca.pem", "cert.pem"])!;
+          const serial = new X509Certificate(s["cert.pem"]!).serialNumber.toLowerCase();
+          const r = await mtlsRequest(`${d.apiUrl}/v1/revoke`, s["ca.pem"]!.toString(), {
+            identity: { key: s["key.pem"]!, cert: s["fullchain.pem"]! },
+            body: JSON.stringify({ serial, reason: "keyCompromise" }),
+          });
+          expect(r.status).toBe(200);
+          await writeToken(v.tokenFile, "ari-revoked");
+          return;
+        }
+        return v.events.filter((e) => e.event === "issued").length >= 2 ? "stop" : undefined;
+      },
+      () => 0.5,
+      true,
+    );
+    await writeToken(v.tokenFile, "ari-revoked");
+    await v.run();
+    const said = v.events.findIndex((e) => e.event === "renewal info says the certificate is revoked");
+    expect(said).toBeGreaterThan(0);
+    const after = v.events.slice(said).map((e) => e.event);
+    expect(after.slice(0, after.indexOf("issued") + 1)).toContain("re-attesting");
+    expect(after.slice(0, after.indexOf("issued") + 1)).not.toContain("(slept)");
+    // Within one polling interval: the first sleep after the revocation was the 5-minute poll.
+    expect(v.sleeps[0]).toBe(5 * 60_000);
+  }, 60_000);
+
   it("a spent token: --once exits non-zero with one line saying what to do; the loop asks the CA once, then waits for the file", async () => {
     const tokenFile = join(ws.dir, "spent.token");
     await writeToken(tokenFile, "spent");
@@ -356,7 +430,7 @@ describe("cert-agent life cycle against a real daemon (issue 13)", () => {
     try {
       await waitFor(/msg="sleeping"/g, 1);
       const first = published(out)!;
-      expect(stdout).toMatch(/^level=info ts=\S+ msg="sleeping" waiting_for=(?:"ocsp refresh"|renewal) /m);
+      expect(stdout).toMatch(/^level=info ts=\S+ msg="sleeping" waiting_for=(?:"ocsp refresh"|renewal|"renewal info") /m);
       child.kill("SIGHUP");
       await waitFor(/msg="renewed"/g, 1);
       await waitFor(/msg="sleeping"/g, 2);
@@ -388,6 +462,8 @@ describe("a standing re-attest while the CA is unreachable", () => {
     const stop = new AbortController();
     let attempts = 0;
     const agent = new Agent({
+      // This test drives every wake-up of the loop; renewal info has its own test (renewal-info polling).
+      renewalInfo: false,
       caUrl: "https://127.0.0.1:1", // nothing listens on port 1: connection refused at once
       fingerprint: "0".repeat(64),
       tokenFile: "/nonexistent/token",

@@ -163,6 +163,8 @@ describe("the renewal loop, in process, with an injected clock and sleep (real d
     const serials: string[] = [];
     const keys: string[] = [];
     const agent = new Agent({
+      // This test drives every wake-up of the loop; renewal info has its own test (renewal-info polling).
+      renewalInfo: false,
       caUrl: d.apiUrl,
       fingerprint: await rootFingerprint(d.publicUrl),
       tokenFile,

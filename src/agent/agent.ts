@@ -13,6 +13,7 @@ import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
 import { acceptRoots, refreshTrust, sha256Hex as rootFingerprintOf, type TrustAnchors } from "./trust.js";
 import type { AgentMetrics } from "./agent-metrics.js";
+import { DEFAULT_RETRY_AFTER_MS, fetchRenewalInfo, pickRenewalTime } from "./renewal-info.js";
 
 /**
  * The set's files, named as certbot names them (and SPEC lists them): cert.pem the leaf,
@@ -35,7 +36,7 @@ export type LogFn = (event: string, fields?: Record<string, string | number | bo
 export const TOKEN_POLL_MS = 5_000;
 
 /** What a sleep of the loop waits for, as the "sleeping" line names it. */
-export type WaitFor = "renewal" | "ocsp refresh" | "new token" | "retry";
+export type WaitFor = "renewal" | "ocsp refresh" | "renewal info" | "new token" | "retry";
 
 function sha256Hex(text: string): string {
   return createHash("sha256").update(text).digest("hex");
@@ -57,6 +58,11 @@ export interface AgentOptions {
   backoff?: BackoffPolicy;
   /** Prometheus figures (--metrics-listen); absent, nothing is counted. */
   metrics?: AgentMetrics;
+  /**
+   * Poll GET /v1/renewal-info for the current certificate (default true). Off only where a test
+   * drives the loop's every wake-up by hand and renewal info is not what it checks.
+   */
+  renewalInfo?: boolean;
 }
 
 /** What is published now: enough to republish with a fresh OCSP response and to schedule. */
@@ -107,6 +113,10 @@ export class Agent {
   #wakePending = false;
   /** SHA-256 of the token last sent to /v1/sign (the token itself is never kept or logged). */
   #lastTokenHash: string | null = null;
+  /** When the loop next asks GET /v1/renewal-info for the current certificate (RFC 9773 §4.3). */
+  #infoCheckAt = 0;
+  /** The last window the CA suggested ("start/end" in ms), so a renewal time is drawn once per window. */
+  #lastWindow: string | null = null;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -375,6 +385,48 @@ export class Agent {
   }
 
   /**
+   * Asks the CA when to renew this certificate (GET /v1/renewal-info, fleetca's form of RFC 9773
+   * ACME Renewal Information) and follows it: a window the CA pulled forward (`fleetca
+   * renew-window`, a kill switch, an intermediate rotation) moves the renewal to a random moment
+   * inside it, so a fleet told together renews spread out; "revoked" makes the agent re-attest
+   * with the token at once, within one polling interval of the revocation. Any failure leaves the
+   * agent's own schedule as it is (RFC 9773 §4.2: no valid answer means keep your own) and asks
+   * again after the default interval.
+   */
+  async #checkRenewalInfo(set: CurrentSet): Promise<void> {
+    const now = this.o.clock.now();
+    try {
+      const anchors = await this.trust();
+      const info = await fetchRenewalInfo(this.o.caUrl, anchors.pem, set.serial);
+      this.#infoCheckAt = now.getTime() + info.retryAfterMs;
+      if (info.status !== "good") {
+        this.o.log("renewal info says the certificate is " + info.status, { serial: set.serial }, "warn");
+        if (info.status === "revoked") this.reattest(`renewal info: certificate ${set.serial} is revoked`);
+        else set.renewAt = now; // expired by the CA's clock: renew (or enroll) now
+        return;
+      }
+      const key = `${info.start.getTime()}/${info.end.getTime()}`;
+      if (key === this.#lastWindow) return;
+      this.#lastWindow = key;
+      // Our own 2/3 ± 1/20 time already lies in the CA's default window; a window that ends
+      // before it (pulled forward) gets a fresh random moment inside it.
+      if (info.end.getTime() < set.renewAt.getTime()) {
+        set.renewAt = pickRenewalTime(info, now, this.o.random());
+        this.o.log("renewal window moved by the CA", {
+          serial: set.serial,
+          window_start: info.start.toISOString(),
+          window_end: info.end.toISOString(),
+          renew_at: set.renewAt.toISOString(),
+          ...(info.explanation !== undefined && { explanation: info.explanation }),
+        });
+      }
+    } catch (e) {
+      this.#infoCheckAt = now.getTime() + DEFAULT_RETRY_AFTER_MS;
+      this.o.log("renewal info unavailable", { code: errorCode(e), error: (e as Error).message, action: "keeping the own schedule" }, "warn");
+    }
+  }
+
+  /**
    * Renew now, whatever the schedule (SIGHUP). Wakes the loop's sleep; while the loop waits for a
    * new token, it retries the token in --token-file once even if unchanged (an operator asking).
    */
@@ -429,6 +481,10 @@ export class Agent {
       this.o.metrics?.certificate(set.serial, set.notAfter);
       set.ocspRefreshAt = this.o.clock.now(); // no record of when ocsp.der was fetched: refresh now
     }
+    // An existing set's renewal info is asked for at once (it may have been revoked, or its
+    // window pulled forward, while the agent was down); a set published by this loop after one interval.
+    let currentSerial = set?.serial;
+    this.#infoCheckAt = this.o.renewalInfo === false ? Infinity : this.o.clock.now().getTime();
     let failures = 0;
     /** Hash of the token the CA refused: while set, the loop waits for --token-file to change. */
     let refusedToken: string | null = null;
@@ -462,11 +518,23 @@ export class Agent {
           this.#reattest = null;
         } else if (set.ocspRefreshAt && now >= set.ocspRefreshAt.getTime()) {
           set = await this.refreshOcsp(set);
+        } else if (now >= this.#infoCheckAt) {
+          await this.#checkRenewalInfo(set);
+        }
+        if (set.serial !== currentSerial) {
+          // A new certificate: its renewal info is asked for after one polling interval.
+          currentSerial = set.serial;
+          this.#lastWindow = null;
+          if (this.o.renewalInfo !== false) this.#infoCheckAt = Math.max(this.#infoCheckAt, this.o.clock.now().getTime() + DEFAULT_RETRY_AFTER_MS);
         }
         failures = 0;
-        const ocspFirst = set.ocspRefreshAt !== undefined && set.ocspRefreshAt.getTime() < set.renewAt.getTime();
-        const next = ocspFirst ? set.ocspRefreshAt!.getTime() : set.renewAt.getTime();
-        await this.#sleep(Math.max(0, next - this.o.clock.now().getTime()), signal, ocspFirst ? "ocsp refresh" : "renewal");
+        const due: [number, WaitFor][] = [
+          [set.renewAt.getTime(), "renewal"],
+          [set.ocspRefreshAt?.getTime() ?? Infinity, "ocsp refresh"],
+          [this.#infoCheckAt, "renewal info"],
+        ];
+        const [next, waitingFor] = due.reduce((a, b) => (b[0] < a[0] ? b : a));
+        await this.#sleep(Math.max(0, next - this.o.clock.now().getTime()), signal, waitingFor);
       } catch (e) {
         const code = errorCode(e);
         const message = (e as Error).message;

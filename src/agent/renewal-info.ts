@@ -58,21 +58,21 @@ export async function fetchRenewalInfo(caUrl: string, rootsPem: string, serialHe
     } catch {
       /* not JSON: keep the raw text */
     }
-    throw new AgentError(`renewal info for ${serial} refused by the CA (HTTP ${r.status}): ${reason}`, r.status);
+    throw new AgentError(`renewal info for ${serial} refused by the CA (HTTP ${r.status}): ${reason}`, r.status >= 500 || r.status === 429 ? "ca_error" : "bad_request", r.status);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new AgentError(`renewal info for ${serial}: the CA's answer is not JSON`);
+    throw new AgentError(`renewal info for ${serial}: the CA's answer is not JSON`, "bad_answer");
   }
   const parsed = RenewalInfoBody.safeParse(json);
-  if (!parsed.success) throw new AgentError(`renewal info for ${serial}: malformed answer (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message})`);
+  if (!parsed.success) throw new AgentError(`renewal info for ${serial}: malformed answer (${parsed.error.issues[0]?.path.join(".") || "body"}: ${parsed.error.issues[0]?.message})`, "bad_answer");
   const start = new Date(parsed.data.suggestedWindow.start);
   const end = new Date(parsed.data.suggestedWindow.end);
   // RFC 9773 §4.2: a window whose end does not follow its start is invalid; clients MUST treat it
   // as though no answer came.
-  if (!(end.getTime() > start.getTime())) throw new AgentError(`renewal info for ${serial}: the suggested window ends before it starts`);
+  if (!(end.getTime() > start.getTime())) throw new AgentError(`renewal info for ${serial}: the suggested window ends before it starts`, "bad_answer");
   return {
     start,
     end,
@@ -82,13 +82,8 @@ export async function fetchRenewalInfo(caUrl: string, rootsPem: string, serialHe
   };
 }
 
-/**
- * The answer's Retry-After when the answer carries its headers. ca-client's HttpAnswer carries
- * only status and body today (ca-client.ts is not this module's to change); until it carries
- * `headers`, the CA's documented default poll interval stands in, which is what the CA sends for
- * any window that does not open sooner.
- */
-function retryAfterOf(r: HttpAnswer & { headers?: Record<string, string | string[] | undefined> }, now: Date): number {
+/** The answer's Retry-After; without one (or an unreadable one), the CA's documented default poll interval. */
+function retryAfterOf(r: HttpAnswer, now: Date): number {
   const raw = r.headers?.["retry-after"];
   const value = Array.isArray(raw) ? raw[0] : raw;
   return value === undefined ? DEFAULT_RETRY_AFTER_MS : parseRetryAfter(value, now) ?? DEFAULT_RETRY_AFTER_MS;

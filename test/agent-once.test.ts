@@ -100,7 +100,8 @@ describe("cert-agent --once against a real daemon", () => {
     // A second --once renews the unexpired cert over mTLS (no token needed: the file is now used up),
     // with a new key and a new serial.
     const before = { serial: openssl(["x509", "-in", join(out, "cert.pem"), "-noout", "-serial"]), key: readFileSync(join(out, "key.pem"), "utf8") };
-    const r2 = await runAgent(args(out, join(ws.dir, "web-1.token"), sans, ["--reload-cmd", `echo reloaded >> ${log}`]));
+    expect(existsSync(join(out, "bundle.pem"))).toBe(false); // only with --bundle
+    const r2 = await runAgent(args(out, join(ws.dir, "web-1.token"), sans, ["--reload-cmd", `echo reloaded >> ${log}`, "--bundle"]));
     expect(r2.code, r2.stderr + r2.stdout).toBe(0);
     expect(r2.stdout).toMatch(/msg="renewed"/);
     expect(openssl(["x509", "-in", join(out, "cert.pem"), "-noout", "-serial"])).not.toBe(before.serial);
@@ -108,6 +109,16 @@ describe("cert-agent --once against a real daemon", () => {
     expect(publicKeyOfKey(join(out, "key.pem"))).toBe(publicKeyOfCert(join(out, "cert.pem")));
     expect(readFileSync(log, "utf8")).toBe("reloaded\nreloaded\n");
     expect(readdirSync(out).filter((n) => n.startsWith("..") && n !== "..data").length).toBeLessThanOrEqual(2);
+    // --bundle: the key, then the leaf, then the intermediates, one 0600 file of the same set.
+    expect(readlinkSync(join(out, "bundle.pem"))).toBe("..data/bundle.pem");
+    expect(statSync(join(out, "bundle.pem")).mode & 0o777).toBe(0o600);
+    const bundle = readFileSync(join(out, "bundle.pem"), "utf8");
+    expect(bundle).toBe(readFileSync(join(out, "key.pem"), "utf8") + readFileSync(join(out, "fullchain.pem"), "utf8"));
+    expect(bundle.indexOf("PRIVATE KEY")).toBeLessThan(bundle.indexOf("CERTIFICATE"));
+    // Without --bundle again, the next set has none, and no link is left dangling.
+    const r3 = await runAgent(args(out, join(ws.dir, "web-1.token"), sans));
+    expect(r3.code, r3.stderr + r3.stdout).toBe(0);
+    expect(() => lstatSync(join(out, "bundle.pem"))).toThrow(/ENOENT/);
   });
 
   it("refuses a wrong root fingerprint with one clear line and writes nothing", async () => {

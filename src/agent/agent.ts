@@ -22,6 +22,14 @@ import { DEFAULT_RETRY_AFTER_MS, fetchRenewalInfo, pickRenewalTime } from "./ren
  */
 export const FILES = { key: "key.pem", cert: "cert.pem", chain: "chain.pem", fullchain: "fullchain.pem", ca: "ca.pem", ocsp: "ocsp.der" } as const;
 
+/**
+ * With --bundle: the private key, then the leaf and the intermediates, in one 0600 file. For
+ * readers that open one path and cannot resolve the set's symlinks once (the shape Kubernetes'
+ * pod certificates, KEP-4317, and the SPIFFE filesystem delivery proposal recommend): one file
+ * can never pair a key with another set's certificate.
+ */
+export const BUNDLE_FILE = "bundle.pem";
+
 /** The daemon's vocabulary (pino): info for the routine, warn for a retried failure, error for what needs a human or a new token. */
 export type LogLevel = "info" | "warn" | "error";
 
@@ -58,6 +66,8 @@ export interface AgentOptions {
   backoff?: BackoffPolicy;
   /** Prometheus figures (--metrics-listen); absent, nothing is counted. */
   metrics?: AgentMetrics;
+  /** Also publish BUNDLE_FILE (--bundle). */
+  bundle?: boolean;
   /**
    * Poll GET /v1/renewal-info for the current certificate (default true). Off only where a test
    * drives the loop's every wake-up by hand and renewal info is not what it checks.
@@ -297,6 +307,7 @@ export class Agent {
       { name: FILES.fullchain, data: set.certPem + set.intermediatesPem, mode: 0o644 },
       { name: FILES.ca, data: anchors.pem, mode: 0o644 },
       ...(set.ocsp ? [{ name: FILES.ocsp, data: set.ocsp, mode: 0o644 }] : []),
+      ...(this.o.bundle ? [{ name: BUNDLE_FILE, data: set.keyPem + set.certPem + set.intermediatesPem, mode: 0o600 }] : []),
     ];
     const replacing = hasPublishedSet(this.o.outDir);
     const version = publishSet(this.o.outDir, files, this.o.clock.now());

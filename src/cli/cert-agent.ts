@@ -14,7 +14,7 @@ import { parseFingerprint } from "../agent/trust.js";
 import { AgentMetrics, parseListenAddress, type MetricsListener } from "../agent/agent-metrics.js";
 
 const USAGE =
-  "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--metrics-listen ADDR] [--once]";
+  "usage: cert-agent --ca URL --root-fingerprint SHA256HEX --token-file F --out DIR --san S [--san S…] [--reload-cmd CMD] [--bundle] [--metrics-listen ADDR] [--once]";
 
 const HELP = `${USAGE}
 
@@ -30,6 +30,7 @@ replaced with the token at once.
   --out DIR                where the set is published
   --san S                  a SAN to request (DNS name, IP address or URI); repeatable
   --reload-cmd CMD         run after each new set (e.g. reload nginx)
+  --bundle                 also publish bundle.pem: key, leaf and intermediates in one 0600 file
   --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (HOST:PORT, [v6]:PORT or
                            :PORT); bind it to loopback or a private interface
   --once                   obtain or renew once, then exit 0
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
         san: { type: "string", multiple: true },
         "reload-cmd": { type: "string" },
         "metrics-listen": { type: "string" },
+        bundle: { type: "boolean", default: false },
         once: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
     random: Math.random,
     log,
     ...(metrics && { metrics }),
+    ...(values.bundle && { bundle: true }),
   });
 
   if (values.once) {

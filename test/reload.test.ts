@@ -8,7 +8,9 @@
 import { X509Certificate, generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { Agent as HttpsAgent, createServer, request, type Server } from "node:https";
-import { connect } from "node:tls";
+import { connect, createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import { connect as http2Connect, createSecureServer } from "node:http2";
+import express from "express";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, type CurrentSet } from "../src/agent/agent.js";
@@ -131,6 +133,69 @@ describe("hot reload from cert-agent's directory (real agent code, real daemon)"
     expect(reloaded.map((e) => e.serial)).toEqual(serials.slice(1));
     expect(rejected).toEqual([]);
   }, 180_000);
+
+  it("swaps the certificate of a plain tls server, an http2 secure server and express on https alike", async () => {
+    const watcher = CertificateWatcher.open(out, { pollMs: 500 });
+    const app = express();
+    app.get("/", (_q, r) => {
+      r.send("express");
+    });
+    const servers: TlsServer[] = [
+      createTlsServer(watcher.serverOptions(), (sock) => sock.end("tls\n")),
+      createSecureServer(watcher.serverOptions(), (_q, r) => r.end("h2")),
+      createServer(watcher.serverOptions(), app),
+    ];
+    const ports: number[] = [];
+    for (const srv of servers) {
+      watcher.attach(srv);
+      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+      ports.push((srv.address() as { port: number }).port);
+    }
+    // A handshake on a new connection: the serial each server presents now (ALPN h2 for http2).
+    const serialAt = (port: number, alpn?: string) =>
+      new Promise<string>((resolve, reject) => {
+        const c = connect({ host: "127.0.0.1", port, servername: SAN, ca: watcher.current.caPem, ...(alpn && { ALPNProtocols: [alpn] }) });
+        c.on("secureConnect", () => {
+          const serial = c.getPeerCertificate().serialNumber.toLowerCase();
+          c.destroy();
+          resolve(serial);
+        });
+        c.on("error", reject);
+      });
+    const all = () => Promise.all([serialAt(ports[0]!), serialAt(ports[1]!, "h2"), serialAt(ports[2]!)]);
+    try {
+      const before = watcher.current.serial;
+      expect(await all()).toEqual([before, before, before]);
+      current = await agent.issueAndPublish(current);
+      expect(current.serial).not.toBe(before);
+      await eventually(5_000, "every server presents the new serial", all, (s) => s.every((x) => x === current.serial));
+      // And each still serves its protocol on the new certificate.
+      const body = await new Promise<string>((resolve, reject) => {
+        request({ host: "127.0.0.1", port: ports[2], path: "/", servername: SAN, ca: watcher.current.caPem, agent: false }, (res) => {
+          let b = "";
+          res.on("data", (d) => (b += d));
+          res.on("end", () => resolve(b));
+        })
+          .on("error", reject)
+          .end();
+      });
+      expect(body).toBe("express");
+      const h2 = http2Connect(`https://127.0.0.1:${ports[1]}`, { servername: SAN, ca: watcher.current.caPem });
+      const h2body = await new Promise<string>((resolve, reject) => {
+        const rq = h2.request({ ":path": "/" });
+        let b = "";
+        rq.on("data", (d: Buffer) => (b += d));
+        rq.on("end", () => resolve(b));
+        rq.on("error", reject);
+        rq.end();
+      });
+      h2.close();
+      expect(h2body).toBe("h2");
+    } finally {
+      await watcher.close();
+      for (const srv of servers) await new Promise((r) => srv.close(r));
+    }
+  }, 60_000);
 
   it("staples the set's OCSP answer, and keeps the last good set when a bad one is published", async () => {
     const watcher = CertificateWatcher.open(out, { pollMs: 500 });

@@ -119,6 +119,21 @@ describe("issuance end to end (real daemon, openssl, node:tls)", () => {
     expect(replay.body.message).toMatch(/^replayed/);
   });
 
+  it("answers concurrent retries with one Idempotency-Key with the same certificate, never replayed, and stores one", async () => {
+    for (let round = 0; round < 5; round++) {
+      const token = await ws.token(`idem-race-${round}`, ["idem-race.internal"]);
+      tokens.push(token);
+      const csr = makeCsr(ws.dir, `idem-race-${round}`, { cn: "idem-race.internal" });
+      const headers = { "idempotency-key": `race-${round}` };
+      const before = ws.rowCounts();
+      const answers = await Promise.all(Array.from({ length: 8 }, () => postApi(`${d.apiUrl}/v1/sign`, roots, { token, body: signBody(csr.csrPem), headers })));
+      expect(answers.map((a) => a.status), `round ${round}: ${JSON.stringify(answers.map((a) => a.body))}`).toEqual(Array(8).fill(201));
+      expect(new Set(answers.map((a) => a.body.serial)).size, `round ${round}`).toBe(1);
+      const after = ws.rowCounts();
+      expect(after.certificates, `round ${round}`).toBe(before.certificates + 1);
+    }
+  });
+
   it("lets two endpoints with issued certificates complete an mTLS handshake", async () => {
     const server = await issue("mtls-server", ["mtls-server.internal", "127.0.0.1"], ["DNS:mtls-server.internal", "IP:127.0.0.1"], "mtls-server.internal");
     const client = await issue("mtls-client", ["spiffe://example.org/ns/prod/sa/client"], []);

@@ -55,7 +55,32 @@ export class RegistrationAuthority {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Requests in flight in this process, by Idempotency-Key. A retry that arrives while the first
+   * attempt is still being signed or committed (a client that timed out and resent, a cert-agent
+   * restarted after a crash) waits for it and gets its certificate, instead of racing it to the
+   * token and losing with "replayed" after a signature that is never stored.
+   */
+  readonly #inFlight = new Map<string, Promise<unknown>>();
+
   async sign(req: SignRequest): Promise<IssuedCertificate> {
+    const key = req.idempotencyKey;
+    if (key === undefined || !IDEMPOTENCY_KEY.test(key)) return this.#sign(req);
+    for (;;) {
+      const running = this.#inFlight.get(key);
+      if (!running) break;
+      await running.catch(() => {}); // its outcome is read from the store below, whatever it was
+    }
+    const attempt = this.#sign(req);
+    this.#inFlight.set(key, attempt);
+    try {
+      return await attempt;
+    } finally {
+      if (this.#inFlight.get(key) === attempt) this.#inFlight.delete(key);
+    }
+  }
+
+  async #sign(req: SignRequest): Promise<IssuedCertificate> {
     const { csrPem, ttlMs, provisioner } = parseSignBody(req.body, this.settings.defaultTtlMs);
     if (req.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
@@ -99,10 +124,12 @@ export class RegistrationAuthority {
           );
           return this.#response(record);
         case "replayed":
-          throw CaError.unauthorized("replayed");
         case "idempotency_conflict": {
+          // The token (or the key) was taken meanwhile: by a concurrent attempt of this same
+          // request (with the same key, another API process), whose answer is then ours too; by
+          // anything else, a replay.
           // A concurrent request with the same key won the race; answer as a retry of it would be.
-          const prior = this.store.findIdempotency(req.idempotencyKey!, now);
+          const prior = req.idempotencyKey === undefined ? null : this.store.findIdempotency(req.idempotencyKey, now);
           if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
           throw CaError.unauthorized("replayed");
         }

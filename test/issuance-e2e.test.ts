@@ -130,7 +130,7 @@ describe("issuance end to end (real daemon, openssl, node:tls)", () => {
       expect(answers.map((a) => a.status), `round ${round}: ${JSON.stringify(answers.map((a) => a.body))}`).toEqual(Array(8).fill(201));
       expect(new Set(answers.map((a) => a.body.serial)).size, `round ${round}`).toBe(1);
       const after = ws.rowCounts();
-      expect(after.certificates, `round ${round}`).toBe(before.certificates + 1);
+      expect(after.certificates, `round ${round}`).toBe(before.certificates! + 1);
     }
   });
 

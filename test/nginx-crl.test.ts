@@ -3,6 +3,7 @@ import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { nginxConfig } from "./harness/nginx.js";
 import { promisify } from "node:util";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
@@ -78,19 +79,7 @@ describe("nginx with fleetca's roots, CRL bundle and OCSP stapling (real nginx, 
     port = await freePort();
     writeFileSync(
       join(dir, "nginx.conf"),
-      `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
+      nginxConfig({ dir, processModel: "master_process off;", workerConnections: 64, servers: `  server {
     listen 127.0.0.1:${port} ssl;
     server_name localhost;
     ssl_certificate ${dir}/server.pem;
@@ -106,8 +95,7 @@ http {
     ssl_stapling_responder ${d.publicUrl}/ocsp;
     location / { return 200 "hello $ssl_client_s_dn\\n"; }
   }
-}
-`,
+` }),
     );
     nginx = spawn(NGINX, ["-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: ["ignore", "pipe", "pipe"] });
     nginx.stderr!.on("data", (b: Buffer) => (nginxLog += b.toString()));

@@ -27,6 +27,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent as HttpsAgent, request } from "node:https";
 import { connect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from "node:tls";
 import { join } from "node:path";
+import { nginxConfig } from "./harness/nginx.js";
 import { checkOcspResponse } from "../src/agent/ocsp-fetch.js";
 import { AGENT_BIN, agentWorkspace, freePort, rootFingerprint } from "./harness/cert-agent.js";
 import { eventually } from "./harness/eventually.js";
@@ -90,19 +91,7 @@ describe.skipIf(!existsSync(NGINX))("nginx reloads what cert-agent publishes (re
     // does: the master re-reads the files, starts new workers, old workers finish their connections.
     writeFileSync(
       conf,
-      `daemon off;
-worker_processes 1;
-pid ${pidFile};
-error_log ${errorLog} info;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
+      nginxConfig({ dir, processModel: "worker_processes 1;", workerConnections: 256, servers: `  server {
     listen 127.0.0.1:${port} ssl;
     server_name ${SAN};
     ssl_certificate ${out}/fullchain.pem;
@@ -111,8 +100,7 @@ http {
     ssl_stapling_file ${out}/ocsp.der;
     location / { return 200 "ok\\n"; }
   }
-}
-`,
+` }),
     );
     const reloadCmd = `${NGINX} -s reload -c ${conf} -e ${errorLog}`;
 

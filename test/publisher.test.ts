@@ -2,9 +2,9 @@
  * cert-agent's publisher with more than one writer (issue 13): two processes publishing into one
  * directory while a third reads it, plus the lock's and the clean-up's edge cases.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createPublicKey, X509Certificate } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -84,6 +84,45 @@ describe("publisher with several writers", () => {
     expect(report.mismatched, JSON.stringify(report)).toBe(0);
     expect(report.consistent).toBeGreaterThan(50);
     // Nothing left behind but the live set and the one it replaced; no temporary link, no lock.
+    const left = readdirSync(out);
+    expect(left.filter((n) => /^\.\.\d/.test(n)).length).toBeLessThanOrEqual(2);
+    expect(left.filter((n) => n.startsWith("..data_tmp") || n === "..lock" || n.endsWith(".tmp"))).toEqual([]);
+    const cur = readCurrentSet(out, ["key.pem", "cert.pem"])!;
+    expect(new X509Certificate(cur["cert.pem"]!).publicKey.export({ type: "spki", format: "der" })).toEqual(
+      createPublicKey(cur["key.pem"]!).export({ type: "spki", format: "der" }),
+    );
+  }, 120_000);
+
+  it("a publisher SIGKILLed at random moments, 20 times, under a reader: never a missing or mismatched read; the next publisher repairs", async () => {
+    const out = join(dir, "killed");
+    publishSet(out, files(0, true), new Date());
+    const pairsFile = join(dir, "pairs.json");
+    writeFileSync(pairsFile, JSON.stringify(pairs), { mode: 0o600 });
+    const script = join(dir, "writer.mjs");
+    writeFileSync(script, WRITER);
+    const reader = startReader(out, dir);
+    let killedMidRun = 0;
+    for (let round = 0; round < 20; round++) {
+      // A writer publishing back to back: wherever the kill lands, it is inside a publication
+      // (writing a version, swapping ..data, relinking, cleaning up, or holding the lock).
+      const before = readlinkSync(join(out, "..data"));
+      const child = spawn(process.execPath, [script, PUBLISHER_JS, out, pairsFile, "100000", String(round)], { stdio: "ignore" });
+      // Once it has swapped in a set of its own (node has started), kill it 0–40 ms later.
+      const t0 = Date.now();
+      while (readlinkSync(join(out, "..data")) === before && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 2));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 40)));
+      if (child.exitCode === null) killedMidRun++;
+      child.kill("SIGKILL");
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once("exit", r)));
+    }
+    // The next publisher takes over the dead one's lock and removes what the kills left behind.
+    const after = await runWriter(script, out, pairsFile, 3, 0);
+    const report = await reader.stop();
+    expect(killedMidRun).toBe(20);
+    expect(after, JSON.stringify(after)).toMatchObject({ ok: 3, failed: 0 });
+    expect(report.missing, JSON.stringify(report)).toBe(0);
+    expect(report.mismatched, JSON.stringify(report)).toBe(0);
+    expect(report.consistent).toBeGreaterThan(20);
     const left = readdirSync(out);
     expect(left.filter((n) => /^\.\.\d/.test(n)).length).toBeLessThanOrEqual(2);
     expect(left.filter((n) => n.startsWith("..data_tmp") || n === "..lock" || n.endsWith(".tmp"))).toEqual([]);

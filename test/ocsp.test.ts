@@ -198,6 +198,12 @@ describe("OCSP responder (real daemon, openssl ocsp)", () => {
       expect(out).toContain("Response verify OK");
       expect(out).toContain("Reason: keyCompromise");
       expect(out).toContain(`Revocation Time: ${opensslTime(revokedAt)}`);
+      // A nonce answer (signed now, its status taken from the same current answer) says the same.
+      const fresh = (await ca.ask(["-cert", c.certPath], hash)).out;
+      expect(fresh).toContain(": revoked");
+      expect(fresh).toContain("Reason: keyCompromise");
+      expect(fresh).toContain(`Revocation Time: ${opensslTime(revokedAt)}`);
+      expect(fresh).not.toMatch(/nonce verify error|WARNING: no nonce/i);
     }
   });
 

@@ -10,6 +10,8 @@ export interface PresignedResponse {
   query: CertIdQuery;
   issuer: OcspIssuer;
   status: CertStatusAnswer["status"];
+  /** The status the answer says, with the revocation's time and reason: what a nonce answer for this CertID says too. */
+  answer: CertStatusAnswer;
   der: Uint8Array;
   /** Strong validator for RFC 5019 §6.2 conditional GETs: a digest of `der`. */
   etag: string;

@@ -297,14 +297,14 @@ export class OcspResponder {
       const stored = this.#storedAnswer(query, issuer, answer, now);
       let entry: PresignedResponse;
       if (stored) {
-        entry = { key, query, issuer, status: answer.status, der: stored.der, etag: etagOf(stored.der), thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate, refreshAt: stored.refreshAt, lastServedAt };
+        entry = { key, query, issuer, status: answer.status, answer, der: stored.der, etag: etagOf(stored.der), thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate, refreshAt: stored.refreshAt, lastServedAt };
       } else {
         // RFC 6960 §4.2.1 tryLater for a known certificate; a constant unauthorized (as for a CA
         // we do not serve) for an unknown serial, so made-up serials cost no signature.
         if (client !== null && this.#budget && !this.#budget.take(client)) return answer.status === "unknown" ? "unauthorized" : "tryLater";
         const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
         const der = await signOcspResponse(issuer, [{ certIdDer: query.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate }], now);
-        entry = { key, query, issuer, status: answer.status, der, etag: etagOf(der), ...w, lastServedAt };
+        entry = { key, query, issuer, status: answer.status, answer, der, etag: etagOf(der), ...w, lastServedAt };
         if (this.#inflight.get(key)?.token === token) this.#storeAnswer(query, issuer, entry);
       }
       // Detached by a revocation meanwhile: served to this request only, never remembered.
@@ -347,13 +347,27 @@ export class OcspResponder {
   async #signNow(certIds: CertIdQuery[], issuer: OcspIssuer, nonce: Uint8Array | null): Promise<OcspAnswer> {
     const now = this.clock.now();
     const answers = certIds.map((q) => {
-      const answer = this.#statusOf(q, issuer);
+      const answer = this.#knownStatusOf(q, issuer, now) ?? this.#statusOf(q, issuer);
       const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
       return { certIdDer: q.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate };
     });
     const der = await signOcspResponse(issuer, answers, now, nonce, this.#signOnThisThread);
     const nextUpdate = new Date(Math.min(...answers.map((a) => a.nextUpdate.getTime())));
     return { der, outcome: "successful", freshness: nonce ? null : { thisUpdate: answers[0]!.thisUpdate, nextUpdate, etag: etagOf(der) } };
+  }
+
+  /**
+   * The status a current pre-signed answer for this CertID already holds (good or revoked), or
+   * null. The revocation feed drops such answers the moment it reports a revocation
+   * (onRevocations), so this is the status every cached answer serves, and a nonce answer says no
+   * less than an answer without one; it spares the inventory read that was a tenth of a public
+   * worker's time under nonce load (profile in docs/benchmarks.md). "unknown" is always read
+   * again: a serial may have been issued since.
+   */
+  #knownStatusOf(q: CertIdQuery, issuer: OcspIssuer, now: Date): CertStatusAnswer | null {
+    const e = this.#cache.peek(certIdKey(q));
+    if (!e || e.retired || e.issuer !== issuer || e.answer.status === "unknown" || now >= e.nextUpdate) return null;
+    return e.answer;
   }
 
   /** RFC 6960 §2.2 from the inventory: good, revoked (time, reason), or unknown when not ours. */

@@ -50,13 +50,13 @@ export function createApiApp(deps: ApiDeps): Express {
 
   app.post("/v1/sign", json, async (req, res) => {
     const token = bearerToken(req.get("authorization"));
-    const result = await deps.ra.sign({ token, body: req.body, idempotencyKey: req.get("idempotency-key") });
+    const result = await deps.ra.sign({ token, body: req.body, idempotencyKey: req.get("idempotency-key"), client: req.socket.remoteAddress });
     res.status(201).type("application/json").send(JSON.stringify(result));
   });
 
   app.post("/v1/renew", json, async (req, res) => {
     const holder = deps.clients.authenticate(presentedCertificate(req));
-    const result = await deps.ra.renew(holder, req.body);
+    const result = await deps.ra.renew(holder, req.body, req.socket.remoteAddress);
     res.status(201).type("application/json").send(JSON.stringify(result));
   });
 

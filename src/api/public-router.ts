@@ -2,6 +2,8 @@ import express, { type Express, type Router } from "express";
 import type { Logger } from "pino";
 import { toPem } from "../x509/pem.js";
 import { errorHandler, notFound } from "./http-errors.js";
+import { CaError } from "../core/errors.js";
+import type { TreeHeadJson } from "../audit/tree-head.js";
 
 export interface PublicSources {
   /** Every trusted root (two during a root rotation). */
@@ -13,6 +15,8 @@ export interface PublicSources {
    * /healthz answer 503 so a load balancer or monitor sees it; warnings ride along with a 200.
    */
   health(): Promise<{ errors: string[]; warnings: string[] }>;
+  /** The issuance log's latest signed tree head, or null before the first one. */
+  auditTreeHead(): TreeHeadJson | null;
 }
 
 /** The plain-HTTP listener relying parties use (RFC 5280 §4.2.1.13 / RFC 6960 practice). */
@@ -28,6 +32,15 @@ export function createPublicApp(src: PublicSources, log: Logger, routers: Router
 
   app.get("/intermediate.crt", (_req, res) => {
     res.type("application/pkix-cert").send(Buffer.from(src.intermediate()));
+  });
+
+  // RFC 9162 §4.3 (get-sth) in spirit: a monitor polls this and checks each head is consistent
+  // with the one before (`fleetca audit consistency`), without reading the log.
+  app.get("/v1/audit/tree-head", (_req, res) => {
+    const head = src.auditTreeHead();
+    if (!head) throw new CaError("not_found", "the issuance log has no signed tree head yet");
+    res.set("Cache-Control", "no-cache");
+    res.type("application/json").send(JSON.stringify(head));
   });
 
   app.get("/healthz", async (_req, res) => {

@@ -21,6 +21,10 @@ import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicServer } from "../api/public-server.js";
 import { createHealthCheck } from "../api/health-check.js";
+import { loadOrCreateAuditKey } from "../audit/audit-key.js";
+import { recordStart } from "../audit/start-record.js";
+import { TreeHeadPublisher } from "../audit/tree-head-publisher.js";
+import { latestTreeHeadJson } from "../audit/tree-head-view.js";
 import { closeServer, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
 import { connectionLimitsOf, openFileLimitProblem } from "../api/connection-guard.js";
 import { passphraseFrom } from "../config/load.js";
@@ -95,6 +99,15 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
   const loaded = dd.keys.load(current.keyName);
   const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
+  // The issuance log: the keys this process loaded and the configuration it runs with are its
+  // first entries of the run; tree heads are signed by this (primary) process only.
+  const auditKey = await loadOrCreateAuditKey(dd.keys, dd.store.audit, clock);
+  recordStart(dd.store.audit, config, clock.now(), [
+    { key: current.keyName, role: "intermediate", spki: issuer.signer.publicKeySpki },
+    { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
+  ]);
+  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log);
+  await treeHeads.start();
   const ca = certificateAuthorityFor(config, issuer, clock);
   let audiences: string[] = [];
   const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences });
@@ -194,7 +207,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     const warnings = [...h.warnings];
     const w = workers?.status();
     if (w && w.running < w.wanted) warnings.push(`workers: ${w.running} of ${w.wanted} running`);
-    return { errors: h.errors, warnings };
+    const auditProblem = treeHeads.problem;
+    return { errors: auditProblem ? [...h.errors, auditProblem] : h.errors, warnings };
   });
   const publicServer: HttpServer | null =
     workerCount > 0
@@ -202,7 +216,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       : createPublicServer({
           ocsp,
           crls,
-          sources: { roots: () => roots.map((r) => r.der), intermediate: () => issuer.der, health },
+          sources: { roots: () => roots.map((r) => r.der), intermediate: () => issuer.der, health, auditTreeHead: () => latestTreeHeadJson(dd.store.audit) },
           clock,
           log,
           crlIntervalMs: config.crl.interval,
@@ -274,6 +288,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const tickMs = opts.tickMs ?? Math.max(1_000, Math.min(60_000, Math.floor(servingLifetimeMs / 10)));
   const timer = tickMs > 0 ? setInterval(() => void tick(), tickMs) : null;
   timer?.unref();
+  const treeHeadTimer = setInterval(() => void treeHeads.publish(), config.audit.treeHeadInterval);
+  treeHeadTimer.unref();
 
   return {
     apiUrl,
@@ -288,6 +304,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       await ocspPresigner.close();
       await ocsp.close();
       await Promise.all([apiServer ? closeServer(apiServer) : null, publicServer ? closeServer(publicServer) : null, workers?.close()]);
+      // The last tree head covers everything this run wrote: the listeners (and workers) are
+      // closed, the queued commits are written, then the head is signed.
+      clearInterval(treeHeadTimer);
+      dd.store.flushCommits();
+      await treeHeads.publish();
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);
     },

@@ -14,6 +14,7 @@ import { bindIssuer } from "../issuance/issuer.js";
 import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
+import { registerAuditCommands } from "./audit-commands.js";
 import { signAudience } from "./token-audience.js";
 import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
@@ -208,6 +209,8 @@ crl
       dd.store.close();
     }
   });
+
+registerAuditCommands(program, configOption);
 
 async function main(): Promise<void> {
   try {

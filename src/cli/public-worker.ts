@@ -13,6 +13,7 @@
  * API role (sign, renew, revoke): api-worker-role.ts.
  */
 import cluster from "node:cluster";
+import { latestTreeHeadJson } from "../audit/tree-head-view.js";
 import type { Server } from "node:http";
 import { systemClock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
@@ -166,6 +167,7 @@ async function startPublicRole(
       roots: () => roots.map((r) => r.der),
       intermediate: () => issuer.der,
       health: createHealthCheck(dd.store, issuer, clock, primaryHealth),
+      auditTreeHead: () => latestTreeHeadJson(dd.store.audit),
     },
     clock,
     log,

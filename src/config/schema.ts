@@ -242,6 +242,15 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    audit: z
+      .strictObject({
+        /**
+         * The issuance log gets a signed tree head this often when it grew (and at start and
+         * shutdown): the longest an entry stays unsigned, and what a monitor can lag behind.
+         */
+        treeHeadInterval: duration.prefault("1m").refine((ms) => ms >= 1000, "must be at least 1s"),
+      })
+      .prefault({}),
     provisioners: z.array(provisioner).prefault([{ name: "bootstrap", type: "bootstrap" }]),
     log: z
       .strictObject({

@@ -19,6 +19,20 @@ export interface LeafRequest {
   sans: Sans;
   /** Requested lifetime; clamped to the profile maximum and the issuer's own notAfter. */
   ttlMs: number;
+  /**
+   * Called with the exact TBS bytes after the lint and before the signature: the RA records the
+   * intent in the issuance log here, durably, so no signature is ever made that the log does not
+   * announce (Boulder's issuance cycle). "serial_collision": that serial is taken, draw another.
+   */
+  beforeSign?: (tbs: { serial: SerialHex; tbsDer: Uint8Array }) => Promise<"committed" | "serial_collision">;
+}
+
+/** The serial drawn for a leaf was already announced or stored; nothing was signed. */
+export class SerialCollision extends Error {
+  constructor(readonly serial: SerialHex) {
+    super(`serial ${serial} is taken`);
+    this.name = "SerialCollision";
+  }
 }
 
 export interface IssuedLeaf {
@@ -102,6 +116,7 @@ export class CertificateAuthority implements LeafIssuer {
       subjectSpki: req.subjectSpki,
     });
     if (problems.length > 0) throw new Error(`leaf lint failed: ${problems.join("; ")}`);
+    if (req.beforeSign && (await req.beforeSign({ serial: info.serial, tbsDer })) === "serial_collision") throw new SerialCollision(info.serial);
     const der = await signTbs(this.issuer.signer, tbsDer);
     // The certificate's fields are the TBS's, byte for byte (signTbs only wraps it): no re-parse.
     return { serial: info.serial, der, info, issuerKeyIdHex: this.issuer.keyIdHex, crlShard };

@@ -8,7 +8,8 @@ import { sanCount, sansEqual, sansToList, type Sans } from "../core/sans.js";
 import type { SerialHex } from "../core/serial.js";
 import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
-import type { IssuedLeaf, LeafIssuer } from "../issuance/certificate-authority.js";
+import { SerialCollision, type IssuedLeaf, type LeafIssuer } from "../issuance/certificate-authority.js";
+import type { AuditOperation, IssuedFields } from "../audit/audit-entry.js";
 import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
 import { decodeCsrPem, subjectKeyOf, verifyCsrOffThread } from "../x509/csr.js";
 import { issuedMatchesRequest } from "../x509/lint.js";
@@ -20,6 +21,17 @@ export interface SignRequest {
   token: Secret;
   body: unknown;
   idempotencyKey?: string | undefined;
+  /** The client's address, for the issuance log. */
+  client?: string | undefined;
+}
+
+/** Who asked, on whose word: what the issuance log records with an intent and its outcome. */
+interface IssuanceContext {
+  op: AuditOperation;
+  provisioner: string;
+  jti: string | null;
+  client: string | null;
+  renewedFrom: SerialHex | null;
 }
 
 export interface IssuedCertificate {
@@ -87,24 +99,34 @@ export class RegistrationAuthority {
     }
     const csrDer = decodeCsrPem(csrPem);
     const now = this.clock.now();
-    const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner);
+    const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner).catch((e: unknown) => {
+      this.#recordRefusal(e, provisioner ?? null, req.client);
+      throw e;
+    });
     const requestHash = createHash("sha256").update(csrDer).update(`|ttl=${ttlMs}`).digest("hex");
 
     if (req.idempotencyKey !== undefined) {
       const prior = this.store.findIdempotency(req.idempotencyKey, now);
       if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
     }
-    if (this.store.isTokenUsed(auth.tokenId)) throw CaError.unauthorized("replayed");
+    if (this.store.isTokenUsed(auth.tokenId)) {
+      const e = CaError.unauthorized("replayed");
+      this.#recordRefusal(e, auth.provisioner, req.client);
+      throw e;
+    }
 
     const csr = await verifyCsrOffThread(csrDer);
     const sans = decideSans(csr.requested, auth.policy);
     const ca = this.ca();
 
+    const context: IssuanceContext = { op: "sign", provisioner: auth.provisioner, jti: auth.tokenId, client: req.client ?? null, renewedFrom: null };
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
-      const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs });
+      const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs }, context);
+      if (!issued) continue;
       const record = recordOf(issued, sans, auth.provisioner, auth.tokenId, this.clock.now());
       const outcome = await this.store.commitIssuance({
         certificate: record,
+        audit: issuedEntry(record, context),
         tokenUse: { tokenId: auth.tokenId, provisioner: auth.provisioner, expiresAt: auth.tokenExpiresAt },
         ...(req.idempotencyKey !== undefined && {
           idempotency: {
@@ -146,7 +168,7 @@ export class RegistrationAuthority {
    * SANs come from configuration. Stored like every other cert so it can be listed and revoked.
    */
   async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
-    const record = await this.#issueWithoutToken(req, req.purpose, null);
+    const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null });
     this.log.info({ serial: record.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
     return record;
   }
@@ -159,7 +181,7 @@ export class RegistrationAuthority {
    * handshake proved possession of the current key and ClientAuthenticator proved the certificate
    * is ours, unrevoked and unexpired, which is all the authority a token would have carried.
    */
-  async renew(holder: AuthenticatedClient, body: unknown): Promise<IssuedCertificate> {
+  async renew(holder: AuthenticatedClient, body: unknown, client?: string): Promise<IssuedCertificate> {
     const current = holder.certificate;
     const { csrPem, ttlMs } = parseRenewBody(body, this.settings.defaultTtlMs);
     let key: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm };
@@ -175,7 +197,10 @@ export class RegistrationAuthority {
       }
       key = { spki: csr.spki, subjectKey: csr.subjectKey };
     }
-    const record = await this.#issueWithoutToken({ ...key, sans: current.sans, ttlMs }, current.provisioner, current.serial);
+    const record = await this.#issueWithoutToken(
+      { ...key, sans: current.sans, ttlMs },
+      { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },
+    );
     this.log.info(
       { serial: record.serial, renewedFrom: current.serial, rekeyed: csrPem !== undefined, provisioner: record.provisioner, sans: sansToList(record.sans), notAfter: record.notAfter },
       "certificate renewed",
@@ -187,16 +212,13 @@ export class RegistrationAuthority {
    * Issue → re-check → commit for certificates no token pays for (internal, renewal), retrying
    * with a fresh serial on the (astronomically unlikely) collision. Stored before it is returned.
    */
-  async #issueWithoutToken(
-    req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
-    provisioner: string,
-    renewedFrom: SerialHex | null,
-  ): Promise<CertificateRecord> {
+  async #issueWithoutToken(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number }, context: IssuanceContext): Promise<CertificateRecord> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
-      const issued = await this.#issueChecked(ca, req);
-      const record = recordOf(issued, req.sans, provisioner, null, this.clock.now(), renewedFrom);
-      const outcome = await this.store.commitIssuance({ certificate: record });
+      const issued = await this.#issueChecked(ca, req, context);
+      if (!issued) continue;
+      const record = recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom);
+      const outcome = await this.store.commitIssuance({ certificate: record, audit: issuedEntry(record, context) });
       if (outcome === "committed") return record;
       this.log.warn({ serial: issued.serial, attempt, outcome }, "serial collision; re-issuing with a fresh serial");
     }
@@ -207,14 +229,57 @@ export class RegistrationAuthority {
     return toPem(this.ca().issuer.der, "CERTIFICATE");
   }
 
+  /**
+   * Issue (recording the intent first) and re-check; null when the drawn serial was taken before
+   * anything was signed (the caller draws again).
+   */
   async #issueChecked(
     ca: LeafIssuer,
     req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
-  ): Promise<IssuedLeaf> {
-    const issued = await ca.issueLeaf({ subjectSpki: req.spki, subjectKey: req.subjectKey, sans: req.sans, ttlMs: req.ttlMs });
+    context: IssuanceContext,
+  ): Promise<IssuedLeaf | null> {
+    const beforeSign = ({ serial, tbsDer }: { serial: SerialHex; tbsDer: Uint8Array }) =>
+      this.store.recordIntent(
+        {
+          kind: "intent",
+          op: context.op,
+          serial,
+          issuer: ca.issuer.keyIdHex,
+          tbs_sha256: sha256Hex(tbsDer),
+          provisioner: context.provisioner,
+          jti: context.jti,
+          sans: sansToList(req.sans),
+          key_sha256: sha256Hex(req.spki),
+          client: context.client,
+          renewed_from: context.renewedFrom,
+        },
+        this.clock.now(),
+      );
+    let issued: IssuedLeaf;
+    try {
+      issued = await ca.issueLeaf({ subjectSpki: req.spki, subjectKey: req.subjectKey, sans: req.sans, ttlMs: req.ttlMs, beforeSign });
+    } catch (e) {
+      if (e instanceof SerialCollision) {
+        this.log.warn({ serial: e.serial }, "serial collision before signing; drawing another");
+        return null;
+      }
+      throw e;
+    }
     const problems = issuedMatchesRequest(issued.info, { spki: req.spki, sans: req.sans });
     if (problems.length > 0) throw new Error(`issued certificate does not match the request: ${problems.join("; ")}`);
     return issued;
+  }
+
+  /**
+   * A refused token goes into the issuance log with its reason class only (never the token). Not
+   * awaited: the refusal is answered at once, and its entry rides in the next group commit.
+   */
+  #recordRefusal(e: unknown, provisioner: string | null, client: string | undefined): void {
+    if (!(e instanceof CaError) || e.code !== "unauthorized") return;
+    const reason = e.message.split(":")[0]!;
+    this.store
+      .recordAudit({ kind: "token_refused", provisioner, reason, client: client ?? null }, this.clock.now())
+      .catch((err: unknown) => this.log.error({ err }, "could not record a refused token in the issuance log"));
   }
 
   #replayIdempotent(prior: { tokenId: string | null; requestHash: string; serial: string }, tokenId: string, requestHash: string): IssuedCertificate {
@@ -258,6 +323,24 @@ function parseRenewBody(body: unknown, defaultTtlMs: number): { csrPem?: string;
   if (csr !== undefined && (typeof csr !== "string" || csr.length === 0)) throw new CaError("bad_request", "csr, when given, must be a PEM string");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
   return { ...(csr !== undefined && { csrPem: csr }), ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl) };
+}
+
+function sha256Hex(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+function issuedEntry(r: CertificateRecord, c: IssuanceContext): IssuedFields {
+  return {
+    kind: "issued",
+    op: c.op,
+    serial: r.serial,
+    issuer: r.issuerKeyId,
+    cert_sha256: sha256Hex(r.der),
+    provisioner: r.provisioner,
+    jti: c.jti,
+    sans: sansToList(r.sans),
+    not_after: r.notAfter.toISOString(),
+  };
 }
 
 function recordOf(

@@ -1,3 +1,4 @@
+import type { AuditFields, IntentFields, IssuedFields } from "../audit/audit-entry.js";
 import type { Sans } from "../core/sans.js";
 import type { SerialHex } from "../core/serial.js";
 import type { RevocationReason } from "../core/revocation-reason.js";
@@ -50,6 +51,8 @@ export interface IssuanceCommit {
   certificate: CertificateRecord;
   tokenUse?: TokenUse;
   idempotency?: IdempotencyRecord;
+  /** The issuance log's "issued" entry, written in the same transaction as the certificate. */
+  audit?: IssuedFields;
 }
 
 export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict";
@@ -67,6 +70,14 @@ export interface IssuanceStore {
    * store cannot commit; then nothing of it is stored (the token stays unused).
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome>;
+  /**
+   * Records the intent to sign (the serial and the hash of the exact TBS bytes) durably, before
+   * the signature exists (record before sign): a signature the CA made is always accounted for.
+   * "serial_collision" when the serial was announced or stored before: draw another.
+   */
+  recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision">;
+  /** Appends one issuance-log entry in the next group commit; resolves once it is durable. */
+  recordAudit(fields: AuditFields, at: Date): Promise<void>;
 }
 
 /**

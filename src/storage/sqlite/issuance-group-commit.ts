@@ -47,7 +47,8 @@ export interface BatchReport {
 export type ApplyIssuance = (c: IssuanceCommit) => CommitOutcome;
 
 interface Pending {
-  commit: IssuanceCommit;
+  /** The commit's statements (an issuance, or an issuance-log entry: see `commitWork`). */
+  apply: () => CommitOutcome;
   resolve: (o: CommitOutcome) => void;
   reject: (e: unknown) => void;
 }
@@ -81,8 +82,17 @@ export class IssuanceGroupCommit {
   }
 
   commit(c: IssuanceCommit): Promise<CommitOutcome> {
+    return this.commitWork(() => this.apply(c));
+  }
+
+  /**
+   * Any other statements that must be durable before the caller goes on, sharing the same batch
+   * and fsync: the issuance log's intent entry, written before a certificate is signed, rides in
+   * the batch of other requests' certificates.
+   */
+  commitWork(apply: () => CommitOutcome): Promise<CommitOutcome> {
     return new Promise<CommitOutcome>((resolve, reject) => {
-      this.#queue.push({ commit: c, resolve, reject });
+      this.#queue.push({ apply, resolve, reject });
       if (this.#queue.length >= this.settings.maxBatch) {
         this.flush();
       } else if (this.#scheduled === null) {
@@ -127,7 +137,7 @@ export class IssuanceGroupCommit {
         return failAll(batch, e);
       }
       try {
-        const outcome = this.apply(p.commit);
+        const outcome = p.apply();
         if (outcome === "committed") s.release.run();
         else {
           s.rollbackTo.run();

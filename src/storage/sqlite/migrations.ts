@@ -231,4 +231,44 @@ CREATE TABLE renewal_windows (
 CREATE INDEX renewal_windows_by_selector ON renewal_windows (kind, value, created_at);
 `,
   },
+  {
+    version: 8,
+    name: "issuance log (Merkle tree leaves, signed tree heads, audit keys)",
+    // The leaves of the issuance log's Merkle tree (src/audit/merkle.ts, RFC 9162 §2.1): idx is
+    // the leaf index, gapless from 0; entry the leaf's exact bytes; leaf_hash its hash, kept so a
+    // tree head is computed without re-hashing every entry (`fleetca audit verify` re-hashes them
+    // all anyway). serial / provisioner / subjects are copies out of the entry for queries only.
+    // The triggers make the log append-only to fleetca's own connections (a bug cannot rewrite
+    // it); against someone who edits the file, the signed tree heads are the protection.
+    sql: `
+CREATE TABLE audit_log (
+  idx         INTEGER PRIMARY KEY,
+  at          INTEGER NOT NULL,                -- unix ms, also in the entry
+  kind        TEXT NOT NULL,
+  serial      TEXT,
+  provisioner TEXT,
+  subjects    TEXT,                            -- the SANs, one per line
+  entry       BLOB NOT NULL,
+  leaf_hash   BLOB NOT NULL
+) STRICT;
+CREATE INDEX audit_log_by_serial ON audit_log (serial) WHERE serial IS NOT NULL;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the issuance log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the issuance log is append-only'); END;
+CREATE TABLE audit_tree_heads (
+  tree_size   INTEGER PRIMARY KEY,
+  root_hash   BLOB NOT NULL,
+  timestamp   INTEGER NOT NULL,               -- unix ms
+  key_name    TEXT NOT NULL,
+  key_spki    BLOB NOT NULL,
+  signature   BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER audit_tree_heads_no_update BEFORE UPDATE ON audit_tree_heads BEGIN SELECT RAISE(ABORT, 'signed tree heads are append-only'); END;
+CREATE TRIGGER audit_tree_heads_no_delete BEFORE DELETE ON audit_tree_heads BEGIN SELECT RAISE(ABORT, 'signed tree heads are append-only'); END;
+CREATE TABLE audit_keys (
+  key_name    TEXT PRIMARY KEY,               -- wrapped key file under keys/
+  key_spki    BLOB NOT NULL,
+  created_at  INTEGER NOT NULL
+) STRICT;
+`,
+  },
 ];

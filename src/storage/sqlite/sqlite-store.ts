@@ -32,6 +32,8 @@ import type {
   RevokedPage,
   StoredCrl,
 } from "../ports.js";
+import type { AuditFields, IntentFields } from "../../audit/audit-entry.js";
+import { SqliteAuditLog } from "./sqlite-audit-log.js";
 import { DEFAULT_GROUP_COMMIT, IssuanceGroupCommit, type GroupCommitSettings } from "./issuance-group-commit.js";
 import { MIGRATIONS } from "./migrations.js";
 import { storedCrlOf, type CrlRow } from "./sqlite-crl-catalog.js";
@@ -116,6 +118,11 @@ export class SqliteStore
     };
   }
 
+  /** Writes every queued commit now (shutdown: before the last tree head is signed). */
+  flushCommits(): void {
+    if (this.db.open) this.#groupCommit?.flush();
+  }
+
   close(): void {
     // Commits still queued are written (or refused) before the connection goes, never dropped.
     if (this.db.open) this.#groupCommit?.flush();
@@ -163,8 +170,36 @@ export class SqliteStore
    * commit has been COMMITted (fsynced), rejects with CaError "unavailable" if it could not be.
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
+    return this.#committer().commit(c);
+  }
+
+  async recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision"> {
+    const outcome = await this.#committer().commitWork(() => {
+      if (this.audit.serialTaken(intent.serial)) return "serial_collision";
+      this.audit.append(intent, at);
+      return "committed";
+    });
+    return outcome === "committed" ? "committed" : "serial_collision";
+  }
+
+  async recordAudit(fields: AuditFields, at: Date): Promise<void> {
+    await this.#committer().commitWork(() => {
+      this.audit.append(fields, at);
+      return "committed";
+    });
+  }
+
+  #committer(): IssuanceGroupCommit {
     this.#groupCommit ??= new IssuanceGroupCommit(this.db, this.#applyIssuance, this.#groupCommitSettings);
-    return this.#groupCommit.commit(c);
+    return this.#groupCommit;
+  }
+
+  #audit: SqliteAuditLog | undefined;
+
+  /** The issuance log's tables; made on first use (a read-only open may predate them). */
+  get audit(): SqliteAuditLog {
+    this.#audit ??= new SqliteAuditLog(this.db);
+    return this.#audit;
   }
 
   /**
@@ -185,6 +220,7 @@ export class SqliteStore
       const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
       if (r.changes === 0) return "idempotency_conflict";
     }
+    if (c.audit) this.audit.append(c.audit, c.certificate.createdAt);
     return "committed";
   };
 
@@ -209,6 +245,8 @@ export class SqliteStore
       .transaction((): RevocationOutcome => {
         if (s.revokeCert.run(revokedAt.getTime(), reason, serial).changes === 1) {
           this.#lazy("logRevocation", "INSERT INTO revocation_log (serial, issuer_key_id, revoked_at, reason) SELECT serial, issuer_key_id, revoked_at, revocation_reason FROM certificates WHERE serial = ?").run(serial);
+          const issuer = this.#lazy("issuerOf", "SELECT issuer_key_id FROM certificates WHERE serial = ?").pluck().get(serial) as string;
+          this.audit.append({ kind: "revoked", serial, issuer, reason }, revokedAt);
           return { outcome: "revoked", revokedAt, reason };
         }
         const r = s.revocationOf.get(serial) as { status: string; revoked_at: number | null; revocation_reason: number | null } | undefined;

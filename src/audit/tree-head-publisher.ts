@@ -1,0 +1,92 @@
+import type { Logger } from "pino";
+import type { Clock } from "../core/clock.js";
+import type { Signer } from "../signing/signer.js";
+import { MerkleFrontier } from "./merkle.js";
+import { signTreeHead } from "./tree-head.js";
+
+/** What the publisher reads and writes (storage/sqlite/sqlite-audit-log.ts implements it). */
+export interface TreeHeadStore {
+  size(): number;
+  leafHashes(from: number, to: number): Uint8Array[];
+  latestTreeHead(): { treeSize: number; rootHash: Uint8Array; timestamp: number } | null;
+  addTreeHead(h: { treeSize: number; rootHash: Buffer; timestamp: number; keyName: string; keySpki: Buffer; signature: Buffer }): void;
+}
+
+/** Leaf hashes read per query while catching up (32 bytes each: 2 MB a page). */
+const PAGE = 65_536;
+
+/**
+ * Signs a tree head over the issuance log every `audit.treeHeadInterval` when it grew, at start
+ * (covering whatever an unclean stop left unsigned) and at shutdown. Only the primary process
+ * runs one; the entries may come from any process that issues (API workers, CLI commands).
+ *
+ * The tree's right edge (MerkleFrontier) stays in memory, so each head costs the new entries'
+ * hashes plus log2(n) nodes, not a pass over the whole log.
+ */
+export class TreeHeadPublisher {
+  readonly #frontier = new MerkleFrontier();
+  #lastHeadSize = 0;
+  #problem: string | null = null;
+  #busy: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: TreeHeadStore,
+    private readonly key: { name: string; signer: Signer },
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly onSize: (treeSize: number) => void = () => {},
+  ) {}
+
+  /** Why the log and its latest signed head disagree (set once, reported by /healthz), or null. */
+  get problem(): string | null {
+    return this.#problem;
+  }
+
+  get treeSize(): number {
+    return this.#frontier.size;
+  }
+
+  /** Catches up with the stored log and signs a head if entries are not yet covered by one. */
+  start(): Promise<void> {
+    const latest = this.store.latestTreeHead();
+    this.#lastHeadSize = latest?.treeSize ?? 0;
+    this.#catchUp(latest);
+    return this.publish();
+  }
+
+  /** Signs a head now if the log grew since the last one. Serialised: never two heads at once. */
+  publish(): Promise<void> {
+    this.#busy = this.#busy.then(() => this.#publish()).catch((e: unknown) => {
+      this.log.error({ err: e }, "could not sign an issuance log tree head");
+    });
+    return this.#busy;
+  }
+
+  #catchUp(check: { treeSize: number; rootHash: Uint8Array } | null): void {
+    const size = this.store.size();
+    for (let from = this.#frontier.size; from < size; from += PAGE) {
+      const to = Math.min(size, from + PAGE);
+      const hashes = this.store.leafHashes(from, to);
+      if (hashes.length !== to - from) throw new Error(`issuance log has a gap between ${from} and ${to}`);
+      for (const h of hashes) {
+        this.#frontier.push(h);
+        if (check && this.#frontier.size === check.treeSize && !this.#frontier.root().equals(check.rootHash)) {
+          this.#problem = `the issuance log's first ${check.treeSize} entries no longer match their signed tree head: run "fleetca audit verify"`;
+          this.log.error({ treeSize: check.treeSize }, "issuance log does not match its latest signed tree head");
+        }
+      }
+    }
+  }
+
+  async #publish(): Promise<void> {
+    this.#catchUp(null);
+    const treeSize = this.#frontier.size;
+    this.onSize(treeSize);
+    if (treeSize === 0 || treeSize <= this.#lastHeadSize) return;
+    const head = { treeSize, rootHash: this.#frontier.root(), timestamp: this.clock.now().getTime() };
+    const signature = await signTreeHead(this.key.signer, head);
+    this.store.addTreeHead({ ...head, keyName: this.key.name, keySpki: Buffer.from(this.key.signer.publicKeySpki), signature });
+    this.#lastHeadSize = treeSize;
+    this.log.info({ treeSize, rootHash: head.rootHash.toString("hex") }, "issuance log tree head signed");
+  }
+}

@@ -215,6 +215,21 @@ describe("group commit survives SIGKILL in the middle of 200 concurrent issuance
       const v = opensslAll(["verify", "-x509_strict", "-CAfile", rootsPath, "-untrusted", chainPath, ...files]);
       expect(v.code, v.out).toBe(0);
       expect(v.out.trim().split("\n").filter((l) => / OK$/.test(l))).toHaveLength(files.length);
+
+      // 6. The issuance log (issue 14) accounts for the crash: it verifies, every certificate
+      // handed out has its intent and its "issued" entry (audit verify checks every stored one),
+      // and a signature whose certificate the kill kept from being stored is an unfinished intent,
+      // never an "issued" entry.
+      const audit = await ws.cli(["audit", "verify", "--json"]);
+      expect(audit.code, audit.stdout + audit.stderr).toBe(0);
+      const report = JSON.parse(audit.stdout) as { ok: boolean; unfinishedIntents: string[] };
+      expect(report.ok).toBe(true);
+      const handedOut = new Set(all.map((r) => r.body.serial as string));
+      expect(report.unfinishedIntents.filter((s) => handedOut.has(s))).toEqual([]);
+      for (const serial of [...handedOut].slice(0, 10)) {
+        const q = await ws.cli(["audit", "query", "--serial", serial, "--json"]);
+        expect(q.stdout.trim().split("\n").map((l) => (JSON.parse(l) as { kind: string }).kind)).toEqual(["intent", "issued"]);
+      }
     } finally {
       await d2.stop();
     }

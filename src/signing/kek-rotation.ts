@@ -180,13 +180,22 @@ function takeLock(dataDir: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
     const holder = Number.parseInt(readFileOrEmpty(path), 10);
-    if (Number.isSafeInteger(holder) && holder > 0 && processAlive(holder)) {
-      throw new OperatorError(`another "fleetca rotate kek" is running (pid ${holder}); wait for it to finish`);
+    if (Number.isSafeInteger(holder) && holder > 0 ? processAlive(holder) : justCreated(path)) {
+      throw new OperatorError(`another "fleetca rotate kek" is running (pid ${Number.isNaN(holder) ? "unknown" : holder}); wait for it to finish`);
     }
     // The holder died (a crash mid-rotation): its lock protects nothing any more.
     rmSync(path, { force: true });
   }
   throw new OperatorError(`cannot take ${path}: another rotation keeps taking it`);
+}
+
+/** A lock with no pid yet may be one its holder is writing right now; an old one is a crash's. */
+function justCreated(path: string): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs < 10_000;
+  } catch {
+    return false;
+  }
 }
 
 function processAlive(pid: number): boolean {

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { CaWorkspace, type CliResult } from "./harness/fleetca-process.js";
 import { makeCsr } from "./harness/openssl.js";
 import { fetchRoots, postApi, signBody } from "./harness/http.js";
+import { eventually } from "./harness/eventually.js";
+import { workerPids } from "./harness/workers.js";
 import { openKeyStore } from "../src/cli/data-dir.js";
 import { Secret } from "../src/core/secret.js";
 
@@ -268,5 +270,30 @@ describe("fleetca rotate kek: a kill -9 between any two steps", () => {
     expect(unwrapAll(ws.dataDir, PASS_A)).toBe(3);
     expectPrivateDataDir(ws.dataDir);
     expectNoPassphraseAnywhere(ws, [again.stdout, again.stderr]);
+  });
+});
+
+describe("fleetca rotate kek under a daemon with workers", () => {
+  const ws = new CaWorkspace({ passphrase: PASS_A, listen: "publicWorkers: 1" });
+  afterAll(() => ws.remove());
+
+  it("a worker restarted with the old passphrase is logged as needing a daemon restart with the new passphrase", async () => {
+    const d = await ws.start();
+    try {
+      const r = await ws.cli(["rotate", "kek"], { FLEETCA_NEW_PASSPHRASE: PASS_B });
+      expect(r.code, r.stderr).toBe(0);
+      const [worker] = workerPids(d.child.pid!);
+      expect(worker).toBeGreaterThan(0);
+      process.kill(worker!, "SIGKILL");
+      const { seen } = await eventually(15_000, "the daemon's log line about the rotated KEK", async () => d.output, (o) => /worker cannot unlock the CA keys/.test(o));
+      const line = seen.split("\n").find((l) => l.includes("worker cannot unlock the CA keys"))!;
+      expect(line).toMatch(/level=error/);
+      expect(line).toMatch(/the KEK was rotated \(fleetca rotate kek\) since the daemon started; restart the daemon with the new passphrase/);
+      expect(line).toMatch(/wrong passphrase: cannot unlock the CA keys in .* \(KEK version 2/);
+      expect(seen).not.toContain(PASS_A);
+      expect(seen).not.toContain(PASS_B);
+    } finally {
+      await d.stop();
+    }
   });
 });

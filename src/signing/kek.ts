@@ -24,6 +24,15 @@ export interface Kek {
   isCurrent(): boolean;
 }
 
+/**
+ * The KEK offered cannot open the data dir's keys (wrong or missing passphrase, a key file wrapped
+ * by another KEK). Its own class so a daemon can tell a worker that fails after `fleetca rotate
+ * kek` (it inherited the old passphrase) from other start-up failures.
+ */
+export class KekMismatchError extends OperatorError {
+  override readonly name = "KekMismatchError";
+}
+
 export const KEK_PARAMS_FILE = "kek.json";
 export const DEV_KEK_FILE = "kek.key";
 
@@ -83,7 +92,7 @@ export function openKek(src: KekSource): Kek {
   const devPath = join(src.dataDir, DEV_KEK_FILE);
   if (existsSync(paramsPath)) {
     if (!src.passphrase) {
-      throw new OperatorError(
+      throw new KekMismatchError(
         `CA keys in ${src.dataDir} are protected by a passphrase: set FLEETCA_PASSPHRASE or passphraseFile`,
       );
     }
@@ -154,7 +163,7 @@ function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: strin
     // After `fleetca rotate kek` the old passphrase lands here: naming the version and its date
     // tells the operator which passphrase is wanted without saying anything about it.
     const since = params.version > 1 ? ` (KEK version ${params.version}${params.createdAt ? `, since ${params.createdAt}` : ""})` : "";
-    throw new OperatorError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}${since}`);
+    throw new KekMismatchError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}${since}`);
   }
   return new AesKek(key, params.id, params.version, "passphrase", dataDir);
 }

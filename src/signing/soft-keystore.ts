@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import { SIGNATURE_SCHEMES, type CaKeyType, CA_KEY_TYPES } from "../core/key-type.js";
-import type { Kek } from "./kek.js";
+import { KekMismatchError, type Kek } from "./kek.js";
 import { LARGE_INPUT_OCTETS, updateInSlices } from "./digest-in-slices.js";
 import type { Signer } from "./signer.js";
 import type { SealedBox } from "./aead.js";
@@ -153,7 +153,7 @@ export class SoftKeyStore {
     if (file.kek.id !== this.#kek.id) {
       // Each key file names the KEK (and its version) that wrapped it: after a rotation a process
       // still holding the old KEK lands here instead of trying the wrong key.
-      throw new OperatorError(
+      throw new KekMismatchError(
         `${path} is wrapped by KEK ${file.kek.id} (version ${file.kek.version}), but the configured KEK is ${this.#kek.id} (version ${this.#kek.version}); after "fleetca rotate kek", restart with the new passphrase`,
       );
     }

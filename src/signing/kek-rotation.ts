@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { OperatorError } from "../core/errors.js";
@@ -95,7 +95,9 @@ export function rotateKek(
     fsyncDir(dataDir);
     onStep("committed");
 
-    const devKeyDestroyed = completeInterruptedRotation(dataDir, onStep).devKeyDestroyed;
+    completeInterruptedRotation(dataDir, onStep);
+    // Whoever finished the roll-forward (this process or one opening the data dir meanwhile), the dev key is gone.
+    const devKeyDestroyed = current.kek.mode === "development" && !existsSync(join(dataDir, DEV_KEK_FILE));
     // The installed files, read back with the new KEK: what the next start will do.
     const installed = new SoftKeyStore(join(dataDir, KEYS_DIR), next.kek);
     for (const name of names) installed.load(name);
@@ -111,15 +113,15 @@ export function rotateKek(
 }
 
 /**
- * Rolls a committed rotation forward (step 4 above); does nothing when there is none. Safe to
+ * Rolls a committed rotation forward (step 4 above); false when there was none. Safe to
  * run concurrently with the rotating process: every move tolerates its source being gone.
  */
 export function completeInterruptedRotation(
   dataDir: string,
   onStep: (step: RotationStep) => void = () => {},
-): { rolledForward: boolean; devKeyDestroyed: boolean } {
+): boolean {
   const committed = join(dataDir, ROTATION_COMMITTED_DIR);
-  if (!existsSync(committed)) return { rolledForward: false, devKeyDestroyed: false };
+  if (!existsSync(committed)) return false;
   const stagedKeys = join(committed, KEYS_DIR);
   const liveKeys = join(dataDir, KEYS_DIR);
   for (const f of listOrEmpty(stagedKeys)) {
@@ -131,11 +133,11 @@ export function completeInterruptedRotation(
   fsyncDir(dataDir);
   onStep("params-moved");
   // kek.json is in place, so the dev key is never consulted again (openKek reads kek.json first).
-  const devKeyDestroyed = destroyDevKek(join(dataDir, DEV_KEK_FILE));
+  destroyDevKek(join(dataDir, DEV_KEK_FILE));
   removeDirIfEmpty(stagedKeys);
   removeDirIfEmpty(committed);
   fsyncDir(dataDir);
-  return { rolledForward: true, devKeyDestroyed };
+  return true;
 }
 
 /**
@@ -146,17 +148,17 @@ export function completeInterruptedRotation(
  * changed by a KEK rotation, so anyone holding a copy of the old kek.key and the old key files
  * can still unwrap them: rotate the intermediate (and root) too if that copy may exist.
  */
-function destroyDevKek(path: string): boolean {
-  let size: number;
+function destroyDevKek(path: string): void {
+  let fd: number;
   try {
-    size = statSync(path).size;
+    fd = openSync(path, "r+");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    // Gone already (never there, or another process finishing the same rotation got to it first).
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
     throw e;
   }
-  const fd = openSync(path, "r+");
   try {
-    const noise = randomBytes(Math.max(size, 32));
+    const noise = randomBytes(Math.max(fstatSync(fd).size, 32));
     writeSync(fd, noise, 0, noise.length, 0);
     fsyncSync(fd);
   } finally {
@@ -167,7 +169,6 @@ function destroyDevKek(path: string): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
-  return true;
 }
 
 function takeLock(dataDir: string): () => void {

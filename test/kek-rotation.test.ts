@@ -182,6 +182,8 @@ describe("fleetca rotate kek: development mode -> passphrase", () => {
     expect(keyFiles(ws.dataDir)).toEqual(before);
 
     chmodSync(pf, 0o600);
+    // A process that opened the CA before the rotation (as a running daemon did) keeps the old KEK.
+    const stale = openKeyStore(ws.dataDir, undefined, { create: false });
     const r = await ws.cli(["rotate", "kek", "--new-passphrase-file", pf]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^rotated development-mode KEK \(kek\.key\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 3 keys re-wrapped, no CA key changed$/m);
@@ -192,6 +194,12 @@ describe("fleetca rotate kek: development mode -> passphrase", () => {
       expect(a.key, f).toEqual(before.get(f)!.key);
       expect(a.kek.id).toMatch(/^scrypt-/);
     }
+
+    // ...and must neither wrap a new key with it (that key would be lost to the new KEK) nor misread a re-wrapped one.
+    await expect(stale.keys.generate("late-key", "ecdsa-p256")).rejects.toThrow(/^cannot create key late-key: the KEK was rotated since this process started; restart it with the new passphrase$/);
+    expect(existsSync(join(ws.dataDir, "keys", "late-key.key.json"))).toBe(false);
+    const root = stale.keys.names().find((n) => n.startsWith("root-"))!;
+    expect(() => stale.keys.load(root)).toThrow(/is wrapped by KEK scrypt-[0-9a-f]{16} \(version 2\), but the configured KEK is dev-[0-9a-f]{16} \(version 1\); after "fleetca rotate kek", restart with the new passphrase$/);
 
     const without = await ws.cli(["token", "create", "--sub", "a", "--san", "a.internal", "--aud", "https://ca.internal/v1/sign"]);
     expectOneLineError(without, /are protected by a passphrase: set FLEETCA_PASSPHRASE or passphraseFile/);

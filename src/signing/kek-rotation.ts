@@ -5,7 +5,7 @@ import { OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import { fsyncDir, writeNewFileDurably } from "../core/atomic-file.js";
 import { DEV_KEK_FILE, KEK_PARAMS_FILE, newPassphraseKek, type Kek } from "./kek.js";
-import { SoftKeyStore } from "./soft-keystore.js";
+import { KEY_FILE_SUFFIX, SoftKeyStore } from "./soft-keystore.js";
 
 /*
  * KEK rotation protocol (`fleetca rotate kek`). A kill -9 at any instant leaves a dataDir that
@@ -73,11 +73,11 @@ export function rotateKek(
     // not carry a broken or foreign file over to the new KEK.
     for (const name of names) current.keys.load(name);
 
-    const next = newPassphraseKek(newPassphrase, current.kek.version + 1);
+    const next = newPassphraseKek(newPassphrase, current.kek.version + 1, null);
     const stagedKeys = join(staging, KEYS_DIR);
     mkdirSync(stagedKeys, { recursive: true, mode: 0o700 });
     for (const name of names) {
-      writeNewFileDurably(join(stagedKeys, `${name}.key.json`), current.keys.rewrapped(name, next.kek), 0o600);
+      writeNewFileDurably(join(stagedKeys, `${name}${KEY_FILE_SUFFIX}`), current.keys.rewrapped(name, next.kek), 0o600);
     }
     writeNewFileDurably(join(staging, KEK_PARAMS_FILE), next.paramsFile, 0o600);
     fsyncDir(stagedKeys);

@@ -112,9 +112,9 @@ export function openKek(src: KekSource): Kek {
     throw new OperatorError(`no CA key material in ${src.dataDir}: run "fleetca init" first`);
   }
   if (src.passphrase) {
-    const made = newPassphraseKek(src.passphrase, 1);
+    const made = newPassphraseKek(src.passphrase, 1, src.dataDir);
     writeFileAtomic(paramsPath, made.paramsFile, 0o600);
-    return new AesKek(made.key, made.kek.id, made.kek.version, "passphrase", src.dataDir);
+    return made.kek;
   }
   const key = randomBytes(32);
   writeFileAtomic(devPath, key, 0o600);
@@ -123,9 +123,10 @@ export function openKek(src: KekSource): Kek {
 
 /**
  * A new passphrase KEK (fresh salt, so a new id even for the same passphrase) and the text of its
- * `kek.json`, not yet written: init writes it at once, a rotation stages it (kek-rotation.ts).
+ * `kek.json`, not yet written: init writes it at once into `dataDir`, a rotation stages it
+ * (kek-rotation.ts; `dataDir` null: until the commit it is not the data dir's KEK).
  */
-export function newPassphraseKek(passphrase: Secret, version: number): { kek: Kek; key: Buffer; paramsFile: string } {
+export function newPassphraseKek(passphrase: Secret, version: number, dataDir: string | null): { kek: Kek; paramsFile: string } {
   const salt = randomBytes(16);
   const key = derive(passphrase, salt, SCRYPT);
   const params: KekParamsFile = {
@@ -138,7 +139,7 @@ export function newPassphraseKek(passphrase: Secret, version: number): { kek: Ke
     ...SCRYPT,
     check: seal(key, Buffer.from(CHECK_TEXT), CHECK_AAD),
   };
-  return { kek: new AesKek(key, params.id, version, "passphrase", null), key, paramsFile: JSON.stringify(params, null, 2) + "\n" };
+  return { kek: new AesKek(key, params.id, version, "passphrase", dataDir), paramsFile: JSON.stringify(params, null, 2) + "\n" };
 }
 
 /** The id of the KEK that dataDir's files name now (kek.json, else kek.key), or null if none. */

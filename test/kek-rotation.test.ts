@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { CaWorkspace, type CliResult } from "./harness/fleetca-process.js";
@@ -278,6 +278,19 @@ describe("fleetca rotate kek: a kill -9 between any two steps", () => {
     expect(unwrapAll(ws.dataDir, PASS_A)).toBe(3);
     expectPrivateDataDir(ws.dataDir);
     expectNoPassphraseAnywhere(ws, [again.stdout, again.stderr]);
+  });
+
+  it("refuses to run while another rotation (a live process) holds the lock, changing nothing", async () => {
+    const lock = join(ws.dataDir, "kek-rotation.lock");
+    writeFileSync(lock, `${process.pid}\n`, { mode: 0o600 });
+    const before = keyFiles(ws.dataDir);
+    try {
+      const r = await ws.cli(["rotate", "kek"], { FLEETCA_PASSPHRASE: PASS_A, FLEETCA_NEW_PASSPHRASE: PASS_B });
+      expectOneLineError(r, new RegExp(`another "fleetca rotate kek" is running \\(pid ${process.pid}\\); wait for it to finish`));
+      expect(keyFiles(ws.dataDir)).toEqual(before);
+    } finally {
+      rmSync(lock);
+    }
   });
 });
 

@@ -4,6 +4,7 @@ import { OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import { openKek, type Kek } from "../signing/kek.js";
 import { SoftKeyStore } from "../signing/soft-keystore.js";
+import { completeInterruptedRotation } from "../signing/kek-rotation.js";
 import type { GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import { SqliteStore } from "../storage/sqlite/sqlite-store.js";
 
@@ -41,17 +42,27 @@ export function openDataDir(
   passphrase: Secret | undefined,
   opts: { create: boolean; readonlyStore?: boolean; groupCommit?: GroupCommitSettings },
 ): OpenedDataDir {
+  const { kek, keys } = openKeyStore(dir, passphrase, opts);
+  // A public worker only reads the database (the primary migrated it and writes it).
+  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false, ...(opts.groupCommit && { groupCommit: opts.groupCommit }) });
+  return { dir, store, keys, kek };
+}
+
+/**
+ * Opens only the KEK and the key store (`fleetca rotate kek` needs no database). A KEK rotation
+ * that was committed but not finished (a crash) is completed first, so the KEK read is the one
+ * the key files name (kek-rotation.ts).
+ */
+export function openKeyStore(dir: string, passphrase: Secret | undefined, opts: { create: boolean }): { kek: Kek; keys: SoftKeyStore } {
   if (!existsSync(dir)) {
     if (!opts.create) throw new OperatorError(`dataDir ${dir} does not exist: run "fleetca init" first`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   if (!statSync(dir).isDirectory()) throw new OperatorError(`dataDir ${dir} is not a directory`);
   if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
+  completeInterruptedRotation(dir);
   const kek = openKek({ dataDir: dir, passphrase, create: opts.create });
-  const keys = new SoftKeyStore(join(dir, KEYS_DIR), kek);
-  // A public worker only reads the database (the primary migrated it and writes it).
-  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false, ...(opts.groupCommit && { groupCommit: opts.groupCommit }) });
-  return { dir, store, keys, kek };
+  return { kek, keys: new SoftKeyStore(join(dir, KEYS_DIR), kek) };
 }
 
 /**

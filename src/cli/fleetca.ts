@@ -15,6 +15,7 @@ import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { registerAuditCommands } from "./audit-commands.js";
+import { rotateKekCommand } from "./rotate-kek.js";
 import { signAudience } from "./token-audience.js";
 import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
@@ -186,6 +187,17 @@ program
     } finally {
       store.close();
     }
+  });
+
+const rotate = program.command("rotate").description("rotate CA key material");
+rotate
+  .command("kek")
+  .description("re-wrap every key under a new KEK from a new passphrase (also: development mode -> passphrase)")
+  .option("--new-passphrase-file <file>", "file holding the new passphrase (mode 0600); default: $FLEETCA_NEW_PASSPHRASE")
+  .addOption(configOption())
+  .action((o: { newPassphraseFile?: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
   });
 
 const crl = program.command("crl").description("certificate revocation lists");

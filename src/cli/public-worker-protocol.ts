@@ -37,6 +37,9 @@ export type FromWorker =
   | { t: "listening" }
   /** A revocation was committed through this worker's API: the primary reads the revocation log now. */
   | { t: "revoked" }
-  /** Start-up failed; `message` is one line for the operator. */
-  | { t: "failed"; message: string }
+  /**
+   * Start-up failed; `message` is one line for the operator. `kekMismatch`: the worker's
+   * passphrase does not open the keys (the KEK was rotated since the daemon started).
+   */
+  | { t: "failed"; message: string; kekMismatch?: boolean }
   | { t: "health?"; id: number };

@@ -17,6 +17,7 @@ import { latestTreeHeadJson } from "../audit/tree-head-view.js";
 import type { Server } from "node:http";
 import { systemClock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
+import { KekMismatchError } from "../signing/kek.js";
 import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
@@ -215,7 +216,7 @@ process.on("message", (m: ToWorker) => {
     },
     (e: unknown) => {
       const message = e instanceof OperatorError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
-      send({ t: "failed", message });
+      send({ t: "failed", message, ...(e instanceof KekMismatchError && { kekMismatch: true }) });
       process.exitCode = 1;
       setTimeout(() => process.exit(1), 100);
     },

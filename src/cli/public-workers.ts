@@ -7,6 +7,7 @@ import type { HealthReport } from "../api/health-check.js";
 import type { TlsCredentials } from "../api/serving-certificate.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { OperatorError } from "../core/errors.js";
+import { KekMismatchError } from "../signing/kek.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
 
 const WORKER_SCRIPT = fileURLToPath(new URL("./public-worker.js", import.meta.url));
@@ -157,7 +158,7 @@ export class PublicWorkers {
           this.onRevoked();
         } else if (m.t === "failed") {
           clearTimeout(timer);
-          reject(new OperatorError(m.message));
+          reject(m.kekMismatch ? new KekMismatchError(m.message) : new OperatorError(m.message));
         } else if (m.t === "health?") {
           void this.health()
             .catch((err: unknown) => ({ errors: [`health check failed: ${(err as Error).message}`], warnings: [] }))
@@ -188,7 +189,16 @@ export class PublicWorkers {
         this.#fork(slot).then(
           () => this.log.info({ worker: slot }, "worker started again"),
           (err: unknown) => {
-            this.log.error({ worker: slot, err }, "worker could not start again");
+            if (err instanceof KekMismatchError) {
+              // The worker inherited the passphrase the daemon started with; after `fleetca rotate
+              // kek` that one no longer opens the keys, and no retry will change it.
+              this.log.error(
+                { worker: slot, reason: err.message },
+                "worker cannot unlock the CA keys: the KEK was rotated (fleetca rotate kek) since the daemon started; restart the daemon with the new passphrase",
+              );
+            } else {
+              this.log.error({ worker: slot, err }, "worker could not start again");
+            }
             if (!this.#stopping && this.#workers.get(slot)?.isDead()) this.#restart(slot, null, null);
           },
         );

@@ -17,6 +17,20 @@ export interface Kek {
   readonly mode: "passphrase" | "development";
   wrap(dek: Uint8Array, aad: string): SealedBox;
   unwrap(box: SealedBox, aad: string): Buffer | null;
+  /**
+   * False once `fleetca rotate kek` replaced this KEK on disk: a process that still holds it
+   * (a running daemon) must not wrap a new key with it, or that key would be lost to the new KEK.
+   */
+  isCurrent(): boolean;
+}
+
+/**
+ * The KEK offered cannot open the data dir's keys (wrong or missing passphrase, a key file wrapped
+ * by another KEK). Its own class so a daemon can tell a worker that fails after `fleetca rotate
+ * kek` (it inherited the old passphrase) from other start-up failures.
+ */
+export class KekMismatchError extends OperatorError {
+  override readonly name = "KekMismatchError";
 }
 
 export const KEK_PARAMS_FILE = "kek.json";
@@ -32,6 +46,8 @@ interface KekParamsFile {
   kind: "scrypt";
   id: string;
   version: number;
+  /** When this KEK version was made (init or rotation); named in the wrong-passphrase error. */
+  createdAt?: string;
   salt: string;
   N: number;
   r: number;
@@ -46,8 +62,14 @@ class AesKek implements Kek {
     readonly id: string,
     readonly version: number,
     readonly mode: "passphrase" | "development",
+    /** Where this KEK's material lives; null for a KEK not yet installed (a rotation's new one). */
+    private readonly dataDir: string | null,
   ) {
     this.#key = key;
+  }
+  isCurrent(): boolean {
+    if (this.dataDir === null) return false;
+    return currentKekId(this.dataDir) === this.id;
   }
   wrap(dek: Uint8Array, aad: string): SealedBox {
     return seal(this.#key, dek, aad);
@@ -70,7 +92,7 @@ export function openKek(src: KekSource): Kek {
   const devPath = join(src.dataDir, DEV_KEK_FILE);
   if (existsSync(paramsPath)) {
     if (!src.passphrase) {
-      throw new OperatorError(
+      throw new KekMismatchError(
         `CA keys in ${src.dataDir} are protected by a passphrase: set FLEETCA_PASSPHRASE or passphraseFile`,
       );
     }
@@ -83,40 +105,68 @@ export function openKek(src: KekSource): Kek {
       );
     }
     assertPrivateMode(devPath);
-    const key = readFileSync(devPath);
-    if (key.length !== 32) throw new OperatorError(`${devPath} is not a 32-byte KEK`);
-    return new AesKek(key, kekIdFor(key, "dev"), 1, "development");
+    const key = readDevKey(devPath);
+    return new AesKek(key, kekIdFor(key, "dev"), 1, "development", src.dataDir);
   }
   if (!src.create) {
     throw new OperatorError(`no CA key material in ${src.dataDir}: run "fleetca init" first`);
   }
   if (src.passphrase) {
-    const salt = randomBytes(16);
-    const key = derive(src.passphrase, salt, SCRYPT);
-    const params: KekParamsFile = {
-      format: "fleetca-kek/1",
-      kind: "scrypt",
-      id: kekIdFor(salt, "scrypt"),
-      version: 1,
-      salt: salt.toString("base64"),
-      ...SCRYPT,
-      check: seal(key, Buffer.from(CHECK_TEXT), CHECK_AAD),
-    };
-    writeFileAtomic(paramsPath, JSON.stringify(params, null, 2) + "\n", 0o600);
-    return new AesKek(key, params.id, params.version, "passphrase");
+    const made = newPassphraseKek(src.passphrase, 1, src.dataDir);
+    writeFileAtomic(paramsPath, made.paramsFile, 0o600);
+    return made.kek;
   }
   const key = randomBytes(32);
   writeFileAtomic(devPath, key, 0o600);
-  return new AesKek(key, kekIdFor(key, "dev"), 1, "development");
+  return new AesKek(key, kekIdFor(key, "dev"), 1, "development", src.dataDir);
+}
+
+/**
+ * A new passphrase KEK (fresh salt, so a new id even for the same passphrase) and the text of its
+ * `kek.json`, not yet written: init writes it at once into `dataDir`, a rotation stages it
+ * (kek-rotation.ts; `dataDir` null: until the commit it is not the data dir's KEK).
+ */
+export function newPassphraseKek(passphrase: Secret, version: number, dataDir: string | null): { kek: Kek; paramsFile: string } {
+  const salt = randomBytes(16);
+  const key = derive(passphrase, salt, SCRYPT);
+  const params: KekParamsFile = {
+    format: "fleetca-kek/1",
+    kind: "scrypt",
+    id: kekIdFor(salt, "scrypt"),
+    version,
+    createdAt: new Date().toISOString(),
+    salt: salt.toString("base64"),
+    ...SCRYPT,
+    check: seal(key, Buffer.from(CHECK_TEXT), CHECK_AAD),
+  };
+  return { kek: new AesKek(key, params.id, version, "passphrase", dataDir), paramsFile: JSON.stringify(params, null, 2) + "\n" };
+}
+
+/** The id of the KEK that dataDir's files name now (kek.json, else kek.key), or null if none. */
+function currentKekId(dataDir: string): string | null {
+  const paramsPath = join(dataDir, KEK_PARAMS_FILE);
+  if (existsSync(paramsPath)) return readParams(paramsPath).id;
+  const devPath = join(dataDir, DEV_KEK_FILE);
+  if (existsSync(devPath)) return kekIdFor(readDevKey(devPath), "dev");
+  return null;
+}
+
+function readDevKey(devPath: string): Buffer {
+  const key = readFileSync(devPath);
+  if (key.length !== 32) throw new OperatorError(`${devPath} is not a 32-byte KEK`);
+  return key;
 }
 
 function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: string): Kek {
   const key = derive(passphrase, Buffer.from(params.salt, "base64"), params);
   const check = open(key, params.check, CHECK_AAD);
   if (!check || check.toString() !== CHECK_TEXT) {
-    throw new OperatorError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}`);
+    // After `fleetca rotate kek` the old passphrase lands here: naming the version and its date
+    // tells the operator which passphrase is wanted without saying anything about it.
+    const since = params.version > 1 ? ` (KEK version ${params.version}${params.createdAt ? `, since ${params.createdAt}` : ""})` : "";
+    throw new KekMismatchError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}${since}`);
   }
-  return new AesKek(key, params.id, params.version, "passphrase");
+  return new AesKek(key, params.id, params.version, "passphrase", dataDir);
 }
 
 function derive(passphrase: Secret, salt: Buffer, p: { N: number; r: number; p: number }): Buffer {
@@ -159,11 +209,14 @@ export function assertPrivateMode(path: string): void {
   }
 }
 
-/** Reads the passphrase file named by config: first line, trailing newline dropped, 0600 required. */
-export function readPassphraseFile(path: string): Secret {
-  if (!existsSync(path)) throw new OperatorError(`passphraseFile ${path} does not exist`);
+/**
+ * Reads a passphrase file (config passphraseFile, or `rotate kek --new-passphrase-file`, named by
+ * `what` in errors): first line, trailing newline dropped, 0600 required.
+ */
+export function readPassphraseFile(path: string, what = "passphraseFile"): Secret {
+  if (!existsSync(path)) throw new OperatorError(`${what} ${path} does not exist`);
   assertPrivateMode(path);
   const text = readFileSync(path, "utf8").replace(/\r?\n$/, "");
-  if (text.length === 0) throw new OperatorError(`passphraseFile ${path} is empty`);
+  if (text.length === 0) throw new OperatorError(`${what} ${path} is empty`);
   return new Secret(text);
 }

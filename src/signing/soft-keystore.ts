@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import {
   createHash,
   createPrivateKey,
@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { OperatorError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import { SIGNATURE_SCHEMES, type CaKeyType, CA_KEY_TYPES } from "../core/key-type.js";
-import type { Kek } from "./kek.js";
+import { KekMismatchError, type Kek } from "./kek.js";
 import { LARGE_INPUT_OCTETS, updateInSlices } from "./digest-in-slices.js";
 import type { Signer } from "./signer.js";
 import type { SealedBox } from "./aead.js";
@@ -43,6 +43,8 @@ function keyAad(name: string, keyType: CaKeyType, spki: Uint8Array): string {
 
 const dekAad = (name: string) => `fleetca-dek/1|${name}`;
 
+export const KEY_FILE_SUFFIX = ".key.json";
+
 /**
  * Software keys wrapped at rest (envelope encryption): a random DEK per key encrypts the PKCS#8
  * bytes with AES-256-GCM; the KEK wraps the DEK. Key bytes exist in the clear only inside a
@@ -60,7 +62,7 @@ export class SoftKeyStore {
 
   path(name: string): string {
     if (!/^[a-z0-9][a-z0-9._-]{0,100}$/.test(name)) throw new Error(`invalid key name ${name}`);
-    return join(this.#dir, `${name}.key.json`);
+    return join(this.#dir, `${name}${KEY_FILE_SUFFIX}`);
   }
 
   has(name: string): boolean {
@@ -71,6 +73,9 @@ export class SoftKeyStore {
   async generate(name: string, keyType: CaKeyType): Promise<Signer> {
     const path = this.path(name);
     if (existsSync(path)) throw new OperatorError(`key ${name} already exists at ${path}; refusing to overwrite`);
+    if (!this.#kek.isCurrent()) {
+      throw new OperatorError(`cannot create key ${name}: the KEK was rotated since this process started; restart it with the new passphrase`);
+    }
     const { privateKey, publicKey } = await generateKeyPairFor(keyType);
     const spki = publicKey.export({ type: "spki", format: "der" });
     const dek = randomBytes(32);
@@ -90,6 +95,46 @@ export class SoftKeyStore {
 
   /** Unwraps a stored key. A wrong KEK or a tampered file fails with a one-line operator error. */
   load(name: string): Signer {
+    const { path, file } = this.#read(name);
+    const dek = this.#unwrapDek(path, file);
+    const spki = Buffer.from(file.publicKeySpki, "base64");
+    const pkcs8 = open(dek, file.key, keyAad(name, file.keyType, spki));
+    dek.fill(0);
+    if (!pkcs8) throw new OperatorError(`cannot decrypt ${path}: the file was altered`);
+    const privateKey = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
+    pkcs8.fill(0);
+    const derived = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+    if (!derived.equals(spki)) throw new OperatorError(`${path}: private key does not match its recorded public key`);
+    return new SoftSigner(file.keyType, spki, privateKey);
+  }
+
+  /** Names of every stored key (the `*.key.json` files; temp files of an atomic write are not keys). */
+  names(): string[] {
+    if (!existsSync(this.#dir)) return [];
+    return readdirSync(this.#dir)
+      .filter((f) => f.endsWith(KEY_FILE_SUFFIX) && !f.startsWith("."))
+      .map((f) => f.slice(0, -KEY_FILE_SUFFIX.length))
+      .sort();
+  }
+
+  /**
+   * The text of `name`'s key file with its DEK re-wrapped by `to` (KEK rotation). Only the
+   * DEK's envelope and the recorded KEK id/version change: the sealed private key, its public
+   * key and its AAD stay byte for byte, so the CA key itself is untouched. The caller writes
+   * the text (kek-rotation.ts decides where and when).
+   */
+  rewrapped(name: string, to: Kek): string {
+    const { path, file } = this.#read(name);
+    const dek = this.#unwrapDek(path, file);
+    try {
+      const next: WrappedKeyFile = { ...file, kek: { id: to.id, version: to.version }, dek: to.wrap(dek, dekAad(name)) };
+      return JSON.stringify(next, null, 2) + "\n";
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  #read(name: string): { path: string; file: WrappedKeyFile } {
     const path = this.path(name);
     if (!existsSync(path)) throw new OperatorError(`key ${name} not found at ${path}`);
     let file: WrappedKeyFile;
@@ -101,20 +146,20 @@ export class SoftKeyStore {
     if (file.format !== "fleetca-wrapped-key/1" || !CA_KEY_TYPES.includes(file.keyType) || file.name !== name) {
       throw new OperatorError(`${path} is not a fleetca wrapped key for ${name}`);
     }
+    return { path, file };
+  }
+
+  #unwrapDek(path: string, file: WrappedKeyFile): Buffer {
     if (file.kek.id !== this.#kek.id) {
-      throw new OperatorError(`${path} is wrapped by KEK ${file.kek.id}, but the configured KEK is ${this.#kek.id}`);
+      // Each key file names the KEK (and its version) that wrapped it: after a rotation a process
+      // still holding the old KEK lands here instead of trying the wrong key.
+      throw new KekMismatchError(
+        `${path} is wrapped by KEK ${file.kek.id} (version ${file.kek.version}), but the configured KEK is ${this.#kek.id} (version ${this.#kek.version}); after "fleetca rotate kek", restart with the new passphrase`,
+      );
     }
-    const dek = this.#kek.unwrap(file.dek, dekAad(name));
+    const dek = this.#kek.unwrap(file.dek, dekAad(file.name));
     if (!dek) throw new OperatorError(`cannot unwrap ${path}: KEK mismatch or the file was altered`);
-    const spki = Buffer.from(file.publicKeySpki, "base64");
-    const pkcs8 = open(dek, file.key, keyAad(name, file.keyType, spki));
-    dek.fill(0);
-    if (!pkcs8) throw new OperatorError(`cannot decrypt ${path}: the file was altered`);
-    const privateKey = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
-    pkcs8.fill(0);
-    const derived = createPublicKey(privateKey).export({ type: "spki", format: "der" });
-    if (!derived.equals(spki)) throw new OperatorError(`${path}: private key does not match its recorded public key`);
-    return new SoftSigner(file.keyType, spki, privateKey);
+    return dek;
   }
 }
 

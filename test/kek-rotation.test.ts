@@ -111,7 +111,9 @@ describe("fleetca rotate kek: passphrase A -> B", () => {
       const lines = r.stdout.trimEnd().split("\n");
       const names = [...before.keys()].map((f) => f.replace(/\.key\.json$/, "")).sort();
       expect(lines.slice(0, names.length)).toEqual(names.map((n) => `re-wrapped ${n}`));
-      expect(lines[names.length]).toMatch(/^rotated KEK version 1 \(scrypt-[0-9a-f]{16}\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 3 keys re-wrapped, no CA key changed$/);
+      // root, intermediate, the bootstrap provisioner's key and the issuance log's audit key
+      expect(names).toHaveLength(4);
+      expect(lines[names.length]).toMatch(/^rotated KEK version 1 \(scrypt-[0-9a-f]{16}\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 4 keys re-wrapped, no CA key changed$/);
       expect(r.stdout).toMatch(/restart it with the new passphrase/);
 
       // The running daemon keeps issuing with the key it holds.
@@ -186,7 +188,7 @@ describe("fleetca rotate kek: development mode -> passphrase", () => {
     const stale = openKeyStore(ws.dataDir, undefined, { create: false });
     const r = await ws.cli(["rotate", "kek", "--new-passphrase-file", pf]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^rotated development-mode KEK \(kek\.key\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 3 keys re-wrapped, no CA key changed$/m);
+    expect(r.stdout).toMatch(/^rotated development-mode KEK \(kek\.key\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 4 keys re-wrapped, no CA key changed$/m);
     expect(r.stdout).toMatch(/^removed .*kek\.key \(overwritten, then unlinked\); the CA now needs the passphrase$/m);
     expect(existsSync(devKey)).toBe(false);
     expectPrivateDataDir(ws.dataDir);
@@ -209,7 +211,7 @@ describe("fleetca rotate kek: development mode -> passphrase", () => {
     // The old dev KEK put back by hand is not consulted: kek.json rules now.
     writeFileSync(devKey, devKeyBytes, { mode: 0o600 });
     expect(() => unwrapAll(ws.dataDir, undefined)).toThrow(/protected by a passphrase/);
-    expect(unwrapAll(ws.dataDir, PASS_B)).toBe(3);
+    expect(unwrapAll(ws.dataDir, PASS_B)).toBe(4);
     expectNoPassphraseAnywhere(ws, [r.stdout, r.stderr, loose.stdout, loose.stderr, without.stderr, withIt.stderr], [pf]);
   });
 });
@@ -234,7 +236,7 @@ describe("fleetca rotate kek: a kill -9 between any two steps", () => {
     const old = await signRootCrl(PASS_A);
     expect(old.code, old.stderr).toBe(0);
     expect(() => unwrapAll(ws.dataDir, PASS_B)).toThrow(/wrong passphrase/);
-    expect(unwrapAll(ws.dataDir, PASS_A)).toBe(3);
+    expect(unwrapAll(ws.dataDir, PASS_A)).toBe(4);
   });
 
   it("right after the commit: the next open rolls forward; the new KEK opens the CA, the old one does not", async () => {
@@ -248,17 +250,17 @@ describe("fleetca rotate kek: a kill -9 between any two steps", () => {
     const ok = await signRootCrl(PASS_B);
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(join(ws.dataDir, "kek-rotation.committed"))).toBe(false);
-    expect(unwrapAll(ws.dataDir, PASS_B)).toBe(3);
+    expect(unwrapAll(ws.dataDir, PASS_B)).toBe(4);
   });
 
   it("half-way through moving the key files (a mix on disk): the new KEK opens every key", async () => {
     const r = await crash("key-moved", PASS_B, PASS_C);
     expect(r.stdout).toBe("");
     const versions = [...keyFiles(ws.dataDir).values()].map((k) => k.kek.version).sort();
-    expect(versions).toEqual([2, 2, 3]); // one key moved, two still staged
+    expect(versions).toEqual([2, 2, 2, 3]); // one key moved, three still staged
     expect(() => unwrapAll(ws.dataDir, PASS_B)).toThrow(/wrong passphrase/); // recovers first, then refuses B
-    expect(unwrapAll(ws.dataDir, PASS_C)).toBe(3);
-    expect([...keyFiles(ws.dataDir).values()].map((k) => k.kek.version)).toEqual([3, 3, 3]);
+    expect(unwrapAll(ws.dataDir, PASS_C)).toBe(4);
+    expect([...keyFiles(ws.dataDir).values()].map((k) => k.kek.version)).toEqual([3, 3, 3, 3]);
     expectPrivateDataDir(ws.dataDir, { afterCrash: true });
   });
 
@@ -269,13 +271,13 @@ describe("fleetca rotate kek: a kill -9 between any two steps", () => {
     expectOneLineError(await signRootCrl(PASS_C), /wrong passphrase/);
     const ok = await signRootCrl(PASS_D);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(unwrapAll(ws.dataDir, PASS_D)).toBe(3);
+    expect(unwrapAll(ws.dataDir, PASS_D)).toBe(4);
     expectPrivateDataDir(ws.dataDir, { afterCrash: true });
     // A finished rotation afterwards still works from the recovered state (D -> A).
     const again = await ws.cli(["rotate", "kek"], { FLEETCA_PASSPHRASE: PASS_D, FLEETCA_NEW_PASSPHRASE: PASS_A });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/to KEK version 5 /);
-    expect(unwrapAll(ws.dataDir, PASS_A)).toBe(3);
+    expect(unwrapAll(ws.dataDir, PASS_A)).toBe(4);
     expectPrivateDataDir(ws.dataDir);
     expectNoPassphraseAnywhere(ws, [again.stdout, again.stderr]);
   });

@@ -408,3 +408,46 @@ describe("a crash between sign and store (injected)", () => {
     }
   });
 });
+
+describe("SIGTERM during a burst of sign requests", () => {
+  const ws = new CaWorkspace({ extraConfig: "audit: { treeHeadInterval: 1m }\n", memoryBacked: true });
+  afterAll(() => ws.remove());
+
+  it("finishes what is in flight, signs a last tree head, exits 0; the log and the inventory agree", { timeout: 120_000 }, async () => {
+    const d = await ws.start();
+    const roots = await fetchRoots(d.publicUrl);
+    const csr = makeCsr(ws.dir, "term", { cn: "term.internal" }).csrPem;
+    const tokens = await mintTokens(ws, `${d.apiUrl}/v1/sign`, 300, () => ["term.internal"]);
+    const bulk = new BulkClient(d.apiUrl, roots, undefined, 16);
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => d.child.once("exit", (code, signal) => resolve({ code, signal })));
+    let answered = 0;
+    const results = await inParallel(300, 16, async (i) => {
+      try {
+        const r = await bulk.post("/v1/sign", signBody(csr), tokens[i]);
+        if (++answered === 40) d.child.kill("SIGTERM");
+        return r;
+      } catch (e) {
+        return e as Error;
+      }
+    }).finally(() => bulk.close());
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(d.output).toMatch(/msg="shutting down" signal=SIGTERM/);
+
+    const ok = results.filter((r): r is Exclude<typeof r, Error> => !(r instanceof Error) && r.status === 201);
+    const other = results.filter((r) => !(r instanceof Error) && r.status !== 201);
+    // Each request got its certificate or its connection refused / closed: never a 5xx.
+    expect(other.map((r) => (r as { raw: string }).raw)).toEqual([]);
+    expect(ok.length).toBeGreaterThanOrEqual(40);
+    expect(ok.length).toBeLessThan(300);
+
+    const list = JSON.parse((await ws.cli(["list", "--json"])).stdout) as Array<{ serial: string }>;
+    const stored = new Set(list.map((c) => c.serial));
+    for (const r of ok) expect(stored.has(r.body.serial as string)).toBe(true);
+    // The last tree head covers the whole log; every stored certificate has its entries and every
+    // intent its certificate (nothing was cut between sign and store).
+    const v = verifyJson(ws.dir, ws.dataDir);
+    expect(v).toMatchObject({ ok: true, unsigned: 0, unfinishedIntents: [] });
+    const issued = auditCli(ws.dir, ws.dataDir, ["query", "--provisioner", "bootstrap", "--json", "--limit", "100000"]).stdout.trim().split("\n").map((l) => JSON.parse(l) as { kind: string; serial?: string });
+    expect(new Set(issued.filter((e) => e.kind === "issued").map((e) => e.serial))).toEqual(new Set([...stored].filter((s) => list.find((c) => c.serial === s && (c as { provisioner?: string }).provisioner === "bootstrap"))));
+  });
+});

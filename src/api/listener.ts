@@ -62,10 +62,28 @@ export function listen(server: HttpServer | HttpsServer, host: string, port: num
   });
 }
 
-export function closeServer(s: HttpServer | HttpsServer): Promise<void> {
+/**
+ * Stops accepting connections and resolves once the server is closed. With `graceMs`, requests
+ * already in flight get that long to finish (SIGTERM: a sign request that got its intent and
+ * signature gets its certificate stored and answered, rather than cut off): idle keep-alive
+ * connections are closed at once and as they become idle, and whatever is still open when the
+ * grace ends is cut.
+ */
+export function closeServer(s: HttpServer | HttpsServer, graceMs = 0): Promise<void> {
   return new Promise((resolve) => {
-    s.close(() => resolve());
-    s.closeAllConnections();
+    let idleSweep: NodeJS.Timeout | undefined;
+    const cut = setTimeout(() => s.closeAllConnections(), graceMs);
+    s.close(() => {
+      clearTimeout(cut);
+      if (idleSweep) clearInterval(idleSweep);
+      resolve();
+    });
+    if (graceMs <= 0) {
+      s.closeAllConnections();
+      return;
+    }
+    s.closeIdleConnections();
+    idleSweep = setInterval(() => s.closeIdleConnections(), 50);
   });
 }
 

@@ -46,5 +46,9 @@ export async function startApiRole(p: {
   const server = createApiListener(config, p.credentials, app, log);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);
-  return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server) };
+  // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,
+  // 5 s, after which it kills the worker) to finish and be stored.
+  return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server, WORKER_STOP_GRACE_MS) };
 }
+
+const WORKER_STOP_GRACE_MS = 4_000;

@@ -46,7 +46,12 @@ export interface Daemon {
   dataDir: OpenedDataDir;
   /** Runs the periodic jobs now (serving-cert renewal, pruning); the timers call the same. */
   tick(): Promise<void>;
-  close(): Promise<void>;
+  /**
+   * Stops the daemon: the listeners first (no new connections; requests in flight get `graceMs`
+   * to finish, default none), then the publishers; the queued commits are written and a last
+   * tree head is signed over the issuance log before the database closes.
+   */
+  close(opts?: { graceMs?: number }): Promise<void>;
 }
 
 export interface DaemonOptions {
@@ -297,13 +302,15 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     servingCertificate: serving,
     dataDir: dd,
     tick,
-    close: async () => {
+    close: async (closeOpts?: { graceMs?: number }) => {
+      const graceMs = closeOpts?.graceMs ?? 0;
       if (timer) clearInterval(timer);
+      // Listeners first, so a request in flight still has its RA, store and responders.
+      await Promise.all([apiServer ? closeServer(apiServer, graceMs) : null, publicServer ? closeServer(publicServer, graceMs) : null, workers?.close()]);
       revocationFeed.stop();
       await crls.stop();
       await ocspPresigner.close();
       await ocsp.close();
-      await Promise.all([apiServer ? closeServer(apiServer) : null, publicServer ? closeServer(publicServer) : null, workers?.close()]);
       // The last tree head covers everything this run wrote: the listeners (and workers) are
       // closed, the queued commits are written, then the head is signed.
       clearInterval(treeHeadTimer);

@@ -26,6 +26,9 @@ const program = new Command("fleetca")
   .showHelpAfterError()
   .exitOverride();
 
+/** SIGTERM / SIGINT: how long requests in flight may take to finish before connections are cut. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 const configOption = () => new Option("--config <file>", "config file (default: $FLEETCA_CONFIG, else ./config.yaml if present)");
 
 function durationArg(flag: string) {
@@ -69,7 +72,14 @@ program
       if (stopping) return;
       stopping = true;
       log.info({ signal }, "shutting down");
-      void daemon.close().then(() => process.exit(0));
+      // Requests in flight get SHUTDOWN_GRACE_MS to finish; the last tree head is then signed.
+      void daemon.close({ graceMs: SHUTDOWN_GRACE_MS }).then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
     };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));

@@ -115,6 +115,9 @@ describe("fleetca rotate kek: passphrase A -> B", () => {
       expect(names).toHaveLength(4);
       expect(lines[names.length]).toMatch(/^rotated KEK version 1 \(scrypt-[0-9a-f]{16}\) to KEK version 2 \(scrypt-[0-9a-f]{16}\): 4 keys re-wrapped, no CA key changed$/);
       expect(r.stdout).toMatch(/restart it with the new passphrase/);
+      // The issuance log records the rotation (names and versions only).
+      const events = (await run(["audit", "query", "--since", "1h", "--json"])).stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(events.filter((e) => e.kind === "event")).toEqual([expect.objectContaining({ event: "kek_rotated", details: { from: "version 1", to_version: 2, keys: 4, dev_key_destroyed: false } })]);
 
       // The running daemon keeps issuing with the key it holds.
       ws.env.FLEETCA_PASSPHRASE = PASS_B; // ws.token() unwraps the (re-wrapped) provisioner key in-process

@@ -5,6 +5,7 @@ import type { FleetcaConfig } from "../config/schema.js";
 import { readPassphraseFile } from "../signing/kek.js";
 import { rotateKek, type RotationStep } from "../signing/kek-rotation.js";
 import { openKeyStore } from "./data-dir.js";
+import { recordOperatorEvent } from "./operator-event.js";
 
 /**
  * Test hook: names a protocol step after which the process kills itself with SIGKILL, so the
@@ -30,6 +31,12 @@ export function rotateKekCommand(config: FleetcaConfig, opts: { newPassphraseFil
     if (step === crashAfter) process.kill(process.pid, "SIGKILL");
   };
   const r = rotateKek(config.dataDir, opened, next, onStep);
+  recordOperatorEvent(config.dataDir, "kek_rotated", {
+    from: r.from.mode === "development" ? "development" : `version ${r.from.version}`,
+    to_version: r.to.version,
+    keys: r.rewrapped.length,
+    dev_key_destroyed: r.devKeyDestroyed,
+  });
   const from = r.from.mode === "development" ? `development-mode KEK (kek.key)` : `KEK version ${r.from.version} (${r.from.id})`;
   return [
     ...r.rewrapped.map((name) => `re-wrapped ${name}`),

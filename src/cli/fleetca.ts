@@ -16,6 +16,7 @@ import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { registerAuditCommands } from "./audit-commands.js";
 import { rotateKekCommand } from "./rotate-kek.js";
+import { retireRoot, rotateRoot } from "./rotate-root.js";
 import { signAudience } from "./token-audience.js";
 import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
@@ -208,6 +209,34 @@ rotate
   .action((o: { newPassphraseFile?: string; config?: string }) => {
     const { config } = loadConfig(o.config);
     process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
+  });
+rotate
+  .command("root")
+  .description("new root key and certificate, cross-signed by the current root; /roots.pem serves both until `fleetca retire root` (unwraps the root key: needs the passphrase)")
+  .addOption(configOption())
+  .action(async (o: { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const r = await rotateRoot(config, passphraseFrom(config), systemClock);
+    process.stdout.write(
+      [
+        `new root ${r.newRootKeyId} (SHA-256 ${r.newRootFingerprint}), cross-signed by root ${r.oldRootKeyId} (cross certificate serial ${r.crossCertificateSerial})`,
+        `/roots.pem now serves both roots and the cross certificate; agents pinned to the old root accept the new one at their next publication`,
+        `next: "fleetca rotate intermediate" issues from the new root; then "fleetca retire root ${r.oldRootKeyId}" once every host trusts the new root (new hosts pin ${r.newRootFingerprint})`,
+      ].join("\n") + "\n",
+    );
+  });
+
+program
+  .command("retire")
+  .description("retire CA key material")
+  .command("root")
+  .description("stop trusting a root: it leaves /roots.pem (refused for the only root, or while the issuing intermediate chains to it)")
+  .argument("<keyid>", "the root's key id")
+  .addOption(configOption())
+  .action((keyId: string, o: { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const r = retireRoot(config, keyId, systemClock);
+    process.stdout.write(`retired root ${r.retired}; trusted roots now: ${r.remaining.join(", ")}\n`);
   });
 
 const crl = program.command("crl").description("certificate revocation lists");

@@ -3,6 +3,7 @@ import type { Signer } from "../signing/signer.js";
 import { SIGNATURE_SCHEMES } from "../core/key-type.js";
 import { keyIdentifier } from "../x509/certificate-info.js";
 import { caTbs, nameOf } from "../x509/profile.js";
+import type { Name } from "@peculiar/asn1-x509";
 import type { Issuer } from "./issuer.js";
 import { randomSerialContent } from "./serial.js";
 import { serializeTbs, signTbs } from "./sign-tbs.js";
@@ -12,12 +13,12 @@ const CA_BACKDATE_MS = 60_000;
 /** Self-signed root: pathLen 1 allows exactly one intermediate level below it. */
 export async function createRootCertificate(
   signer: Signer,
-  opts: { caName: string; validityMs: number; clock: Clock },
+  opts: { caName: string; validityMs: number; clock: Clock; subject?: Name },
 ): Promise<Uint8Array> {
   const now = opts.clock.now().getTime();
   const tbs = caTbs({
     serialContent: randomSerialContent(),
-    subject: nameOf({ o: opts.caName, cn: `${opts.caName} Root CA` }),
+    subject: opts.subject ?? nameOf({ o: opts.caName, cn: `${opts.caName} Root CA` }),
     subjectSpki: signer.publicKeySpki,
     subjectKeyId: keyIdentifier(signer.publicKeySpki),
     selfScheme: SIGNATURE_SCHEMES[signer.keyType],
@@ -52,4 +53,40 @@ export async function createIntermediateCertificate(
     ...(opts.crlUrl && { crlUrl: opts.crlUrl }),
   });
   return signTbs(root.signer, serializeTbs(tbs));
+}
+
+/**
+ * A root made by `fleetca rotate root` is told apart from the one it replaces by the date in its
+ * CN (two roots with one name and different keys would leave path building to the key ids).
+ */
+export function rotatedRootSubject(caName: string, now: Date): Name {
+  return nameOf({ o: caName, cn: `${caName} Root CA ${now.toISOString().slice(0, 10)}` });
+}
+
+/**
+ * The cross certificate of a root rotation: the NEW root's exact subject and key, issued and
+ * signed by the OLD root (RFC 5280 §3.2, §6.1), a CA with the same pathLen as a root. A relying
+ * party that trusts only the old root builds new-leaf → new-intermediate → this → old root, so
+ * leaves from the new hierarchy verify everywhere before every host trusts the new root.
+ * It lives no longer than either root, and names the old root's CRL.
+ */
+export async function createCrossCertificate(
+  oldRoot: Issuer,
+  newRoot: { subject: Name; spki: Uint8Array; keyType: Signer["keyType"]; notAfter: Date },
+  opts: { clock: Clock; crlUrl: string },
+): Promise<Uint8Array> {
+  const now = opts.clock.now().getTime();
+  const tbs = caTbs({
+    serialContent: randomSerialContent(),
+    subject: newRoot.subject,
+    subjectSpki: newRoot.spki,
+    subjectKeyId: keyIdentifier(newRoot.spki),
+    issuer: oldRoot.ref,
+    selfScheme: SIGNATURE_SCHEMES[newRoot.keyType],
+    pathLen: 1,
+    notBefore: new Date(Math.max(now - CA_BACKDATE_MS, oldRoot.info.notBefore.getTime())),
+    notAfter: new Date(Math.min(newRoot.notAfter.getTime(), oldRoot.info.notAfter.getTime())),
+    crlUrl: opts.crlUrl,
+  });
+  return signTbs(oldRoot.signer, serializeTbs(tbs));
 }

@@ -271,4 +271,21 @@ CREATE TABLE audit_keys (
 ) STRICT;
 `,
   },
+  {
+    version: 9,
+    name: "cross certificates (root rotation)",
+    // `fleetca rotate root`: the new root's name and key certified by the old root, served in
+    // /roots.pem beside both roots so hosts that pin the old root accept the new one
+    // (agent/trust.ts acceptRefreshedRoots) until `fleetca retire root`.
+    sql: `
+CREATE TABLE cross_certificates (
+  subject_key_id TEXT NOT NULL REFERENCES issuers(key_id),  -- the new root
+  issuer_key_id  TEXT NOT NULL REFERENCES issuers(key_id),  -- the root that certified it
+  der            BLOB NOT NULL,
+  not_after      INTEGER NOT NULL,
+  created_at     INTEGER NOT NULL,
+  PRIMARY KEY (subject_key_id, issuer_key_id)
+) STRICT;
+`,
+  },
 ];

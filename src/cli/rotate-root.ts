@@ -1,0 +1,113 @@
+import { createHash } from "node:crypto";
+import type { Clock } from "../core/clock.js";
+import { OperatorError } from "../core/errors.js";
+import type { Secret } from "../core/secret.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { createCrossCertificate, createRootCertificate, rotatedRootSubject } from "../issuance/hierarchy.js";
+import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
+import { crlUrl } from "../revocation/crl/crl-shard.js";
+import { signRootCrl } from "../revocation/crl/root-crl.js";
+import { SqliteCrossCertificates } from "../storage/sqlite/sqlite-cross-certificates.js";
+import { openDatabase, openDataDir } from "./data-dir.js";
+import { recordOperatorEvent } from "./operator-event.js";
+
+export interface RootRotation {
+  oldRootKeyId: string;
+  newRootKeyId: string;
+  /** SHA-256 of the new root's DER: what `cert-agent --root-fingerprint` pins on new hosts. */
+  newRootFingerprint: string;
+  crossCertificateSerial: string;
+}
+
+/**
+ * `fleetca rotate root`: a new root key and self-signed certificate, and a cross certificate for
+ * it signed by the current root, stored together; /roots.pem then serves both roots and the cross
+ * certificate (agents pinned to the old root accept the new one through it: agent/trust.ts). The
+ * new root gets its own CRL. Nothing issues from it until `fleetca rotate intermediate` makes an
+ * intermediate under it; the old root stays trusted until `fleetca retire root`.
+ */
+export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | undefined, clock: Clock): Promise<RootRotation> {
+  const dd = openDataDir(config.dataDir, passphrase, { create: false });
+  try {
+    const issuers = dd.store.listIssuers();
+    const roots = issuers.filter((i) => i.role === "root" && i.status === "active").sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
+    const current = roots[0];
+    if (!current) throw new OperatorError(`no active root in ${config.dataDir}`);
+    const oldRoot = await bindIssuer(current.der, dd.keys.load(current.keyName));
+    const now = clock.now();
+    const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
+    const keyName = `root-${stamp}`;
+    if (dd.keys.has(keyName)) throw new OperatorError(`a root was already made at ${now.toISOString()}; wait a second and run it again`);
+    const signer = await dd.keys.generate(keyName, config.ca.keyType);
+    const subject = rotatedRootSubject(config.ca.name, now);
+    const rootDer = await createRootCertificate(signer, { caName: config.ca.name, validityMs: config.ca.rootValidity, clock, subject });
+    const newRoot = await bindIssuer(rootDer, signer);
+    const crossDer = await createCrossCertificate(
+      oldRoot,
+      { subject, spki: signer.publicKeySpki, keyType: signer.keyType, notAfter: newRoot.info.notAfter },
+      { clock, crlUrl: crlUrl(config.publicUrl, oldRoot.keyIdHex, null) },
+    );
+    const cross = await bindIssuer(crossDer, signer);
+    const crossCerts = new SqliteCrossCertificates(dd.store.db);
+    dd.store.db.transaction(() => {
+      dd.store.addIssuer({
+        keyId: newRoot.keyIdHex,
+        role: "root",
+        keyName,
+        parentKeyId: null,
+        der: rootDer,
+        notBefore: newRoot.info.notBefore,
+        notAfter: newRoot.info.notAfter,
+        status: "active",
+        createdAt: now,
+        revokedAt: null,
+        revocationReason: null,
+      });
+      crossCerts.add({ subjectKeyId: newRoot.keyIdHex, issuerKeyId: oldRoot.keyIdHex, der: crossDer, notAfter: cross.info.notAfter, createdAt: now });
+    })();
+    // Relying parties that check CRLs for the whole chain need one from the new root too.
+    await signRootCrl(newRoot, dd.store.listIssuers(), dd.store, clock, config.crl.rootValidity);
+    const result: RootRotation = {
+      oldRootKeyId: oldRoot.keyIdHex,
+      newRootKeyId: newRoot.keyIdHex,
+      newRootFingerprint: createHash("sha256").update(rootDer).digest("hex"),
+      crossCertificateSerial: cross.info.serial,
+    };
+    recordOperatorEvent(config.dataDir, "root_rotated", {
+      old_root: result.oldRootKeyId,
+      new_root: result.newRootKeyId,
+      new_root_sha256: result.newRootFingerprint,
+      cross_serial: result.crossCertificateSerial,
+    });
+    return result;
+  } finally {
+    dd.store.close();
+  }
+}
+
+/**
+ * `fleetca retire root KEYID`: the root leaves /roots.pem, with the cross certificates that name
+ * it. Refused while it is the only active root, or while the intermediate that issues today
+ * chains to it (rotate the intermediate under the new root first: leaves must not outlive trust
+ * in their root on hosts that refresh ca.pem).
+ */
+export function retireRoot(config: FleetcaConfig, keyId: string, clock: Clock): { retired: string; remaining: string[] } {
+  const store = openDatabase(config.dataDir);
+  try {
+    const issuers = store.listIssuers();
+    const root = issuers.find((i) => i.keyId === keyId.toLowerCase());
+    if (!root || root.role !== "root") throw new OperatorError(`no root with key id ${keyId} (fleetca status / the issuers table lists them)`);
+    if (root.status !== "active") throw new OperatorError(`root ${root.keyId} is already retired`);
+    const others = issuers.filter((i) => i.role === "root" && i.status === "active" && i.keyId !== root.keyId);
+    if (others.length === 0) throw new OperatorError(`root ${root.keyId} is the only active root; run "fleetca rotate root" first`);
+    const issuing = currentIntermediate(issuers, clock.now());
+    if (issuing.parentKeyId === root.keyId) {
+      throw new OperatorError(`the issuing intermediate ${issuing.keyId} chains to root ${root.keyId}; run "fleetca rotate intermediate" (under the new root) first`);
+    }
+    if (!new SqliteCrossCertificates(store.db).retireRoot(root.keyId)) throw new OperatorError(`root ${root.keyId} could not be retired (changed meanwhile)`);
+    recordOperatorEvent(config.dataDir, "root_retired", { root: root.keyId, remaining: others.map((o) => o.keyId).join(",") });
+    return { retired: root.keyId, remaining: others.map((o) => o.keyId) };
+  } finally {
+    store.close();
+  }
+}

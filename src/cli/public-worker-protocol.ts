@@ -9,6 +9,12 @@ import type { MetricsReport } from "../metrics/ca-metrics.js";
  * inherits, or passphraseFile) and unwraps the intermediate key itself. The API listener's own
  * serving key does (see PublicWorkers.sendApiCredentials for why).
  */
+/*
+ * Every message here has a `t`. prom-client's own cluster messages (`{ type: "prom-client:…" }`)
+ * are never sent: fleetca uses only AggregatorRegistry.aggregate, never an AggregatorRegistry
+ * instance, which is what installs them (metrics/metrics-exposition.ts); were they sent, every
+ * handler here ignores a message whose `t` it does not know.
+ */
 export type ToWorker =
   /** The first message: which listeners to serve, on which bound ports. */
   | {

@@ -18,8 +18,11 @@ export function daemonExposition(own: CaMetrics, peers: () => Promise<MetricsRep
   return {
     contentType: own.contentType,
     async render() {
-      const reports = [await own.report(), ...(await peers())];
-      return AggregatorRegistry.aggregate(reports).metrics();
+      const others = await peers();
+      // Alone (no workers), the registry speaks for itself: merging would only drop the series
+      // whose aggregator is "omit" (process_start_time_seconds).
+      if (others.length === 0) return own.registry.metrics();
+      return AggregatorRegistry.aggregate([await own.report(), ...others]).metrics();
     },
   };
 }

@@ -4,6 +4,7 @@ import { purposeOf, countSignatures } from "../src/metrics/signature-counter.js"
 import { tokenRejectionOf } from "../src/metrics/token-outcome.js";
 import { CaMetrics } from "../src/metrics/ca-metrics.js";
 import { daemonExposition } from "../src/metrics/metrics-exposition.js";
+import { OcspAnswerCounter } from "../src/metrics/ocsp-answer-counter.js";
 import { CaError } from "../src/core/errors.js";
 import { ManualClock } from "../src/core/clock.js";
 import type { Signer } from "../src/signing/signer.js";
@@ -79,5 +80,27 @@ describe("daemonExposition", () => {
     expect(total(m, "fleetca_certificates_issued_total", { provisioner: "k8s", kind: "renew" })).toBe(1);
     expect(total(m, "fleetca_cert_expiry_seconds", { name: "api" })).toBe(86_400);
     expect(total(m, "fleetca_audit_tree_size")).toBe(42);
+  });
+});
+
+describe("OcspAnswerCounter", () => {
+  it("hands its counts to fleetca_ocsp_responses_total at each scrape, once", async () => {
+    const metrics = new CaMetrics({ clock: new ManualClock(new Date()), defaultMetrics: false });
+    const counter = new OcspAnswerCounter(metrics);
+    for (let i = 0; i < 3; i++) counter.count({ status: "good", source: "cached" });
+    counter.count({ status: "revoked", source: "presigned" });
+    counter.count({ status: "tryLater", source: "none" });
+    counter.refused("malformedRequest");
+    const scrape = async () => parseExposition(await metrics.registry.metrics());
+    const first = await scrape();
+    expect(total(first, "fleetca_ocsp_responses_total", { status: "good", source: "cached" })).toBe(3);
+    expect(total(first, "fleetca_ocsp_responses_total", { status: "revoked", source: "presigned" })).toBe(1);
+    expect(total(first, "fleetca_ocsp_responses_total", { status: "try_later", source: "none" })).toBe(1);
+    expect(total(first, "fleetca_ocsp_responses_total", { status: "malformed", source: "none" })).toBe(1);
+    expect(total(first, "fleetca_ocsp_responses_total")).toBe(6);
+    counter.count({ status: "good", source: "cached" });
+    const second = await scrape();
+    expect(total(second, "fleetca_ocsp_responses_total", { status: "good", source: "cached" })).toBe(4);
+    expect(total(second, "fleetca_ocsp_responses_total")).toBe(7);
   });
 });

@@ -28,6 +28,9 @@ const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 const CRL_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120];
 const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
 
+/** Reports counts (status and source label values, how many) gathered since the last call, and forgets them. */
+export type OcspCountDrain = (add: (status: string, source: string, n: number) => void) => void;
+
 /** Key ids are 40 hex digits; 16 tell an operator's few keys apart and keep label values short. */
 export function shortKeyId(keyIdHex: string): string {
   return keyIdHex.slice(0, 16);
@@ -55,6 +58,7 @@ export class CaMetrics {
   readonly #httpSeconds: Histogram<"route" | "method" | "status">;
   readonly #auditTreeSize: Gauge;
   readonly #expiries = new Map<string, () => Date | null | undefined>();
+  readonly #ocspDrains: OcspCountDrain[] = [];
   readonly #tokenOk: CountedSeries;
 
   constructor(opts: { clock: Clock; defaultMetrics?: boolean }) {
@@ -77,11 +81,16 @@ export class CaMetrics {
       labelNames: ["key", "purpose"],
       registers,
     });
+    const ocspDrains = this.#ocspDrains;
     this.#ocspResponses = new Counter({
       name: "fleetca_ocsp_responses_total",
       help: "OCSP answers sent, by certificate status (or failure) and by what answered: cached (exact request seen before), presigned, signed (for this request), none (a failure).",
       labelNames: ["status", "source"],
       registers,
+      // The hot path counts in a typed array of its own (ocsp-answer-counter.ts); added here at each scrape.
+      collect() {
+        for (const drain of ocspDrains) drain((status, source, n) => this.inc({ status, source }, n));
+      },
     });
     this.#crlSeconds = new Histogram({
       name: "fleetca_crl_generation_seconds",
@@ -165,9 +174,12 @@ export class CaMetrics {
     return Object.fromEntries(SIGNATURE_PURPOSES.map((p) => [p, this.#signatures.labels(key, p)])) as Record<SignaturePurpose, CountedSeries>;
   }
 
-  /** The series for one OCSP status and source (ocsp-answer-counter.ts resolves them all once). */
-  ocspResponses(status: string, source: string): CountedSeries {
-    return this.#ocspResponses.labels(status, source);
+  /**
+   * Adds counts kept outside prom-client to fleetca_ocsp_responses_total at each scrape: `drain`
+   * hands over what was counted since its last call (ocsp-answer-counter.ts).
+   */
+  drainOcspResponsesAtScrape(drain: OcspCountDrain): void {
+    this.#ocspDrains.push(drain);
   }
 
   /** CRL publishers report here (crl-publisher.ts); the entries gauge is for full CRLs, partitions only add to the histogram. */

@@ -219,12 +219,12 @@ describe("GET /metrics with workers (listen.publicWorkers: 2, apiWorkers: 2): an
   });
 });
 
-describe("listen.metrics: /metrics on a listener of its own", () => {
+describe("listen.metrics: /metrics on a listener of its own (with publicWorkers: 2, whose counters it merges)", () => {
   let ws: CaWorkspace;
   let d: DaemonProcess;
 
   beforeAll(async () => {
-    ws = new CaWorkspace({ listen: 'metrics: "127.0.0.1:0"' });
+    ws = new CaWorkspace({ listen: 'metrics: "127.0.0.1:0", publicWorkers: 2' });
     d = await ws.start();
   }, 60_000);
 
@@ -233,16 +233,25 @@ describe("listen.metrics: /metrics on a listener of its own", () => {
     ws?.remove();
   });
 
-  it("serves /metrics there and no longer on the public listener", async () => {
+  it("serves /metrics there, with the workers' OCSP answers, and no longer on the public listener", async () => {
     const url = /msg="metrics listening" url=(\S+)/.exec(d.output)?.[1];
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
-    await ca.issue("svc");
+    const svc = await ca.issue("svc");
+    for (let i = 0; i < 2; i++) {
+      const o = await opensslAsync(["ocsp", "-timeout", "10", "-issuer", ca.intermediatePath, "-cert", svc.certPath, "-url", `${d.publicUrl}/ocsp`, "-CAfile", ca.rootsPath]);
+      expect(o.out).toMatch(/: good/);
+    }
     const r = await scrape(url!);
     expect([r.status, r.contentType]).toEqual([200, PROMETHEUS_TEXT]);
     expect(total(r.samples, ISSUED, { provisioner: "bootstrap", kind: "sign" })).toBe(1);
-    const pub = await fetch(`${d.publicUrl}/metrics`);
-    expect([pub.status, ((await pub.json()) as { error: string }).error]).toEqual([404, "not_found"]);
+    expect(total(r.samples, OCSP, { status: "good", source: "signed" })).toBe(2);
+    expect(total(r.samples, HTTP, { route: "/roots.pem", method: "GET", status: "200" })).toBe(1);
+    // Both workers answer 404 on the public listener.
+    for (let i = 0; i < 2; i++) {
+      const pub = await fetch(`${d.publicUrl}/metrics`, { headers: { connection: "close" } });
+      expect([pub.status, ((await pub.json()) as { error: string }).error]).toEqual([404, "not_found"]);
+    }
     const other = await fetch(url!.replace(/\/metrics$/, "/healthz"));
     expect(other.status).toBe(404);
   });

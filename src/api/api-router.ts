@@ -8,6 +8,9 @@ import type { RegistrationAuthority } from "../registration/registration-authori
 import type { RenewalInfoService } from "../registration/renewal-info.js";
 import type { RevokeService } from "../revocation/revoke-service.js";
 import type { CertificateLookup } from "../storage/ports.js";
+import type { CaMetrics } from "../metrics/ca-metrics.js";
+import { timeRequests } from "../metrics/http-request-timer.js";
+import { tokenRejectionOf } from "../metrics/token-outcome.js";
 import { toPem } from "../x509/pem.js";
 import { certificateRecordView } from "./certificate-record-view.js";
 import { presentedCertificate } from "./client-certificate.js";
@@ -34,6 +37,8 @@ export interface ApiDeps {
   log: Logger;
   /** The trusted roots, served as on the public listener so cert-agent can pin one (SPEC cert-agent). */
   roots?: () => Uint8Array[];
+  /** Token outcomes and request durations (fleetca_token_verify_total, fleetca_http_request_duration_seconds). */
+  metrics?: CaMetrics;
 }
 
 /**
@@ -47,10 +52,21 @@ export function createApiApp(deps: ApiDeps): Express {
   // Parse every POST body as JSON whatever its Content-Type, so oversize and malformed bodies
   // are refused the same way (413 / 400) before any handler runs.
   const json = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: true });
+  const metrics = deps.metrics;
+  if (metrics) app.use(timeRequests(metrics));
 
   app.post("/v1/sign", json, async (req, res) => {
-    const token = bearerToken(req.get("authorization"));
-    const result = await deps.ra.sign({ token, body: req.body, idempotencyKey: req.get("idempotency-key"), client: req.socket.remoteAddress });
+    let result;
+    try {
+      const token = bearerToken(req.get("authorization"));
+      result = await deps.ra.sign({ token, body: req.body, idempotencyKey: req.get("idempotency-key"), client: req.socket.remoteAddress });
+    } catch (err) {
+      // Only the token's verdict is counted: a bad CSR or a busy store says nothing about it.
+      const reason = tokenRejectionOf(err);
+      if (reason) metrics?.tokenRefused(reason);
+      throw err;
+    }
+    metrics?.tokenAccepted();
     res.status(201).type("application/json").send(JSON.stringify(result));
   });
 

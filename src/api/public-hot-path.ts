@@ -4,6 +4,7 @@ import type { Clock } from "../core/clock.js";
 import type { OcspAnswer, OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { ocspFailure, type OcspFailure } from "../revocation/ocsp/ocsp-response.js";
 import { getPathKey } from "../revocation/ocsp/exact-request-map.js";
+import type { OcspAnswerCounter } from "../metrics/ocsp-answer-counter.js";
 import { MAX_BODY_BYTES } from "./api-router.js";
 
 const OCSP_RESPONSE_TYPE = "application/ocsp-response";
@@ -22,7 +23,7 @@ export type HotPath = (req: IncomingMessage, res: ServerResponse) => boolean;
  * body, not a JSON error. The only HTTP-level refusal is 413 for a body over 64 KiB (SPEC), and
  * even that carries a malformedRequest body. GET answers carry RFC 5019 §6.2 caching headers.
  */
-export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: Logger): HotPath {
+export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: Logger, answers?: OcspAnswerCounter): HotPath {
   return (req, res) => {
     const url = req.url ?? "";
     const q = url.indexOf("?");
@@ -40,7 +41,7 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
         return true;
       }
       const der = decodeGetRequest(segment);
-      if (!der) sendFailure(res, 200, "malformedRequest");
+      if (!der) refuse(res, 200);
       else answer(req, res, der, true, alias);
       return true;
     }
@@ -71,7 +72,7 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
       if (refused || res.headersSent) return;
       refused = true;
       log.info({ reason: "unreadable body", path: req.url }, "OCSP request refused");
-      sendFailure(res, 200, "malformedRequest");
+      refuse(res, 200);
     });
   }
 
@@ -79,7 +80,12 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
     log.info({ reason: "body over 64 KiB", path: req.url }, "OCSP request refused");
     // The rest of the body is not read: close the connection after the answer instead.
     res.shouldKeepAlive = false;
-    sendFailure(res, 413, "malformedRequest");
+    refuse(res, 413);
+  }
+
+  function refuse(res: ServerResponse, httpStatus: number): void {
+    answers?.refused("malformedRequest");
+    sendFailure(res, httpStatus, "malformedRequest");
   }
 
   function answer(req: IncomingMessage, res: ServerResponse, der: Uint8Array, cacheable: boolean, alias?: string): void {
@@ -90,6 +96,7 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
       (err: unknown) => {
         // respond() does not throw; this is a bug, still answered in the protocol's terms.
         log.error({ err }, "OCSP responder failed");
+        answers?.refused("internalError");
         sendFailure(res, 200, "internalError");
       },
     );
@@ -97,6 +104,7 @@ export function createOcspHotPath(responder: OcspResponder, clock: Clock, log: L
 
   function send(req: IncomingMessage, res: ServerResponse, a: OcspAnswer, cacheable: boolean): void {
     if (res.destroyed) return;
+    answers?.count(a);
     if (cacheable && a.freshness) {
       // RFC 5019 §6.2: let HTTP caches keep a GET answer exactly until nextUpdate.
       const { thisUpdate, nextUpdate, etag } = a.freshness;

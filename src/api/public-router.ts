@@ -1,4 +1,4 @@
-import express, { type Express, type Router } from "express";
+import express, { type Express, type RequestHandler, type Router } from "express";
 import type { Logger } from "pino";
 import { toPem } from "../x509/pem.js";
 import { errorHandler, notFound } from "./http-errors.js";
@@ -20,9 +20,11 @@ export interface PublicSources {
 }
 
 /** The plain-HTTP listener relying parties use (RFC 5280 §4.2.1.13 / RFC 6960 practice). */
-export function createPublicApp(src: PublicSources, log: Logger, routers: Router[] = []): Express {
+export function createPublicApp(src: PublicSources, log: Logger, routers: Router[] = [], before: RequestHandler[] = []): Express {
   const app = express();
   app.disable("x-powered-by");
+  // Whatever watches every request (metrics' request timer) runs first.
+  for (const h of before) app.use(h);
   // Revocation publishers (CRL, OCSP) bring their own routes.
   for (const r of routers) app.use(r);
 

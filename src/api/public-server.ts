@@ -2,6 +2,11 @@ import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import type { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
+import type { CaMetrics } from "../metrics/ca-metrics.js";
+import { timeRequests } from "../metrics/http-request-timer.js";
+import { metricsRouter } from "../metrics/metrics-endpoint.js";
+import type { MetricsExposition } from "../metrics/metrics-exposition.js";
+import { OcspAnswerCounter } from "../metrics/ocsp-answer-counter.js";
 import { createCrlRouter, type CrlSource } from "./crl-router.js";
 import { guardConnections, type ConnectionLimits } from "./connection-guard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "./listener.js";
@@ -18,6 +23,11 @@ export interface PublicServerParts {
   crlIntervalMs: number;
   /** config listen.maxConnections / maxConnectionsPerClient / handshakeTimeout. */
   limits: ConnectionLimits & { handshakeTimeoutMs: number };
+  /**
+   * This process's metrics, counted on this listener's requests; `exposition` is what GET
+   * /metrics serves here, null when config listen.metrics gives /metrics a listener of its own.
+   */
+  metrics?: { recorder: CaMetrics; exposition: MetricsExposition | null };
 }
 
 /**
@@ -26,8 +36,14 @@ export interface PublicServerParts {
  * express. The same server runs in the daemon itself or in each public worker (public-worker.ts).
  */
 export function createPublicServer(p: PublicServerParts): Server {
-  const ocspHotPath = createOcspHotPath(p.ocsp, p.clock, p.log);
-  const app = createPublicApp(p.sources, p.log, [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs, log: p.log })]);
+  const m = p.metrics;
+  const ocspHotPath = createOcspHotPath(p.ocsp, p.clock, p.log, m && new OcspAnswerCounter(m.recorder));
+  const app = createPublicApp(
+    p.sources,
+    p.log,
+    [createCrlRouter(p.crls, p.clock, { intervalMs: p.crlIntervalMs, log: p.log }), ...(m?.exposition ? [metricsRouter(m.exposition)] : [])],
+    m ? [timeRequests(m.recorder)] : [],
+  );
   const server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_MS }, (req, res) => {
     if (!ocspHotPath(req, res)) app(req, res);
   });

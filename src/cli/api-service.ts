@@ -11,6 +11,7 @@ import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
 import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
+import type { CaMetrics } from "../metrics/ca-metrics.js";
 import type { OpenedDataDir } from "./data-dir.js";
 import { buildProvisioners } from "./provisioners.js";
 
@@ -57,7 +58,7 @@ export async function registrationAuthorityFor(
   config: FleetcaConfig,
   ca: CertificateAuthority,
   dd: OpenedDataDir,
-  deps: { clock: Clock; log: Logger; audiences: () => readonly string[] },
+  deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics },
 ): Promise<{ ra: RegistrationAuthority; provisioners: string[] }> {
   const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
   const ra = new RegistrationAuthority(
@@ -68,12 +69,13 @@ export async function registrationAuthorityFor(
     { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
     deps.audiences,
     deps.log,
+    deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),
   );
   return { ra, provisioners: provisioners.map((p) => p.name) };
 }
 
 /** The API's HTTPS server with its handshake deadline and connection caps (listen.maxConnections). */
-export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, app: RequestListener, log: Logger): HttpsServer {
+export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, app: RequestListener, log: Logger, metrics?: CaMetrics): HttpsServer {
   const limits = connectionLimitsOf(config.listen, "api");
   const server = createHttpsServer(
     {
@@ -88,6 +90,7 @@ export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, 
   );
   hardenTimeouts(server, limits.handshakeTimeoutMs);
   guardConnections(server, "listen.api", limits, log);
+  metrics?.countTlsHandshakes(server);
   return server;
 }
 

@@ -12,6 +12,7 @@ import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
 import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
+import type { CaMetrics } from "../metrics/ca-metrics.js";
 import type { OpenedDataDir } from "./data-dir.js";
 
 /**
@@ -32,18 +33,19 @@ export async function startApiRole(p: {
   port: number;
   audiences: string[];
   credentials: ServingKeyPair;
+  metrics: CaMetrics;
   /** A revocation was committed here: tell whoever publishes CRLs and OCSP answers. */
   onRevoked: () => void;
 }): Promise<{ install(c: ServingKeyPair): void; close(): Promise<void> }> {
   const { config, dd, clock, log } = p;
   const ca = certificateAuthorityFor(config, p.issuer, clock);
-  const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences });
+  const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
   const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
-  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => p.roots.map((r) => r.der) });
-  const server = createApiListener(config, p.credentials, app, log);
+  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => p.roots.map((r) => r.der), metrics: p.metrics });
+  const server = createApiListener(config, p.credentials, app, log, p.metrics);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);
   // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,

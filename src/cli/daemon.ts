@@ -38,12 +38,18 @@ import { freePort, PublicWorkers } from "./public-workers.js";
 import { certificateAuthorityFor, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
+import { CaMetrics, shortKeyId } from "../metrics/ca-metrics.js";
+import { createMetricsServer } from "../metrics/metrics-endpoint.js";
+import { daemonExposition } from "../metrics/metrics-exposition.js";
+import { countSignatures } from "../metrics/signature-counter.js";
 
 export interface Daemon {
   apiUrl: string;
   publicUrl: string;
   servingCertificate: ServingCertificate;
   dataDir: OpenedDataDir;
+  /** This process's metrics (its workers report their own to it): for more gauges, e.g. trackExpiry, setAuditTreeSize. */
+  metrics: CaMetrics;
   /** Runs the periodic jobs now (serving-cert renewal, pruning); the timers call the same. */
   tick(): Promise<void>;
   /**
@@ -102,7 +108,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
   const current = currentIntermediate(issuers, clock.now());
   // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
-  const loaded = dd.keys.load(current.keyName);
+  const metrics = new CaMetrics({ clock });
+  const loaded = countSignatures(dd.keys.load(current.keyName), metrics.signaturesBy(current.keyId));
   const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
   // The issuance log: the keys this process loaded and the configuration it runs with are its
   // first entries of the run; tree heads are signed by this (primary) process only.
@@ -111,11 +118,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     { key: current.keyName, role: "intermediate", spki: issuer.signer.publicKeySpki },
     { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
   ]);
-  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log);
+  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log, (size) => metrics.setAuditTreeSize(size));
   await treeHeads.start();
   const ca = certificateAuthorityFor(config, issuer, clock);
   let audiences: string[] = [];
-  const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences });
+  const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences, metrics });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -133,6 +140,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const servingLifetimeMs = Math.min(SERVING_CERT_LIFETIME_MS, config.issuance.maxTTL);
   const serving = new ServingCertificate(ra, servingNames, servingLifetimeMs, clock, log, install);
   const creds = await serving.issue();
+  for (const i of issuers.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
+  metrics.trackExpiry("api", () => serving.current.notAfter);
 
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
@@ -147,9 +156,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const publishers: CrlPublisher[] = [];
   for (const i of crlIssuers) {
     if (config.crl.shards > 1) dd.store.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
-    publishers.push(new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue));
+    publishers.push(new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver));
     for (const n of dd.store.crlShards(i.keyIdHex)) {
-      publishers.push(new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue));
+      publishers.push(new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver));
     }
   }
   const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
@@ -203,7 +212,10 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   apiServer =
     apiWorkerCount > 0
       ? null
-      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der) }), log);
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der), metrics }), log, metrics);
+  // GET /metrics, wherever it is served, shows the whole daemon: this process and every worker.
+  const exposition = daemonExposition(metrics, () => workers?.gatherMetrics() ?? Promise.resolve([]));
+  const metricsServer = config.listen.metrics ? createMetricsServer(exposition, log, publicLimits.handshakeTimeoutMs) : null;
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
@@ -226,6 +238,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
           log,
           crlIntervalMs: config.crl.interval,
           limits: publicLimits,
+          metrics: { recorder: metrics, exposition: metricsServer ? null : exposition },
         });
 
   let boundApiPort: number;
@@ -253,14 +266,21 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         log,
         health,
         () => revocationFeed.poll(),
+        () => exposition.render(),
       );
       await workers.start();
       const w = workers;
       revocationFeed.subscribe(() => w.notifyRevocations());
     }
+    if (metricsServer) {
+      const [host, port] = splitHostPort(config.listen.metrics!);
+      const bound = await listen(metricsServer, host, port, "listen.metrics");
+      log.info({ url: `http://${urlHost(host)}:${bound.port}/metrics` }, "metrics listening");
+    }
   } catch (e) {
     if (apiServer) await closeServer(apiServer);
     if (publicServer) await closeServer(publicServer);
+    if (metricsServer?.listening) await closeServer(metricsServer);
     throw e;
   }
   const apiUrl = `https://${urlHost(apiHost)}:${boundApiPort}`;
@@ -301,12 +321,18 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     publicUrl,
     servingCertificate: serving,
     dataDir: dd,
+    metrics,
     tick,
     close: async (closeOpts?: { graceMs?: number }) => {
       const graceMs = closeOpts?.graceMs ?? 0;
       if (timer) clearInterval(timer);
       // Listeners first, so a request in flight still has its RA, store and responders.
-      await Promise.all([apiServer ? closeServer(apiServer, graceMs) : null, publicServer ? closeServer(publicServer, graceMs) : null, workers?.close()]);
+      await Promise.all([
+        apiServer ? closeServer(apiServer, graceMs) : null,
+        publicServer ? closeServer(publicServer, graceMs) : null,
+        metricsServer ? closeServer(metricsServer) : null,
+        workers?.close(),
+      ]);
       revocationFeed.stop();
       await crls.stop();
       await ocspPresigner.close();

@@ -1,5 +1,6 @@
 import type { HealthReport } from "../api/health-check.js";
 import type { FleetcaConfig } from "../config/schema.js";
+import type { MetricsReport } from "../metrics/ca-metrics.js";
 
 /**
  * The messages between the primary (`fleetca serve`) and its workers, over the IPC channel
@@ -7,6 +8,12 @@ import type { FleetcaConfig } from "../config/schema.js";
  * on it: a worker reads the passphrase the way the primary did (FLEETCA_PASSPHRASE, which it
  * inherits, or passphraseFile) and unwraps the intermediate key itself. The API listener's own
  * serving key does (see PublicWorkers.sendApiCredentials for why).
+ */
+/*
+ * Every message here has a `t`. prom-client's own cluster messages (`{ type: "prom-client:…" }`)
+ * are never sent: fleetca uses only AggregatorRegistry.aggregate, never an AggregatorRegistry
+ * instance, which is what installs them (metrics/metrics-exposition.ts); were they sent, every
+ * handler here ignores a message whose `t` it does not know.
  */
 export type ToWorker =
   /** The first message: which listeners to serve, on which bound ports. */
@@ -26,7 +33,11 @@ export type ToWorker =
   /** The primary's health (CRL publication, database, signer), the answer to a "health?". */
   | { t: "health"; id: number; report: HealthReport }
   /** Close the listener and exit. */
-  | { t: "stop" };
+  | { t: "stop" }
+  /** Send this process's metrics ("metrics-report"), for a scrape the primary is merging. */
+  | { t: "metrics-report?"; id: number }
+  /** The whole daemon's metrics (Prometheus text), the answer to a "metrics?"; null when they could not be gathered. */
+  | { t: "metrics"; id: number; text: string | null };
 
 export type FromWorker =
   /**
@@ -42,4 +53,7 @@ export type FromWorker =
    * passphrase does not open the keys (the KEK was rotated since the daemon started).
    */
   | { t: "failed"; message: string; kekMismatch?: boolean }
-  | { t: "health?"; id: number };
+  | { t: "health?"; id: number }
+  /** GET /metrics reached this worker: the primary merges every process's report and answers "metrics". */
+  | { t: "metrics?"; id: number }
+  | { t: "metrics-report"; id: number; report: MetricsReport };

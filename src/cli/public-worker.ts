@@ -32,6 +32,9 @@ import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { CaMetrics } from "../metrics/ca-metrics.js";
+import type { MetricsExposition } from "../metrics/metrics-exposition.js";
+import { countSignatures } from "../metrics/signature-counter.js";
 import { openDataDir } from "./data-dir.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
 
@@ -41,6 +44,8 @@ const FOLLOW_MS = 1_000;
 const SWEEP_MS = 60_000;
 /** How long /healthz waits for the primary's part before it says the primary does not answer. */
 const PRIMARY_HEALTH_TIMEOUT_MS = 3_000;
+/** How long GET /metrics waits for the primary's merge (which waits up to 2 s for each worker). */
+const PRIMARY_METRICS_TIMEOUT_MS = 5_000;
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -60,20 +65,29 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
     ...(apiModules && { groupCommit: apiModules.service.loggedGroupCommit(log) }),
   });
   const closers: (() => Promise<void> | void)[] = [() => dd.store.close()];
+  // This worker's counters; the primary asks for them on every scrape and merges them with its own.
+  const metrics = new CaMetrics({ clock });
+  process.on("message", (m: ToWorker) => {
+    if (m.t !== "metrics-report?") return;
+    void metrics.report().then(
+      (report) => send({ t: "metrics-report", id: m.id, report }),
+      (err: unknown) => log.error({ err }, "metrics report failed"),
+    );
+  });
   const close = async () => {
     for (const c of closers.reverse()) await c();
   };
   try {
     const issuers = dd.store.listIssuers();
     const current = currentIntermediate(issuers, clock.now());
-    const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
+    const issuer = await bindIssuer(current.der, countSignatures(dd.keys.load(current.keyName), metrics.signaturesBy(current.keyId)));
     const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
     const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
     closers.push(() => feed.stop());
     process.on("message", (m: ToWorker) => {
       if (m.t === "revocations") feed.poll();
     });
-    if (start.public) closers.push(await startPublicRole(start.public, { config, dd, issuer, roots, feed, clock, log }));
+    if (start.public) closers.push(await startPublicRole(start.public, { config, dd, issuer, roots, feed, clock, log, metrics }));
     if (start.api && apiModules) {
       const api = await apiModules.role.startApiRole({
         config,
@@ -85,6 +99,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
         port: start.api.port,
         audiences: start.api.audiences,
         credentials: start.api.credentials,
+        metrics,
         onRevoked: () => {
           feed.poll();
           send({ t: "revoked" });
@@ -113,9 +128,10 @@ async function startPublicRole(
     feed: RevocationFeed;
     clock: typeof systemClock;
     log: ReturnType<typeof createLogger>;
+    metrics: CaMetrics;
   },
 ): Promise<() => Promise<void>> {
-  const { config, dd, issuer, roots, feed, clock, log } = p;
+  const { config, dd, issuer, roots, feed, clock, log, metrics } = p;
   // A client's signing budget is shared out: node:cluster hands connections round-robin, so a
   // client's requests are spread over the workers and each keeps its share of every bucket.
   const share = (n: number) => n / role.workers;
@@ -160,6 +176,32 @@ async function startPublicRole(
     }
   });
 
+  // GET /metrics here shows the whole daemon's: the primary merges every process's report.
+  const pendingMetrics = new Map<number, (text: string | null) => void>();
+  const daemonMetrics: MetricsExposition = {
+    contentType: metrics.contentType,
+    render: () =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        const timer = setTimeout(() => {
+          pendingMetrics.delete(id);
+          reject(new Error("the primary process does not answer"));
+        }, PRIMARY_METRICS_TIMEOUT_MS);
+        pendingMetrics.set(id, (text) => {
+          clearTimeout(timer);
+          if (text === null) reject(new Error("the primary could not gather the metrics"));
+          else resolve(text);
+        });
+        send({ t: "metrics?", id });
+      }),
+  };
+  process.on("message", (m: ToWorker) => {
+    if (m.t === "metrics") {
+      pendingMetrics.get(m.id)?.(m.text);
+      pendingMetrics.delete(m.id);
+    }
+  });
+
   const limits = connectionLimitsOf(config.listen, "public");
   const server: Server = createPublicServer({
     ocsp,
@@ -174,6 +216,8 @@ async function startPublicRole(
     log,
     crlIntervalMs: config.crl.interval,
     limits,
+    // With listen.metrics, the primary alone serves /metrics on that listener.
+    metrics: { recorder: metrics, exposition: config.listen.metrics ? null : daemonMetrics },
   });
   const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);

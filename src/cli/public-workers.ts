@@ -8,6 +8,7 @@ import type { TlsCredentials } from "../api/serving-certificate.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { OperatorError } from "../core/errors.js";
 import { KekMismatchError } from "../signing/kek.js";
+import type { MetricsReport } from "../metrics/ca-metrics.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
 
 const WORKER_SCRIPT = fileURLToPath(new URL("./public-worker.js", import.meta.url));
@@ -19,6 +20,8 @@ const STOP_TIMEOUT_MS = 5_000;
 const RESTART_FIRST_MS = 500;
 const RESTART_MAX_MS = 30_000;
 const STABLE_MS = 60_000;
+/** A scrape leaves out a worker whose metrics take longer than this (a worker busy for that long is itself news). */
+const METRICS_REPORT_TIMEOUT_MS = 2_000;
 
 /** The API listener as the workers serve it (listen.apiWorkers). */
 export interface ApiListenerSpec {
@@ -45,6 +48,9 @@ export class PublicWorkers {
   readonly #startedAt = new Map<number, number>();
   readonly #restarts = new Map<number, NodeJS.Timeout>();
   #backoffMs = RESTART_FIRST_MS;
+  /** Scrapes waiting for the workers' reports: what arrived so far, and the call for the last one. */
+  readonly #gathering = new Map<number, { reports: MetricsReport[]; waiting: Set<Worker>; done: () => void }>();
+  #nextGatherId = 1;
   #stopping = false;
 
   readonly #count: number;
@@ -65,6 +71,8 @@ export class PublicWorkers {
     private readonly health: () => Promise<HealthReport>,
     /** A worker committed a revocation (POST /v1/revoke): the primary reads the revocation log now. */
     private readonly onRevoked: () => void,
+    /** The whole daemon's metrics as Prometheus text, for GET /metrics served by a worker. */
+    private readonly metrics?: () => Promise<string>,
   ) {
     this.#count = Math.max(roles.public, roles.api);
   }
@@ -102,6 +110,34 @@ export class PublicWorkers {
    */
   sendApiCredentials(c: TlsCredentials): void {
     for (const [slot, w] of this.#workers) if (slot < this.roles.api && w.isConnected()) w.send({ t: "api-credentials", ...keyPair(c) } satisfies ToWorker);
+  }
+
+  /**
+   * Every running worker's metrics (Registry.getMetricsAsJSON), asked for over the workers'
+   * protocol; a worker that does not answer within METRICS_REPORT_TIMEOUT_MS is left out.
+   */
+  gatherMetrics(): Promise<MetricsReport[]> {
+    const workers = [...this.#workers.values()].filter((w) => w.isConnected());
+    if (workers.length === 0) return Promise.resolve([]);
+    const id = this.#nextGatherId++;
+    return new Promise((resolve) => {
+      const reports: MetricsReport[] = [];
+      const timer = setTimeout(() => done(), METRICS_REPORT_TIMEOUT_MS);
+      const done = () => {
+        clearTimeout(timer);
+        this.#gathering.delete(id);
+        resolve(reports);
+      };
+      this.#gathering.set(id, { reports, waiting: new Set(workers), done });
+      for (const w of workers) w.send({ t: "metrics-report?", id } satisfies ToWorker);
+    });
+  }
+
+  #onMetricsReport(w: Worker, id: number, report: MetricsReport): void {
+    const g = this.#gathering.get(id);
+    if (!g || !g.waiting.delete(w)) return;
+    g.reports.push(report);
+    if (g.waiting.size === 0) g.done();
   }
 
   async close(): Promise<void> {
@@ -159,6 +195,16 @@ export class PublicWorkers {
         } else if (m.t === "failed") {
           clearTimeout(timer);
           reject(m.kekMismatch ? new KekMismatchError(m.message) : new OperatorError(m.message));
+        } else if (m.t === "metrics-report") {
+          this.#onMetricsReport(w, m.id, m.report);
+        } else if (m.t === "metrics?") {
+          const render = this.metrics ?? (() => Promise.reject(new Error("no metrics")));
+          void render()
+            .catch((err: unknown) => {
+              this.log.error({ err }, "metrics could not be gathered");
+              return null;
+            })
+            .then((text) => w.isConnected() && w.send({ t: "metrics", id: m.id, text } satisfies ToWorker));
         } else if (m.t === "health?") {
           void this.health()
             .catch((err: unknown) => ({ errors: [`health check failed: ${(err as Error).message}`], warnings: [] }))

@@ -165,6 +165,12 @@ export const configSchema = z
           })
           .prefault({}),
         maxConnectionsPerClient: z.number().int().min(1, "must be at least 1").max(1_000_000).default(256),
+        /**
+         * A plain-HTTP listener of its own for GET /metrics (Prometheus), which then leaves the
+         * public listener: for when relying parties may reach the public listener but should not
+         * read the CA's counters. Unset: /metrics is on the public listener.
+         */
+        metrics: listenAddress.optional(),
         /** A connection that has not completed its TLS handshake (API) or sent its request head (both) by then is closed. */
         handshakeTimeout: duration
           .prefault("10s")

@@ -6,16 +6,29 @@ export type LogFormat = "logfmt" | "json";
  * Anything that could carry a secret is censored by path before a line is written (DESIGN habit
  * 10); Secret values also redact themselves when serialised.
  */
-const REDACT = [
+const SECRET_FIELDS = [
+  // Bearer tokens and the headers that carry them.
   "authorization",
-  "headers.authorization",
-  "req.headers.authorization",
+  "cookie",
   "token",
-  "*.token",
-  "passphrase",
-  "*.passphrase",
+  "jwt",
+  // Key material and what unwraps it.
   "key",
   "privateKey",
+  "privateKeyPem",
+  "passphrase",
+  "password",
+  "secret",
+  "kek",
+];
+/** Each field at the top level and one level down (`{ req: { token } }`); request headers wherever a request is logged. */
+const REDACT = [
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `*.${f}`),
+  "headers.authorization",
+  "headers.cookie",
+  "*.headers.authorization",
+  "*.headers.cookie",
 ];
 
 /**

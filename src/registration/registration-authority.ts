@@ -65,6 +65,8 @@ export class RegistrationAuthority {
     private readonly settings: RaSettings,
     private readonly audiences: () => readonly string[],
     private readonly log: Logger,
+    /** Told of each certificate issued to a host (metrics: fleetca_certificates_issued_total). */
+    private readonly onIssued?: (provisioner: string, kind: "sign" | "renew") => void,
   ) {}
 
   /**
@@ -144,6 +146,7 @@ export class RegistrationAuthority {
             { serial: issued.serial, provisioner: auth.provisioner, sub: auth.subject, sans: sansToList(sans), notAfter: record.notAfter },
             "certificate issued",
           );
+          this.onIssued?.(auth.provisioner, "sign");
           return this.#response(record);
         case "replayed":
         case "idempotency_conflict": {
@@ -205,6 +208,7 @@ export class RegistrationAuthority {
       { serial: record.serial, renewedFrom: current.serial, rekeyed: csrPem !== undefined, provisioner: record.provisioner, sans: sansToList(record.sans), notAfter: record.notAfter },
       "certificate renewed",
     );
+    this.onIssued?.(record.provisioner, "renew");
     return this.#response(record);
   }
 

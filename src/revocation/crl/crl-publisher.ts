@@ -24,6 +24,14 @@ export interface CrlCadence {
   debounceMs: number;
 }
 
+/** Told about each CRL a publisher serves (metrics: generation time, entries). */
+export interface CrlPublicationObserver {
+  /** A CRL was signed and stored, `seconds` after its build started. */
+  built(scope: CrlScope, entries: number, seconds: number): void;
+  /** A CRL is served now: one just built, or the stored one loaded at start-up. */
+  serving(scope: CrlScope, entries: number): void;
+}
+
 /** How long start-up waits for a CRL being rebuilt before it serves the stored one meanwhile. */
 const START_WAIT_MS = 5_000;
 
@@ -81,6 +89,7 @@ export class CrlPublisher {
     private readonly cadence: CrlCadence,
     private readonly log: Logger,
     private readonly queue: CrlBuildQueue = new CrlBuildQueue(),
+    private readonly observer?: CrlPublicationObserver,
   ) {
     if (!(cadence.intervalMs > 0) || cadence.debounceMs < 0) throw new Error("invalid CRL cadence");
     // A CRL must be replaced before it expires, or relying parties that hard-fail see none valid.
@@ -125,6 +134,7 @@ export class CrlPublisher {
     }
     if (state) this.#current = publishedFrom(state);
     if (state && why === null) {
+      this.observer?.serving(this.scope, state.entries);
       this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
       return;
     }
@@ -254,7 +264,10 @@ export class CrlPublisher {
         this.#current = publishedFrom(state);
         this.#lastEntries = built.entries;
         this.#failure = null;
-        const buildMs = Math.round(performance.now() - started);
+        const elapsedMs = performance.now() - started;
+        this.observer?.built(this.scope, built.entries, elapsedMs / 1000);
+        this.observer?.serving(this.scope, built.entries);
+        const buildMs = Math.round(elapsedMs);
         this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber, entries: built.entries, bytes: built.der.length, buildMs, nextUpdate, why }, "CRL published");
         return this.#current;
       }

@@ -51,7 +51,18 @@ export interface OcspAnswer {
    * to a nonce request and for failures, which must never be cached.
    */
   freshness: { thisUpdate: Date; nextUpdate: Date; etag: string } | null;
+  /** What the answer says (for metrics): the certificate's status, "multiple" for several CertIDs, or the failure. */
+  status: OcspAnswerStatus;
+  /**
+   * What answered (for metrics): the exact request bytes seen before ("cached", no parsing), a
+   * pre-signed answer for the CertID ("presigned", from memory, the store, or signed to be kept),
+   * a signature for this request alone ("signed": a nonce, several CertIDs), nothing ("none": a failure).
+   */
+  source: OcspAnswerSource;
 }
+
+export type OcspAnswerStatus = CertStatusAnswer["status"] | "multiple" | OcspFailure;
+export type OcspAnswerSource = "cached" | "presigned" | "signed" | "none";
 
 /** The client a request is charged to when the caller names none (in-process callers). */
 export const LOCAL_CLIENT = "local";
@@ -132,7 +143,7 @@ export class OcspResponder {
     const e = this.#exact.get(typeof request === "string" ? request : requestKey(request), nowMs);
     if (!e) return undefined;
     e.lastServedAt = nowMs;
-    return answerOf(e);
+    return answerOf(e, "cached");
   }
 
   /**
@@ -158,7 +169,7 @@ export class OcspResponder {
           this.#exact.remember(requestKey(requestDer), e);
           if (alias) this.#exact.remember(alias, e);
         }
-        return answerOf(e);
+        return answerOf(e, "presigned");
       }
       if (!this.#budget || this.#budget.take(client)) return await this.#signNow(certIds, issuer, nonce);
       // Over this client's budget. RFC 6960 §4.4.1 lets a responder ignore the nonce: a single
@@ -166,7 +177,7 @@ export class OcspResponder {
       if (certIds.length > 1) return failure("tryLater");
       const e = await this.#presigned(certIds[0]!, issuer, client);
       if (typeof e === "string") return failure(e);
-      return { ...answerOf(e), freshness: null };
+      return { ...answerOf(e, "presigned"), freshness: null };
     } catch (err) {
       this.log.error({ err }, "OCSP response could not be produced");
       return failure("internalError");
@@ -353,7 +364,13 @@ export class OcspResponder {
     });
     const der = await signOcspResponse(issuer, answers, now, nonce, this.#signOnThisThread);
     const nextUpdate = new Date(Math.min(...answers.map((a) => a.nextUpdate.getTime())));
-    return { der, outcome: "successful", freshness: nonce ? null : { thisUpdate: answers[0]!.thisUpdate, nextUpdate, etag: etagOf(der) } };
+    return {
+      der,
+      outcome: "successful",
+      freshness: nonce ? null : { thisUpdate: answers[0]!.thisUpdate, nextUpdate, etag: etagOf(der) },
+      status: answers.length === 1 ? answers[0]!.answer.status : "multiple",
+      source: "signed",
+    };
   }
 
   /**
@@ -382,13 +399,13 @@ export class OcspResponder {
   }
 }
 
-function answerOf(e: PresignedResponse): OcspAnswer {
+function answerOf(e: PresignedResponse, source: "cached" | "presigned"): OcspAnswer {
   // The entry carries thisUpdate, nextUpdate and etag itself: no copy per request.
-  return { der: e.der, outcome: "successful", freshness: e };
+  return { der: e.der, outcome: "successful", freshness: e, status: e.status, source };
 }
 
 function failure(outcome: OcspFailure): OcspAnswer {
-  return { der: ocspFailure(outcome), outcome, freshness: null };
+  return { der: ocspFailure(outcome), outcome, freshness: null, status: outcome, source: "none" };
 }
 
 /** A strong HTTP validator (RFC 9110 §8.8.3): the bytes' digest, so equal bytes have equal tags. */

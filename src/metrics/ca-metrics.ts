@@ -1,0 +1,219 @@
+import type { Server as TlsServer } from "node:tls";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { Clock } from "../core/clock.js";
+import type { TokenRejection } from "../core/errors.js";
+import type { CrlPublicationObserver } from "../revocation/crl/crl-publisher.js";
+
+/** What one process's registry holds, as `Registry.getMetricsAsJSON()` gives it: what workers send the primary. */
+export type MetricsReport = MetricObjectWithValues<MetricValue<string>>[];
+
+/** Why a key signed (classified from what it signed: signature-counter.ts). */
+export type SignaturePurpose = "certificate" | "crl" | "ocsp" | "probe";
+export const SIGNATURE_PURPOSES: readonly SignaturePurpose[] = ["certificate", "crl", "ocsp", "probe"];
+
+/** A counter series with its labels already resolved: `inc()` does no label lookup of its own. */
+export interface CountedSeries {
+  inc(): void;
+}
+
+/** How a certificate came to be issued to a host. */
+export type IssuanceKind = "sign" | "renew";
+
+/**
+ * Request durations in seconds: from a cached OCSP-like answer (sub-millisecond) to a renewal
+ * storm's queued signature (seconds).
+ */
+const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** A CRL of a few entries takes milliseconds; one of a million, tens of seconds. */
+const CRL_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120];
+const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+/** Reports counts (status and source label values, how many) gathered since the last call, and forgets them. */
+export type OcspCountDrain = (add: (status: string, source: string, n: number) => void) => void;
+
+/** Key ids are 40 hex digits; 16 tell an operator's few keys apart and keep label values short. */
+export function shortKeyId(keyIdHex: string): string {
+  return keyIdHex.slice(0, 16);
+}
+
+/**
+ * fleetca's Prometheus metrics for one process (the primary or a worker), in a Registry of its
+ * own rather than prom-client's global one, so in-process daemons (tests) do not share counters.
+ * Names follow Prometheus conventions (`_total` counters, base units); README "Metrics" lists
+ * them. Label values come from closed sets or from configuration (provisioner names, key ids,
+ * route patterns), never from a request: nothing a client sends can grow the series count.
+ *
+ * Node's default process metrics are registered under their standard names (process_*, nodejs_*)
+ * so existing Node.js dashboards work as they are; fleetca's own all start with `fleetca_`.
+ */
+export class CaMetrics {
+  readonly registry = new Registry();
+  readonly #issued: Counter<"provisioner" | "kind">;
+  readonly #tokens: Counter<"result" | "reason">;
+  readonly #signatures: Counter<"key" | "purpose">;
+  readonly #ocspResponses: Counter<"status" | "source">;
+  readonly #crlSeconds: Histogram;
+  readonly #crlEntries: Gauge<"issuer">;
+  readonly #handshakes: Counter<"result">;
+  readonly #httpSeconds: Histogram<"route" | "method" | "status">;
+  readonly #auditTreeSize: Gauge;
+  readonly #expiries = new Map<string, () => Date | null | undefined>();
+  readonly #ocspDrains: OcspCountDrain[] = [];
+  readonly #tokenOk: CountedSeries;
+
+  constructor(opts: { clock: Clock; defaultMetrics?: boolean }) {
+    const registers = [this.registry];
+    this.#issued = new Counter({
+      name: "fleetca_certificates_issued_total",
+      help: "Certificates issued to hosts: kind=sign with a token (POST /v1/sign), kind=renew over mTLS (POST /v1/renew).",
+      labelNames: ["provisioner", "kind"],
+      registers,
+    });
+    this.#tokens = new Counter({
+      name: "fleetca_token_verify_total",
+      help: "Tokens presented to POST /v1/sign: result=ok when the token paid for a certificate, refused with the SPEC reason (expired, replayed, ...).",
+      labelNames: ["result", "reason"],
+      registers,
+    });
+    this.#signatures = new Counter({
+      name: "fleetca_signatures_total",
+      help: "Signatures made by each CA key (key = its key id's first 16 hex digits), by what was signed.",
+      labelNames: ["key", "purpose"],
+      registers,
+    });
+    const ocspDrains = this.#ocspDrains;
+    this.#ocspResponses = new Counter({
+      name: "fleetca_ocsp_responses_total",
+      help: "OCSP answers sent, by certificate status (or failure) and by what answered: cached (exact request seen before), presigned, signed (for this request), none (a failure).",
+      labelNames: ["status", "source"],
+      registers,
+      // The hot path counts in a typed array of its own (ocsp-answer-counter.ts); added here at each scrape.
+      collect() {
+        for (const drain of ocspDrains) drain((status, source, n) => this.inc({ status, source }, n));
+      },
+    });
+    this.#crlSeconds = new Histogram({
+      name: "fleetca_crl_generation_seconds",
+      help: "Time to build, sign and store one CRL (a full CRL or a partition).",
+      buckets: CRL_BUCKETS,
+      registers,
+    });
+    this.#crlEntries = new Gauge({
+      name: "fleetca_crl_entries",
+      help: "Entries in the full CRL each issuer serves now.",
+      labelNames: ["issuer"],
+      // Only the primary publishes CRLs; should workers ever report it, they serve the same list.
+      aggregator: "max",
+      registers,
+    });
+    const expiries = this.#expiries;
+    const clock = opts.clock;
+    new Gauge({
+      name: "fleetca_cert_expiry_seconds",
+      help: "Seconds until notAfter of each CA certificate (root:<key id>, intermediate:<key id>) and the API's serving certificate (api).",
+      labelNames: ["name"],
+      // The soonest, should two processes track the same name.
+      aggregator: "min",
+      registers,
+      collect() {
+        this.reset();
+        const now = clock.now().getTime();
+        for (const [name, notAfter] of expiries) {
+          const d = notAfter();
+          if (d) this.set({ name }, (d.getTime() - now) / 1000);
+        }
+      },
+    });
+    this.#handshakes = new Counter({
+      name: "fleetca_tls_handshakes_total",
+      help: "TLS handshakes on the API listener: ok, or failed (a client error before the handshake completed).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.#httpSeconds = new Histogram({
+      name: "fleetca_http_request_duration_seconds",
+      help: "HTTP requests by route pattern (never the raw URL), method and status. OCSP is counted by fleetca_ocsp_responses_total, not timed here.",
+      labelNames: ["route", "method", "status"],
+      buckets: HTTP_BUCKETS,
+      registers,
+    });
+    this.#auditTreeSize = new Gauge({
+      name: "fleetca_audit_tree_size",
+      help: "Leaves in the audit log's Merkle tree.",
+      aggregator: "max",
+      registers,
+    });
+    this.#tokenOk = this.#tokens.labels("ok", "");
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** This process's metrics, for the primary to merge (metrics-exposition.ts). */
+  report(): Promise<MetricsReport> {
+    return this.registry.getMetricsAsJSON();
+  }
+
+  certificateIssued(provisioner: string, kind: IssuanceKind): void {
+    this.#issued.inc({ provisioner, kind });
+  }
+
+  tokenAccepted(): void {
+    this.#tokenOk.inc();
+  }
+
+  tokenRefused(reason: TokenRejection | "other"): void {
+    this.#tokens.inc({ result: "refused", reason });
+  }
+
+  /** One pre-resolved series per purpose for a key: signature-counter.ts counts through them. */
+  signaturesBy(keyIdHex: string): Record<SignaturePurpose, CountedSeries> {
+    const key = shortKeyId(keyIdHex);
+    return Object.fromEntries(SIGNATURE_PURPOSES.map((p) => [p, this.#signatures.labels(key, p)])) as Record<SignaturePurpose, CountedSeries>;
+  }
+
+  /**
+   * Adds counts kept outside prom-client to fleetca_ocsp_responses_total at each scrape: `drain`
+   * hands over what was counted since its last call (ocsp-answer-counter.ts).
+   */
+  drainOcspResponsesAtScrape(drain: OcspCountDrain): void {
+    this.#ocspDrains.push(drain);
+  }
+
+  /** CRL publishers report here (crl-publisher.ts); the entries gauge is for full CRLs, partitions only add to the histogram. */
+  readonly crlObserver: CrlPublicationObserver = {
+    built: (_scope, _entries, seconds) => this.#crlSeconds.observe(seconds),
+    serving: (scope, entries) => {
+      if (scope.shard === null) this.#crlEntries.set({ issuer: shortKeyId(scope.issuerKeyId) }, entries);
+    },
+  };
+
+  /**
+   * Reports `fleetca_cert_expiry_seconds{name}` from `notAfter()`, read at each scrape (so a
+   * renewed certificate shows at once); null or undefined leaves the series out. A second call
+   * with the same name replaces the first.
+   */
+  trackExpiry(name: string, notAfter: () => Date | null | undefined): void {
+    this.#expiries.set(name, notAfter);
+  }
+
+  /** Counts the handshakes of a TLS listener (the API's): completed, or failed with a client error. */
+  countTlsHandshakes(server: TlsServer): void {
+    const ok = this.#handshakes.labels("ok");
+    const failed = this.#handshakes.labels("failed");
+    server.on("secureConnection", () => ok.inc());
+    server.on("tlsClientError", () => failed.inc());
+  }
+
+  /** One HTTP request done; `route` is the pattern that matched ("unmatched" for none). */
+  httpRequestDone(route: string, method: string, status: number, seconds: number): void {
+    this.#httpSeconds.observe({ route, method: HTTP_METHODS.has(method) ? method : "other", status: String(status) }, seconds);
+  }
+
+  /** For the audit log (wired by its owner): the Merkle tree's size after each append. */
+  setAuditTreeSize(n: number): void {
+    this.#auditTreeSize.set(n);
+  }
+}

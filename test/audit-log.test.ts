@@ -355,6 +355,12 @@ describe("the issuance log of a running CA", () => {
   });
 });
 
+/**
+ * Seconds of CLI runs pass between this test's requests: a kept-alive socket can reach the
+ * server's keepAliveTimeout (5 s) just as the next request is written on it (ECONNRESET).
+ */
+const NO_KEEPALIVE = { connection: "close" };
+
 describe("a crash between sign and store (injected)", () => {
   const ws = new CaWorkspace({ extraConfig: "audit: { treeHeadInterval: 1s }\n" });
   afterAll(() => ws.remove());
@@ -384,7 +390,7 @@ describe("a crash between sign and store (injected)", () => {
       const csr = makeCsr(ws.dir, "crash", { cn: "crash.internal" }).csrPem;
       const token = await ws.token("crash", ["crash.internal"]);
       armed = true;
-      const failed = await postApi(`${daemon.apiUrl}/v1/sign`, roots, { token, body: signBody(csr) });
+      const failed = await postApi(`${daemon.apiUrl}/v1/sign`, roots, { token, body: signBody(csr), headers: NO_KEEPALIVE });
       expect(faulted).toBe(1);
       expect(failed.status).toBeGreaterThanOrEqual(500);
       expect(failed.raw).not.toContain("BEGIN CERTIFICATE");
@@ -399,7 +405,7 @@ describe("a crash between sign and store (injected)", () => {
       expect(v).toMatchObject({ ok: true, unfinishedIntents: [serial] });
 
       // The token was not spent: the client's retry gets a certificate under a new serial.
-      const retry = await postApi(`${daemon.apiUrl}/v1/sign`, roots, { token, body: signBody(csr) });
+      const retry = await postApi(`${daemon.apiUrl}/v1/sign`, roots, { token, body: signBody(csr), headers: NO_KEEPALIVE });
       expect(retry.status, retry.raw).toBe(201);
       expect(retry.body.serial).not.toBe(serial);
       expect(verifyJson(ws.dir, ws.dataDir)).toMatchObject({ ok: true, unfinishedIntents: [serial] });

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import { sansFromList } from "../core/sans.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import type { Issuer } from "../issuance/issuer.js";
+import type { IssuerLineup } from "../issuance/live-issuers.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
@@ -11,7 +11,7 @@ import type { IssuerRecord } from "../storage/ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
-import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
+import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
 import type { OpenedDataDir } from "./data-dir.js";
 
 /**
@@ -25,7 +25,9 @@ import type { OpenedDataDir } from "./data-dir.js";
 export async function startApiRole(p: {
   config: FleetcaConfig;
   dd: OpenedDataDir;
-  issuer: Issuer;
+  /** The intermediates as this worker first read them; `onIssuers` is told of every change. */
+  lineup: IssuerLineup;
+  revoked: (l: IssuerLineup) => ReadonlySet<string>;
   roots: IssuerRecord[];
   clock: Clock;
   log: Logger;
@@ -34,17 +36,35 @@ export async function startApiRole(p: {
   credentials: ServingKeyPair;
   /** A revocation was committed here: tell whoever publishes CRLs and OCSP answers. */
   onRevoked: () => void;
-}): Promise<{ install(c: ServingKeyPair): void; close(): Promise<void> }> {
+}): Promise<{ install(c: ServingKeyPair): void; onIssuers(l: IssuerLineup): void; close(): Promise<void> }> {
   const { config, dd, clock, log } = p;
-  const ca = certificateAuthorityFor(config, p.issuer, clock);
-  const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences });
+  // Replaced when a rotation makes another intermediate current (onIssuers).
+  let lineup = p.lineup;
+  const answering = (k: string) => lineup.answering.find((i) => i.keyIdHex === k);
+  let ca = certificateAuthorityFor(config, lineup.current, clock, answering);
+  let clientCas = clientCaPems(p.lineup.answering, p.revoked(p.lineup));
+  let credentials = p.credentials;
+  const { ra } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences });
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
   const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
   const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => p.roots.map((r) => r.der) });
-  const server = createApiListener(config, p.credentials, app, log);
+  const server = createApiListener(config, credentials, app, log, clientCas);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);
-  return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server) };
+  return {
+    install: (c) => {
+      credentials = c;
+      installApiCredentials(server, c, clientCas);
+    },
+    onIssuers: (l) => {
+      lineup = l;
+      clients.issuersChanged();
+      if (l.current.keyIdHex !== ca.issuer.keyIdHex) ca = certificateAuthorityFor(config, l.current, clock, answering);
+      clientCas = clientCaPems(l.answering, p.revoked(l));
+      installApiCredentials(server, credentials, clientCas);
+    },
+    close: () => closeServer(server),
+  };
 }

@@ -8,7 +8,9 @@ import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
+import type { Issuer } from "../issuance/issuer.js";
+import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
@@ -31,7 +33,7 @@ import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.j
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
-import { certificateAuthorityFor, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
+import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 
@@ -61,6 +63,11 @@ export interface DaemonOptions {
 const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
+/**
+ * SPEC: `fleetca rotate intermediate` (and `fleetca revoke-issuer`) is live within 5 s: the
+ * issuers table, a handful of rows another process writes, is read again this often.
+ */
+export const ISSUER_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
 const CRL_DEBOUNCE_MS = 250;
 const CRL_WARNING_EVERY_MS = 3_600_000;
@@ -89,15 +96,17 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       "DEVELOPMENT MODE: CA keys are wrapped by a random KEK stored next to them; anyone who can read dataDir has the keys. Set FLEETCA_PASSPHRASE or passphraseFile for production",
     );
   }
-  const issuers = dd.store.listIssuers();
-  const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
-  const current = currentIntermediate(issuers, clock.now());
-  // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
-  const loaded = dd.keys.load(current.keyName);
-  const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
-  const ca = certificateAuthorityFor(config, issuer, clock);
+  // Only the intermediates' keys are unwrapped (the current one, and older ones while their
+  // certificates live): the root key stays sealed (init and rotation only).
+  const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock, opts.wrapSigner);
+  const lineup = (await liveIssuers.refresh())!;
+  const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
+  const issuer = lineup.current;
+  // Replaced when a rotation makes another intermediate current (followIssuers below).
+  const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
+  let ca = certificateAuthorityFor(config, issuer, clock, answering);
   let audiences: string[] = [];
-  const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences });
+  const { ra, provisioners } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -106,8 +115,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   let apiServer: HttpsServer | null = null;
   let workers: PublicWorkers | null = null;
+  let clientCas = clientCaPems(lineup.answering, revokedIntermediates(lineup));
   const install = (c: TlsCredentials) => {
-    if (apiServer) installApiCredentials(apiServer, c);
+    if (apiServer) installApiCredentials(apiServer, c, clientCas);
     workers?.sendApiCredentials(c);
   };
   // The API's own certificate lives a day (or maxTTL if shorter), whatever leaves get by default:
@@ -120,26 +130,24 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)
-  // CRLs: for each issuer that answers for its certificates, its full CRL and one per partition
-  // ever assigned (crl.shards now, and any earlier setting whose certificates may still live).
-  // Only the current intermediate's key is loaded today; rotation adds the retired ones.
-  const crlIssuers: Issuer[] = [issuer];
+  // CRLs: for each issuer that answers for its certificates (the current intermediate, and older
+  // ones until their last certificate expires), its full CRL and one per partition ever assigned
+  // (crl.shards now, and any earlier setting whose certificates may still live).
   const crlCadence = { intervalMs: config.crl.interval, validityMs: config.crl.validity, debounceMs: CRL_DEBOUNCE_MS };
   const crlQueue = new CrlBuildQueue();
-  const publishers: CrlPublisher[] = [];
-  for (const i of crlIssuers) {
+  const crlPublishersFor = (i: Issuer): CrlPublisher[] => {
     if (config.crl.shards > 1) dd.store.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
-    publishers.push(new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue));
-    for (const n of dd.store.crlShards(i.keyIdHex)) {
-      publishers.push(new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue));
-    }
-  }
+    return [
+      new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue),
+      ...dd.store.crlShards(i.keyIdHex).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue)),
+    ];
+  };
   const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
-  const crls = new CrlDirectory(publishers, rootCrls, issuer.keyIdHex);
+  const crls = new CrlDirectory(lineup.answering.flatMap(crlPublishersFor), rootCrls, issuer.keyIdHex);
   revocationFeed.subscribe(crls.onRevocations);
-  // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
-  // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
-  const ocspIssuers: Issuer[] = [issuer];
+  // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the list follows
+  // rotations. Pre-signed answers are re-signed at once on every revocation.
+  const ocspIssuers: Issuer[] = [...lineup.answering];
   // Pre-signed answers live in the database (shared by every process that serves /ocsp) and are
   // signed in the background after start-up; requests that need a fresh signature are bounded
   // per client (config ocsp.rateLimit).
@@ -185,11 +193,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   apiServer =
     apiWorkerCount > 0
       ? null
-      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der) }), log);
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der) }), log, clientCas);
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
-  const health = createHealthCheck(dd.store, issuer, clock, () => {
+  const health = createHealthCheck(dd.store, () => ca.issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];
     const w = workers?.status();
@@ -202,7 +210,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       : createPublicServer({
           ocsp,
           crls,
-          sources: { roots: () => roots.map((r) => r.der), intermediate: () => issuer.der, health },
+          sources: { roots: () => roots.map((r) => r.der), intermediate: () => ca.issuer.der, health },
           clock,
           log,
           crlIntervalMs: config.crl.interval,
@@ -255,7 +263,44 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
   void ocspPresigner.run();
 
+  // A rotation or revocation of an intermediate, written by another process: publishers and OCSP
+  // for a new one first (so its first certificate has a status), then issuance switches to it and
+  // the API gets a serving certificate from it; an intermediate whose last certificate expired
+  // stops being published. Public and API workers follow the same table on their own.
+  const applyLineup = async (next: IssuerLineup): Promise<void> => {
+    clients.issuersChanged();
+    for (const i of next.answering) if (!crls.issuerKeyIds().includes(i.keyIdHex)) await crls.addIssuer(crlPublishersFor(i));
+    crls.setCurrent(next.current.keyIdHex);
+    for (const k of crls.issuerKeyIds()) if (!next.answering.some((i) => i.keyIdHex === k)) await crls.dropIssuer(k);
+    ocsp.setIssuers(next.answering);
+    ocspPresigner.setIssuers(ocsp.issuers);
+    clientCas = clientCaPems(next.answering, revokedIntermediates(next));
+    const previous = ca.issuer.keyIdHex;
+    if (next.current.keyIdHex !== previous) {
+      ca = certificateAuthorityFor(config, next.current, clock, answering);
+      log.info({ intermediate: next.current.keyIdHex, previous, notAfter: next.current.info.notAfter, answering: next.answering.map((i) => i.keyIdHex) }, "issuing from a new intermediate");
+      // The API's own certificate moves too (its chain is what clients are shown); install() sets the client CAs.
+      await serving.issue();
+    } else {
+      if (apiServer) installApiCredentials(apiServer, serving.current, clientCas);
+      log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
+    }
+    void ocspPresigner.run();
+  };
+  let following: Promise<void> | null = null;
+  const followIssuers = (): Promise<void> =>
+    (following ??= (async () => {
+      try {
+        const next = await liveIssuers.refresh();
+        if (next) await applyLineup(next);
+      } catch (err) {
+        // The last lineup keeps serving; the next poll tries again.
+        log.error({ err }, "following the issuers table failed");
+      }
+    })().finally(() => (following = null)));
+
   const tick = async () => {
+    await followIssuers();
     await serving.renewIfDue();
     await crls.regenerateDue();
     reportCrlHealth();
@@ -274,6 +319,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const tickMs = opts.tickMs ?? Math.max(1_000, Math.min(60_000, Math.floor(servingLifetimeMs / 10)));
   const timer = tickMs > 0 ? setInterval(() => void tick(), tickMs) : null;
   timer?.unref();
+  const issuerTimer = tickMs > 0 ? setInterval(() => void followIssuers(), ISSUER_POLL_MS) : null;
+  issuerTimer?.unref();
 
   return {
     apiUrl,
@@ -283,6 +330,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     tick,
     close: async () => {
       if (timer) clearInterval(timer);
+      if (issuerTimer) clearInterval(issuerTimer);
+      await following;
       revocationFeed.stop();
       await crls.stop();
       await ocspPresigner.close();

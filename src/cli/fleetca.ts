@@ -15,9 +15,10 @@ import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { signAudience } from "./token-audience.js";
-import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
+import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { SerialHex } from "../core/serial.js";
+import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -184,6 +185,31 @@ program
       );
     } finally {
       store.close();
+    }
+  });
+
+const rotate = program.command("rotate").description("replace a CA key");
+rotate
+  .command("intermediate")
+  .description("new intermediate from the root (unwraps the root key: needs the passphrase); a running daemon issues from it within 5 s")
+  .option("--migrate-within <duration>", "the old intermediate's certificates are due for renewal within this long (at least 1m)", "24h")
+  .addOption(configOption())
+  .action(async (o: { migrateWithin: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const migrateWithinMs = o.migrateWithin === undefined ? DEFAULT_MIGRATE_WITHIN_MS : durationArg("--migrate-within")(o.migrateWithin);
+    if (migrateWithinMs < MIN_PULL_MS) throw new OperatorError("--migrate-within: must be at least 1m, so the fleet's renewals spread over the window");
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const r = await rotateIntermediate(dd, config, systemClock, { migrateWithinMs });
+      process.stdout.write(
+        [
+          `new intermediate key id:       ${r.current.keyId} (valid until ${r.current.notAfter.toISOString()})`,
+          `previous intermediate key id:  ${r.previousKeyId} (keeps answering CRL and OCSP for what it issued)`,
+          `renewal window for its ${r.migration.matched} live certificate${r.migration.matched === 1 ? "" : "s"}: ${r.migration.window.start.toISOString()} to ${r.migration.window.end.toISOString()}`,
+        ].join("\n") + "\n",
+      );
+    } finally {
+      dd.store.close();
     }
   });
 

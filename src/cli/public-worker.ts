@@ -19,7 +19,8 @@ import { OperatorError } from "../core/errors.js";
 import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
-import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
+import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { createPublicServer } from "../api/public-server.js";
@@ -62,21 +63,43 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
     for (const c of closers.reverse()) await c();
   };
   try {
-    const issuers = dd.store.listIssuers();
-    const current = currentIntermediate(issuers, clock.now());
-    const issuer = await bindIssuer(current.der, dd.keys.load(current.keyName));
-    const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+    // The intermediates this worker signs with, followed as the primary follows them (a rotation
+    // or `fleetca revoke-issuer` is read from the shared database, within FOLLOW_MS).
+    const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock);
+    const lineup = (await liveIssuers.refresh())!;
+    const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
+    const followers: Array<(l: IssuerLineup) => void | Promise<void>> = [];
+    let following = false;
+    const followIssuers = setInterval(() => {
+      if (following) return;
+      following = true;
+      void liveIssuers
+        .refresh()
+        .then(async (next) => {
+          if (!next) return;
+          for (const f of followers) await f(next);
+          log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
+        })
+        .catch((err: unknown) => log.error({ err }, "following the issuers table failed"))
+        .finally(() => (following = false));
+    }, FOLLOW_MS);
+    closers.push(() => clearInterval(followIssuers));
     const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
     closers.push(() => feed.stop());
     process.on("message", (m: ToWorker) => {
       if (m.t === "revocations") feed.poll();
     });
-    if (start.public) closers.push(await startPublicRole(start.public, { config, dd, issuer, roots, feed, clock, log }));
+    if (start.public) {
+      const pub = await startPublicRole(start.public, { config, dd, lineup, roots, feed, clock, log });
+      followers.push(pub.onIssuers);
+      closers.push(pub.close);
+    }
     if (start.api && apiModules) {
       const api = await apiModules.role.startApiRole({
         config,
         dd,
-        issuer,
+        lineup,
+        revoked: revokedIntermediates,
         roots,
         clock,
         log,
@@ -91,6 +114,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
       process.on("message", (m: ToWorker) => {
         if (m.t === "api-credentials") api.install({ key: m.key, cert: m.cert });
       });
+      followers.push(api.onIssuers);
       closers.push(() => api.close());
     }
     feed.start();
@@ -106,14 +130,15 @@ async function startPublicRole(
   p: {
     config: FleetcaConfig;
     dd: ReturnType<typeof openDataDir>;
-    issuer: Awaited<ReturnType<typeof bindIssuer>>;
+    lineup: IssuerLineup;
     roots: ReturnType<ReturnType<typeof openDataDir>["store"]["listIssuers"]>;
     feed: RevocationFeed;
     clock: typeof systemClock;
     log: ReturnType<typeof createLogger>;
   },
-): Promise<() => Promise<void>> {
-  const { config, dd, issuer, roots, feed, clock, log } = p;
+): Promise<{ onIssuers(l: IssuerLineup): Promise<void>; close(): Promise<void> }> {
+  const { config, dd, roots, feed, clock, log } = p;
+  let current = p.lineup.current;
   // A client's signing budget is shared out: node:cluster hands connections round-robin, so a
   // client's requests are spread over the workers and each keeps its share of every bucket.
   const share = (n: number) => n / role.workers;
@@ -122,7 +147,7 @@ async function startPublicRole(
     burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
     totalPerSecond: share(config.ocsp.rateLimit.totalPerSecond),
   });
-  const ocsp = new OcspResponder([issuer], dd.store, clock, log, {
+  const ocsp = new OcspResponder([...p.lineup.answering], dd.store, clock, log, {
     validityMs: config.ocsp.validity,
     store: new SqliteOcspStore(dd.store.db),
     shareSigned: false,
@@ -131,7 +156,8 @@ async function startPublicRole(
     signOnThisThread: true,
   });
   feed.subscribe((events) => ocsp.onRevocations(events));
-  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log, {
+  const keyIds = (l: IssuerLineup) => l.answering.map((i) => i.keyIdHex);
+  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), keyIds(p.lineup), roots.map((r) => r.keyId), current.keyIdHex, log, {
     streamAbove: config.crl.streamAbove,
   });
   await crls.refresh();
@@ -164,8 +190,8 @@ async function startPublicRole(
     crls,
     sources: {
       roots: () => roots.map((r) => r.der),
-      intermediate: () => issuer.der,
-      health: createHealthCheck(dd.store, issuer, clock, primaryHealth),
+      intermediate: () => current.der,
+      health: createHealthCheck(dd.store, () => current, clock, primaryHealth),
     },
     clock,
     log,
@@ -176,12 +202,19 @@ async function startPublicRole(
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
   const [host] = splitHostPort(config.listen.public);
   await listen(server, host, role.port, "listen.public", limits.maxConnections);
-  return async () => {
-    clearInterval(follow);
-    clearInterval(sweep);
-    await crls.close();
-    await ocsp.close();
-    await closeServer(server);
+  return {
+    onIssuers: async (l) => {
+      ocsp.setIssuers(l.answering);
+      await crls.setIssuers(keyIds(l), l.current.keyIdHex);
+      current = l.current;
+    },
+    close: async () => {
+      clearInterval(follow);
+      clearInterval(sweep);
+      await crls.close();
+      await ocsp.close();
+      await closeServer(server);
+    },
   };
 }
 

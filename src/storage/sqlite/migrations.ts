@@ -231,4 +231,16 @@ CREATE TABLE renewal_windows (
 CREATE INDEX renewal_windows_by_selector ON renewal_windows (kind, value, created_at);
 `,
   },
+  {
+    version: 8,
+    name: "issuers.activated_at (intermediate rotation)",
+    // When an intermediate became the issuing one (`fleetca init`, `fleetca rotate intermediate`,
+    // `fleetca revoke-issuer`): the current issuer is the active, unrevoked, valid intermediate
+    // activated last. NULL for a prepared intermediate that has not been switched to (and for
+    // roots, which never issue leaves). Intermediates made before v8 were activated when made.
+    sql: `
+ALTER TABLE issuers ADD COLUMN activated_at INTEGER;
+UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
+`,
+  },
 ];

@@ -291,6 +291,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const followIssuers = (): Promise<void> =>
     (following ??= (async () => {
       try {
+        crls.refreshRoots();
         const next = await liveIssuers.refresh();
         if (next) await applyLineup(next);
       } catch (err) {

@@ -7,7 +7,7 @@ import { sansToList } from "../core/sans.js";
 import { loadConfig, passphraseFrom } from "../config/load.js";
 import { createBootstrapToken } from "../attestation/bootstrap.js";
 import { createLogger } from "../log/logger.js";
-import { LEAF_REVOCATION_REASONS, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
+import { ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { bindIssuer } from "../issuance/issuer.js";
@@ -19,6 +19,7 @@ import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registrat
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { SerialHex } from "../core/serial.js";
 import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
+import { revokeIssuer } from "./issuer-kill-switch.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -206,6 +207,35 @@ rotate
           `new intermediate key id:       ${r.current.keyId} (valid until ${r.current.notAfter.toISOString()})`,
           `previous intermediate key id:  ${r.previousKeyId} (keeps answering CRL and OCSP for what it issued)`,
           `renewal window for its ${r.migration.matched} live certificate${r.migration.matched === 1 ? "" : "s"}: ${r.migration.window.start.toISOString()} to ${r.migration.window.end.toISOString()}`,
+        ].join("\n") + "\n",
+      );
+    } finally {
+      dd.store.close();
+    }
+  });
+
+program
+  .command("revoke-issuer")
+  .description("kill switch: the intermediate goes on its root's CRL, issuance from it stops, a fresh one takes over, its fleet renews now (needs the passphrase)")
+  .argument("<keyid>", "the intermediate's key id, as `fleetca init` / `rotate intermediate` print it")
+  .requiredOption("--reason <reason>", `RFC 5280 reason: ${ISSUER_REVOCATION_REASONS.join(", ")} (or its code)`)
+  .addOption(configOption())
+  .action(async (keyId: string, o: { reason: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    let reason: number;
+    try {
+      reason = parseIssuerRevocationReason(o.reason);
+    } catch (e) {
+      throw new OperatorError(`--reason: ${(e as Error).message}`);
+    }
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const r = await revokeIssuer(dd, config, systemClock, keyId, reason);
+      process.stdout.write(
+        [
+          `revoked intermediate ${r.revokedKeyId} at ${r.at.toISOString()} (${o.reason}): on root CRL #${r.rootCrl.crlNumber} of ${r.rootCrl.rootKeyId}`,
+          r.replacement ? `new intermediate key id: ${r.replacement.keyId} (issuing now)` : "another intermediate was already issuing; none activated",
+          `affected: ${r.affected} live certificate${r.affected === 1 ? "" : "s"}, due for renewal now (window ${r.window.start.toISOString()} to ${r.window.end.toISOString()})`,
         ].join("\n") + "\n",
       );
     } finally {

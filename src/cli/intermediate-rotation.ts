@@ -4,7 +4,7 @@ import { OperatorError } from "../core/errors.js";
 import type { RenewalWindow } from "../core/renewal-window.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createIntermediateCertificate } from "../issuance/hierarchy.js";
-import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
+import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
 import { pullRenewalWindows } from "../registration/renewal-override.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import type { IssuerRecord } from "../storage/ports.js";
@@ -43,15 +43,9 @@ export interface RotationResult {
  * the current one; the root key is unwrapped for this signature only (and dropped with this
  * function's scope). The row is stored with no activation time: nothing issues from it yet.
  */
-export async function prepareIntermediate(dd: OpenedDataDir, config: FleetcaConfig, clock: Clock): Promise<PreparedIntermediate> {
-  const issuers = dd.store.listIssuers();
+export async function prepareIntermediate(dd: OpenedDataDir, config: FleetcaConfig, clock: Clock, root?: Issuer): Promise<PreparedIntermediate> {
   const now = clock.now();
-  const current = currentIntermediate(issuers, now);
-  const rootRecord = issuers.find((i) => i.keyId === current.parentKeyId && i.role === "root");
-  if (!rootRecord || rootRecord.status !== "active" || rootRecord.notAfter <= now) {
-    throw new OperatorError(`the root that signed intermediate ${current.keyId} is not active and valid; rotate the root first`);
-  }
-  const root = await bindIssuer(rootRecord.der, dd.keys.load(rootRecord.keyName));
+  root ??= await unwrapRootOf(dd, currentIntermediate(dd.store.listIssuers(), now).keyId, now);
   const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
   // The random suffix keeps two rotations in the same second from refusing each other's key file.
   const keyName = `intermediate-${stamp}-${randomBytes(3).toString("hex")}`;
@@ -79,6 +73,20 @@ export async function prepareIntermediate(dd: OpenedDataDir, config: FleetcaConf
   };
   dd.store.addIssuer(record);
   return { keyId: record.keyId, keyName, rootKeyId: root.keyIdHex, notBefore: record.notBefore, notAfter: record.notAfter };
+}
+
+/**
+ * The root that certified this intermediate, with its key unwrapped (the only time a command
+ * holds it: to certify a new intermediate or sign the root's CRL). It must be active and valid.
+ */
+export async function unwrapRootOf(dd: OpenedDataDir, intermediateKeyId: string, now: Date): Promise<Issuer> {
+  const issuers = dd.store.listIssuers();
+  const parent = issuers.find((i) => i.keyId === intermediateKeyId)?.parentKeyId;
+  const rootRecord = issuers.find((i) => i.keyId === parent && i.role === "root");
+  if (!rootRecord || rootRecord.status !== "active" || rootRecord.notAfter <= now) {
+    throw new OperatorError(`the root that signed intermediate ${intermediateKeyId} is not active and valid; rotate the root first`);
+  }
+  return bindIssuer(rootRecord.der, dd.keys.load(rootRecord.keyName));
 }
 
 /**

@@ -114,6 +114,15 @@ export class CrlDirectory {
     await Promise.all(this.#publishers.map((p) => p.start()));
   }
 
+  /**
+   * Picks up root CRLs another process signed (`fleetca crl sign-root`, `fleetca revoke-issuer`):
+   * one summary query per root, cheap enough for the daemon's one-second issuer poll, so a revoked
+   * intermediate is on the served root CRL within seconds rather than at the next tick.
+   */
+  refreshRoots(): void {
+    for (const r of this.#roots.values()) r.refresh();
+  }
+
   /** The periodic job (daemon tick). */
   async regenerateDue(): Promise<void> {
     for (const r of this.#roots.values()) r.refresh();

@@ -8,6 +8,10 @@ import { eventually } from "./harness/eventually.js";
 import { mtlsRequest } from "./harness/http.js";
 import { openssl, opensslAll, opensslAsync } from "./harness/openssl.js";
 import { toPem } from "../src/x509/pem.js";
+import { ManualClock } from "../src/core/clock.js";
+import { loadConfig } from "../src/config/load.js";
+import { startInProcess } from "./harness/in-process.js";
+import { rotateIntermediate } from "../src/cli/intermediate-rotation.js";
 
 /**
  * `fleetca rotate intermediate` against a running daemon (real processes, real TLS, openssl):
@@ -157,11 +161,13 @@ describe("fleetca rotate intermediate while the daemon runs", () => {
 /**
  * The rotation drill: live renewers (mTLS renew of their current certificate every ~300 ms, the
  * way cert-agent renews) across a rotation. Not one renewal may fail; those after it come from the
- * new intermediate. Once served by the primary alone, once with public workers.
+ * new intermediate. Served by the primary alone, with public workers, and with API workers too.
  */
 describe.each([
   { label: "primary only", listen: undefined },
   { label: "publicWorkers: 2", listen: "publicWorkers: 2" },
+  // API workers renew on their own connection and CA: they follow the issuers table themselves.
+  { label: "apiWorkers: 2, publicWorkers: 2", listen: "apiWorkers: 2, publicWorkers: 2" },
 ])("rotation drill ($label)", ({ listen }) => {
   let ws: CaWorkspace;
   let d: DaemonProcess;
@@ -223,5 +229,48 @@ describe.each([
     writeFileSync(oldPath, oldIntermediate);
     const first = ca.keep("svc-a-first", { serial: renewers[0]!.serial, certificate: renewers[0]!.certificate, chain: renewers[0]!.chain, notBefore: renewers[0]!.notBefore, notAfter: renewers[0]!.notAfter }, renewers[0]!.keyPath);
     expect(await ocspStatus(ca, d.publicUrl, oldPath, first)).toMatch(/: good/);
+  }, 60_000);
+});
+
+/**
+ * The old intermediate's lifetime after a rotation, with the clock frozen (in-process daemon,
+ * ticks by hand): it keeps its CRL and OCSP while a certificate of its lives, and is dropped
+ * from publishing (its key no longer loaded) once the last one has expired.
+ */
+describe("an old intermediate after its last certificate expires (in-process, manual clock)", () => {
+  const ws = new CaWorkspace({ extraConfig: "issuance: { defaultTTL: 1h, maxTTL: 168h }\n" });
+  afterAll(() => ws.remove());
+
+  it("publishes its CRL until its last certificate expires, then drops it; the current one stays", async () => {
+    const clock = new ManualClock();
+    const { daemon, logs } = await startInProcess(ws, clock);
+    try {
+      const ca = await new CaClient(ws, daemon.apiUrl, daemon.publicUrl, ["--aud", `${daemon.apiUrl}/v1/sign`]).init();
+      const oldKeyId = keyIdOf(ca.intermediatePem);
+      await ca.issue("short-lived");
+      const { config } = loadConfig(ws.configPath, {});
+      const r = await rotateIntermediate(daemon.dataDir, config, clock, { migrateWithinMs: 3_600_000 });
+      expect(r.previousKeyId).toBe(oldKeyId);
+      await daemon.tick();
+      expect(await intermediateOf(daemon.publicUrl)).not.toBe(ca.intermediatePem);
+      const crlStatus = async (k: string) => (await fetch(`${daemon.publicUrl}/crl/${k}`)).status;
+      expect(await crlStatus(oldKeyId)).toBe(200);
+      expect(await crlStatus(r.current.keyId)).toBe(200);
+
+      // 2 h later the leaf has expired, but the old intermediate's serving certificate (a day) has not.
+      clock.advance(2 * 3_600_000);
+      await daemon.tick();
+      expect(await crlStatus(oldKeyId)).toBe(200);
+
+      // Past the serving certificate too: nothing of the old intermediate lives any more.
+      clock.advance(23 * 3_600_000);
+      await daemon.tick();
+      expect(await crlStatus(oldKeyId)).toBe(404);
+      expect(await crlStatus(r.current.keyId)).toBe(200);
+      expect(logs.join("\n")).toMatch(new RegExp(`msg="intermediates changed" intermediate=${r.current.keyId} answering="\\[\\\\"${r.current.keyId}\\\\"\\]"`));
+      expect(keyIdOf(await intermediateOf(daemon.publicUrl))).toBe(r.current.keyId);
+    } finally {
+      await daemon.close();
+    }
   }, 60_000);
 });

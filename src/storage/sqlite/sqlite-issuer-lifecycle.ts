@@ -12,11 +12,14 @@ export class SqliteIssuerLifecycle implements IssuerLifecycleStore {
   constructor(private readonly db: Database.Database) {}
 
   activateIntermediate(keyId: string, at: Date): boolean {
+    // Strictly after every earlier activation, even within one millisecond (or a frozen clock):
+    // "activated last" decides the current issuer, and a tie would leave the old one current.
     return (
-      this.#stmt("activate", "UPDATE issuers SET activated_at = ? WHERE key_id = ? AND role = 'intermediate' AND status = 'active' AND revoked_at IS NULL").run(
-        at.getTime(),
-        keyId,
-      ).changes === 1
+      this.#stmt(
+        "activate",
+        `UPDATE issuers SET activated_at = MAX(?, (SELECT COALESCE(MAX(activated_at), 0) + 1 FROM issuers))
+         WHERE key_id = ? AND role = 'intermediate' AND status = 'active' AND revoked_at IS NULL`,
+      ).run(at.getTime(), keyId).changes === 1
     );
   }
 

@@ -26,6 +26,11 @@ function keyIdOf(cert: string | Buffer): string {
   return out.split("\n")[1]!.trim().replace(/:/g, "").toLowerCase();
 }
 
+/** The CN of a certificate's subject, as openssl prints it among the acceptable client CA names. */
+function cnOf(pem: string): string {
+  return /CN=([^,\n]+)/.exec(new X509Certificate(pem).subject.replace(/\n/g, ","))![1]!;
+}
+
 /** True when `issuer` (PEM) signed `leaf` (PEM). */
 function issuedBy(leaf: string, issuer: string): boolean {
   const l = new X509Certificate(leaf);
@@ -105,6 +110,17 @@ describe("fleetca rotate intermediate while the daemon runs", () => {
     const after = await ca.issue("after-1");
     expect(after.chain).toBe(newIntermediate);
     expect(issuedBy(after.certificate, newIntermediate)).toBe(true);
+
+    // The API's CertificateRequest names both intermediates (RFC 8446 §4.2.4), so a host holding
+    // a certificate of the old one still offers it.
+    const api = new URL(d.apiUrl);
+    const { seen: handshake } = await eventually(
+      5_000,
+      "the API asks for client certificates of both intermediates",
+      async () => (await opensslAsync(["s_client", "-connect", `${api.hostname}:${api.port}`, "-CAfile", ca.rootsPath, "-verify_quiet"])).out,
+      (o) => o.includes(cnOf(oldIntermediate)) && o.includes(cnOf(newIntermediate)),
+    );
+    expect(handshake).toMatch(/Acceptable client certificate CA names/);
 
     // Both chains verify under /roots.pem alone.
     expect(verifies(ca, before)).toBe(`${before.certPath}: OK`);

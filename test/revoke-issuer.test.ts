@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
@@ -8,6 +10,10 @@ import { eventually } from "./harness/eventually.js";
 import { mtlsRequest } from "./harness/http.js";
 import { openssl, opensslAll } from "./harness/openssl.js";
 import { toPem } from "../src/x509/pem.js";
+import { nginxConfig } from "./harness/nginx.js";
+import { freePort } from "./harness/cert-agent.js";
+
+const execFileAsync = promisify(execFile);
 
 /**
  * `fleetca revoke-issuer KEYID --reason keyCompromise` against a running daemon (real processes,
@@ -26,6 +32,61 @@ function serialOf(pem: string): string {
 
 async function intermediateOf(publicUrl: string): Promise<string> {
   return toPem(Buffer.from(await (await fetch(`${publicUrl}/intermediate.crt`)).arrayBuffer()), "CERTIFICATE");
+}
+
+/** Debian's nginx; `.ci/run` installs it when missing. */
+const NGINX = "/usr/sbin/nginx";
+
+/**
+ * Runs nginx requiring client certificates under the roots with `crlsPath` as ssl_crl (CRL checks
+ * for every CA of the chain), and answers the status each client gets: 200, or 400 for a client
+ * certificate that fails verification (0 when the handshake failed outright).
+ */
+async function nginxVerdicts(ws: CaWorkspace, ca: CaClient, crlsPath: string, clients: Issued[]): Promise<{ codes: number[]; errorLog: string }> {
+  const server = await ca.issue("nginx", ["localhost", "127.0.0.1"]);
+  const dir = join(ws.dir, "nginx");
+  mkdirSync(dir);
+  writeFileSync(join(dir, "server.pem"), server.certificate + server.chain);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    nginxConfig({
+      dir,
+      processModel: "master_process off;",
+      workerConnections: 64,
+      servers: `  server {
+    listen 127.0.0.1:${port} ssl;
+    server_name localhost;
+    ssl_certificate ${dir}/server.pem;
+    ssl_certificate_key ${server.keyPath};
+    ssl_client_certificate ${ca.rootsPath};
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    ssl_crl ${crlsPath};
+    location / { return 200 "hello\\n"; }
+  }
+`,
+    }),
+  );
+  const nginx: ChildProcess = spawn(NGINX, ["-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: ["ignore", "ignore", "ignore"] });
+  try {
+    const curl = async (c: Issued): Promise<number> => {
+      const certAndChain = `${c.certPath}.with-chain.pem`;
+      writeFileSync(certAndChain, c.certificate + c.chain);
+      try {
+        const r = await execFileAsync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.rootsPath, "--cert", certAndChain, "--key", c.keyPath, `https://localhost:${port}/`]);
+        return Number(r.stdout);
+      } catch (e) {
+        return Number((e as { stdout?: string }).stdout ?? 0);
+      }
+    };
+    await eventually(10_000, "nginx listens", () => curl(clients.at(-1)!), (code) => code !== 0);
+    const codes: number[] = [];
+    for (const c of clients) codes.push(await curl(c));
+    return { codes, errorLog: readFileSync(join(dir, "error.log"), "utf8") };
+  } finally {
+    nginx.kill("SIGTERM");
+  }
 }
 
 describe("fleetca revoke-issuer (kill switch) while the daemon runs", () => {
@@ -112,6 +173,12 @@ describe("fleetca revoke-issuer (kill switch) while the daemon runs", () => {
     expect(victim.code).not.toBe(0);
     expect(victim.out).toMatch(/error 23 at 1 depth lookup: certificate revoked/);
     expect(verify(after, ca.intermediatePath)).toEqual({ code: 0, out: `${after.certPath}: OK\n` });
+
+    // nginx with ssl_crl = /crls.pem: the compromised intermediate's leaf (not itself revoked) is
+    // refused, the fresh intermediate's accepted.
+    const status = await nginxVerdicts(ws, ca, crlsPath, [victims[1]!, after]);
+    expect(status.codes).toEqual([400, 200]);
+    expect(status.errorLog).toMatch(/client SSL certificate verify error: \(23:certificate revoked\)/);
 
     // A second kill of the same intermediate is refused, once, with its time.
     const again = await ws.cli(["revoke-issuer", compromisedKeyId, "--reason", "keyCompromise"]);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
@@ -12,6 +13,7 @@ import { ManualClock } from "../src/core/clock.js";
 import { loadConfig } from "../src/config/load.js";
 import { startInProcess } from "./harness/in-process.js";
 import { rotateIntermediate } from "../src/cli/intermediate-rotation.js";
+import { AGENT_BIN, agentWorkspace, rootFingerprint } from "./harness/cert-agent.js";
 
 /**
  * `fleetca rotate intermediate` against a running daemon (real processes, real TLS, openssl):
@@ -288,5 +290,57 @@ describe("an old intermediate after its last certificate expires (in-process, ma
     } finally {
       await daemon.close();
     }
+  }, 60_000);
+});
+
+/**
+ * The drill with the real cert-agent (12-second certificates, so it renews every ~8 s over mTLS):
+ * across a rotation it keeps renewing without one failed attempt, and moves to the new
+ * intermediate on its next renewal.
+ */
+describe("rotation drill with the real cert-agent", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let agent: ChildProcess | undefined;
+  let agentOut = "";
+
+  beforeAll(async () => {
+    ws = await agentWorkspace("issuance: { defaultTTL: 12s, maxTTL: 168h }\n");
+    d = await ws.start();
+  }, 60_000);
+  afterAll(async () => {
+    if (agent && agent.exitCode === null) agent.kill("SIGKILL");
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("renews across the rotation with no failed attempt; its chain.pem becomes the new intermediate", async () => {
+    const out = join(ws.dir, "out");
+    const tokenFile = join(ws.dir, "svc.token");
+    writeFileSync(tokenFile, `${await ws.token("svc", ["svc.internal"])}\n`);
+    agent = spawn(process.execPath, [AGENT_BIN, "--ca", d.apiUrl, "--root-fingerprint", await rootFingerprint(d.publicUrl), "--token-file", tokenFile, "--out", out, "--san", "svc.internal"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    agent.stdout!.on("data", (b: Buffer) => (agentOut += b.toString()));
+    agent.stderr!.on("data", (b: Buffer) => (agentOut += b.toString()));
+    const chainPath = join(out, "..data", "chain.pem");
+    await eventually(15_000, "first issuance", async () => existsSync(chainPath), (x) => x);
+    const oldIntermediate = await intermediateOf(d.publicUrl);
+    expect(readFileSync(chainPath, "utf8")).toBe(oldIntermediate);
+
+    const r = await ws.cli(["rotate", "intermediate", "--migrate-within", "1h"]);
+    expect(r.code, r.stderr).toBe(0);
+    const { seen: newIntermediate } = await eventually(5_000, "the new intermediate is served", () => intermediateOf(d.publicUrl), (p) => p !== oldIntermediate);
+    await eventually(
+      20_000,
+      "the agent renewed into the new intermediate",
+      async () => readFileSync(chainPath, "utf8"),
+      (c) => c === newIntermediate,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nagent output:\n${agentOut}`);
+    });
+    expect(agentOut.match(/msg="renewed"/g)?.length ?? 0).toBeGreaterThanOrEqual(1);
+    expect(agentOut).not.toMatch(/msg="(attempt failed|re-attesting)"/);
+    expect(agentOut.match(/msg="enrolling"/g)).toHaveLength(1); // the first issuance only: every later one was a renewal
   }, 60_000);
 });

@@ -342,7 +342,7 @@ describe("CrlStore (SQLite)", () => {
     const store = new SqliteStore(join(ws.dir, "store.db"));
     try {
       for (const keyId of ["aa", "bb"]) {
-        store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null });
+        store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
       }
       const full = { issuerKeyId: "aa", shard: null };
       const state = (n: number, shard: number | null = null) => ({

@@ -68,7 +68,7 @@ describe("issuance group commit on a real SQLite file", () => {
     const now = new Date();
     store.addIssuer({
       keyId: ISSUER, role: "intermediate", keyName: "intermediate-1", parentKeyId: null, der: Uint8Array.of(0x30, 0),
-      notBefore: now, notAfter: new Date(now.getTime() + 365 * DAY), status: "active", createdAt: now, revokedAt: null, revocationReason: null,
+      notBefore: now, notAfter: new Date(now.getTime() + 365 * DAY), status: "active", createdAt: now, revokedAt: null, revocationReason: null, activatedAt: now,
     });
   });
   afterEach(() => {

@@ -26,7 +26,7 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
   function setUp() {
     const store = new SqliteStore(join(dir, `${randomBytes(4).toString("hex")}.db`));
     for (const [keyId, role] of [["aa", "intermediate"], ["rr", "root"]] as const) {
-      store.addIssuer({ keyId, role, keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null });
+      store.addIssuer({ keyId, role, keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
     }
     store.registerCrlShards("aa", [0, 1]);
     // A worker opens the database read-only; the catalog must work over such a handle.

@@ -137,7 +137,7 @@ async function runSequence(issuer: Issuer, path: string, seed: number): Promise<
     const now0 = clock.now();
     store.addIssuer({
       keyId: issuer.keyIdHex, role: "intermediate", keyName: "k", parentKeyId: null, der: issuer.der,
-      notBefore: issuer.info.notBefore, notAfter: issuer.info.notAfter, status: "active", createdAt: now0, revokedAt: null, revocationReason: null,
+      notBefore: issuer.info.notBefore, notAfter: issuer.info.notAfter, status: "active", createdAt: now0, revokedAt: null, revocationReason: null, activatedAt: now0,
     });
     const certs = new Map<string, ModelCert>();
     let shards = pick([1, 1, 2, 3, 4]);

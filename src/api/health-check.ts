@@ -21,7 +21,8 @@ const SIGNER_PROBE_CACHE_MS = 10_000;
  */
 export function createHealthCheck(
   store: HealthProbe,
-  issuer: Issuer,
+  /** The signer to probe: the current intermediate's (a getter, as a rotation replaces it). */
+  issuer: Issuer | (() => Issuer),
   clock: Clock,
   more: () => HealthReport | Promise<HealthReport>,
 ): () => Promise<HealthReport> {
@@ -30,7 +31,7 @@ export function createHealthCheck(
     const errors: string[] = [];
     if (!store.ping()) errors.push("database does not answer");
     const now = clock.now().getTime();
-    if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(issuer) };
+    if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(typeof issuer === "function" ? issuer() : issuer) };
     if (!lastProbe.ok) errors.push("signer does not answer");
     const m = await more();
     return { errors: [...errors, ...m.errors], warnings: m.warnings };

@@ -10,6 +10,7 @@ import { RegistrationAuthority } from "../registration/registration-authority.js
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
+import { toPem } from "../x509/pem.js";
 import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
 import type { OpenedDataDir } from "./data-dir.js";
@@ -37,7 +38,12 @@ export interface ServingKeyPair {
 
 export const API_TLS_OPTIONS = { minVersion: TLS_MIN_VERSION, requestCert: true, rejectUnauthorized: false } as const;
 
-export function certificateAuthorityFor(config: FleetcaConfig, issuer: Issuer, clock: Clock): CertificateAuthority {
+export function certificateAuthorityFor(
+  config: FleetcaConfig,
+  issuer: Issuer,
+  clock: Clock,
+  others: (keyIdHex: string) => Issuer | undefined = () => undefined,
+): CertificateAuthority {
   return new CertificateAuthority(
     issuer,
     {
@@ -51,19 +57,21 @@ export function certificateAuthorityFor(config: FleetcaConfig, issuer: Issuer, c
       }),
     },
     clock,
+    others,
   );
 }
 
 export async function registrationAuthorityFor(
   config: FleetcaConfig,
-  ca: CertificateAuthority,
+  /** The CA of the current intermediate: a getter, as a rotation replaces it while the RA runs. */
+  ca: () => CertificateAuthority,
   dd: OpenedDataDir,
   deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics },
 ): Promise<{ ra: RegistrationAuthority; provisioners: string[] }> {
   const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
   const ra = new RegistrationAuthority(
     new ProvisionerRegistry(provisioners),
-    () => ca,
+    ca,
     dd.store,
     deps.clock,
     { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
@@ -74,14 +82,32 @@ export async function registrationAuthorityFor(
   return { ra, provisioners: provisioners.map((p) => p.name) };
 }
 
+/**
+ * The client-CA list the API's CertificateRequest names (RFC 8446 §4.2.4 certificate_authorities,
+ * RFC 5246 §7.4.4): every intermediate of ours whose certificates may renew, so a client holding
+ * a certificate of an older intermediate still picks it after a rotation. It only guides the
+ * client's choice: ClientAuthenticator decides (rejectUnauthorized stays false).
+ */
+export function clientCaPems(issuers: readonly Issuer[], revokedKeyIds: ReadonlySet<string>): string[] {
+  return issuers.filter((i) => !revokedKeyIds.has(i.keyIdHex)).map((i) => toPem(i.der, "CERTIFICATE"));
+}
+
 /** The API's HTTPS server with its handshake deadline and connection caps (listen.maxConnections). */
-export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, app: RequestListener, log: Logger, metrics?: CaMetrics): HttpsServer {
+export function createApiListener(
+  config: FleetcaConfig,
+  creds: ServingKeyPair,
+  app: RequestListener,
+  log: Logger,
+  clientCas: readonly string[] = [],
+  metrics?: CaMetrics,
+): HttpsServer {
   const limits = connectionLimitsOf(config.listen, "api");
   const server = createHttpsServer(
     {
       key: creds.key,
       cert: creds.cert,
       ...API_TLS_OPTIONS,
+      ...(clientCas.length > 0 && { ca: [...clientCas] }),
       // Node's default lets a connection that never sends a ClientHello hold a socket for 120 s.
       handshakeTimeout: limits.handshakeTimeoutMs,
       connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
@@ -95,8 +121,8 @@ export function createApiListener(config: FleetcaConfig, creds: ServingKeyPair, 
 }
 
 /** A new serving certificate for a running API listener: the next handshakes use it, open connections keep theirs. */
-export function installApiCredentials(server: HttpsServer, creds: ServingKeyPair): void {
-  server.setSecureContext({ key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS });
+export function installApiCredentials(server: HttpsServer, creds: ServingKeyPair, clientCas: readonly string[] = []): void {
+  server.setSecureContext({ key: creds.key, cert: creds.cert, ...API_TLS_OPTIONS, ...(clientCas.length > 0 && { ca: [...clientCas] }) });
 }
 
 /** Group commit as every issuing process runs it, with its batches in the log. */

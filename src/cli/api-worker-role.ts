@@ -2,17 +2,17 @@ import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import { sansFromList } from "../core/sans.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import type { Issuer } from "../issuance/issuer.js";
+import type { IssuerLineup } from "../issuance/live-issuers.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import type { IssuerRecord } from "../storage/ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
-import { certificateAuthorityFor, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
+import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
+import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
 import type { OpenedDataDir } from "./data-dir.js";
 
 /**
@@ -26,8 +26,9 @@ import type { OpenedDataDir } from "./data-dir.js";
 export async function startApiRole(p: {
   config: FleetcaConfig;
   dd: OpenedDataDir;
-  issuer: Issuer;
-  roots: IssuerRecord[];
+  /** The intermediates as this worker first read them; `onIssuers` is told of every change. */
+  lineup: IssuerLineup;
+  revoked: (l: IssuerLineup) => ReadonlySet<string>;
   clock: Clock;
   log: Logger;
   port: number;
@@ -36,21 +37,42 @@ export async function startApiRole(p: {
   metrics: CaMetrics;
   /** A revocation was committed here: tell whoever publishes CRLs and OCSP answers. */
   onRevoked: () => void;
-}): Promise<{ install(c: ServingKeyPair): void; close(): Promise<void> }> {
+}): Promise<{ install(c: ServingKeyPair): void; onIssuers(l: IssuerLineup): void; close(): Promise<void> }> {
   const { config, dd, clock, log } = p;
-  const ca = certificateAuthorityFor(config, p.issuer, clock);
-  const { ra } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
+  // Replaced when a rotation makes another intermediate current (onIssuers).
+  let lineup = p.lineup;
+  const answering = (k: string) => lineup.answering.find((i) => i.keyIdHex === k);
+  let ca = certificateAuthorityFor(config, lineup.current, clock, answering);
+  let clientCas = clientCaPems(p.lineup.answering, p.revoked(p.lineup));
+  let credentials = p.credentials;
+  const { ra } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
   const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
-  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => p.roots.map((r) => r.der), metrics: p.metrics });
-  const server = createApiListener(config, p.credentials, app, log, p.metrics);
+  // The roots as the primary serves them (a root rotation shows at once): read per request.
+  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
+  const roots = () => trustBundle(dd.store.listIssuers(), crossCertificates.all(), clock.now());
+  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots, metrics: p.metrics });
+  const server = createApiListener(config, credentials, app, log, clientCas, p.metrics);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);
-  // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,
-  // 5 s, after which it kills the worker) to finish and be stored.
-  return { install: (c) => installApiCredentials(server, c), close: () => closeServer(server, WORKER_STOP_GRACE_MS) };
+  return {
+    install: (c) => {
+      credentials = c;
+      installApiCredentials(server, c, clientCas);
+    },
+    onIssuers: (l) => {
+      lineup = l;
+      clients.issuersChanged();
+      if (l.current.keyIdHex !== ca.issuer.keyIdHex) ca = certificateAuthorityFor(config, l.current, clock, answering);
+      clientCas = clientCaPems(l.answering, p.revoked(l));
+      installApiCredentials(server, credentials, clientCas);
+    },
+    // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,
+    // 5 s, after which it kills the worker) to finish and be stored.
+    close: () => closeServer(server, WORKER_STOP_GRACE_MS),
+  };
 }
 
 const WORKER_STOP_GRACE_MS = 4_000;

@@ -8,7 +8,9 @@ import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
+import type { Issuer } from "../issuance/issuer.js";
+import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
@@ -25,6 +27,7 @@ import { loadOrCreateAuditKey } from "../audit/audit-key.js";
 import { recordStart } from "../audit/start-record.js";
 import { TreeHeadPublisher } from "../audit/tree-head-publisher.js";
 import { latestTreeHeadJson } from "../audit/tree-head-view.js";
+import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
 import { closeServer, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
 import { connectionLimitsOf, openFileLimitProblem } from "../api/connection-guard.js";
 import { passphraseFrom } from "../config/load.js";
@@ -35,7 +38,7 @@ import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.j
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
-import { certificateAuthorityFor, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
+import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 import { CaMetrics, shortKeyId } from "../metrics/ca-metrics.js";
@@ -76,6 +79,11 @@ export interface DaemonOptions {
 const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
 /** SPEC: a revocation shows in OCSP and /crl within 5 s, also when `fleetca revoke` made it. */
 const REVOCATION_POLL_MS = 1_000;
+/**
+ * SPEC: `fleetca rotate intermediate` (and `fleetca revoke-issuer`) is live within 5 s: the
+ * issuers table, a handful of rows another process writes, is read again this often.
+ */
+export const ISSUER_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
 const CRL_DEBOUNCE_MS = 250;
 const CRL_WARNING_EVERY_MS = 3_600_000;
@@ -104,25 +112,35 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       "DEVELOPMENT MODE: CA keys are wrapped by a random KEK stored next to them; anyone who can read dataDir has the keys. Set FLEETCA_PASSPHRASE or passphraseFile for production",
     );
   }
-  const issuers = dd.store.listIssuers();
-  const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
-  const current = currentIntermediate(issuers, clock.now());
-  // Only the online intermediate's key is unwrapped: the root key stays sealed (init and rotation only).
   const metrics = new CaMetrics({ clock });
-  const loaded = countSignatures(dd.keys.load(current.keyName), metrics.signaturesBy(current.keyId));
-  const issuer = await bindIssuer(current.der, opts.wrapSigner ? opts.wrapSigner(loaded) : loaded);
+  // Only the intermediates' keys are unwrapped (the current one, and older ones while their
+  // certificates live): the root key stays sealed (init and rotation only). Each key's
+  // signatures are counted (fleetca_signatures_total).
+  const wrap = (s: Signer, keyIdHex: string): Signer => {
+    const counted = countSignatures(s, metrics.signaturesBy(keyIdHex));
+    return opts.wrapSigner ? opts.wrapSigner(counted) : counted;
+  };
+  const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock, wrap);
+  const lineup = (await liveIssuers.refresh())!;
+  const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
+  // /roots.pem: the active roots, and the cross certificates between them during a root rotation.
+  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
+  const rootsBundle = () => trustBundle(liveIssuers.lineup.records, crossCertificates.all(), clock.now());
+  const issuer = lineup.current;
   // The issuance log: the keys this process loaded and the configuration it runs with are its
   // first entries of the run; tree heads are signed by this (primary) process only.
   const auditKey = await loadOrCreateAuditKey(dd.keys, dd.store.audit, clock);
   recordStart(dd.store.audit, config, clock.now(), [
-    { key: current.keyName, role: "intermediate", spki: issuer.signer.publicKeySpki },
+    ...lineup.answering.map((i) => ({ key: lineup.records.find((r) => r.keyId === i.keyIdHex)?.keyName ?? i.keyIdHex, role: "intermediate", spki: i.signer.publicKeySpki })),
     { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
   ]);
   const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log, (size) => metrics.setAuditTreeSize(size));
   await treeHeads.start();
-  const ca = certificateAuthorityFor(config, issuer, clock);
+  // Replaced when a rotation makes another intermediate current (followIssuers below).
+  const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
+  let ca = certificateAuthorityFor(config, issuer, clock, answering);
   let audiences: string[] = [];
-  const { ra, provisioners } = await registrationAuthorityFor(config, ca, dd, { clock, log, audiences: () => audiences, metrics });
+  const { ra, provisioners } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences, metrics });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -131,8 +149,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   let apiServer: HttpsServer | null = null;
   let workers: PublicWorkers | null = null;
+  let clientCas = clientCaPems(lineup.answering, revokedIntermediates(lineup));
   const install = (c: TlsCredentials) => {
-    if (apiServer) installApiCredentials(apiServer, c);
+    if (apiServer) installApiCredentials(apiServer, c, clientCas);
     workers?.sendApiCredentials(c);
   };
   // The API's own certificate lives a day (or maxTTL if shorter), whatever leaves get by default:
@@ -140,33 +159,31 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const servingLifetimeMs = Math.min(SERVING_CERT_LIFETIME_MS, config.issuance.maxTTL);
   const serving = new ServingCertificate(ra, servingNames, servingLifetimeMs, clock, log, install);
   const creds = await serving.issue();
-  for (const i of issuers.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
+  for (const i of lineup.records.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
   metrics.trackExpiry("api", () => serving.current.notAfter);
 
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)
-  // CRLs: for each issuer that answers for its certificates, its full CRL and one per partition
-  // ever assigned (crl.shards now, and any earlier setting whose certificates may still live).
-  // Only the current intermediate's key is loaded today; rotation adds the retired ones.
-  const crlIssuers: Issuer[] = [issuer];
+  // CRLs: for each issuer that answers for its certificates (the current intermediate, and older
+  // ones until their last certificate expires), its full CRL and one per partition ever assigned
+  // (crl.shards now, and any earlier setting whose certificates may still live).
   const crlCadence = { intervalMs: config.crl.interval, validityMs: config.crl.validity, debounceMs: CRL_DEBOUNCE_MS };
   const crlQueue = new CrlBuildQueue();
-  const publishers: CrlPublisher[] = [];
-  for (const i of crlIssuers) {
+  const crlPublishersFor = (i: Issuer): CrlPublisher[] => {
     if (config.crl.shards > 1) dd.store.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
-    publishers.push(new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver));
-    for (const n of dd.store.crlShards(i.keyIdHex)) {
-      publishers.push(new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver));
-    }
-  }
+    return [
+      new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver),
+      ...dd.store.crlShards(i.keyIdHex).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver)),
+    ];
+  };
   const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
-  const crls = new CrlDirectory(publishers, rootCrls, issuer.keyIdHex);
+  const crls = new CrlDirectory(lineup.answering.flatMap(crlPublishersFor), rootCrls, issuer.keyIdHex);
   revocationFeed.subscribe(crls.onRevocations);
-  // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the same list
-  // grows with rotation. Pre-signed answers are re-signed at once on every revocation.
-  const ocspIssuers: Issuer[] = [issuer];
+  // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the list follows
+  // rotations. Pre-signed answers are re-signed at once on every revocation.
+  const ocspIssuers: Issuer[] = [...lineup.answering];
   // Pre-signed answers live in the database (shared by every process that serves /ocsp) and are
   // signed in the background after start-up; requests that need a fresh signature are bounded
   // per client (config ocsp.rateLimit).
@@ -212,14 +229,14 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   apiServer =
     apiWorkerCount > 0
       ? null
-      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: () => roots.map((r) => r.der), metrics }), log, metrics);
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: rootsBundle, metrics }), log, clientCas, metrics);
   // GET /metrics, wherever it is served, shows the whole daemon: this process and every worker.
   const exposition = daemonExposition(metrics, () => workers?.gatherMetrics() ?? Promise.resolve([]));
   const metricsServer = config.listen.metrics ? createMetricsServer(exposition, log, publicLimits.handshakeTimeoutMs) : null;
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
-  const health = createHealthCheck(dd.store, issuer, clock, () => {
+  const health = createHealthCheck(dd.store, () => ca.issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];
     const w = workers?.status();
@@ -233,7 +250,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       : createPublicServer({
           ocsp,
           crls,
-          sources: { roots: () => roots.map((r) => r.der), intermediate: () => issuer.der, health, auditTreeHead: () => latestTreeHeadJson(dd.store.audit) },
+          sources: { roots: rootsBundle, intermediate: () => ca.issuer.der, health, auditTreeHead: () => latestTreeHeadJson(dd.store.audit) },
           clock,
           log,
           crlIntervalMs: config.crl.interval,
@@ -294,7 +311,46 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
   void ocspPresigner.run();
 
+  // A rotation or revocation of an intermediate, written by another process: publishers and OCSP
+  // for a new one first (so its first certificate has a status), then issuance switches to it and
+  // the API gets a serving certificate from it; an intermediate whose last certificate expired
+  // stops being published. Public and API workers follow the same table on their own.
+  const applyLineup = async (next: IssuerLineup): Promise<void> => {
+    clients.issuersChanged();
+    for (const r of next.records) if (r.role === "root" && r.status === "active") crls.addRoot(new StoredRootCrl(r.keyId, dd.store, clock));
+    for (const i of next.answering) if (!crls.issuerKeyIds().includes(i.keyIdHex)) await crls.addIssuer(crlPublishersFor(i));
+    crls.setCurrent(next.current.keyIdHex);
+    for (const k of crls.issuerKeyIds()) if (!next.answering.some((i) => i.keyIdHex === k)) await crls.dropIssuer(k);
+    ocsp.setIssuers(next.answering);
+    ocspPresigner.setIssuers(ocsp.issuers);
+    clientCas = clientCaPems(next.answering, revokedIntermediates(next));
+    const previous = ca.issuer.keyIdHex;
+    if (next.current.keyIdHex !== previous) {
+      ca = certificateAuthorityFor(config, next.current, clock, answering);
+      log.info({ intermediate: next.current.keyIdHex, previous, notAfter: next.current.info.notAfter, answering: next.answering.map((i) => i.keyIdHex) }, "issuing from a new intermediate");
+      // The API's own certificate moves too (its chain is what clients are shown); install() sets the client CAs.
+      await serving.issue();
+    } else {
+      if (apiServer) installApiCredentials(apiServer, serving.current, clientCas);
+      log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
+    }
+    void ocspPresigner.run();
+  };
+  let following: Promise<void> | null = null;
+  const followIssuers = (): Promise<void> =>
+    (following ??= (async () => {
+      try {
+        crls.refreshRoots();
+        const next = await liveIssuers.refresh();
+        if (next) await applyLineup(next);
+      } catch (err) {
+        // The last lineup keeps serving; the next poll tries again.
+        log.error({ err }, "following the issuers table failed");
+      }
+    })().finally(() => (following = null)));
+
   const tick = async () => {
+    await followIssuers();
     await serving.renewIfDue();
     await crls.regenerateDue();
     reportCrlHealth();
@@ -315,6 +371,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   timer?.unref();
   const treeHeadTimer = setInterval(() => void treeHeads.publish(), config.audit.treeHeadInterval);
   treeHeadTimer.unref();
+  const issuerTimer = tickMs > 0 ? setInterval(() => void followIssuers(), ISSUER_POLL_MS) : null;
+  issuerTimer?.unref();
 
   return {
     apiUrl,
@@ -326,6 +384,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     close: async (closeOpts?: { graceMs?: number }) => {
       const graceMs = closeOpts?.graceMs ?? 0;
       if (timer) clearInterval(timer);
+      if (issuerTimer) clearInterval(issuerTimer);
+      await following;
       // Listeners first, so a request in flight still has its RA, store and responders.
       await Promise.all([
         apiServer ? closeServer(apiServer, graceMs) : null,

@@ -7,7 +7,7 @@ import { sansToList } from "../core/sans.js";
 import { loadConfig, passphraseFrom } from "../config/load.js";
 import { createBootstrapToken } from "../attestation/bootstrap.js";
 import { createLogger } from "../log/logger.js";
-import { LEAF_REVOCATION_REASONS, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
+import { ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { bindIssuer } from "../issuance/issuer.js";
@@ -18,9 +18,11 @@ import { registerAuditCommands } from "./audit-commands.js";
 import { rotateKekCommand } from "./rotate-kek.js";
 import { retireRoot, rotateRoot } from "./rotate-root.js";
 import { signAudience } from "./token-audience.js";
-import { pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
+import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { SerialHex } from "../core/serial.js";
+import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
+import { revokeIssuer } from "./issuer-kill-switch.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -237,6 +239,71 @@ program
     const { config } = loadConfig(o.config);
     const r = retireRoot(config, keyId, systemClock);
     process.stdout.write(`retired root ${r.retired}; trusted roots now: ${r.remaining.join(", ")}\n`);
+  });
+
+rotate
+  .command("intermediate")
+  .description("new intermediate from the root (unwraps the root key: needs the passphrase); a running daemon issues from it within 5 s")
+  .option("--migrate-within <duration>", "the old intermediate's certificates are due for renewal within this long (at least 1m)", "24h")
+  .addOption(configOption())
+  .action(async (o: { migrateWithin: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    const migrateWithinMs = o.migrateWithin === undefined ? DEFAULT_MIGRATE_WITHIN_MS : durationArg("--migrate-within")(o.migrateWithin);
+    if (migrateWithinMs < MIN_PULL_MS) throw new OperatorError("--migrate-within: must be at least 1m, so the fleet's renewals spread over the window");
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const r = await rotateIntermediate(dd, config, systemClock, { migrateWithinMs });
+      dd.store.audit.append(
+        { kind: "event", event: "intermediate_rotated", details: { new_intermediate: r.current.keyId, previous: r.previousKeyId, migrate_within_ms: migrateWithinMs, live_certificates: r.migration.matched } },
+        systemClock.now(),
+      );
+      process.stdout.write(
+        [
+          `new intermediate key id:       ${r.current.keyId} (valid until ${r.current.notAfter.toISOString()})`,
+          `previous intermediate key id:  ${r.previousKeyId} (keeps answering CRL and OCSP for what it issued)`,
+          `renewal window for its ${r.migration.matched} live certificate${r.migration.matched === 1 ? "" : "s"}: ${r.migration.window.start.toISOString()} to ${r.migration.window.end.toISOString()}`,
+        ].join("\n") + "\n",
+      );
+    } finally {
+      dd.store.close();
+    }
+  });
+
+program
+  .command("revoke-issuer")
+  .description("kill switch: the intermediate goes on its root's CRL, issuance from it stops, a fresh one takes over, its fleet renews now (needs the passphrase)")
+  .argument("<keyid>", "the intermediate's key id, as `fleetca init` / `rotate intermediate` print it")
+  .requiredOption("--reason <reason>", `RFC 5280 reason: ${ISSUER_REVOCATION_REASONS.join(", ")} (or its code)`)
+  .addOption(configOption())
+  .action(async (keyId: string, o: { reason: string; config?: string }) => {
+    const { config } = loadConfig(o.config);
+    let reason: number;
+    try {
+      reason = parseIssuerRevocationReason(o.reason);
+    } catch (e) {
+      throw new OperatorError(`--reason: ${(e as Error).message}`);
+    }
+    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    try {
+      const r = await revokeIssuer(dd, config, systemClock, keyId, reason);
+      dd.store.audit.append(
+        {
+          kind: "event",
+          event: "issuer_revoked",
+          details: { intermediate: r.revokedKeyId, reason, root_crl_number: r.rootCrl.crlNumber, replacement: r.replacement?.keyId ?? null, affected: r.affected },
+        },
+        systemClock.now(),
+      );
+      process.stdout.write(
+        [
+          `revoked intermediate ${r.revokedKeyId} at ${r.at.toISOString()} (${o.reason}): on root CRL #${r.rootCrl.crlNumber} of ${r.rootCrl.rootKeyId}`,
+          r.replacement ? `new intermediate key id: ${r.replacement.keyId} (issuing now)` : "another intermediate was already issuing; none activated",
+          `affected: ${r.affected} live certificate${r.affected === 1 ? "" : "s"}, due for renewal now (window ${r.window.start.toISOString()} to ${r.window.end.toISOString()})`,
+        ].join("\n") + "\n",
+      );
+    } finally {
+      dd.store.close();
+    }
   });
 
 const crl = program.command("crl").description("certificate revocation lists");

@@ -66,6 +66,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       createdAt: now,
       revokedAt: null,
       revocationReason: null,
+      activatedAt: null,
     });
     dd.store.addIssuer({
       keyId: intermediate.keyIdHex,
@@ -79,6 +80,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       createdAt: now,
       revokedAt: null,
       revocationReason: null,
+      activatedAt: now,
     });
   })();
   // The root's CRL (empty): relying parties that check CRLs for the whole chain need one.

@@ -13,6 +13,7 @@
  * API role (sign, renew, revoke): api-worker-role.ts.
  */
 import cluster from "node:cluster";
+import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
 import { latestTreeHeadJson } from "../audit/tree-head-view.js";
 import type { Server } from "node:http";
 import { systemClock } from "../core/clock.js";
@@ -21,7 +22,8 @@ import { KekMismatchError } from "../signing/kek.js";
 import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
-import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
+import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { createPublicServer } from "../api/public-server.js";
@@ -78,22 +80,43 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
     for (const c of closers.reverse()) await c();
   };
   try {
-    const issuers = dd.store.listIssuers();
-    const current = currentIntermediate(issuers, clock.now());
-    const issuer = await bindIssuer(current.der, countSignatures(dd.keys.load(current.keyName), metrics.signaturesBy(current.keyId)));
-    const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
+    // The intermediates this worker signs with, followed as the primary follows them (a rotation
+    // or `fleetca revoke-issuer` is read from the shared database, within FOLLOW_MS).
+    const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock, (s, keyIdHex) => countSignatures(s, metrics.signaturesBy(keyIdHex)));
+    const lineup = (await liveIssuers.refresh())!;
+    const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
+    const followers: Array<(l: IssuerLineup) => void | Promise<void>> = [];
+    let following = false;
+    const followIssuers = setInterval(() => {
+      if (following) return;
+      following = true;
+      void liveIssuers
+        .refresh()
+        .then(async (next) => {
+          if (!next) return;
+          for (const f of followers) await f(next);
+          log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
+        })
+        .catch((err: unknown) => log.error({ err }, "following the issuers table failed"))
+        .finally(() => (following = false));
+    }, FOLLOW_MS);
+    closers.push(() => clearInterval(followIssuers));
     const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
     closers.push(() => feed.stop());
     process.on("message", (m: ToWorker) => {
       if (m.t === "revocations") feed.poll();
     });
-    if (start.public) closers.push(await startPublicRole(start.public, { config, dd, issuer, roots, feed, clock, log, metrics }));
+    if (start.public) {
+      const pub = await startPublicRole(start.public, { config, dd, lineup, roots, feed, clock, log, metrics });
+      followers.push(pub.onIssuers);
+      closers.push(pub.close);
+    }
     if (start.api && apiModules) {
       const api = await apiModules.role.startApiRole({
         config,
         dd,
-        issuer,
-        roots,
+        lineup,
+        revoked: revokedIntermediates,
         clock,
         log,
         port: start.api.port,
@@ -108,6 +131,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
       process.on("message", (m: ToWorker) => {
         if (m.t === "api-credentials") api.install({ key: m.key, cert: m.cert });
       });
+      followers.push(api.onIssuers);
       closers.push(() => api.close());
     }
     feed.start();
@@ -123,15 +147,16 @@ async function startPublicRole(
   p: {
     config: FleetcaConfig;
     dd: ReturnType<typeof openDataDir>;
-    issuer: Awaited<ReturnType<typeof bindIssuer>>;
+    lineup: IssuerLineup;
     roots: ReturnType<ReturnType<typeof openDataDir>["store"]["listIssuers"]>;
     feed: RevocationFeed;
     clock: typeof systemClock;
     log: ReturnType<typeof createLogger>;
     metrics: CaMetrics;
   },
-): Promise<() => Promise<void>> {
-  const { config, dd, issuer, roots, feed, clock, log, metrics } = p;
+): Promise<{ onIssuers(l: IssuerLineup): Promise<void>; close(): Promise<void> }> {
+  const { config, dd, roots, feed, clock, log, metrics } = p;
+  let current = p.lineup.current;
   // A client's signing budget is shared out: node:cluster hands connections round-robin, so a
   // client's requests are spread over the workers and each keeps its share of every bucket.
   const share = (n: number) => n / role.workers;
@@ -140,7 +165,7 @@ async function startPublicRole(
     burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
     totalPerSecond: share(config.ocsp.rateLimit.totalPerSecond),
   });
-  const ocsp = new OcspResponder([issuer], dd.store, clock, log, {
+  const ocsp = new OcspResponder([...p.lineup.answering], dd.store, clock, log, {
     validityMs: config.ocsp.validity,
     store: new SqliteOcspStore(dd.store.db),
     shareSigned: false,
@@ -149,7 +174,8 @@ async function startPublicRole(
     signOnThisThread: true,
   });
   feed.subscribe((events) => ocsp.onRevocations(events));
-  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), [issuer.keyIdHex], roots.map((r) => r.keyId), issuer.keyIdHex, log, {
+  const keyIds = (l: IssuerLineup) => l.answering.map((i) => i.keyIdHex);
+  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), keyIds(p.lineup), roots.map((r) => r.keyId), current.keyIdHex, log, {
     streamAbove: config.crl.streamAbove,
   });
   await crls.refresh();
@@ -203,13 +229,15 @@ async function startPublicRole(
   });
 
   const limits = connectionLimitsOf(config.listen, "public");
+  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
   const server: Server = createPublicServer({
     ocsp,
     crls,
     sources: {
-      roots: () => roots.map((r) => r.der),
-      intermediate: () => issuer.der,
-      health: createHealthCheck(dd.store, issuer, clock, primaryHealth),
+      // Read per request, as the primary serves it: a root rotation shows at once.
+      roots: () => trustBundle(dd.store.listIssuers(), crossCertificates.all(), clock.now()),
+      intermediate: () => current.der,
+      health: createHealthCheck(dd.store, () => current, clock, primaryHealth),
       auditTreeHead: () => latestTreeHeadJson(dd.store.audit),
     },
     clock,
@@ -223,12 +251,19 @@ async function startPublicRole(
   const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
   const [host] = splitHostPort(config.listen.public);
   await listen(server, host, role.port, "listen.public", limits.maxConnections);
-  return async () => {
-    clearInterval(follow);
-    clearInterval(sweep);
-    await crls.close();
-    await ocsp.close();
-    await closeServer(server);
+  return {
+    onIssuers: async (l) => {
+      ocsp.setIssuers(l.answering);
+      await crls.setIssuers(keyIds(l), l.current.keyIdHex);
+      current = l.current;
+    },
+    close: async () => {
+      clearInterval(follow);
+      clearInterval(sweep);
+      await crls.close();
+      await ocsp.close();
+      await closeServer(server);
+    },
   };
 }
 

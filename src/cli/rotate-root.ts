@@ -62,6 +62,8 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
         createdAt: now,
         revokedAt: null,
         revocationReason: null,
+        // Roots never issue leaves: only intermediates are activated (migration v10).
+        activatedAt: null,
       });
       crossCerts.add({ subjectKeyId: newRoot.keyIdHex, issuerKeyId: oldRoot.keyIdHex, der: crossDer, notAfter: cross.info.notAfter, createdAt: now });
     })();

@@ -71,3 +71,19 @@ export function parseRevocationReason(input: unknown): RevocationReason {
 export function crlReasonName(code: number): CrlReasonName | null {
   return (Object.keys(CRL_REASONS) as CrlReasonName[]).find((n) => CRL_REASONS[n] === code) ?? null;
 }
+
+/**
+ * The reasons an intermediate may be put on its root's CRL (`fleetca revoke-issuer`): a leaf's,
+ * plus cACompromise, which is for exactly this (RFC 5280 §5.3.1). keyCompromise is accepted too,
+ * as operators say it; both mean the key is no longer trusted.
+ */
+export const ISSUER_REVOCATION_REASONS = [...LEAF_REVOCATION_REASONS, "cACompromise"] as const satisfies readonly CrlReasonName[];
+
+/** Reads an issuer revocation reason by RFC 5280 name or code; anything else is a one-line OperatorError-worthy message. */
+export function parseIssuerRevocationReason(input: string): CrlReasonCode {
+  const name = (ISSUER_REVOCATION_REASONS as readonly string[]).find(
+    (n) => n.toLowerCase() === input.toLowerCase() || String(CRL_REASONS[n as CrlReasonName]) === input,
+  ) as CrlReasonName | undefined;
+  if (name === undefined) throw new Error(`unknown or unsupported reason "${input.slice(0, 40)}"; use one of ${ISSUER_REVOCATION_REASONS.join(", ")} (or its RFC 5280 code)`);
+  return CRL_REASONS[name];
+}

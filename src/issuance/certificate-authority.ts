@@ -50,6 +50,11 @@ export interface IssuedLeaf {
 export interface LeafIssuer {
   readonly issuer: Issuer;
   issueLeaf(req: LeafRequest): Promise<IssuedLeaf>;
+  /**
+   * The certificate of the intermediate with this key id, when it is another of ours: a leaf
+   * signed just before a rotation is handed out with its own issuer's certificate as its chain.
+   */
+  intermediateOf?(issuerKeyIdHex: string): Uint8Array | undefined;
 }
 
 export interface LeafProfile {
@@ -73,12 +78,18 @@ export class CertificateAuthority implements LeafIssuer {
     readonly issuer: Issuer,
     private readonly profile: LeafProfile,
     private readonly clock: Clock,
+    /** Our other intermediates, by key id (after a rotation; see LeafIssuer.intermediateOf). */
+    private readonly others: (keyIdHex: string) => Issuer | undefined = () => undefined,
   ) {
     if (profile.maxTtlMs <= 0 || profile.backdateMs < 0) throw new Error("invalid leaf profile");
     this.#template = new LeafTemplate(
       { subjectDer: issuer.info.subjectDer, keyId: issuer.keyId, scheme: issuer.ref.scheme },
       (shard) => profile.urls(issuer.keyIdHex, shard),
     );
+  }
+
+  intermediateOf(issuerKeyIdHex: string): Uint8Array | undefined {
+    return issuerKeyIdHex === this.issuer.keyIdHex ? this.issuer.der : this.others(issuerKeyIdHex)?.der;
   }
 
   async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {

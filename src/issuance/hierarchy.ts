@@ -31,7 +31,9 @@ export async function createRootCertificate(
 
 /**
  * The online intermediate (pathLen 0: it issues leaves only). Its validity never outlives the
- * root's; the date in its CN tells rotated intermediates apart in operator tools.
+ * root's; the date in its CN tells rotated intermediates apart in operator tools, and the start of
+ * its key id keeps two made the same day apart for relying parties: a CRL is matched to its CA by
+ * issuer name first (RFC 5280 §5.1.2.3, §6.3.3), so each CA needs a distinct name (§4.1.2.6).
  */
 export async function createIntermediateCertificate(
   root: Issuer,
@@ -40,11 +42,12 @@ export async function createIntermediateCertificate(
 ): Promise<Uint8Array> {
   const now = opts.clock.now();
   const notAfter = Math.min(now.getTime() + opts.validityMs, root.info.notAfter.getTime());
+  const subjectKeyId = keyIdentifier(subjectSigner.publicKeySpki);
   const tbs = caTbs({
     serialContent: randomSerialContent(),
-    subject: nameOf({ o: opts.caName, cn: `${opts.caName} Intermediate CA ${now.toISOString().slice(0, 10)}` }),
+    subject: nameOf({ o: opts.caName, cn: `${opts.caName} Intermediate CA ${now.toISOString().slice(0, 10)} ${Buffer.from(subjectKeyId).toString("hex").slice(0, 8)}` }),
     subjectSpki: subjectSigner.publicKeySpki,
-    subjectKeyId: keyIdentifier(subjectSigner.publicKeySpki),
+    subjectKeyId,
     issuer: root.ref,
     selfScheme: SIGNATURE_SCHEMES[subjectSigner.keyType],
     pathLen: 0,

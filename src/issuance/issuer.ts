@@ -48,11 +48,18 @@ export async function bindIssuer(der: Uint8Array, signer: Signer): Promise<Issue
   };
 }
 
-/** The issuing intermediate: the newest active one that is valid now. */
+/**
+ * The issuing intermediate: of the active intermediates that are valid now and not revoked by
+ * their root (RFC 5280 §5: a CA on its parent's CRL must issue nothing more), the one activated
+ * last (`fleetca rotate intermediate`, `fleetca revoke-issuer`). A prepared one that was never
+ * activated does not issue.
+ */
 export function currentIntermediate(issuers: IssuerRecord[], now: Date): IssuerRecord {
   const candidates = issuers
-    .filter((i) => i.role === "intermediate" && i.status === "active" && i.notBefore <= now && i.notAfter > now)
-    .sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
-  if (!candidates[0]) throw new OperatorError("no valid intermediate CA in dataDir (all expired or retired)");
+    .filter(
+      (i) => i.role === "intermediate" && i.status === "active" && i.revokedAt === null && i.activatedAt !== null && i.notBefore <= now && i.notAfter > now,
+    )
+    .sort((a, b) => b.activatedAt!.getTime() - a.activatedAt!.getTime() || b.notBefore.getTime() - a.notBefore.getTime());
+  if (!candidates[0]) throw new OperatorError("no valid intermediate CA in dataDir (all expired, revoked or retired)");
   return candidates[0];
 }

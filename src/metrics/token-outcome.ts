@@ -18,6 +18,7 @@ const REJECTIONS: Record<TokenRejection, true> = {
   missing_client_certificate: true,
   unknown_certificate: true,
   revoked: true,
+  issuer_revoked: true,
 };
 
 /**

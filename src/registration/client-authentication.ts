@@ -38,10 +38,12 @@ export class AuthenticatedClient {
  *
  * The test is the inventory itself: the presented DER must be byte-identical to the stored row
  * for its serial (so a look-alike with a copied serial, or a cert from another fleetca, fails),
- * issued by one of our intermediates, not revoked, and inside its validity per the Clock.
+ * issued by one of our intermediates that its root has not revoked, not revoked itself, and inside
+ * its validity per the Clock.
  */
 export class ClientAuthenticator {
-  readonly #issuerSubjects = new Map<string, Uint8Array>();
+  /** Our intermediates' subjects by key id, and whether its root revoked it. Cleared by issuersChanged(). */
+  readonly #issuerSubjects = new Map<string, { subject: Uint8Array; revoked: boolean }>();
 
   constructor(
     private readonly store: CertificateLookup,
@@ -49,6 +51,14 @@ export class ClientAuthenticator {
     /** Normalised SANs from config `admins`. */
     private readonly admins: Sans,
   ) {}
+
+  /**
+   * The issuers table changed (a rotation, or `fleetca revoke-issuer`): read it again on the next
+   * handshake, so a client certificate of a revoked intermediate is refused from then on.
+   */
+  issuersChanged(): void {
+    this.#issuerSubjects.clear();
+  }
 
   authenticate(presented: Uint8Array | null): AuthenticatedClient {
     if (!presented || presented.length === 0) {
@@ -65,6 +75,8 @@ export class ClientAuthenticator {
       throw CaError.unauthorized("unknown_certificate", "not a certificate issued by this CA");
     }
     if (record.status === "revoked") throw CaError.unauthorized("revoked");
+    // RFC 5280 §6.3: a chain through a CA its root revoked is invalid whatever the leaf's status.
+    if (this.#intermediate(record.issuerKeyId)?.revoked) throw CaError.unauthorized("issuer_revoked", "the intermediate that issued this certificate was revoked; request a new one with a fresh token");
     const now = this.clock.now().getTime();
     // RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
     if (now > record.notAfter.getTime()) {
@@ -75,22 +87,25 @@ export class ClientAuthenticator {
   }
 
   #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {
-    const subject = this.#intermediateSubject(record.issuerKeyId);
+    const subject = this.#intermediate(record.issuerKeyId)?.subject;
     if (!subject || !info.authorityKeyId) return false;
     return (
       Buffer.from(info.authorityKeyId).toString("hex") === record.issuerKeyId && Buffer.from(info.issuerDer).equals(Buffer.from(subject))
     );
   }
 
-  /** Subject DER of one of our intermediates (current or older: their certs stay renewable). */
-  #intermediateSubject(keyId: string): Uint8Array | null {
+  /**
+   * One of our intermediates (current or older: their certs stay renewable, which is how a fleet
+   * moves to a new intermediate), with whether its root revoked it; null for an unknown one.
+   */
+  #intermediate(keyId: string): { subject: Uint8Array; revoked: boolean } | null {
     const cached = this.#issuerSubjects.get(keyId);
     if (cached) return cached;
     const issuer = this.store.listIssuers().find((i) => i.role === "intermediate" && i.keyId === keyId);
     if (!issuer) return null;
-    const subject = parseCertificateDer(issuer.der).info.subjectDer;
-    this.#issuerSubjects.set(keyId, subject);
-    return subject;
+    const entry = { subject: parseCertificateDer(issuer.der).info.subjectDer, revoked: issuer.revokedAt !== null };
+    this.#issuerSubjects.set(keyId, entry);
+    return entry;
   }
 
   #isAdmin(sans: Sans): boolean {

@@ -229,8 +229,10 @@ export class RegistrationAuthority {
     throw new Error("could not allocate a unique serial");
   }
 
-  chainPem(): string {
-    return toPem(this.ca().issuer.der, "CERTIFICATE");
+  /** The chain for a leaf of `issuerKeyId` (its own intermediate, also across a rotation); default the current one. */
+  chainPem(issuerKeyId?: string): string {
+    const ca = this.ca();
+    return toPem((issuerKeyId !== undefined && ca.intermediateOf?.(issuerKeyId)) || ca.issuer.der, "CERTIFICATE");
   }
 
   /**
@@ -299,7 +301,7 @@ export class RegistrationAuthority {
     return {
       serial: r.serial,
       certificate: toPem(r.der, "CERTIFICATE"),
-      chain: this.chainPem(),
+      chain: this.chainPem(r.issuerKeyId),
       notBefore: r.notBefore.toISOString(),
       notAfter: r.notAfter.toISOString(),
     };

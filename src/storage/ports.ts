@@ -227,6 +227,11 @@ export interface IssuerRecord {
   /** Set when the issuer's parent revoked it: its root's CRL lists it (RFC 5280 §5). */
   revokedAt: Date | null;
   revocationReason: number | null;
+  /**
+   * When this intermediate became the issuing one; null for a prepared one not switched to yet,
+   * and for roots. The current issuer is the valid, unrevoked intermediate activated last.
+   */
+  activatedAt: Date | null;
 }
 
 export interface IssuerStore {
@@ -400,4 +405,19 @@ export interface RenewalWindowStore {
    * inside their validity at `now`, counted in the same transaction as the write.
    */
   recordRenewalOverride(o: RenewalWindowOverride, now: Date): { matched: number };
+}
+
+/**
+ * What rotating an intermediate and the kill switch change about an issuer, and what the daemon
+ * reads to decide which intermediates still answer for their certificates (CRL, OCSP).
+ */
+export interface IssuerLifecycleStore {
+  /** Makes a prepared intermediate the issuing one (`activatedAt`); false when no such unrevoked intermediate exists. */
+  activateIntermediate(keyId: string, at: Date): boolean;
+  /** Marks an issuer revoked by its parent (it goes on the root's CRL); false when it already was, or is unknown. */
+  revokeIssuer(keyId: string, at: Date, reason: number): boolean;
+  /** The latest notAfter among the certificates this issuer signed; null when it signed none. */
+  lastCertificateExpiry(issuerKeyId: string): Date | null;
+  /** Certificates of this issuer that are valid (not revoked) and unexpired at `now`. */
+  countLiveCertificates(issuerKeyId: string, now: Date): number;
 }

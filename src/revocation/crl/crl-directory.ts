@@ -16,19 +16,54 @@ export interface CrlHealth {
  * root has the CRL `fleetca crl sign-root` stored. `/crl` serves the current intermediate's.
  */
 export class CrlDirectory {
-  readonly #publishers: readonly CrlPublisher[];
+  #publishers: readonly CrlPublisher[];
   readonly #byScope = new Map<string, CrlPublisher>();
-  readonly #roots: ReadonlyMap<string, StoredRootCrl>;
+  readonly #roots: Map<string, StoredRootCrl>;
 
   constructor(
     publishers: readonly CrlPublisher[],
     roots: readonly StoredRootCrl[],
-    private readonly currentKeyIdHex: string,
+    private currentKeyIdHex: string,
   ) {
     this.#publishers = publishers;
     for (const p of publishers) this.#byScope.set(scopeKey(p.keyIdHex, p.scope.shard), p);
     this.#roots = new Map(roots.map((r) => [r.keyIdHex, r]));
     if (!this.#byScope.has(scopeKey(currentKeyIdHex, null))) throw new Error("the current issuer has no CRL publisher");
+  }
+
+  /**
+   * After an intermediate rotation: publishers for a new intermediate (started here: a stored
+   * CRL is loaded, a missing one signed) and `/crl` switched to the new current one. Publishers of
+   * an intermediate already known are kept: its CRL numbers go on (RFC 5280 §5.2.3).
+   */
+  async addIssuer(publishers: readonly CrlPublisher[]): Promise<void> {
+    const fresh = publishers.filter((p) => !this.#byScope.has(scopeKey(p.keyIdHex, p.scope.shard)));
+    for (const p of fresh) this.#byScope.set(scopeKey(p.keyIdHex, p.scope.shard), p);
+    this.#publishers = [...this.#publishers, ...fresh];
+    await Promise.all(fresh.map((p) => p.start()));
+  }
+
+  /** Makes `/crl` serve this intermediate's full CRL (it must have a publisher). */
+  setCurrent(keyIdHex: string): void {
+    if (!this.#byScope.has(scopeKey(keyIdHex, null))) throw new Error("the current issuer has no CRL publisher");
+    this.currentKeyIdHex = keyIdHex;
+  }
+
+  /**
+   * Stops publishing an intermediate whose last certificate has expired: its CRL would list
+   * nothing a relying party can still be shown (RFC 5280 §3.3: expired certificates leave CRLs).
+   */
+  async dropIssuer(keyIdHex: string): Promise<void> {
+    if (keyIdHex === this.currentKeyIdHex) throw new Error("the current issuer's CRLs cannot be dropped");
+    const gone = this.#publishers.filter((p) => p.keyIdHex === keyIdHex);
+    this.#publishers = this.#publishers.filter((p) => p.keyIdHex !== keyIdHex);
+    for (const p of gone) this.#byScope.delete(scopeKey(p.keyIdHex, p.scope.shard));
+    await Promise.all(gone.map((p) => p.stop()));
+  }
+
+  /** Intermediates with a publisher now. */
+  issuerKeyIds(): string[] {
+    return [...new Set(this.#publishers.map((p) => p.keyIdHex))];
   }
 
   /** The current issuing intermediate's full CRL; undefined until one is published. */
@@ -77,6 +112,22 @@ export class CrlDirectory {
   async start(): Promise<void> {
     for (const r of this.#roots.values()) r.refresh();
     await Promise.all(this.#publishers.map((p) => p.start()));
+  }
+
+  /**
+   * Picks up root CRLs another process signed (`fleetca crl sign-root`, `fleetca revoke-issuer`):
+   * one summary query per root, cheap enough for the daemon's one-second issuer poll, so a revoked
+   * intermediate is on the served root CRL within seconds rather than at the next tick.
+   */
+  /** A root made while the daemon runs (`fleetca rotate root`): its CRL is served from now on. */
+  addRoot(r: StoredRootCrl): void {
+    if (this.#roots.has(r.keyIdHex)) return;
+    r.refresh();
+    this.#roots.set(r.keyIdHex, r);
+  }
+
+  refreshRoots(): void {
+    for (const r of this.#roots.values()) r.refresh();
   }
 
   /** The periodic job (daemon tick). */

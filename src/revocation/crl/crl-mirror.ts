@@ -27,13 +27,24 @@ export class CrlMirror implements CrlSource {
   constructor(
     private readonly catalog: CrlCatalog,
     /** The intermediates whose CRLs (full and partitions) are served, and the roots'. */
-    private readonly issuerKeyIds: readonly string[],
+    private issuerKeyIds: readonly string[],
     private readonly rootKeyIds: readonly string[],
-    private readonly currentKeyIdHex: string,
+    private currentKeyIdHex: string,
     private readonly log: Logger,
     opts: { streamAbove?: number } = {},
   ) {
     this.#streamAbove = opts.streamAbove ?? STREAM_CRLS_ABOVE;
+  }
+
+  /**
+   * After an intermediate rotation: serve these intermediates' CRLs (the primary publishes the
+   * same set) with `/crl` naming the current one; a new one's CRLs are loaded by the refresh this starts.
+   */
+  setIssuers(issuerKeyIds: readonly string[], currentKeyIdHex: string): Promise<void> {
+    this.issuerKeyIds = issuerKeyIds;
+    this.currentKeyIdHex = currentKeyIdHex;
+    for (const k of [...this.#crls.keys()]) if (!issuerKeyIds.some((i) => k.startsWith(`${i}/`)) && !this.rootKeyIds.some((r) => k === scopeKey(r, null))) this.#crls.delete(k);
+    return this.refresh();
   }
 
   /** Looks for new CRL numbers and loads them; one refresh at a time (a tick while one runs joins it). */

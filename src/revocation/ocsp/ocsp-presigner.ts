@@ -46,13 +46,22 @@ export class OcspPresigner {
   #closed = false;
   #firstPass = true;
 
+  #issuers: readonly OcspIssuer[];
+
   constructor(
-    private readonly issuers: OcspIssuer[],
+    issuers: readonly OcspIssuer[],
     private readonly store: OcspAnswerStore,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly opts: { validityMs: number; batchSize?: number; signaturesInFlight?: number },
-  ) {}
+  ) {
+    this.#issuers = issuers;
+  }
+
+  /** After an intermediate rotation: the next pass signs for these issuers (a new one's certificates first get answers then). */
+  setIssuers(issuers: readonly OcspIssuer[]): void {
+    this.#issuers = issuers;
+  }
 
   /** Runs a pass (or joins the running one); resolves to the number of answers signed. */
   run(): Promise<number> {
@@ -70,7 +79,7 @@ export class OcspPresigner {
     const first = this.#firstPass;
     this.#firstPass = false;
     let total = 0;
-    for (const issuer of this.issuers) {
+    for (const issuer of this.#issuers) {
       const started = performance.now();
       let signed = 0;
       try {

@@ -94,7 +94,7 @@ interface Flight {
  * several CertIDs, an answer not pre-signed) are bounded by a per-client SigningBudget.
  */
 export class OcspResponder {
-  readonly #issuers: OcspIssuer[];
+  #issuers: readonly OcspIssuer[];
   readonly #cache: OcspCache;
   readonly #exact: ExactRequestMap;
   /** One signing per CertID at a time; a revocation detaches a running one so its stale result is not kept. */
@@ -132,6 +132,17 @@ export class OcspResponder {
   /** The issuers as OCSP sees them (for the background pre-signer). */
   get issuers(): readonly OcspIssuer[] {
     return this.#issuers;
+  }
+
+  /**
+   * After an intermediate rotation: answer for these issuers from now on (RFC 6960 §2.2: each
+   * for the certificates it issued). Those already served keep their OcspIssuer (the cache and
+   * signings in flight refer to it); a dropped issuer's cached answers are no longer served.
+   */
+  setIssuers(issuers: readonly Issuer[]): void {
+    if (issuers.length === 0) throw new Error("an OCSP responder needs at least one issuer");
+    const kept = new Map(this.#issuers.map((i) => [i.keyIdHex, i]));
+    this.#issuers = issuers.map((i) => kept.get(i.keyIdHex) ?? new OcspIssuer(i));
   }
 
   /**

@@ -288,4 +288,16 @@ CREATE TABLE cross_certificates (
 ) STRICT;
 `,
   },
+  {
+    version: 10,
+    name: "issuers.activated_at (intermediate rotation)",
+    // When an intermediate became the issuing one (`fleetca init`, `fleetca rotate intermediate`,
+    // `fleetca revoke-issuer`): the current issuer is the active, unrevoked, valid intermediate
+    // activated last. NULL for a prepared intermediate that has not been switched to (and for
+    // roots, which never issue leaves). Intermediates made before v10 were activated when made.
+    sql: `
+ALTER TABLE issuers ADD COLUMN activated_at INTEGER;
+UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
+`,
+  },
 ];

@@ -104,8 +104,6 @@ export class SqliteStore
         "INSERT INTO idempotency_keys (key, request_hash, token_id, serial, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
       ),
       listIssuers: db.prepare("SELECT * FROM issuers ORDER BY created_at, key_id"),
-      insertIssuer: db.prepare(`INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       getProvKey: db.prepare("SELECT * FROM provisioner_keys WHERE name = ?"),
       insertProvKey: db.prepare("INSERT INTO provisioner_keys (name, kid, public_jwk, created_at) VALUES (?, ?, ?, ?)"),
       revokeCert: db.prepare(
@@ -466,11 +464,24 @@ export class SqliteStore
       // Absent before migration v4 (a read-only open of an older file).
       revokedAt: typeof r.revoked_at === "number" ? new Date(r.revoked_at) : null,
       revocationReason: (r.revocation_reason as number | null | undefined) ?? null,
+      // Absent before migration v10 (a read-only open of an older file): intermediates were then
+      // activated when made.
+      activatedAt:
+        typeof r.activated_at === "number"
+          ? new Date(r.activated_at)
+          : r.activated_at === undefined && r.role === "intermediate"
+            ? new Date(r.created_at as number)
+            : null,
     }));
   }
 
   addIssuer(r: IssuerRecord): void {
-    this.#stmts.insertIssuer.run(
+    // Lazy: activated_at is migration v10's, and a read-only open of an older file must still work.
+    this.#lazy(
+      "insertIssuer",
+      `INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at, activated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
       r.keyId,
       r.role,
       r.keyName,
@@ -480,6 +491,7 @@ export class SqliteStore
       r.notAfter.getTime(),
       r.status,
       r.createdAt.getTime(),
+      r.activatedAt?.getTime() ?? null,
     );
   }
 

@@ -257,7 +257,7 @@ describe("the issuance log of a running CA", () => {
   });
 
   /** A copy of the stopped CA's dataDir with `tamper` applied to its database; audit verify's answer. */
-  function tampered(name: string, tamper: (db: Database.Database) => void): VerifyJson & { code: number; stderr: string } {
+  function tampered(name: string, tamper: (db: Database.Database) => void): VerifyJson & { code: number; copy: string } {
     const copy = join(ws.dir, `tamper-${name}`);
     cpSync(ws.dataDir, copy, { recursive: true });
     const db = new Database(join(copy, "fleetca.db"));
@@ -268,8 +268,7 @@ describe("the issuance log of a running CA", () => {
       db.close();
     }
     const r = auditCli(ws.dir, copy, ["verify", "--json"]);
-    const text = auditCli(ws.dir, copy, ["verify"]);
-    return { ...(JSON.parse(r.stdout) as VerifyJson), code: r.code, stderr: text.stderr };
+    return { ...(JSON.parse(r.stdout) as VerifyJson), code: r.code, copy };
   }
   const entryAt = (db: Database.Database, idx: number) => db.prepare("SELECT entry FROM audit_log WHERE idx = ?").pluck().get(idx) as Buffer;
   const leaf = (entry: Buffer) => sha(Buffer.from([0]), entry);
@@ -291,7 +290,10 @@ describe("the issuance log of a running CA", () => {
     });
     expect(modified).toMatchObject({ ok: false, code: 1, failure: { index: 20 } });
     expect(modified.failure!.message).toMatch(/entry 20 was modified/);
-    expect(modified.stderr).toMatch(/^fleetca: issuance log FAILED: entry 20 was modified/);
+    // Without --json: one line on stderr, exit 1.
+    const text = auditCli(ws.dir, modified.copy, ["verify"]);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toMatch(/^fleetca: issuance log FAILED: entry 20 was modified \(its bytes no longer hash to its leaf\)\n$/);
 
     // The same with its stored leaf hash recomputed: the signed heads catch it.
     const rehashed = tampered("rehashed", (db) => {

@@ -88,8 +88,10 @@ export async function registrationAuthorityFor(
  * a certificate of an older intermediate still picks it after a rotation. It only guides the
  * client's choice: ClientAuthenticator decides (rejectUnauthorized stays false).
  */
-export function clientCaPems(issuers: readonly Issuer[], revokedKeyIds: ReadonlySet<string>): string[] {
-  return issuers.filter((i) => !revokedKeyIds.has(i.keyIdHex)).map((i) => toPem(i.der, "CERTIFICATE"));
+export function clientCaPems(issuers: readonly Issuer[]): string[] {
+  // Revoked intermediates stay listed: their certificates may still renew onto the fresh one
+  // (client-authentication.ts), which is how the kill switch moves a fleet without new tokens.
+  return issuers.map((i) => toPem(i.der, "CERTIFICATE"));
 }
 
 /** The API's HTTPS server with its handshake deadline and connection caps (listen.maxConnections). */

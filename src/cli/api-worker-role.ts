@@ -28,7 +28,6 @@ export async function startApiRole(p: {
   dd: OpenedDataDir;
   /** The intermediates as this worker first read them; `onIssuers` is told of every change. */
   lineup: IssuerLineup;
-  revoked: (l: IssuerLineup) => ReadonlySet<string>;
   clock: Clock;
   log: Logger;
   port: number;
@@ -43,7 +42,7 @@ export async function startApiRole(p: {
   let lineup = p.lineup;
   const answering = (k: string) => lineup.answering.find((i) => i.keyIdHex === k);
   let ca = certificateAuthorityFor(config, lineup.current, clock, answering);
-  let clientCas = clientCaPems(p.lineup.answering, p.revoked(p.lineup));
+  let clientCas = clientCaPems(p.lineup.answering);
   let credentials = p.credentials;
   const { ra } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
   const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
@@ -66,7 +65,7 @@ export async function startApiRole(p: {
       lineup = l;
       clients.issuersChanged();
       if (l.current.keyIdHex !== ca.issuer.keyIdHex) ca = certificateAuthorityFor(config, l.current, clock, answering);
-      clientCas = clientCaPems(l.answering, p.revoked(l));
+      clientCas = clientCaPems(l.answering);
       installApiCredentials(server, credentials, clientCas);
     },
     // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,

@@ -9,7 +9,7 @@ import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import type { Issuer } from "../issuance/issuer.js";
-import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
 import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
@@ -149,7 +149,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   let apiServer: HttpsServer | null = null;
   let workers: PublicWorkers | null = null;
-  let clientCas = clientCaPems(lineup.answering, revokedIntermediates(lineup));
+  let clientCas = clientCaPems(lineup.answering);
   const install = (c: TlsCredentials) => {
     if (apiServer) installApiCredentials(apiServer, c, clientCas);
     workers?.sendApiCredentials(c);
@@ -323,7 +323,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     for (const k of crls.issuerKeyIds()) if (!next.answering.some((i) => i.keyIdHex === k)) await crls.dropIssuer(k);
     ocsp.setIssuers(next.answering);
     ocspPresigner.setIssuers(ocsp.issuers);
-    clientCas = clientCaPems(next.answering, revokedIntermediates(next));
+    clientCas = clientCaPems(next.answering);
     const previous = ca.issuer.keyIdHex;
     if (next.current.keyIdHex !== previous) {
       ca = certificateAuthorityFor(config, next.current, clock, answering);

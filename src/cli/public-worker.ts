@@ -22,7 +22,7 @@ import { KekMismatchError } from "../signing/kek.js";
 import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
-import { LiveIssuers, revokedIntermediates, type IssuerLineup } from "../issuance/live-issuers.js";
+import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
 import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
@@ -116,7 +116,6 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
         config,
         dd,
         lineup,
-        revoked: revokedIntermediates,
         clock,
         log,
         port: start.api.port,

@@ -94,8 +94,3 @@ export class LiveIssuers {
     return last !== null && last > now;
   }
 }
-
-/** Intermediates their root revoked (`fleetca revoke-issuer`): their client certificates are refused. */
-export function revokedIntermediates(lineup: IssuerLineup): Set<string> {
-  return new Set(lineup.records.filter((r) => r.role === "intermediate" && r.revokedAt !== null).map((r) => r.keyId));
-}

@@ -75,15 +75,20 @@ export class ClientAuthenticator {
       throw CaError.unauthorized("unknown_certificate", "not a certificate issued by this CA");
     }
     if (record.status === "revoked") throw CaError.unauthorized("revoked");
-    // RFC 5280 §6.3: a chain through a CA its root revoked is invalid whatever the leaf's status.
-    if (this.#intermediate(record.issuerKeyId)?.revoked) throw CaError.unauthorized("issuer_revoked", "the intermediate that issued this certificate was revoked; request a new one with a fresh token");
+    // A certificate of an intermediate its root revoked (`fleetca revoke-issuer`) fails RFC 5280
+    // path validation (§6.3) everywhere else, but here it still proves what renewal needs: the
+    // holder has the key of a certificate this CA stored, byte for byte (a leaf forged with the
+    // leaked intermediate key is not in the inventory). So it may renew (the kill switch pulls its
+    // renewal window to now, and the fleet moves to the fresh intermediate without new tokens),
+    // but it confers nothing else: never admin rights.
+    const issuerRevoked = this.#intermediate(record.issuerKeyId)?.revoked === true;
     const now = this.clock.now().getTime();
     // RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
     if (now > record.notAfter.getTime()) {
       throw CaError.unauthorized("expired", "an expired certificate cannot renew; request a new one with a fresh token");
     }
     if (now < record.notBefore.getTime()) throw CaError.unauthorized("not_yet_valid");
-    return new AuthenticatedClient(record, this.#isAdmin(record.sans), info);
+    return new AuthenticatedClient(record, !issuerRevoked && this.#isAdmin(record.sans), info);
   }
 
   #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {

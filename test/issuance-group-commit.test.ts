@@ -76,6 +76,35 @@ describe("issuance group commit on a real SQLite file", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it("commits a batch of intents alone without an fsync (synchronous NORMAL), and any batch holding a certificate with one", async () => {
+    const intent = (n: number) => ({
+      kind: "intent" as const, op: "sign" as const, serial: serialOf(n), issuer: ISSUER, tbs_sha256: "00", provisioner: "bootstrap",
+      jti: null, sans: [`host-${n}.internal`], key_sha256: "00", client: null, renewed_from: null,
+    });
+    const seen: number[] = [];
+    const probe = store.db.prepare("SELECT 1").pluck();
+    // Sample the connection's synchronous setting from inside each batch's transaction.
+    const spy = store.db.pragma.bind(store.db);
+    const sample = () => seen.push(spy("synchronous", { simple: true }) as number);
+    await Promise.all([store.recordIntent(intent(1), new Date()), store.recordIntent(intent(2), new Date())]);
+    sample();
+    expect(seen).toEqual([2]); // FULL again once the intents-only batch is done
+    expect(batches.map((b) => b.size)).toEqual([2]);
+    expect(probe.get()).toBe(1);
+    // An intents-only batch ran under NORMAL; a mixed one under FULL: read from the batch itself.
+    const during: number[] = [];
+    const orig = store.audit.append.bind(store.audit);
+    store.audit.append = (f, at) => {
+      during.push(spy("synchronous", { simple: true }) as number);
+      return orig(f, at);
+    };
+    await store.recordIntent(intent(3), new Date());
+    await Promise.all([store.recordIntent(intent(4), new Date()), store.commitIssuance({ ...commitOf(5, { token: "t5" }), audit: undefined })]);
+    expect(during).toEqual([1, 2]);
+    expect(spy("synchronous", { simple: true })).toBe(2);
+    expect(store.audit.size()).toBe(4);
+  });
+
   /** What another process (`fleetca list`) would read from the file. */
   function onDisk(): { serials: string[]; tokens: string[]; idem: Array<{ key: string; serial: string }> } {
     const db = new Database(path, { readonly: true });

@@ -71,12 +71,14 @@ export interface IssuanceStore {
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome>;
   /**
-   * Records the intent to sign (the serial and the hash of the exact TBS bytes) durably, before
-   * the signature exists (record before sign): a signature the CA made is always accounted for.
-   * "serial_collision" when the serial was announced or stored before: draw another.
+   * Records the intent to sign (the serial and the hash of the exact TBS bytes) before the
+   * signature exists (record before sign): a signature the CA made is always accounted for. It is
+   * committed (safe from a crash of the process) when this resolves, and on disk at the latest
+   * with the certificate's own durable commit, which a hand-out always waits for. "serial_collision"
+   * when the serial was announced or stored before: draw another.
    */
   recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision">;
-  /** Appends one issuance-log entry in the next group commit; resolves once it is durable. */
+  /** Appends one issuance-log entry in the next group commit; resolves once it is committed (fsynced with the next durable commit). */
   recordAudit(fields: AuditFields, at: Date): Promise<void>;
 }
 

@@ -49,6 +49,8 @@ export type ApplyIssuance = (c: IssuanceCommit) => CommitOutcome;
 interface Pending {
   /** The commit's statements (an issuance, or an issuance-log entry: see `commitWork`). */
   apply: () => CommitOutcome;
+  /** Must be on disk (fsynced) before it resolves; false: written to the WAL, fsynced by a later commit. */
+  durable: boolean;
   resolve: (o: CommitOutcome) => void;
   reject: (e: unknown) => void;
 }
@@ -82,17 +84,26 @@ export class IssuanceGroupCommit {
   }
 
   commit(c: IssuanceCommit): Promise<CommitOutcome> {
-    return this.commitWork(() => this.apply(c));
+    return this.commitWork(() => this.apply(c), { durable: true });
   }
 
   /**
    * Any other statements that must be durable before the caller goes on, sharing the same batch
    * and fsync: the issuance log's intent entry, written before a certificate is signed, rides in
    * the batch of other requests' certificates.
+   *
+   * `durable: false` commits without waiting for the disk: a batch holding only such commits runs
+   * with synchronous=NORMAL, so its COMMIT writes the WAL (safe from a process crash: the OS has
+   * the pages) but does not fsync. That is enough for an intent: what it protects against is a
+   * signature that escapes unaccounted, and a signature can only escape in a certificate handed
+   * out, which waits for its own durable commit; that fsync flushes the whole WAL, the intent's
+   * frames before it included (https://sqlite.org/wal.html: frames are appended in order). On
+   * power loss before then, the signature dies in RAM with the intent. Everything else
+   * (certificates, tokens, idempotency keys) stays durable before it resolves.
    */
-  commitWork(apply: () => CommitOutcome): Promise<CommitOutcome> {
+  commitWork(apply: () => CommitOutcome, opts: { durable: boolean }): Promise<CommitOutcome> {
     return new Promise<CommitOutcome>((resolve, reject) => {
-      this.#queue.push({ apply, resolve, reject });
+      this.#queue.push({ apply, durable: opts.durable, resolve, reject });
       if (this.#queue.length >= this.settings.maxBatch) {
         this.flush();
       } else if (this.#scheduled === null) {
@@ -115,7 +126,7 @@ export class IssuanceGroupCommit {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.settings.maxBatch);
       const t0 = performance.now();
-      const r = this.#flushBatch(batch);
+      const r = batch.some((p) => p.durable) ? this.#flushBatch(batch) : this.#withoutFsync(() => this.#flushBatch(batch));
       this.settings.onBatch?.({ size: batch.length, ms: performance.now() - t0, ...r });
     }
   }
@@ -173,6 +184,17 @@ export class IssuanceGroupCommit {
       else p.reject(r.error);
     });
     return { committed: true };
+  }
+
+  /** synchronous=NORMAL for one batch of non-durable commits (WAL mode: no fsync at COMMIT). */
+  #withoutFsync<T>(run: () => T): T {
+    const before = this.db.pragma("synchronous", { simple: true }) as number;
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      return run();
+    } finally {
+      this.db.pragma(`synchronous = ${before}`);
+    }
   }
 
   #rollbackQuietly(): void {

@@ -172,19 +172,26 @@ export class SqliteStore
   }
 
   async recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision"> {
-    const outcome = await this.#committer().commitWork(() => {
-      if (this.audit.serialTaken(intent.serial)) return "serial_collision";
-      this.audit.append(intent, at);
-      return "committed";
-    });
+    // Not fsynced on its own: the certificate's durable commit flushes it (issuance-group-commit.ts).
+    const outcome = await this.#committer().commitWork(
+      () => {
+        if (this.audit.serialTaken(intent.serial)) return "serial_collision";
+        this.audit.append(intent, at);
+        return "committed";
+      },
+      { durable: false },
+    );
     return outcome === "committed" ? "committed" : "serial_collision";
   }
 
   async recordAudit(fields: AuditFields, at: Date): Promise<void> {
-    await this.#committer().commitWork(() => {
-      this.audit.append(fields, at);
-      return "committed";
-    });
+    await this.#committer().commitWork(
+      () => {
+        this.audit.append(fields, at);
+        return "committed";
+      },
+      { durable: false },
+    );
   }
 
   #committer(): IssuanceGroupCommit {

@@ -6,7 +6,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { acceptRefreshedRoots, acceptRoots, sha256Hex } from "../src/agent/trust.js";
 import { toPem } from "../src/x509/pem.js";
 import { CaWorkspace } from "./harness/fleetca-process.js";
-import { opensslAll } from "./harness/openssl.js";
+import { makeCsr, opensslAll } from "./harness/openssl.js";
+import { eventually } from "./harness/eventually.js";
+import { fetchRoots, postApi, signBody } from "./harness/http.js";
+import { allPem } from "../src/x509/pem.js";
 
 /**
  * Issue 14, `fleetca rotate root` / `fleetca retire root`: a new root cross-signed by the old,
@@ -54,7 +57,9 @@ describe("fleetca rotate root / retire root", () => {
     const newX = new X509Certificate(newRoot.der);
     const crossX = new X509Certificate(cross.der);
     expect(newX.verify(newX.publicKey)).toBe(true);
-    expect(newX.subject).not.toBe(oldX.subject);
+    // Same name, new key (RFC 4210 §4.4 root key update): the cross certificate is self-issued.
+    expect(newX.subject).toBe(oldX.subject);
+    expect(Buffer.from(newX.publicKey.export({ type: "spki", format: "der" })).equals(oldX.publicKey.export({ type: "spki", format: "der" }))).toBe(false);
     expect(crossX.subject).toBe(newX.subject);
     expect(crossX.publicKey.export({ type: "spki", format: "der" }).equals(newX.publicKey.export({ type: "spki", format: "der" }))).toBe(true);
     expect(crossX.checkIssued(oldX) && crossX.verify(oldX.publicKey)).toBe(true);
@@ -86,5 +91,45 @@ describe("fleetca rotate root / retire root", () => {
     const unknown = await ws.cli(["retire", "root", "00".repeat(20)]);
     expect(unknown.stderr.trim()).toMatch(/^fleetca: no root with key id/);
     expect(rootsIn().roots.map((x) => x.status)).toEqual(["active", "active"]);
+  });
+
+  it("a running daemon serves the new bundle; the next intermediate is under the new root, and its leaves verify from the old root through the cross certificate", { timeout: 120_000 }, async () => {
+    const d = await ws.start();
+    try {
+      const bundle = async () => allPem(await (await fetch(`${d.publicUrl}/roots.pem`)).text(), "CERTIFICATE");
+      const { roots, cross } = rootsIn();
+      const { seen } = await eventually(5_000, "/roots.pem serves both roots and the cross certificate", bundle, (b) => b.length === 3);
+      expect(seen.map((b) => Buffer.from(b).toString("hex")).sort()).toEqual([roots[0]!.der, roots[1]!.der, cross[0]!.der].map((b) => b.toString("hex")).sort());
+
+      // The next intermediate is certified by the new root.
+      const r = await ws.cli(["rotate", "intermediate"]);
+      expect(r.code, r.stderr).toBe(0);
+      const fresh = /new intermediate key id:\s+([0-9a-f]{40})/.exec(r.stdout)![1]!;
+      await eventually(5_000, "the daemon issues from the new intermediate", async () => new X509Certificate(Buffer.from(await (await fetch(`${d.publicUrl}/intermediate.crt`)).arrayBuffer())), (c) => c.checkIssued(new X509Certificate(roots[1]!.der)) && c.verify(new X509Certificate(roots[1]!.der).publicKey));
+      const leafDir = ws.dir;
+      const csr = makeCsr(leafDir, "after-root", { cn: "after-root.internal" });
+      const answer = await postApi(`${d.apiUrl}/v1/sign`, await fetchRoots(d.publicUrl), { token: await ws.token("after-root", ["after-root.internal"]), body: signBody(csr.csrPem), headers: { connection: "close" } });
+      expect(answer.status, answer.raw).toBe(201);
+      writeFileSync(join(leafDir, "leaf.pem"), answer.body.certificate as string);
+      // A host that trusts only the OLD root: leaf → new intermediate → cross certificate → old root.
+      writeFileSync(join(leafDir, "untrusted.pem"), (answer.body.chain as string) + toPem(cross[0]!.der, "CERTIFICATE"));
+      const viaCross = opensslAll(["verify", "-x509_strict", "-CAfile", join(leafDir, "old-root.pem"), "-untrusted", join(leafDir, "untrusted.pem"), join(leafDir, "leaf.pem")]);
+      expect(viaCross.code, viaCross.out).toBe(0);
+      // A host that trusts the new root: leaf → new intermediate → new root.
+      writeFileSync(join(leafDir, "new-root.pem"), toPem(roots[1]!.der, "CERTIFICATE"));
+      const direct = opensslAll(["verify", "-x509_strict", "-CAfile", join(leafDir, "new-root.pem"), "-untrusted", join(leafDir, "untrusted.pem"), join(leafDir, "leaf.pem")]);
+      expect(direct.code, direct.out).toBe(0);
+      expect(fresh).toMatch(/^[0-9a-f]{40}$/);
+
+      // Now the old root can go; the daemon stops serving it.
+      const retire = await ws.cli(["retire", "root", roots[0]!.key_id]);
+      expect(retire.code, retire.stderr).toBe(0);
+      expect(retire.stdout).toBe(`retired root ${roots[0]!.key_id}; trusted roots now: ${roots[1]!.key_id}\n`);
+      const { seen: after } = await eventually(5_000, "/roots.pem serves the new root alone", bundle, (b) => b.length === 1);
+      expect(Buffer.from(after[0]!).equals(roots[1]!.der)).toBe(true);
+      expect((await ws.cli(["retire", "root", roots[1]!.key_id])).stderr).toMatch(/is the only active root/);
+    } finally {
+      await d.stop();
+    }
   });
 });

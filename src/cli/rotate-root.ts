@@ -3,7 +3,9 @@ import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import type { FleetcaConfig } from "../config/schema.js";
-import { createCrossCertificate, createRootCertificate, rotatedRootSubject } from "../issuance/hierarchy.js";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Certificate } from "@peculiar/asn1-x509";
+import { createCrossCertificate, createRootCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
@@ -39,7 +41,12 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
     const keyName = `root-${stamp}`;
     if (dd.keys.has(keyName)) throw new OperatorError(`a root was already made at ${now.toISOString()}; wait a second and run it again`);
     const signer = await dd.keys.generate(keyName, config.ca.keyType);
-    const subject = rotatedRootSubject(config.ca.name, now);
+    // The new root keeps the old root's name: the cross certificate is then self-issued (issuer
+    // name = subject name), which RFC 5280 §4.2.1.9 leaves out of path length, so the old root's
+    // pathLenConstraint 1 still admits new-leaf → new-intermediate → cross → old root. This is
+    // the root key update of RFC 4210 §4.4 (the "NewWithOld" certificate); the key identifiers
+    // tell the two roots apart in path building (RFC 5280 §4.2.1.1).
+    const subject = AsnConvert.parse(current.der, Certificate).tbsCertificate.subject;
     const rootDer = await createRootCertificate(signer, { caName: config.ca.name, validityMs: config.ca.rootValidity, clock, subject });
     const newRoot = await bindIssuer(rootDer, signer);
     const crossDer = await createCrossCertificate(

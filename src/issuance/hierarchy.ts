@@ -59,16 +59,9 @@ export async function createIntermediateCertificate(
 }
 
 /**
- * A root made by `fleetca rotate root` is told apart from the one it replaces by the date in its
- * CN (two roots with one name and different keys would leave path building to the key ids).
- */
-export function rotatedRootSubject(caName: string, now: Date): Name {
-  return nameOf({ o: caName, cn: `${caName} Root CA ${now.toISOString().slice(0, 10)}` });
-}
-
-/**
- * The cross certificate of a root rotation: the NEW root's exact subject and key, issued and
- * signed by the OLD root (RFC 5280 §3.2, §6.1), a CA with the same pathLen as a root. A relying
+ * The cross certificate of a root rotation: the NEW root's exact subject (the same name as the
+ * old root's, so this certificate is self-issued and not counted in path length, RFC 5280
+ * §4.2.1.9) and key, issued and signed by the OLD root (RFC 4210 §4.4 "NewWithOld"). A relying
  * party that trusts only the old root builds new-leaf → new-intermediate → this → old root, so
  * leaves from the new hierarchy verify everywhere before every host trusts the new root.
  * It lives no longer than either root, and names the old root's CRL.

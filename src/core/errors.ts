@@ -33,9 +33,7 @@ export type TokenRejection =
   // "expired" and "not_yet_valid" above apply to the presented certificate too.
   | "missing_client_certificate"
   | "unknown_certificate"
-  | "revoked"
-  /** The certificate's intermediate is on its root's CRL (`fleetca revoke-issuer`). */
-  | "issuer_revoked";
+  | "revoked";
 
 export class CaError extends Error {
   readonly code: CaErrorCode;

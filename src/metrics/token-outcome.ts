@@ -18,7 +18,6 @@ const REJECTIONS: Record<TokenRejection, true> = {
   missing_client_certificate: true,
   unknown_certificate: true,
   revoked: true,
-  issuer_revoked: true,
 };
 
 /**

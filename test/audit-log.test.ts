@@ -459,3 +459,32 @@ describe("SIGTERM during a burst of sign requests", () => {
     expect(new Set(issued.filter((e) => e.kind === "issued").map((e) => e.serial))).toEqual(new Set([...stored].filter((s) => list.find((c) => c.serial === s && (c as { provisioner?: string }).provisioner === "bootstrap"))));
   });
 });
+
+describe("GET /v1/audit/tree-head from public workers", () => {
+  const ws = new CaWorkspace({ extraConfig: "audit: { treeHeadInterval: 1s }\n", listen: "publicWorkers: 2" });
+  afterAll(() => ws.remove());
+
+  it("every worker serves the latest signed head the primary stored", { timeout: 60_000 }, async () => {
+    const d = await ws.start();
+    try {
+      // Round-robin over fresh connections reaches both workers.
+      const heads = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const r = await fetch(`${d.publicUrl}/v1/audit/tree-head`, { headers: { connection: "close" } });
+          expect(r.status).toBe(200);
+          expect(r.headers.get("cache-control")).toBe("no-cache");
+          return (await r.json()) as { tree_size: number; signed: string };
+        }),
+      );
+      const v = verifyJson(ws.dir, ws.dataDir);
+      expect(v.ok).toBe(true);
+      for (const h of heads) {
+        expect(h.tree_size).toBeGreaterThan(0);
+        expect(h.tree_size).toBeLessThanOrEqual(v.latest!.treeSize);
+        expect(h.signed).toMatch(/^fleetca-tree-head\/1 \d+ [0-9a-f]{64} \d+$/);
+      }
+    } finally {
+      await d.stop();
+    }
+  });
+});

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { X509Certificate } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { acceptRefreshedRoots, acceptRoots, sha256Hex } from "../src/agent/trust.js";
 import { toPem } from "../src/x509/pem.js";
 import { CaWorkspace } from "./harness/fleetca-process.js";
@@ -128,6 +128,40 @@ describe("fleetca rotate root / retire root", () => {
       const { seen: after } = await eventually(5_000, "/roots.pem serves the new root alone", bundle, (b) => b.length === 1);
       expect(Buffer.from(after[0]!).equals(roots[1]!.der)).toBe(true);
       expect((await ws.cli(["retire", "root", roots[1]!.key_id])).stderr).toMatch(/is the only active root/);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe("fleetca rotate root with public workers", () => {
+  const ws = new CaWorkspace({ passphrase: "root rotation passphrase", listen: "publicWorkers: 2" });
+  beforeAll(async () => expect((await ws.cli(["init"])).code).toBe(0));
+  afterAll(() => ws.remove());
+
+  it("the workers serve the new root's CRL and the new bundle without a restart", { timeout: 90_000 }, async () => {
+    const d = await ws.start();
+    try {
+      const r = await ws.cli(["rotate", "root"]);
+      expect(r.code, r.stderr).toBe(0);
+      const newRoot = /^new root ([0-9a-f]{40})/.exec(r.stdout)![1]!;
+      // Fresh connections: node:cluster spreads them over both workers.
+      const fromAll = async <T>(get: () => Promise<T>) => Promise.all(Array.from({ length: 6 }, get));
+      await eventually(
+        5_000,
+        "every worker serves the new root's CRL",
+        () => fromAll(async () => (await fetch(`${d.publicUrl}/crl/${newRoot}`, { headers: { connection: "close" } })).status),
+        (statuses) => statuses.every((s) => s === 200),
+      );
+      const { seen } = await eventually(
+        5_000,
+        "every worker serves both roots and the cross certificate",
+        () => fromAll(async () => allPem(await (await fetch(`${d.publicUrl}/roots.pem`, { headers: { connection: "close" } })).text(), "CERTIFICATE").length),
+        (counts) => counts.every((n) => n === 3),
+      );
+      expect(seen).toHaveLength(6);
+      const crls = await (await fetch(`${d.publicUrl}/crls.pem`, { headers: { connection: "close" } })).text();
+      expect(allPem(crls, "X509 CRL").length).toBeGreaterThanOrEqual(3);
     } finally {
       await d.stop();
     }

@@ -253,7 +253,11 @@ async function startPublicRole(
   return {
     onIssuers: async (l) => {
       ocsp.setIssuers(l.answering);
-      await crls.setIssuers(keyIds(l), l.current.keyIdHex);
+      await crls.setIssuers(
+        keyIds(l),
+        l.current.keyIdHex,
+        l.records.filter((r) => r.role === "root" && r.status === "active").map((r) => r.keyId),
+      );
       current = l.current;
     },
     close: async () => {

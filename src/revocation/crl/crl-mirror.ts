@@ -28,7 +28,7 @@ export class CrlMirror implements CrlSource {
     private readonly catalog: CrlCatalog,
     /** The intermediates whose CRLs (full and partitions) are served, and the roots'. */
     private issuerKeyIds: readonly string[],
-    private readonly rootKeyIds: readonly string[],
+    private rootKeyIds: readonly string[],
     private currentKeyIdHex: string,
     private readonly log: Logger,
     opts: { streamAbove?: number } = {},
@@ -38,10 +38,12 @@ export class CrlMirror implements CrlSource {
 
   /**
    * After an intermediate rotation: serve these intermediates' CRLs (the primary publishes the
-   * same set) with `/crl` naming the current one; a new one's CRLs are loaded by the refresh this starts.
+   * same set) with `/crl` naming the current one; a new one's CRLs are loaded by the refresh this
+   * starts. After a root rotation, `rootKeyIds` names the active roots whose CRLs are served.
    */
-  setIssuers(issuerKeyIds: readonly string[], currentKeyIdHex: string): Promise<void> {
+  setIssuers(issuerKeyIds: readonly string[], currentKeyIdHex: string, rootKeyIds: readonly string[] = this.rootKeyIds): Promise<void> {
     this.issuerKeyIds = issuerKeyIds;
+    this.rootKeyIds = rootKeyIds;
     this.currentKeyIdHex = currentKeyIdHex;
     for (const k of [...this.#crls.keys()]) if (!issuerKeyIds.some((i) => k.startsWith(`${i}/`)) && !this.rootKeyIds.some((r) => k === scopeKey(r, null))) this.#crls.delete(k);
     return this.refresh();

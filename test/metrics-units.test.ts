@@ -72,7 +72,7 @@ describe("daemonExposition", () => {
     worker.certificateIssued("bootstrap", "sign");
     worker.certificateIssued("k8s", "renew");
     primary.trackExpiry("api", () => new Date("2030-01-02T00:00:00Z"));
-    primary.setAuditTreeSize(42);
+    primary.setAuditTreeSize(42, 40);
     const alone = parseExposition(await daemonExposition(primary, async () => []).render());
     expect(total(alone, "fleetca_certificates_issued_total")).toBe(1);
     const m = parseExposition(await daemonExposition(primary, async () => [await worker.report()]).render());
@@ -80,6 +80,7 @@ describe("daemonExposition", () => {
     expect(total(m, "fleetca_certificates_issued_total", { provisioner: "k8s", kind: "renew" })).toBe(1);
     expect(total(m, "fleetca_cert_expiry_seconds", { name: "api" })).toBe(86_400);
     expect(total(m, "fleetca_audit_tree_size")).toBe(42);
+    expect(total(m, "fleetca_audit_signed_tree_size")).toBe(40);
   });
 });
 

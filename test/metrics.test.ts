@@ -151,7 +151,10 @@ function expectFlowCounted(m: Sample[], flow: Flow, oneProcess: boolean): void {
   for (const c of [...flow.certs, flow.revoked]) expect(labelValues.join(" ")).not.toContain(c.serial);
   expect(samples(m, HTTP).filter((s) => s.labels.route!.includes("ocsp"))).toEqual([]);
   // The audit log's gauge is there for its owner to set; Node's process metrics under their usual names.
+  // Both set by the tree head publisher at start: the head signed then covers the whole log.
   expect(samples(m, "fleetca_audit_tree_size")).toHaveLength(1);
+  expect(total(m, "fleetca_audit_signed_tree_size")).toBeGreaterThan(0);
+  expect(total(m, "fleetca_audit_signed_tree_size")).toBeLessThanOrEqual(total(m, "fleetca_audit_tree_size"));
   expect(total(m, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
   expect(total(m, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
 }

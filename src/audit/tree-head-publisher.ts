@@ -34,7 +34,11 @@ export class TreeHeadPublisher {
     private readonly key: { name: string; signer: Signer },
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly onSize: (treeSize: number) => void = () => {},
+    /**
+     * Told at every publish attempt: the log's size, and the size its latest signed head covers.
+     * They differ after a head could not be signed (fleetca_audit_signed_tree_size lags behind).
+     */
+    private readonly onSize: (treeSize: number, signedTreeSize: number) => void = () => {},
   ) {}
 
   /** Why the log and its latest signed head disagree (set once, reported by /healthz), or null. */
@@ -50,6 +54,7 @@ export class TreeHeadPublisher {
   start(): Promise<void> {
     const latest = this.store.latestTreeHead();
     this.#lastHeadSize = latest?.treeSize ?? 0;
+    this.onSize(this.#lastHeadSize, this.#lastHeadSize);
     this.#catchUp(latest);
     return this.publish();
   }
@@ -81,12 +86,13 @@ export class TreeHeadPublisher {
   async #publish(): Promise<void> {
     this.#catchUp(null);
     const treeSize = this.#frontier.size;
-    this.onSize(treeSize);
+    this.onSize(treeSize, this.#lastHeadSize);
     if (treeSize === 0 || treeSize <= this.#lastHeadSize) return;
     const head = { treeSize, rootHash: this.#frontier.root(), timestamp: this.clock.now().getTime() };
     const signature = await signTreeHead(this.key.signer, head);
     this.store.addTreeHead({ ...head, keyName: this.key.name, keySpki: Buffer.from(this.key.signer.publicKeySpki), signature });
     this.#lastHeadSize = treeSize;
+    this.onSize(treeSize, treeSize);
     this.log.info({ treeSize, rootHash: head.rootHash.toString("hex") }, "issuance log tree head signed");
   }
 }

@@ -12,6 +12,7 @@ import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
 import { toPem } from "../x509/pem.js";
 import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
+import { builtWriterThreadScript } from "../storage/sqlite/commit-writer.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
 import type { OpenedDataDir } from "./data-dir.js";
 import { buildProvisioners } from "./provisioners.js";
@@ -128,6 +129,18 @@ export function installApiCredentials(server: HttpsServer, creds: ServingKeyPair
 }
 
 /** Group commit as every issuing process runs it, with its batches in the log. */
+/**
+ * How a process that issues opens its store's writes: the writer thread when running compiled
+ * (commit-writer.ts), its batches and a lost thread logged.
+ */
+export function issuanceWrites(log: Logger): { groupCommit: GroupCommitSettings; writerThread: URL | null; onWriterLost: (err: Error) => void } {
+  return {
+    groupCommit: loggedGroupCommit(log),
+    writerThread: builtWriterThreadScript(),
+    onWriterLost: (err) => log.error({ err }, "the issuance writer thread stopped: the requests it held were refused with 503; the next request starts a new one"),
+  };
+}
+
 export function loggedGroupCommit(log: Logger): GroupCommitSettings {
   return {
     ...DEFAULT_GROUP_COMMIT,

@@ -38,7 +38,7 @@ import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.j
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
-import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, loggedGroupCommit, registrationAuthorityFor } from "./api-service.js";
+import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, issuanceWrites, registrationAuthorityFor } from "./api-service.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 import { CaMetrics, shortKeyId } from "../metrics/ca-metrics.js";
@@ -95,7 +95,7 @@ export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): P
     const r = await initHierarchy(config, opts.passphrase, clock);
     log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
   }
-  const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, groupCommit: loggedGroupCommit(log) });
+  const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, ...issuanceWrites(log) });
   try {
     return await run(config, dd, opts);
   } catch (e) {
@@ -134,7 +134,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     ...lineup.answering.map((i) => ({ key: lineup.records.find((r) => r.keyId === i.keyIdHex)?.keyName ?? i.keyIdHex, role: "intermediate", spki: i.signer.publicKeySpki })),
     { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
   ]);
-  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log, (size) => metrics.setAuditTreeSize(size));
+  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log, (size, signed) => metrics.setAuditTreeSize(size, signed));
   await treeHeads.start();
   // Replaced when a rotation makes another intermediate current (followIssuers below).
   const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
@@ -400,7 +400,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       // The last tree head covers everything this run wrote: the listeners (and workers) are
       // closed, the queued commits are written, then the head is signed.
       clearInterval(treeHeadTimer);
-      dd.store.flushCommits();
+      await dd.store.flushCommits();
       await treeHeads.publish();
       dd.store.close();
       if (existsSync(statePath)) unlinkSync(statePath);

@@ -40,11 +40,16 @@ export function dataDirInitialised(dir: string): boolean {
 export function openDataDir(
   dir: string,
   passphrase: Secret | undefined,
-  opts: { create: boolean; readonlyStore?: boolean; groupCommit?: GroupCommitSettings },
+  opts: { create: boolean; readonlyStore?: boolean; groupCommit?: GroupCommitSettings; writerThread?: URL | null; onWriterLost?: (err: Error) => void },
 ): OpenedDataDir {
   const { kek, keys } = openKeyStore(dir, passphrase, opts);
   // A public worker only reads the database (the primary migrated it and writes it).
-  const store = new SqliteStore(join(dir, DB_FILE), { readonly: opts.readonlyStore ?? false, ...(opts.groupCommit && { groupCommit: opts.groupCommit }) });
+  const store = new SqliteStore(join(dir, DB_FILE), {
+    readonly: opts.readonlyStore ?? false,
+    ...(opts.groupCommit && { groupCommit: opts.groupCommit }),
+    ...(opts.writerThread && { writerThread: opts.writerThread }),
+    ...(opts.onWriterLost && { onWriterLost: opts.onWriterLost }),
+  });
   return { dir, store, keys, kek };
 }
 

@@ -64,9 +64,14 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
   const dd = openDataDir(config.dataDir, passphraseFrom(config), {
     create: false,
     readonlyStore: !start.api,
-    ...(apiModules && { groupCommit: apiModules.service.loggedGroupCommit(log) }),
+    ...(apiModules && apiModules.service.issuanceWrites(log)),
   });
-  const closers: (() => Promise<void> | void)[] = [() => dd.store.close()];
+  const closers: (() => Promise<void> | void)[] = [
+    async () => {
+      await dd.store.flushCommits();
+      dd.store.close();
+    },
+  ];
   // This worker's counters; the primary asks for them on every scrape and merges them with its own.
   const metrics = new CaMetrics({ clock });
   process.on("message", (m: ToWorker) => {

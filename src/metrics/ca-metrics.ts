@@ -57,6 +57,7 @@ export class CaMetrics {
   readonly #handshakes: Counter<"result">;
   readonly #httpSeconds: Histogram<"route" | "method" | "status">;
   readonly #auditTreeSize: Gauge;
+  readonly #auditSignedTreeSize: Gauge;
   readonly #expiries = new Map<string, () => Date | null | undefined>();
   readonly #ocspDrains: OcspCountDrain[] = [];
   readonly #tokenOk: CountedSeries;
@@ -143,6 +144,15 @@ export class CaMetrics {
       aggregator: "max",
       registers,
     });
+    // The audit key has no certificate, so no expiry to watch; what can go wrong is a head that
+    // is not signed: alert on fleetca_audit_tree_size - fleetca_audit_signed_tree_size > 0 for
+    // longer than a few audit.treeHeadInterval.
+    this.#auditSignedTreeSize = new Gauge({
+      name: "fleetca_audit_signed_tree_size",
+      help: "Leaves covered by the audit log's latest signed tree head.",
+      aggregator: "max",
+      registers,
+    });
     this.#tokenOk = this.#tokens.labels("ok", "");
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
@@ -212,8 +222,9 @@ export class CaMetrics {
     this.#httpSeconds.observe({ route, method: HTTP_METHODS.has(method) ? method : "other", status: String(status) }, seconds);
   }
 
-  /** For the audit log (wired by its owner): the Merkle tree's size after each append. */
-  setAuditTreeSize(n: number): void {
+  /** For the audit log (wired by its owner): the Merkle tree's size and what its latest signed head covers. */
+  setAuditTreeSize(n: number, signed: number): void {
     this.#auditTreeSize.set(n);
+    this.#auditSignedTreeSize.set(signed);
   }
 }

@@ -35,6 +35,7 @@ import type {
 import type { AuditFields, IntentFields } from "../../audit/audit-entry.js";
 import { SqliteAuditLog } from "./sqlite-audit-log.js";
 import { DEFAULT_GROUP_COMMIT, IssuanceGroupCommit, type GroupCommitSettings } from "./issuance-group-commit.js";
+import { CommitWriter } from "./commit-writer.js";
 import { MIGRATIONS } from "./migrations.js";
 import { storedCrlOf, type CrlRow } from "./sqlite-crl-catalog.js";
 
@@ -71,8 +72,14 @@ export class SqliteStore
   /** Made on the first commit: a read-only open never writes. */
   #groupCommit: IssuanceGroupCommit | undefined;
   readonly #groupCommitSettings: GroupCommitSettings;
+  /** Set when the issuance writes go through a writer thread (commit-writer.ts). */
+  readonly #writer: CommitWriter | undefined;
 
-  constructor(path: string, opts: { readonly?: boolean; groupCommit?: GroupCommitSettings } = {}) {
+  /**
+   * `writerThread`: the compiled commit-writer-thread.js (builtWriterThreadScript()); the
+   * issuance writes then run on that thread's connection instead of this one's group commit.
+   */
+  constructor(path: string, opts: { readonly?: boolean; groupCommit?: GroupCommitSettings; writerThread?: URL | null; onWriterLost?: (err: Error) => void } = {}) {
     this.#groupCommitSettings = opts.groupCommit ?? DEFAULT_GROUP_COMMIT;
     const fresh = !existsSync(path);
     if (opts.readonly && fresh) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
@@ -114,15 +121,34 @@ export class SqliteStore
       pruneIdem: db.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?"),
       ping: db.prepare("SELECT 1").pluck(),
     };
+    if (opts.writerThread && !opts.readonly) {
+      // Started after the migrations above: the thread's connection finds the schema current.
+      this.#writer = new CommitWriter(
+        opts.writerThread,
+        { path, maxBatch: this.#groupCommitSettings.maxBatch },
+        { ...(this.#groupCommitSettings.onBatch && { onBatch: this.#groupCommitSettings.onBatch }), ...(opts.onWriterLost && { onExit: opts.onWriterLost }) },
+      );
+    }
+  }
+
+  /** True when the issuance writes run on a writer thread. */
+  get writesOffThread(): boolean {
+    return this.#writer !== undefined;
   }
 
   /** Writes every queued commit now (shutdown: before the last tree head is signed). */
-  flushCommits(): void {
-    if (this.db.open) this.#groupCommit?.flush();
+  async flushCommits(): Promise<void> {
+    if (this.#writer) await this.#writer.flush();
+    else if (this.db.open) this.#groupCommit?.flush();
   }
 
+  /**
+   * Commits still queued inline are written (or refused) before the connection goes, never
+   * dropped. With a writer thread, `await flushCommits()` first: the thread is stopped here and
+   * what it still held is refused.
+   */
   close(): void {
-    // Commits still queued are written (or refused) before the connection goes, never dropped.
+    void this.#writer?.close();
     if (this.db.open) this.#groupCommit?.flush();
     if (this.db.open) this.db.close();
   }
@@ -168,12 +194,15 @@ export class SqliteStore
    * commit has been COMMITted (fsynced), rejects with CaError "unavailable" if it could not be.
    */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
+    if (this.#writer) return this.#writer.commitIssuance(c);
     return this.#committer().commit(c);
   }
 
   async recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision"> {
     // Not fsynced on its own: the certificate's durable commit flushes it (issuance-group-commit.ts).
-    const outcome = await this.#committer().commitWork(
+    const outcome = this.#writer
+      ? await this.#writer.recordIntent(intent, at)
+      : await this.#committer().commitWork(
       () => {
         if (this.audit.serialTaken(intent.serial)) return "serial_collision";
         this.audit.append(intent, at);
@@ -185,6 +214,7 @@ export class SqliteStore
   }
 
   async recordAudit(fields: AuditFields, at: Date): Promise<void> {
+    if (this.#writer) return this.#writer.recordAudit(fields, at);
     await this.#committer().commitWork(
       () => {
         this.audit.append(fields, at);

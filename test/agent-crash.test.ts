@@ -102,4 +102,35 @@ describe("cert-agent killed during its first enrollment", () => {
     }
     expect(killedMidway).toBeGreaterThanOrEqual(15);
   }, 180_000);
+
+  it("renewal: killed after the CA stored the successor, the restart gets that successor (no fork, no refusal)", async () => {
+    // The CA marks a renewed certificate superseded (issue 15): a restart that sent a new key
+    // would be refused and the host stranded until its certificate expired. The renewal journal
+    // makes the restart resend the same key, and the CA answers with the successor it stored.
+    const san = "renew-crash.internal";
+    const out = join(ws.dir, "renew-crash");
+    const tokenPath = join(ws.dir, "renew-crash.token");
+    writeFileSync(tokenPath, `${await ws.token("renew-crash", [san])}\n`);
+    expect((await runAgent(args(out, tokenPath, san))).code).toBe(0);
+    const serialOf = () => new X509Certificate(readFileSync(join(out, "cert.pem"))).serialNumber.toLowerCase();
+    for (let i = 0; i < 2; i++) {
+      const before = serialOf();
+      const finishedFirst = await killOnLog(args(out, tokenPath, san), `renewedFrom=${before}`);
+      expect(finishedFirst, `round ${i}: killed before it could publish`).toBe(false);
+      expect(serialOf(), `round ${i}: the killed agent published nothing`).toBe(before);
+      const r = await runAgent(args(out, tokenPath, san));
+      expect(r.code, `round ${i}: ${r.stdout}${r.stderr}`).toBe(0);
+      const after = serialOf();
+      expect(existsSync(join(out, "..renewal.json")), `round ${i}: the journal is cleared once published`).toBe(false);
+      // The successor the killed attempt stored is the one published: the old certificate has
+      // exactly one successor.
+      const list = JSON.parse((await ws.cli(["list", "--json"])).stdout) as { serial: string; sans: string[] }[];
+      const mine = list.filter((c) => c.sans.includes(san)).map((c) => c.serial.toLowerCase());
+      expect(mine, `round ${i}`).toContain(after);
+      expect(mine.filter((s) => s !== before && !published.has(s)), `round ${i}: one successor`).toEqual([after]);
+      published.add(before);
+      published.add(after);
+    }
+  }, 120_000);
+  const published = new Set<string>();
 });

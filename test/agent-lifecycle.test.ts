@@ -510,6 +510,11 @@ describe("agent CA client: coded refusals and bounded bodies", () => {
     expect(refusalCode("renew", 401, { error: "unauthorized", message: "revoked" })).toBe("cert_refused");
     expect(refusalCode("renew", 401, { error: "unauthorized", message: "unknown_certificate: not a certificate issued by this CA" })).toBe("cert_refused");
     expect(refusalCode("renew", 400, { error: "bad_csr", message: "x" })).toBe("bad_request");
+    // The provisioner ended the chain of renewals: only the token helps. Another 403 does not.
+    for (const reason of ["provisioner_removed", "renewal_not_allowed", "renewal_age_exceeded", "superseded"]) {
+      expect(refusalCode("renew", 403, { error: "forbidden", message: `${reason}: attest again` }), reason).toBe("cert_refused");
+    }
+    expect(refusalCode("renew", 403, { error: "forbidden", message: "a renewal keeps the current SANs" })).toBe("bad_request");
     expect(refusalCode("sign", 503, null)).toBe("ca_error");
     expect(refusalCode("sign", 429, { error: "rate_limited", message: "slow down" })).toBe("ca_error");
     expect(refusalCode("sign", 302, null)).toBe("bad_answer");

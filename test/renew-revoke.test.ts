@@ -90,11 +90,39 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       expect(row.renewed_from).toBe(old.serial);
       expect(row.token_id).toBeNull();
       expect(ca.row(old.serial)!.renewed_from).toBeNull();
-      // The old cert is still valid (renewal does not revoke), and the new one renews in turn.
+      // The old cert is still valid (renewal does not revoke it) but superseded, and the new one
+      // carries the lineage: the chain's first serial and the time of its attestation.
       expect(ca.row(old.serial)!.status).toBe("valid");
+      expect(ca.row(old.serial)!.superseded_by).toBe(r.body.serial);
+      expect(row.lineage).toBe(old.serial);
+      expect(row.attested_at).toBe(ca.row(old.serial)!.attested_at);
       const again = await ca.renew(renewed.identity, {});
       expect(again.status, again.raw).toBe(201);
       expect(ca.row(again.body.serial)!.renewed_from).toBe(renewed.serial);
+      expect(ca.row(again.body.serial)!.lineage).toBe(old.serial);
+    });
+
+    it("does not fork: a superseded certificate gets its successor back for the same key, and a refusal for another", async () => {
+      const old = await ca.issue("fork-1", ["fork-1.internal"]);
+      const first = await ca.renew(old.identity);
+      expect(first.status, first.raw).toBe(201);
+      // The answer was lost and the host asks again with the same key: the same certificate.
+      const before = ws.rowCounts();
+      const retry = await ca.renew(old.identity);
+      expect(retry.status, retry.raw).toBe(201);
+      expect(retry.body.serial).toBe(first.body.serial);
+      expect(retry.body.certificate).toBe(first.body.certificate);
+      expect(ws.rowCounts()).toEqual(before);
+      // A new key on the superseded certificate would be a second live lineage: refused.
+      const other = makeCsr(ws.dir, "fork-1-other");
+      expectRefused(await ca.renew(old.identity, { csr: other.csrPem }), 403, "forbidden", "superseded");
+      expect(ws.rowCounts()).toEqual(before);
+      // Eight renewals of one certificate at once, each with its own key: exactly one succeeds.
+      const racer = await ca.issue("fork-2", ["fork-2.internal"]);
+      const keys = Array.from({ length: 8 }, (_, i) => makeCsr(ws.dir, `fork-2-${i}`));
+      const answers = await Promise.all(keys.map((k) => ca.renew(racer.identity, { csr: k.csrPem })));
+      expect(answers.filter((a) => a.status === 201)).toHaveLength(1);
+      for (const a of answers.filter((a) => a.status !== 201)) expectRefused(a, 403, "forbidden", "superseded");
     });
 
     it("honours a requested ttl, clamped to issuance.maxTTL like /v1/sign", async () => {
@@ -102,11 +130,12 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const short = await ca.renew(old.identity, { ttl: "1h" });
       expect(short.status, short.raw).toBe(201);
       expect(Date.parse(short.body.notAfter) - Date.parse(short.body.notBefore)).toBe(3600_000 + 60_000);
-      const long = await ca.renew(old.identity, { ttl: "1000h" });
+      // The next renewal is the successor's (the old one is superseded).
+      const long = await ca.renew(ca.keep("ttl-1-short", short.body, old.keyPath).identity, { ttl: "1000h" });
       expect(long.status, long.raw).toBe(201);
       expect(Date.parse(long.body.notAfter) - Date.parse(long.body.notBefore)).toBe(168 * 3600_000 + 60_000);
       const before = ws.rowCounts();
-      expectRefused(await ca.renew(old.identity, { ttl: "soon" }), 400, "bad_request");
+      expectRefused(await ca.renew(ca.keep("ttl-1-long", long.body, old.keyPath).identity, { ttl: "soon" }), 400, "bad_request");
       expect(ws.rowCounts()).toEqual(before);
     });
 

@@ -8,7 +8,7 @@ import { AgentError, errorCode } from "./errors.js";
 import { fetchOcsp, type OcspResult } from "./ocsp-fetch.js";
 import { setTimeout as delay } from "node:timers/promises";
 import { hasPublishedSet, publishSet, readCurrentSet, retireSuperseded } from "./publisher.js";
-import { clearEnrollment, pendingEnrollment, recordEnrollment } from "./enrollment-journal.js";
+import { clearEnrollment, clearRenewal, pendingEnrollment, pendingRenewal, recordEnrollment, recordRenewal } from "./enrollment-journal.js";
 import { runReload } from "./reload.js";
 import { backoffDelay, DEFAULT_BACKOFF, ocspRefreshTime, renewalTime, type BackoffPolicy } from "./schedule.js";
 import { acceptRoots, refreshTrust, sha256Hex as rootFingerprintOf, type TrustAnchors } from "./trust.js";
@@ -233,9 +233,18 @@ export class Agent {
     const now = this.o.clock.now();
     const expired = current !== null && current.notAfter.getTime() <= now.getTime();
     if (current && !expired && !opts.viaToken) {
-      const fresh = makeKeyAndCsr(this.o.sans);
-      const answer = await api.renew(fresh.csrPem, { certAndChain: current.certPem + current.intermediatesPem, key: current.keyPem });
-      return { answer, keyPem: fresh.keyPem, via: "renew" };
+      // The new key is written down before it is sent (enrollment-journal.ts: a retry must send
+      // the same key, or the CA, which marked the current certificate superseded, refuses it).
+      const dir = this.o.outDir;
+      const pending = pendingRenewal(dir, current.serial) ?? recordRenewal(dir, current.serial, makeKeyAndCsr(this.o.sans), this.o.clock.now());
+      try {
+        const answer = await api.renew(pending.csrPem, { certAndChain: current.certPem + current.intermediatesPem, key: current.keyPem });
+        return { answer, keyPem: pending.keyPem, via: "renew" };
+      } catch (e) {
+        // A 4xx is final (nothing committed): the next attempt may use a new key.
+        if (e instanceof AgentError && e.status !== undefined && e.status >= 400 && e.status < 500) clearRenewal(dir);
+        throw e;
+      }
     }
     // Enrollment spends the token: record the request first, so a crash anywhere after this
     // retries the same request (same key, CSR and Idempotency-Key) rather than a new one.
@@ -361,8 +370,9 @@ export class Agent {
       ...(ocsp && { ocsp: ocsp.der, ocspRefreshAt: ocsp.refreshAt }),
     };
     await this.#publish(set);
-    // Published: the enrollment it recorded is done (a renewal never recorded one).
+    // Published: the request it recorded is done.
     if (via === "sign") clearEnrollment(this.o.outDir);
+    else clearRenewal(this.o.outDir);
     this.o.metrics?.certificate(set.serial, set.notAfter);
     this.o.metrics?.success(this.o.clock.now());
     return set;

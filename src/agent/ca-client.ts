@@ -120,9 +120,16 @@ export function refusalCode(endpoint: "sign" | "renew", status: number, body: Ca
   // A 401 on /v1/renew: the CA does not accept this cert as a credential (revoked, unknown,
   // expired by its clock, not yet valid). Whatever the reason, only the token can get a new one.
   if (endpoint === "renew" && status === 401) return "cert_refused";
+  // A 403 naming a provisioner's renewal rule (issue 15): the chain of renewals has ended (its
+  // provisioner is gone or forbids renewal, maxRenewalAge passed, another renewal superseded it).
+  // The provisioner wants a fresh attestation: the token, at once.
+  if (endpoint === "renew" && status === 403 && reason !== undefined && ATTEST_AGAIN.has(reason)) return "cert_refused";
   if (status >= 400 && status < 500) return "bad_request";
   return "bad_answer"; // 1xx/2xx other than 201, 3xx: not what the API answers
 }
+
+/** 403 reasons on /v1/renew that only a new token can answer (registration/provisioner-lifecycle.ts). */
+const ATTEST_AGAIN = new Set(["provisioner_removed", "renewal_not_allowed", "renewal_age_exceeded", "superseded"]);
 
 /** What the operator can do about it, appended to the one-line message. */
 const ADVICE: Partial<Record<AgentErrorCode, string>> = {

@@ -52,3 +52,42 @@ export function clearEnrollment(dir: string): void {
   rmSync(join(dir, JOURNAL), { force: true });
   fsyncDir(dir);
 }
+
+/**
+ * The same for a renewal (issue 15): the CA marks the renewed certificate superseded, so a
+ * renewal whose answer was lost (the agent killed, the connection dropped after the CA committed)
+ * can only be retried with the key it sent: the CA then answers with the successor it stored.
+ * A new key would be refused (`superseded`) and the host stranded until its certificate expired.
+ * Bound to the serial being renewed; DIR/..renewal.json, 0600; removed once the set is published
+ * or the CA refused the request (4xx).
+ */
+export interface PendingRenewal {
+  renewing: string;
+  keyPem: string;
+  csrPem: string;
+  createdAt: string;
+}
+
+const RENEWAL_JOURNAL = "..renewal.json";
+
+export function pendingRenewal(dir: string, serial: string): PendingRenewal | null {
+  let p: PendingRenewal;
+  try {
+    p = JSON.parse(readFileSync(join(dir, RENEWAL_JOURNAL), "utf8")) as PendingRenewal;
+  } catch {
+    return null;
+  }
+  if (p.renewing !== serial || typeof p.keyPem !== "string" || typeof p.csrPem !== "string") return null;
+  return p;
+}
+
+export function recordRenewal(dir: string, serial: string, req: { keyPem: string; csrPem: string }, now: Date): PendingRenewal {
+  const p: PendingRenewal = { renewing: serial, keyPem: req.keyPem, csrPem: req.csrPem, createdAt: now.toISOString() };
+  writeFileAtomic(join(dir, RENEWAL_JOURNAL), JSON.stringify(p), 0o600);
+  return p;
+}
+
+export function clearRenewal(dir: string): void {
+  rmSync(join(dir, RENEWAL_JOURNAL), { force: true });
+  fsyncDir(dir);
+}

@@ -10,8 +10,9 @@
  * - token_refused: any other 401/403 on /v1/sign (expired, bad signature, wrong audience, policy).
  *   Permanent for that token, as token_spent.
  * - cert_refused: the CA will not take the current certificate as a credential (401 on /v1/renew:
- *   `revoked`, `unknown_certificate`, `expired`…), or its OCSP responder says it is revoked. Only
- *   the token can get a new one: re-attest at once.
+ *   `revoked`, `unknown_certificate`, `expired`…; 403 when the provisioner's renewal rules end the
+ *   chain: `provisioner_removed`, `renewal_not_allowed`, `renewal_age_exceeded`, `superseded`), or
+ *   its OCSP responder says it is revoked. Only the token can get a new one: re-attest at once.
  * - bad_request: any other 4xx (our request was wrong; retrying it as is will not help soon).
  * - ca_error: 5xx or 429: the CA could not serve now. Back off.
  * - bad_answer: a non-2xx/unparseable answer where a certificate or bundle was expected, or a

@@ -71,7 +71,7 @@ export function createApiApp(deps: ApiDeps): Express {
   });
 
   app.post("/v1/renew", json, async (req, res) => {
-    const holder = deps.clients.authenticate(presentedCertificate(req));
+    const holder = deps.clients.authenticate(presentedCertificate(req), "renew");
     const result = await deps.ra.renew(holder, req.body, req.socket.remoteAddress);
     res.status(201).type("application/json").send(JSON.stringify(result));
   });

@@ -16,6 +16,7 @@ import { builtWriterThreadScript } from "../storage/sqlite/commit-writer.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
 import type { OpenedDataDir } from "./data-dir.js";
 import { buildProvisioners } from "./provisioners.js";
+import { lifecyclesFromConfig } from "../registration/provisioner-lifecycle.js";
 
 /**
  * The API side of the CA, built the same way by the primary (`fleetca serve`) and by each API
@@ -75,7 +76,7 @@ export async function registrationAuthorityFor(
     ca,
     dd.store,
     deps.clock,
-    { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
+    { lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance), idempotencyWindowMs: 24 * 3_600_000 },
     deps.audiences,
     deps.log,
     deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),

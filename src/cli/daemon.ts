@@ -162,7 +162,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   for (const i of lineup.records.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
   metrics.trackExpiry("api", () => serving.current.notAfter);
 
-  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins));
+  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins), (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)

@@ -46,7 +46,29 @@ function isLoopbackHost(host: string): boolean {
 
 const provisionerName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lower-case letters, digits and dashes");
 
+/**
+ * What a provisioner decides about its certificates' lives (issue 15; step-ca's per-provisioner
+ * claims, Vault's per-role TTLs): lifetimes within the CA-wide `issuance` bounds, and how long a
+ * chain of renewals may run on the strength of one attestation.
+ */
+const lifecycleFields = {
+  /** Lifetime when a request names none; default issuance.defaultTTL. */
+  defaultTTL: duration.optional(),
+  /** Longest lifetime this provisioner's certificates get; default issuance.maxTTL, never above it. */
+  maxTTL: duration.optional(),
+  /** Its certificates may renew over mTLS (POST /v1/renew). */
+  allowRenewal: z.boolean().default(true),
+  /**
+   * How long a chain of renewals may run from the token that started it before the holder must
+   * attest again (a fresh token): a stolen key cannot renew itself forever.
+   */
+  maxRenewalAge: duration.prefault("30d"),
+  /** An expired certificate may still renew (step-ca's allowRenewalAfterExpiry), within maxRenewalAge. */
+  renewAfterExpiry: z.boolean().default(false),
+};
+
 const bootstrapProvisioner = z.strictObject({
+  ...lifecycleFields,
   name: provisionerName,
   type: z.literal("bootstrap"),
   /** Longest lifetime `fleetca token create --ttl` may give a token. */
@@ -80,6 +102,7 @@ const sanTemplates = z.strictObject({ dns: z.array(z.string().min(1)).default([]
 
 /** Fields every platform-token provisioner shares (jwt, kubernetes). */
 const platformFields = {
+  ...lifecycleFields,
   name: provisionerName,
   issuer: z.string().min(1),
   audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((a) => (Array.isArray(a) ? a : [a])),
@@ -280,6 +303,16 @@ export const configSchema = z
       ctx.addIssue({ code: "custom", path: ["ca", "intermediateValidity"], message: "must not exceed ca.rootValidity" });
     }
     c.provisioners.forEach((p, i) => {
+      const maxTtl = p.maxTTL ?? c.issuance.maxTTL;
+      if (p.maxTTL !== undefined && p.maxTTL > c.issuance.maxTTL) {
+        ctx.addIssue({ code: "custom", path: ["provisioners", i, "maxTTL"], message: "must not exceed issuance.maxTTL" });
+      }
+      if (p.defaultTTL !== undefined && p.defaultTTL > maxTtl) {
+        ctx.addIssue({ code: "custom", path: ["provisioners", i, "defaultTTL"], message: "must not exceed the provisioner's maxTTL (or issuance.maxTTL)" });
+      }
+      if (p.defaultTTL === undefined && p.maxTTL !== undefined && c.issuance.defaultTTL > p.maxTTL) {
+        ctx.addIssue({ code: "custom", path: ["provisioners", i, "defaultTTL"], message: "is needed: issuance.defaultTTL exceeds this provisioner's maxTTL" });
+      }
       if (p.type === "bootstrap") return;
       const problem = checkTemplates(p.sans ?? DEFAULT_K8S_SANS, p.type === "kubernetes" ? { trustDomain: p.trustDomain } : {});
       if (problem) ctx.addIssue({ code: "custom", path: ["provisioners", i, "sans"], message: problem });

@@ -50,6 +50,8 @@ export class ClientAuthenticator {
     private readonly clock: Clock,
     /** Normalised SANs from config `admins`. */
     private readonly admins: Sans,
+    /** Provisioners whose expired certificates may still renew (config renewAfterExpiry). */
+    private readonly renewsAfterExpiry: (provisioner: string) => boolean = () => false,
   ) {}
 
   /**
@@ -60,7 +62,12 @@ export class ClientAuthenticator {
     this.#issuerSubjects.clear();
   }
 
-  authenticate(presented: Uint8Array | null): AuthenticatedClient {
+  /**
+   * `purpose` "renew": an expired certificate passes when its provisioner allows renewal after
+   * expiry (the RA's authorizeRenew still bounds it by maxRenewalAge); for anything else an
+   * expired certificate proves nothing.
+   */
+  authenticate(presented: Uint8Array | null, purpose: "renew" | "other" = "other"): AuthenticatedClient {
     if (!presented || presented.length === 0) {
       throw CaError.unauthorized("missing_client_certificate", "present a certificate issued by this CA (mTLS)");
     }
@@ -84,11 +91,12 @@ export class ClientAuthenticator {
     const issuerRevoked = this.#intermediate(record.issuerKeyId)?.revoked === true;
     const now = this.clock.now().getTime();
     // RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
-    if (now > record.notAfter.getTime()) {
+    const expired = now > record.notAfter.getTime();
+    if (expired && !(purpose === "renew" && this.renewsAfterExpiry(record.provisioner))) {
       throw CaError.unauthorized("expired", "an expired certificate cannot renew; request a new one with a fresh token");
     }
     if (now < record.notBefore.getTime()) throw CaError.unauthorized("not_yet_valid");
-    return new AuthenticatedClient(record, !issuerRevoked && this.#isAdmin(record.sans), info);
+    return new AuthenticatedClient(record, !issuerRevoked && !expired && this.#isAdmin(record.sans), info);
   }
 
   #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {

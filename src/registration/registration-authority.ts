@@ -16,6 +16,8 @@ import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
 import type { AuthenticatedClient } from "./client-authentication.js";
 import { decideSans } from "./san-policy.js";
+import type { ProvisionerLifecycles } from "./provisioner-lifecycle.js";
+import { describeCertificate } from "../x509/certificate-info.js";
 
 export interface SignRequest {
   token: Secret;
@@ -43,7 +45,8 @@ export interface IssuedCertificate {
 }
 
 export interface RaSettings {
-  defaultTtlMs: number;
+  /** Each provisioner's lifetimes and renewal rules (provisioner-lifecycle.ts). */
+  lifecycles: ProvisionerLifecycles;
   /** Idempotency keys are honoured this long after the first request. */
   idempotencyWindowMs: number;
 }
@@ -95,7 +98,7 @@ export class RegistrationAuthority {
   }
 
   async #sign(req: SignRequest): Promise<IssuedCertificate> {
-    const { csrPem, ttlMs, provisioner } = parseSignBody(req.body, this.settings.defaultTtlMs);
+    const { csrPem, ttlMs: requestedTtlMs, provisioner } = parseSignBody(req.body);
     if (req.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
     }
@@ -105,6 +108,7 @@ export class RegistrationAuthority {
       this.#recordRefusal(e, provisioner ?? null, req.client);
       throw e;
     });
+    const ttlMs = this.settings.lifecycles.ttlFor(auth.provisioner, requestedTtlMs);
     const requestHash = createHash("sha256").update(csrDer).update(`|ttl=${ttlMs}`).digest("hex");
 
     if (req.idempotencyKey !== undefined) {
@@ -172,6 +176,7 @@ export class RegistrationAuthority {
    */
   async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
     const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null });
+    if (record === "superseded") throw new Error("an internal certificate supersedes nothing");
     this.log.info({ serial: record.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
     return record;
   }
@@ -186,7 +191,7 @@ export class RegistrationAuthority {
    */
   async renew(holder: AuthenticatedClient, body: unknown, client?: string): Promise<IssuedCertificate> {
     const current = holder.certificate;
-    const { csrPem, ttlMs } = parseRenewBody(body, this.settings.defaultTtlMs);
+    const { csrPem, ttlMs: requestedTtlMs } = parseRenewBody(body);
     let key: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm };
     if (csrPem === undefined) {
       // Same key: the one in the certificate the client presented, which ClientAuthenticator has
@@ -200,10 +205,27 @@ export class RegistrationAuthority {
       }
       key = { spki: csr.spki, subjectKey: csr.subjectKey };
     }
-    const record = await this.#issueWithoutToken(
+    // A retry of a renewal that was stored but whose answer was lost (a dropped connection, an
+    // agent killed before it wrote the files) gets that same successor back, not a refusal and
+    // not a second certificate: the same key proves it is the same request (the agent keeps the
+    // new key it sent until the set is published: agent/renewal-journal.ts).
+    const retried = this.#sameKeySuccessor(current, key.spki);
+    if (retried) return retried;
+    const rules = this.settings.lifecycles.authorizeRenew(current, this.clock.now());
+    const ttlMs = Math.min(requestedTtlMs ?? rules.defaultTtlMs, rules.maxTtlMs);
+    const outcome = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },
+      { supersedes: current.serial, lineage: current.lineage ?? current.serial, attestedAt: current.attestedAt ?? current.createdAt },
     );
+    if (outcome === "superseded") {
+      // Another renewal of this certificate committed first (two attempts raced): the same key's
+      // answer is that one; anyone else's is a refusal, so one certificate never forks.
+      const raced = this.#sameKeySuccessor(this.store.getCertificate(current.serial) ?? current, key.spki);
+      if (raced) return raced;
+      throw new CaError("forbidden", `superseded: certificate ${current.serial} was renewed meanwhile; renew its successor`);
+    }
+    const record = outcome;
     this.log.info(
       { serial: record.serial, renewedFrom: current.serial, rekeyed: csrPem !== undefined, provisioner: record.provisioner, sans: sansToList(record.sans), notAfter: record.notAfter },
       "certificate renewed",
@@ -212,18 +234,36 @@ export class RegistrationAuthority {
     return this.#response(record);
   }
 
+  /** The live successor of a superseded `current` when it certifies `spki`; else null. */
+  #sameKeySuccessor(current: CertificateRecord, spki: Uint8Array): IssuedCertificate | null {
+    if (!current.supersededBy) return null;
+    const successor = this.store.getCertificate(current.supersededBy);
+    if (!successor || successor.status !== "valid" || this.clock.now().getTime() > successor.notAfter.getTime()) return null;
+    if (!Buffer.from(describeCertificate(successor.der).spki).equals(Buffer.from(spki))) return null;
+    this.log.info({ serial: successor.serial, renewedFrom: current.serial }, "renewal retried: answering with the certificate already issued");
+    return this.#response(successor);
+  }
+
   /**
    * Issue → re-check → commit for certificates no token pays for (internal, renewal), retrying
    * with a fresh serial on the (astronomically unlikely) collision. Stored before it is returned.
    */
-  async #issueWithoutToken(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number }, context: IssuanceContext): Promise<CertificateRecord> {
+  async #issueWithoutToken(
+    req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
+    context: IssuanceContext,
+    renewal?: { supersedes: SerialHex; lineage: SerialHex; attestedAt: Date },
+  ): Promise<CertificateRecord | "superseded"> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
       const issued = await this.#issueChecked(ca, req, context);
       if (!issued) continue;
-      const record = recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom);
-      const outcome = await this.store.commitIssuance({ certificate: record, audit: issuedEntry(record, context) });
+      const record: CertificateRecord = {
+        ...recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom),
+        ...(renewal && { lineage: renewal.lineage, attestedAt: renewal.attestedAt }),
+      };
+      const outcome = await this.store.commitIssuance({ certificate: record, audit: issuedEntry(record, context), ...(renewal && { supersedes: renewal.supersedes }) });
       if (outcome === "committed") return record;
+      if (outcome === "superseded") return outcome;
       this.log.warn({ serial: issued.serial, attempt, outcome }, "serial collision; re-issuing with a fresh serial");
     }
     throw new Error("could not allocate a unique serial");
@@ -308,7 +348,7 @@ export class RegistrationAuthority {
   }
 }
 
-function parseSignBody(body: unknown, defaultTtlMs: number): { csrPem: string; ttlMs: number; provisioner?: string } {
+function parseSignBody(body: unknown): { csrPem: string; ttlMs: number | undefined; provisioner?: string } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CaError("bad_request", "expected a JSON object body");
   }
@@ -316,19 +356,19 @@ function parseSignBody(body: unknown, defaultTtlMs: number): { csrPem: string; t
   if (provisioner !== undefined && typeof provisioner !== "string") throw new CaError("bad_request", "provisioner must be a string");
   if (typeof csr !== "string" || csr.length === 0) throw new CaError("bad_request", "csr (a PEM string) is required");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
-  return { csrPem: csr, ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl), ...(provisioner !== undefined && { provisioner }) };
+  return { csrPem: csr, ttlMs: ttl === undefined ? undefined : parseDuration(ttl), ...(provisioner !== undefined && { provisioner }) };
 }
 
 /** POST /v1/renew body: none, `{}`, or `{"csr"?: PEM, "ttl"?: "24h"}`. */
-function parseRenewBody(body: unknown, defaultTtlMs: number): { csrPem?: string; ttlMs: number } {
-  if (body === undefined) return { ttlMs: defaultTtlMs };
+function parseRenewBody(body: unknown): { csrPem?: string; ttlMs: number | undefined } {
+  if (body === undefined) return { ttlMs: undefined };
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CaError("bad_request", "expected no body or a JSON object body");
   }
   const { csr, ttl } = body as { csr?: unknown; ttl?: unknown };
   if (csr !== undefined && (typeof csr !== "string" || csr.length === 0)) throw new CaError("bad_request", "csr, when given, must be a PEM string");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
-  return { ...(csr !== undefined && { csrPem: csr }), ttlMs: ttl === undefined ? defaultTtlMs : parseDuration(ttl) };
+  return { ...(csr !== undefined && { csrPem: csr }), ttlMs: ttl === undefined ? undefined : parseDuration(ttl) };
 }
 
 function sha256Hex(b: Uint8Array): string {

@@ -29,6 +29,14 @@ export interface CertificateRecord {
   renewedFrom: SerialHex | null;
   /** The CRL partition its CRL distribution point names; null when it names the issuer's full CRL. */
   crlShard: number | null;
+  /**
+   * Lineage (migration v13): the renewal that replaced this certificate, the serial of the first
+   * certificate of its chain of renewals, and when the token that started the chain was verified.
+   * Absent on a record being made: a new certificate starts its own lineage at createdAt.
+   */
+  supersededBy?: SerialHex | null;
+  lineage?: SerialHex;
+  attestedAt?: Date;
 }
 
 export interface TokenUse {
@@ -53,9 +61,14 @@ export interface IssuanceCommit {
   idempotency?: IdempotencyRecord;
   /** The issuance log's "issued" entry, written in the same transaction as the certificate. */
   audit?: IssuedFields;
+  /**
+   * A renewal: the certificate this one replaces, marked superseded in the same transaction. If
+   * another renewal superseded it first, nothing is stored ("superseded").
+   */
+  supersedes?: SerialHex;
 }
 
-export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict";
+export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict" | "superseded";
 
 /** What the RA needs: check a token, find a retried request, and commit an issuance atomically. */
 export interface IssuanceStore {

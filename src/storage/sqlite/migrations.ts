@@ -300,4 +300,30 @@ ALTER TABLE issuers ADD COLUMN activated_at INTEGER;
 UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
 `,
   },
+  {
+    version: 13,
+    name: "certificate lineages: superseded_by, lineage, attested_at (issue 15)",
+    // A renewal supersedes its predecessor (superseded_by: the successor's serial), so one
+    // certificate cannot fork into several renewable ones; a lineage is the chain of renewals
+    // from one token (lineage: the serial of its first certificate), and attested_at is when
+    // that token was verified, which maxRenewalAge counts from. Existing rows: each chain is
+    // walked from its first certificate (renewed_from IS NULL); a predecessor renewed several
+    // times before v13 is superseded by its latest renewal.
+    sql: `
+ALTER TABLE certificates ADD COLUMN superseded_by TEXT;
+ALTER TABLE certificates ADD COLUMN lineage TEXT;
+ALTER TABLE certificates ADD COLUMN attested_at INTEGER;
+CREATE INDEX certificates_by_renewed_from ON certificates (renewed_from) WHERE renewed_from IS NOT NULL;
+WITH RECURSIVE chain(serial, root, at) AS (
+  SELECT serial, serial, created_at FROM certificates WHERE renewed_from IS NULL
+  UNION ALL
+  SELECT c.serial, chain.root, chain.at FROM certificates c JOIN chain ON c.renewed_from = chain.serial
+)
+UPDATE certificates SET lineage = chain.root, attested_at = chain.at FROM chain WHERE chain.serial = certificates.serial;
+UPDATE certificates SET lineage = serial, attested_at = created_at WHERE lineage IS NULL;
+UPDATE certificates SET superseded_by = (
+  SELECT s.serial FROM certificates s WHERE s.renewed_from = certificates.serial ORDER BY s.created_at DESC, s.serial DESC LIMIT 1
+) WHERE serial IN (SELECT renewed_from FROM certificates WHERE renewed_from IS NOT NULL);
+`,
+  },
 ];

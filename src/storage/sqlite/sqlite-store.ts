@@ -57,6 +57,10 @@ interface CertRow {
   renewed_from?: string | null;
   /** Absent before migration v4. */
   crl_shard?: number | null;
+  /** Absent before migration v13. */
+  superseded_by?: string | null;
+  lineage?: string | null;
+  attested_at?: number | null;
 }
 
 /**
@@ -250,6 +254,11 @@ export class SqliteStore
       if (r.changes === 0) return "replayed";
     }
     this.#insertCert().run(certToRow(c.certificate));
+    // The predecessor is superseded by this renewal, once: a second renewal of the same
+    // certificate (a retry that lost the race, a copied key) finds it taken and stores nothing.
+    if (c.supersedes !== undefined && this.#lazy("supersede", "UPDATE certificates SET superseded_by = ? WHERE serial = ? AND superseded_by IS NULL").run(c.certificate.serial, c.supersedes).changes === 0) {
+      return "superseded";
+    }
     if (c.idempotency) {
       const i = c.idempotency;
       const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
@@ -265,8 +274,8 @@ export class SqliteStore
    */
   #insertCert(): Database.Statement {
     this.#insertCertStmt ??= this.db.prepare(`INSERT INTO certificates
-        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from, crl_shard)
-        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from, @crl_shard)`);
+        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from, crl_shard, superseded_by, lineage, attested_at)
+        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from, @crl_shard, @superseded_by, @lineage, @attested_at)`);
     return this.#insertCertStmt;
   }
 
@@ -614,6 +623,9 @@ function certToRow(c: CertificateRecord): CertRow {
     created_at: c.createdAt.getTime(),
     renewed_from: c.renewedFrom,
     crl_shard: c.crlShard,
+    superseded_by: c.supersededBy ?? null,
+    lineage: c.lineage ?? c.serial,
+    attested_at: (c.attestedAt ?? c.createdAt).getTime(),
   };
 }
 
@@ -634,6 +646,9 @@ function certFromRow(r: CertRow): CertificateRecord {
     createdAt: new Date(r.created_at),
     renewedFrom: (r.renewed_from ?? null) as SerialHex | null,
     crlShard: r.crl_shard ?? null,
+    supersededBy: (r.superseded_by ?? null) as SerialHex | null,
+    lineage: (r.lineage ?? r.serial) as SerialHex,
+    attestedAt: new Date(r.attested_at ?? r.created_at),
   };
 }
 

@@ -9,6 +9,8 @@ export interface JwtProvisionerSettings extends PlatformTokenRules {
   /** Claim path → the value (or one of the values) it must have, e.g. a project id. */
   requiredClaims: Record<string, string | string[]>;
   sans: SanTemplates;
+  /** Claim path naming the platform instance (e.g. google.compute_engine.instance_id). */
+  instanceClaim?: string | undefined;
 }
 
 /**
@@ -17,6 +19,10 @@ export interface JwtProvisionerSettings extends PlatformTokenRules {
  */
 export class JwtProvisioner extends PlatformProvisioner<JwtProvisionerSettings> {
   readonly type = "jwt" as const;
+
+  protected override instanceClaim(): string | undefined {
+    return this.settings.instanceClaim;
+  }
 
   protected sansFor(payload: JWTPayload): Sans {
     for (const [path, allowed] of Object.entries(this.settings.requiredClaims)) {

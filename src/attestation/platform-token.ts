@@ -7,6 +7,7 @@ import type { Sans } from "../core/sans.js";
 import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
 import { peekToken } from "./routing.js";
 import { tokenErrorFromJose } from "./token-errors.js";
+import { claimAt, claimText } from "./claims.js";
 
 /** Asymmetric JWS algorithms a platform token may use. HMAC and "none" are never on the list. */
 export const PLATFORM_ALGORITHMS = ["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"] as const;
@@ -94,6 +95,15 @@ function singleUseId(rules: PlatformTokenRules, payload: JWTPayload, token: Secr
   return `${rules.provisioner}:claims:${h.slice(0, 48)}`;
 }
 
+function instanceOf(path: string | undefined, payload: JWTPayload): { instance?: string } {
+  if (path === undefined) return {};
+  const value = claimText(claimAt(payload, path));
+  // Without it the certificate could not be bound to an instance, and a later attestation of the
+  // same instance could not retire it: refused like any other missing claim.
+  if (value === undefined || value.length === 0 || value.length > 256) throw CaError.unauthorized("missing_claim", path);
+  return { instance: value };
+}
+
 /**
  * What jwt and kubernetes provisioners share: verify the platform token, then let the concrete
  * provisioner turn its verified claims into SANs (refusing, with 403, claims it does not accept).
@@ -119,7 +129,13 @@ export abstract class PlatformProvisioner<S extends PlatformTokenRules> implemen
       tokenId: t.tokenId,
       tokenExpiresAt: t.expiresAt,
       policy: { kind: "templated", sans: this.sansFor(t.payload) },
+      ...instanceOf(this.instanceClaim(), t.payload),
     };
+  }
+
+  /** The claim naming the attested instance, for provisioners that bind certificates to one. */
+  protected instanceClaim(): string | undefined {
+    return undefined;
   }
 
   /** The SANs these verified claims may hold; throws CaError when the claims are not acceptable. */

@@ -25,6 +25,11 @@ export interface Authorization {
   /** The token cannot verify after this; its used-id row may be pruned then. */
   tokenExpiresAt: Date;
   policy: SanPolicy;
+  /**
+   * The platform instance the token attests (a jwt provisioner's `instanceClaim`): certificates
+   * are bound to it, and a new attestation of the same instance revokes its older lineages.
+   */
+  instance?: string;
 }
 
 export interface AuthorizeContext {

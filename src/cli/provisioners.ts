@@ -38,7 +38,7 @@ export async function buildProvisioners(
       jti: p.jti,
     };
     if (p.type === "jwt") {
-      out.push(new JwtProvisioner({ ...rules, requiredClaims: p.requiredClaims, sans: p.sans }, jwks));
+      out.push(new JwtProvisioner({ ...rules, requiredClaims: p.requiredClaims, sans: p.sans, instanceClaim: p.instanceClaim }, jwks));
     } else {
       out.push(new KubernetesProvisioner({ ...rules, trustDomain: p.trustDomain, namespaces: p.namespaces, sans: p.sans ?? DEFAULT_K8S_SANS }, jwks));
     }

@@ -121,6 +121,12 @@ const jwtProvisioner = z.strictObject({
   type: z.literal("jwt"),
   requiredClaims: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1)])).default({}),
   sans: sanTemplates,
+  /**
+   * Claim path naming the attested instance (google.compute_engine.instance_id): certificates are
+   * bound to it, and a new attestation of the same instance revokes the instance's older
+   * lineages (reason superseded), so a stolen identity token cannot run a second one beside it.
+   */
+  instanceClaim: z.string().min(1).optional(),
 });
 
 const kubernetesProvisioner = z.strictObject({

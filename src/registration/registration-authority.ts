@@ -129,10 +129,13 @@ export class RegistrationAuthority {
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
       const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs }, context);
       if (!issued) continue;
-      const record = recordOf(issued, sans, auth.provisioner, auth.tokenId, this.clock.now());
+      const record: CertificateRecord = { ...recordOf(issued, sans, auth.provisioner, auth.tokenId, this.clock.now()), ...(auth.instance !== undefined && { instance: auth.instance }) };
       const outcome = await this.store.commitIssuance({
         certificate: record,
         audit: issuedEntry(record, context),
+        // A new attestation of this instance (a rebuilt host): its older lineages are revoked as
+        // superseded with this commit, so a stolen identity token cannot keep a second one alive.
+        ...(auth.instance !== undefined && { retireInstance: true }),
         tokenUse: { tokenId: auth.tokenId, provisioner: auth.provisioner, expiresAt: auth.tokenExpiresAt },
         ...(req.idempotencyKey !== undefined && {
           idempotency: {
@@ -216,7 +219,7 @@ export class RegistrationAuthority {
     const outcome = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },
-      { supersedes: current.serial, lineage: current.lineage ?? current.serial, attestedAt: current.attestedAt ?? current.createdAt },
+      { supersedes: current.serial, lineage: current.lineage ?? current.serial, attestedAt: current.attestedAt ?? current.createdAt, instance: current.instance ?? null },
     );
     if (outcome === "superseded") {
       // Another renewal of this certificate committed first (two attempts raced): the same key's
@@ -251,7 +254,7 @@ export class RegistrationAuthority {
   async #issueWithoutToken(
     req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
     context: IssuanceContext,
-    renewal?: { supersedes: SerialHex; lineage: SerialHex; attestedAt: Date },
+    renewal?: { supersedes: SerialHex; lineage: SerialHex; attestedAt: Date; instance: string | null },
   ): Promise<CertificateRecord | "superseded"> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
@@ -259,7 +262,7 @@ export class RegistrationAuthority {
       if (!issued) continue;
       const record: CertificateRecord = {
         ...recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom),
-        ...(renewal && { lineage: renewal.lineage, attestedAt: renewal.attestedAt }),
+        ...(renewal && { lineage: renewal.lineage, attestedAt: renewal.attestedAt, instance: renewal.instance }),
       };
       const outcome = await this.store.commitIssuance({ certificate: record, audit: issuedEntry(record, context), ...(renewal && { supersedes: renewal.supersedes }) });
       if (outcome === "committed") return record;

@@ -37,6 +37,8 @@ export interface CertificateRecord {
   supersededBy?: SerialHex | null;
   lineage?: SerialHex;
   attestedAt?: Date;
+  /** The platform instance the lineage is bound to (a jwt provisioner's instanceClaim), if any. */
+  instance?: string | null;
 }
 
 export interface TokenUse {
@@ -66,6 +68,11 @@ export interface IssuanceCommit {
    * another renewal superseded it first, nothing is stored ("superseded").
    */
   supersedes?: SerialHex;
+  /**
+   * A new attestation of an instance (sign with an instance): the instance's other live
+   * certificates of this provisioner are revoked as superseded in the same transaction.
+   */
+  retireInstance?: boolean;
 }
 
 export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict" | "superseded";

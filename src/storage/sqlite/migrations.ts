@@ -308,11 +308,14 @@ UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
     // from one token (lineage: the serial of its first certificate), and attested_at is when
     // that token was verified, which maxRenewalAge counts from. Existing rows: each chain is
     // walked from its first certificate (renewed_from IS NULL); a predecessor renewed several
-    // times before v13 is superseded by its latest renewal.
+    // times before v13 is superseded by its latest renewal. instance: the platform instance a
+    // jwt provisioner with instanceClaim bound the lineage to.
     sql: `
 ALTER TABLE certificates ADD COLUMN superseded_by TEXT;
 ALTER TABLE certificates ADD COLUMN lineage TEXT;
 ALTER TABLE certificates ADD COLUMN attested_at INTEGER;
+ALTER TABLE certificates ADD COLUMN instance TEXT;
+CREATE INDEX certificates_by_instance ON certificates (provisioner, instance, status) WHERE instance IS NOT NULL;
 CREATE INDEX certificates_by_renewed_from ON certificates (renewed_from) WHERE renewed_from IS NOT NULL;
 WITH RECURSIVE chain(serial, root, at) AS (
   SELECT serial, serial, created_at FROM certificates WHERE renewed_from IS NULL

@@ -61,6 +61,7 @@ interface CertRow {
   superseded_by?: string | null;
   lineage?: string | null;
   attested_at?: number | null;
+  instance?: string | null;
 }
 
 /**
@@ -259,6 +260,7 @@ export class SqliteStore
     if (c.supersedes !== undefined && this.#lazy("supersede", "UPDATE certificates SET superseded_by = ? WHERE serial = ? AND superseded_by IS NULL").run(c.certificate.serial, c.supersedes).changes === 0) {
       return "superseded";
     }
+    if (c.retireInstance && c.certificate.instance) this.#retireInstance(c.certificate);
     if (c.idempotency) {
       const i = c.idempotency;
       const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
@@ -269,13 +271,29 @@ export class SqliteStore
   };
 
   /**
+   * A new attestation of `cert.instance`: every other live certificate this provisioner bound to
+   * that instance is revoked, reason superseded (RFC 5280 §5.3.1: 4), through the same
+   * revocation as `fleetca revoke` (revocation log for CRLs and OCSP, issuance-log entry), inside
+   * the transaction that stores the new certificate: both happen, or neither.
+   */
+  #retireInstance(cert: CertificateRecord): void {
+    const older = this.#lazy(
+      "instanceLineages",
+      "SELECT serial FROM certificates WHERE provisioner = ? AND instance = ? AND status = 'valid' AND not_after >= ? AND serial <> ?",
+    )
+      .pluck()
+      .all(cert.provisioner, cert.instance, cert.createdAt.getTime(), cert.serial) as SerialHex[];
+    for (const serial of older) this.revokeCertificate(serial, cert.createdAt, 4 as RevocationReason);
+  }
+
+  /**
    * Prepared on first write rather than in the constructor: a read-only open (`fleetca list`,
    * the daemon's start-up probe) may meet a file whose schema predates renewed_from.
    */
   #insertCert(): Database.Statement {
     this.#insertCertStmt ??= this.db.prepare(`INSERT INTO certificates
-        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from, crl_shard, superseded_by, lineage, attested_at)
-        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from, @crl_shard, @superseded_by, @lineage, @attested_at)`);
+        (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at, renewed_from, crl_shard, superseded_by, lineage, attested_at, instance)
+        VALUES (@serial, @issuer_key_id, @sans, @subject_cn, @not_before, @not_after, @der, @provisioner, @token_id, @status, @revoked_at, @revocation_reason, @created_at, @renewed_from, @crl_shard, @superseded_by, @lineage, @attested_at, @instance)`);
     return this.#insertCertStmt;
   }
 
@@ -626,6 +644,7 @@ function certToRow(c: CertificateRecord): CertRow {
     superseded_by: c.supersededBy ?? null,
     lineage: c.lineage ?? c.serial,
     attested_at: (c.attestedAt ?? c.createdAt).getTime(),
+    instance: c.instance ?? null,
   };
 }
 
@@ -649,6 +668,7 @@ function certFromRow(r: CertRow): CertificateRecord {
     supersededBy: (r.superseded_by ?? null) as SerialHex | null,
     lineage: (r.lineage ?? r.serial) as SerialHex,
     attestedAt: new Date(r.attested_at ?? r.created_at),
+    instance: r.instance ?? null,
   };
 }
 

@@ -355,8 +355,16 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
         provisioner: "bootstrap",
         revokedAt: null,
         revocationReason: null,
+        supersededBy: null,
+        lineage: c.serial,
         certificate: c.certificate,
       });
+      expect(Date.parse(r.body.attestedAt as string)).toBeGreaterThan(0);
+      // After a renewal the record names its successor, and the successor the lineage.
+      const next = await ca.renew(c.identity);
+      expect(next.status, next.raw).toBe(201);
+      expect((await ca.record(admin.identity, c.serial)).body).toMatchObject({ supersededBy: next.body.serial, status: "valid" });
+      expect((await ca.record(admin.identity, next.body.serial as string)).body).toMatchObject({ lineage: c.serial, renewedFrom: c.serial, attestedAt: r.body.attestedAt });
       expectRefused(await ca.record(c.identity, c.serial), 403, "forbidden");
       expectRefused(await ca.record(c.identity, "00112233445566778899aabbccddeeff"), 403, "forbidden");
       expectRefused(await ca.record(admin.identity, "00112233445566778899aabbccddeeff"), 404, "not_found");

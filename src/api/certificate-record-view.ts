@@ -15,6 +15,11 @@ export function certificateRecordView(r: CertificateRecord): Record<string, unkn
     provisioner: r.provisioner,
     issuerKeyId: r.issuerKeyId,
     renewedFrom: r.renewedFrom,
+    // The lineage (issue 15): the renewal that replaced this one, the chain's first certificate,
+    // and when the token that started the chain was verified (maxRenewalAge counts from it).
+    supersededBy: r.supersededBy ?? null,
+    lineage: r.lineage ?? r.serial,
+    attestedAt: (r.attestedAt ?? r.createdAt).toISOString(),
     createdAt: r.createdAt.toISOString(),
     revokedAt: r.revokedAt?.toISOString() ?? null,
     revocationReason: r.revocationReason === null ? null : crlReasonName(r.revocationReason),

@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
+import { packageVersion } from "../core/package-version.js";
 import { systemClock } from "../core/clock.js";
 import { Agent, type LogFn } from "../agent/agent.js";
 import { AgentError } from "../agent/errors.js";
@@ -47,11 +48,6 @@ Examples:
   kill -HUP $(pidof cert-agent)    # renew now
 `;
 
-/** package.json's version, read at run time next to the built file (dist/cli → ../../package.json). */
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
-  return typeof pkg.version === "string" ? pkg.version : "unknown";
-}
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`cert-agent: ${message.replace(/\s*\n\s*/g, " ")}\n`);
@@ -97,7 +93,7 @@ async function main(): Promise<void> {
     return;
   }
   if (values.version) {
-    process.stdout.write(`cert-agent ${version()}\n`);
+    process.stdout.write(`cert-agent ${packageVersion()}\n`);
     return;
   }
   for (const k of ["ca", "root-fingerprint", "token-file", "out"] as const) if (!values[k]) fail(`--${k} is required; ${USAGE}`, 2);

@@ -23,10 +23,15 @@ import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.j
 import type { SerialHex } from "../core/serial.js";
 import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
 import { revokeIssuer } from "./issuer-kill-switch.js";
+import { caStatus, formatStatus } from "./status.js";
+import { packageVersion } from "../core/package-version.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
-  .showHelpAfterError()
+  .version(packageVersion(), "--version", "print fleetca's version")
+  // A usage mistake is one line and a pointer to --help (issue 16), like every other operator
+  // error, not commander's "error: …" followed by the whole usage. Subcommands inherit this.
+  .configureOutput({ outputError: (str, write) => write(`fleetca: ${str.replace(/^error: /, "").trim()} (see --help)\n`) })
   .exitOverride();
 
 /** SIGTERM / SIGINT: how long requests in flight may take to finish before connections are cut. */
@@ -326,6 +331,17 @@ crl
     } finally {
       dd.store.close();
     }
+  });
+
+program
+  .command("status")
+  .description("where the CA lives, its roots and intermediates, CRLs, certificate counts, and whether a daemon runs")
+  .addOption(configOption())
+  .option("--json", "one JSON object")
+  .action(async (o: { config?: string; json?: boolean }) => {
+    const { config, source } = loadConfig(o.config);
+    const s = await caStatus(config, source, systemClock);
+    process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : formatStatus(s));
   });
 
 registerAuditCommands(program, configOption);

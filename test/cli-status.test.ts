@@ -1,0 +1,78 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CaClient } from "./harness/ca-client.js";
+import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
+import { REPO } from "./harness/paths.js";
+
+/** The operator's first questions (issue 16): `fleetca status`, `--version`, one-line usage errors. */
+describe("fleetca status", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let ca: CaClient;
+
+  beforeAll(async () => {
+    ws = new CaWorkspace();
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  });
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("says where the CA is, how it is protected, its hierarchy, CRLs, counts and the running daemon", async () => {
+    const a = await ca.issue("status-a");
+    await ca.issue("status-b");
+    expect((await ws.cli(["revoke", a.serial, "--reason", "keyCompromise"])).code).toBe(0);
+    const r = await ws.cli(["status", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as Record<string, any>;
+    expect(s.dataDir).toBe(ws.dataDir);
+    expect(s.configFile).toBe(ws.configPath);
+    expect(s.protection).toBe("development");
+    expect(s.issuers.map((i: { role: string }) => i.role)).toEqual(["root", "intermediate"]);
+    const root = s.issuers[0];
+    // The fingerprint cert-agent pins: SHA-256 of the root DER as /roots.pem serves it.
+    const pem = await (await fetch(`${d.publicUrl}/roots.pem`)).text();
+    const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+    expect(root.sha256).toBe((await import("node:crypto")).createHash("sha256").update(der).digest("hex"));
+    expect(s.issuers[1]).toMatchObject({ current: true, status: "active" });
+    // Default lifetime 24 h: a fresh certificate already expires within 24 h.
+    expect(s.certificates).toEqual({ valid: 1, expiringWithin24h: 1, revoked: 1, expired: 0 });
+    expect(s.internalCertificates.valid).toBe(1);
+    expect(s.crls.length).toBeGreaterThanOrEqual(2); // the root's and the intermediate's
+    for (const c of s.crls) expect(Date.parse(c.nextUpdate)).toBeGreaterThan(Date.now());
+    expect(s.daemon).toMatchObject({ running: true, apiUrl: d.apiUrl, publicUrl: d.publicUrl, healthz: expect.stringMatching(/^200/) });
+
+    const human = await ws.cli(["status"]);
+    expect(human.stdout).toMatch(/^protection: +DEVELOPMENT/m);
+    expect(human.stdout).toContain(`SHA-256 ${root.sha256}`);
+    expect(human.stdout).toMatch(/^certificates: 1 valid \(1 expiring within 24h\), 1 revoked, 0 expired$/m);
+    expect(human.stdout).toMatch(/^daemon: +running, pid \d+/m);
+  });
+
+  it("names --config and FLEETCA_CONFIG when there is no CA where it looked", async () => {
+    const empty = new CaWorkspace();
+    try {
+      const r = await empty.cli(["status"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/^fleetca: no CA in .*--config.*FLEETCA_CONFIG/);
+    } finally {
+      empty.remove();
+    }
+  });
+
+  it("prints its version, and a usage mistake is one line with a pointer to --help, exit 2", async () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string };
+    const v = await ws.cli(["--version"]);
+    expect(v.stdout.trim()).toBe(pkg.version);
+    for (const args of [["bogus"], ["revoke"], ["status", "--nope"]]) {
+      const r = await ws.cli(args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+      expect(r.stderr).toMatch(/^fleetca: .*\(see --help\)$/m);
+    }
+  });
+});

@@ -16,6 +16,7 @@ import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
 import type { AuthenticatedClient } from "./client-authentication.js";
 import { decideSans } from "./san-policy.js";
+import type { NamePolicy } from "./name-policy.js";
 
 export interface SignRequest {
   token: Secret;
@@ -46,6 +47,8 @@ export interface RaSettings {
   defaultTtlMs: number;
   /** Idempotency keys are honoured this long after the first request. */
   idempotencyWindowMs: number;
+  /** Config `policy`: checked on the exact SANs of every sign and renew, before anything is recorded. */
+  namePolicy?: NamePolicy | undefined;
 }
 
 /** Visible ASCII, as IETF draft-ietf-httpapi-idempotency-key-header suggests for the header value. */
@@ -119,6 +122,9 @@ export class RegistrationAuthority {
 
     const csr = await verifyCsrOffThread(csrDer);
     const sans = decideSans(csr.requested, auth.policy);
+    // After the provisioner's decision, on exactly the SANs the certificate will carry; a refusal
+    // here stores nothing and leaves the token unspent (it is spent by commitIssuance below).
+    this.settings.namePolicy?.check(sans);
     const ca = this.ca();
 
     const context: IssuanceContext = { op: "sign", provisioner: auth.provisioner, jti: auth.tokenId, client: req.client ?? null, renewedFrom: null };
@@ -200,6 +206,8 @@ export class RegistrationAuthority {
       }
       key = { spki: csr.spki, subjectKey: csr.subjectKey };
     }
+    // A renewal is an issuance: a name the policy no longer allows (config changed) is not renewed.
+    this.settings.namePolicy?.check(current.sans);
     const record = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },

@@ -6,6 +6,13 @@ import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { FakePlatform } from "../scripts/fake-platform.mjs";
 import { AdminSans } from "../src/attestation/admin-sans.js";
+import { JwksSource } from "../src/attestation/jwks.js";
+import { JwtProvisioner } from "../src/attestation/jwt.js";
+import { ManualClock } from "../src/core/clock.js";
+import { CaError } from "../src/core/errors.js";
+import { Secret } from "../src/core/secret.js";
+import { sansFromList } from "../src/core/sans.js";
+import { createLogger } from "../src/log/logger.js";
 import { createBootstrapToken, type BootstrapSettings } from "../src/attestation/bootstrap.js";
 import { templateCanRender } from "../src/attestation/san-template.js";
 import { openDataDir } from "../src/cli/data-dir.js";
@@ -107,6 +114,56 @@ describe("admin SANs in provisioner templates (config load)", () => {
     ["an entry with an unknown key", `admins: [{ provisioner: bootstrap, san: "${ADMIN}", role: root }]`, /admins\.0: unknown key\(s\) role/],
   ])("refuses %s", (_n, yaml, expected) => {
     expect(loadError(`${yaml}\n`)).toMatch(expected);
+  });
+});
+
+describe("admin SANs held back by the provisioner itself (behind the config check)", () => {
+  const platform = new FakePlatform({ alg: "ES256" });
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fleetca-admins-"));
+    await platform.mint({}); // the key exists once a token was signed
+    writeFileSync(join(dir, "jwks.json"), JSON.stringify(platform.jwks()));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const clock = new ManualClock();
+  const provisioner = (mayIssue: boolean) =>
+    new JwtProvisioner(
+      {
+        provisioner: "oidc",
+        issuer: "https://oidc.test",
+        audiences: ["fleetca-test"],
+        algorithms: ["ES256"],
+        leewayMs: 60_000,
+        jti: "required",
+        requiredClaims: {},
+        sans: { dns: [], uri: ["spiffe://example.org/{sub}"] },
+        admin: { sans: new AdminSans([{ provisioner: "bootstrap", san: ADMIN }]), mayIssue },
+      },
+      new JwksSource({ file: join(dir, "jwks.json"), maxAgeMs: 600_000, refetchCooldownMs: 30_000 }, clock, createLogger({ level: "silent", format: "logfmt" })),
+    );
+  const tokenFor = async (sub: string) => {
+    const now = Math.floor(clock.now().getTime() / 1000);
+    return new Secret(await platform.mint({ iss: "https://oidc.test", aud: "fleetca-test", sub, iat: now, exp: now + 300, jti: randomUUID() }));
+  };
+  const ctx = () => ({ now: clock.now(), audiences: [] });
+
+  it("refuses (403) a token whose template renders an admin SAN, unless mayIssueAdmin", async () => {
+    const refused = await provisioner(false).authorize(await tokenFor("admin"), ctx()).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CaError);
+    expect((refused as CaError).code).toBe("forbidden");
+    expect((refused as CaError).message).toBe(`admin_san: provisioner oidc may not issue the admin SAN ${ADMIN} (it needs mayIssueAdmin: true)`);
+    expect((await provisioner(false).authorize(await tokenFor("web"), ctx())).policy.sans.uri).toEqual(["spiffe://example.org/web"]);
+    expect((await provisioner(true).authorize(await tokenFor("admin"), ctx())).policy.sans.uri).toEqual([ADMIN]);
+  });
+
+  it("holds back case variants of an admin SAN too", () => {
+    const admins = new AdminSans([{ provisioner: "bootstrap", san: ADMIN }]);
+    expect(admins.among(sansFromList(["SPIFFE://Example.ORG/admin", "web.internal"]))).toEqual(["SPIFFE://Example.ORG/admin"]);
+    expect(admins.among(sansFromList(["spiffe://example.org/admin2"]))).toEqual([]);
+    expect(admins.grantsThrough("bootstrap", ADMIN)).toBe(true);
+    expect(admins.grantsThrough("oidc", ADMIN)).toBe(false);
   });
 });
 

@@ -148,8 +148,8 @@ describe("name policy at /v1/sign and /v1/renew (real daemon, real TLS, openssl 
     expect(ws.rowCounts()).toEqual(before);
     const ok = await sign(token, [allowed]);
     expect(ok.status, ok.raw).toBe(201);
-    expect(ws.rowCounts().certificates).toBe(before.certificates + 1);
-    expect(ws.rowCounts().used_tokens).toBe(before.used_tokens + 1);
+    expect(ws.rowCounts().certificates).toBe(before.certificates! + 1);
+    expect(ws.rowCounts().used_tokens).toBe(before.used_tokens! + 1);
   }
 
   it("refuses a denied DNS suffix with 403 naming SAN and rule; the token still works for an allowed CSR", async () => {

@@ -161,7 +161,7 @@ export function parseUriPrefix(text: string): Rule<ParsedUri> {
   const base = p.path.replace(/\/$/, "");
   return {
     text,
-    matches: (u) => u.scheme === p.scheme && u.authority === p.authority && (u.path === base || u.path.startsWith(`${base}/`) || (base === "" && u.path === "")),
+    matches: (u) => u.scheme === p.scheme && u.authority === p.authority && (u.path === base || u.path.startsWith(`${base}/`)),
   };
 }
 

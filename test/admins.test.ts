@@ -112,6 +112,7 @@ describe("admin SANs in provisioner templates (config load)", () => {
     ["an entry whose provisioner may not issue admin SANs", `admins: ["${ADMIN}"]\nprovisioners: [{ name: bootstrap, type: bootstrap, mayIssueAdmin: false }]`, /admins\.0: provisioner "bootstrap" may not issue admin SANs: set mayIssueAdmin: true on it/],
     ["an entry that is not a SAN", `admins: [{ provisioner: bootstrap, san: "not a name" }]`, /admins\.0\.san: expected a SAN/],
     ["an entry with an unknown key", `admins: [{ provisioner: bootstrap, san: "${ADMIN}", role: root }]`, /admins\.0: unknown key\(s\) role/],
+    ["an entry that is neither", "admins: [42]", /admins\.0: expected a SAN or \{ provisioner, san \}$/],
   ])("refuses %s", (_n, yaml, expected) => {
     expect(loadError(`${yaml}\n`)).toMatch(expected);
   });

@@ -52,10 +52,14 @@ const adminObject = z.strictObject({ provisioner: z.string().min(1), san: adminS
  * Normalised to that object with the SAN as certificates store it, so matching is exact.
  */
 const adminEntry = z.unknown().transform((e, ctx): AdminIdentity => {
+  if (typeof e !== "string" && (typeof e !== "object" || e === null || Array.isArray(e))) {
+    ctx.addIssue({ code: "custom", message: "expected a SAN or { provisioner, san }" });
+    return z.NEVER;
+  }
   const r = typeof e === "string" ? adminSan.safeParse(e) : adminObject.safeParse(e);
   if (!r.success) {
     for (const i of r.error.issues) {
-      const message = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : typeof e === "string" || typeof e === "object" ? i.message : "expected a SAN or { provisioner, san }";
+      const message = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : i.message;
       ctx.addIssue({ code: "custom", message, path: i.path });
     }
     return z.NEVER;

@@ -17,7 +17,7 @@ describe("config.example.yaml", () => {
     const text = readFileSync(join(REPO, "config.example.yaml"), "utf8")
       .split("\n")
       .map((l) => l.replace(/^(\s*)# (?=- name:|\s+[a-zA-Z])/, "$1"))
-      .map((l) => l.replace(/^# (apiUrl|passphraseFile):/, "$1:"))
+      .map((l) => l.replace(/^# (apiUrl|passphraseFile|policy):/, "$1:"))
       .join("\n");
     const dir = mkdtempSync(join(tmpdir(), "fleetca-cfg-"));
     try {
@@ -27,6 +27,8 @@ describe("config.example.yaml", () => {
       const k8s = config.provisioners[2]!;
       expect(k8s.type === "kubernetes" && k8s.jwks.file).toBe(join(dir, "k8s-jwks.json"));
       expect(config.apiUrl).toBe("https://ca.internal:8443");
+      expect(config.policy?.ip?.allow).toEqual(["10.0.0.0/8", "fd00::/8"]);
+      expect(config.policy?.uri?.allow).toEqual(["spiffe://example.org/"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

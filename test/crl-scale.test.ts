@@ -36,7 +36,7 @@ describe(`CRL publication with ${REVOKED} revoked certificates (real daemon, rea
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
     caFile = join(ws.dir, "ca.pem");
     writeFileSync(caFile, ca.roots + ca.intermediatePem);
-    admin = await ca.issue("admin", [ADMIN_SAN]);
+    admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
   });
   afterAll(async () => {
     await d?.stop();

@@ -58,7 +58,7 @@ describe(`partitioned CRLs (crl.shards: ${SHARDS}), the root CRL and /crls.pem (
     writeFileSync(caFile, ca.roots + ca.intermediatePem);
     interKid = keyIdOf(ca.intermediatePem);
     rootKid = keyIdOf(ca.roots);
-    admin = await ca.issue("admin", [ADMIN_SAN]);
+    admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
     // Serials are random: issue until every partition has at least two certificates.
     for (let i = 0; i < 40 && !Array.from({ length: SHARDS }, (_, n) => leaves.filter((l) => l.shard === n).length >= 2).every(Boolean); i++) {
       const c = await ca.issue(`leaf-${i}`);

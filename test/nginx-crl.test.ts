@@ -54,7 +54,7 @@ describe("nginx with fleetca's roots, CRL bundle and OCSP stapling (real nginx, 
     ws = new CaWorkspace({ extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2 }\n` });
     d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
-    const admin = await ca.issue("admin", [ADMIN_SAN]);
+    const admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
     const server = await ca.issue("nginx", ["localhost", "127.0.0.1"]);
     good = await ca.issue("good-client");
     revoked = await ca.issue("revoked-client");

@@ -29,10 +29,11 @@ const lifetimeOf = (r: ApiResponse) => Date.parse(r.body.notAfter as string) - D
 describe("provisioner lifecycle rules (unit)", () => {
   const rules = lifecyclesFromConfig(
     [
-      { name: "a", allowRenewal: true, maxRenewalAge: 2 * HOUR, renewAfterExpiry: false },
-      { name: "b", defaultTTL: 10 * MIN, maxTTL: HOUR, allowRenewal: false, maxRenewalAge: 2 * HOUR, renewAfterExpiry: true },
+      { name: "a", allowRenewal: true, maxRenewalAge: 2 * HOUR, renewAfterExpiry: false, mayIssueAdmin: false },
+      { name: "b", defaultTTL: 10 * MIN, maxTTL: HOUR, allowRenewal: false, maxRenewalAge: 2 * HOUR, renewAfterExpiry: true, mayIssueAdmin: true },
     ],
     { defaultTTL: 24 * HOUR, maxTTL: 168 * HOUR },
+    [{ provisioner: "b", san: "spiffe://example.org/admin" }],
   );
   const t0 = new Date("2026-12-01T00:00:00Z");
   const record = (over: Partial<CertificateRecord>): CertificateRecord => ({
@@ -62,6 +63,9 @@ describe("provisioner lifecycle rules (unit)", () => {
     expect(reasonOf(() => rules.authorizeRenew(record({ provisioner: "gone" }), at(30 * MIN)))).toBe("forbidden provisioner_removed");
     expect(reasonOf(() => rules.authorizeRenew(record({ provisioner: "b" }), at(30 * MIN)))).toBe("forbidden renewal_not_allowed");
     expect(reasonOf(() => rules.authorizeRenew(record({ supersededBy: "02" as never }), at(30 * MIN)))).toBe("forbidden superseded");
+    // An admin SAN its provisioner may not issue (any more) is not re-issued by a renewal.
+    const adminSans = { dns: [], ip: [], uri: ["spiffe://example.org/admin"] };
+    expect(reasonOf(() => rules.authorizeRenew(record({ sans: adminSans }), at(30 * MIN)))).toBe("forbidden admin_san");
     // The age counts from the chain's attestation, not from this certificate.
     const late = record({ createdAt: at(110 * MIN), notBefore: at(110 * MIN), notAfter: at(170 * MIN), attestedAt: t0 });
     expect(reasonOf(() => rules.authorizeRenew(late, at(119 * MIN)))).toBe("allowed");

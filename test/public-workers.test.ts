@@ -54,7 +54,7 @@ describe("public workers (listen.publicWorkers: 2): every worker serves the same
     ws = new CaWorkspace({ passphrase: "workers-test-passphrase", listen: `publicWorkers: ${WORKERS}`, extraConfig: `admins: ["${ADMIN_SAN}"]\ncrl: { shards: 2, streamAbove: ${STREAM_ABOVE} }\n` });
     d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
-    admin = await ca.issue("admin", [ADMIN_SAN]);
+    admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
     cert = await ca.issue("svc");
   });
 

@@ -59,7 +59,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
     ws = new CaWorkspace({ extraConfig: `admins: ["${ADMIN_SAN}"]\n` });
     d = await ws.start();
     ca = await new Ca(ws, d.apiUrl, d.publicUrl).init();
-    admin = await ca.issue("admin", [ADMIN_SAN]);
+    admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
   });
   afterAll(async () => {
     await d?.stop();
@@ -189,7 +189,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       try {
         const other = await new Ca(otherWs, otherD.apiUrl, otherD.publicUrl).init();
         // Same SANs, even an admin SAN: it is still not ours.
-        const foreign = await other.issue("foreign", ["web-1.internal", ADMIN_SAN]);
+        const foreign = await other.issue("foreign", ["web-1.internal", ADMIN_SAN], {}, ["--admin"]);
         const before = ws.rowCounts();
         expectRefused(await ca.renew(foreign.identity), 401, "unauthorized", "unknown_certificate");
         expectRefused(await ca.revoke(foreign.identity, { serial: foreign.serial }), 401, "unauthorized", "unknown_certificate");

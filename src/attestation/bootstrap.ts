@@ -9,6 +9,7 @@ import { signCompactJws } from "../signing/jws.js";
 import type { Signer } from "../signing/signer.js";
 import type { SoftKeyStore } from "../signing/soft-keystore.js";
 import type { ProvisionerKeyRecord, ProvisionerKeyStore } from "../storage/ports.js";
+import { holdBackAdminSans, type AdminIssuance } from "./admin-sans.js";
 import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
 import { peekToken } from "./routing.js";
 import { tokenErrorFromJose } from "./token-errors.js";
@@ -24,11 +25,21 @@ export interface BootstrapSettings {
   name: string;
   maxTokenTtlMs: number;
   leewayMs: number;
+  /** Config `admins` and this provisioner's `mayIssueAdmin`; absent = no admin SANs configured. */
+  admin?: AdminIssuance | undefined;
 }
 
 /**
+ * The signed claim `fleetca token create --admin` sets. An admin SAN in a token without it is
+ * refused, so a token minted for a host can never carry admin rights by a slip of `--san`, and a
+ * token whose claims were not minted that way (even one signed with the provisioner key) fails.
+ */
+const ADMIN_CLAIM = "admin";
+
+/**
  * One-time tokens minted by `fleetca token create`, signed by a provisioner key of the CA's own
- * (never a CA key). Claims: iss, sub, aud (the sign URL), iat, nbf, exp, jti, sans.
+ * (never a CA key). Claims: iss, sub, aud (the sign URL), iat, nbf, exp, jti, sans, and `admin: true`
+ * when created with --admin.
  */
 export class BootstrapProvisioner implements Provisioner {
   readonly type = "bootstrap" as const;
@@ -83,6 +94,9 @@ export class BootstrapProvisioner implements Provisioner {
     } catch {
       throw CaError.unauthorized("malformed", "token sans");
     }
+    // The whole list the token allows, not only what this CSR asks for: a token that lists an admin
+    // SAN without the claim was not minted by `token create`'s rules.
+    holdBackAdminSans(this.name, sans, this.settings.admin, (payload as Record<string, unknown>)[ADMIN_CLAIM] === true);
     return {
       provisioner: this.name,
       subject: sub,
@@ -122,6 +136,8 @@ export interface TokenRequest {
   sans: string[];
   ttlMs: number;
   audience: string;
+  /** `--admin`: the operator means to list admin SANs (config `admins`). */
+  admin?: boolean | undefined;
 }
 
 /** Mints a one-time bootstrap token (what `fleetca token create` prints). */
@@ -143,6 +159,7 @@ export async function createBootstrapToken(
   } catch (e) {
     throw new OperatorError((e as Error).message);
   }
+  checkAdminRequest(settings, sans, req.admin === true);
   const record = store.getProvisionerKey(settings.name);
   if (!record) throw new OperatorError(`provisioner ${settings.name} has no key yet: run "fleetca init" or start the daemon once`);
   const signer = keys.load(bootstrapKeyName(settings.name));
@@ -159,7 +176,28 @@ export async function createBootstrapToken(
       exp: now + Math.ceil(req.ttlMs / 1000),
       jti: randomUUID(),
       sans,
+      ...(req.admin === true && { [ADMIN_CLAIM]: true }),
     },
   );
   return new Secret(token);
+}
+
+/**
+ * `token create` refuses, with one line, an admin SAN without --admin, --admin without an admin
+ * SAN (a typo in the SAN would otherwise mint a plain token the operator believes is an admin
+ * one), --admin where the provisioner may not issue admin SANs, and an admin SAN that config
+ * `admins` does not honour through this provisioner (the certificate would grant nothing).
+ */
+function checkAdminRequest(settings: BootstrapSettings, sans: string[], admin: boolean): void {
+  const adminSans = settings.admin ? settings.admin.sans.among(sansFromList(sans)) : [];
+  if (!admin) {
+    if (adminSans.length > 0) throw new OperatorError(`--san ${adminSans[0]} is an admin SAN (config admins): add --admin to create an admin token`);
+    return;
+  }
+  if (!settings.admin || adminSans.length === 0) throw new OperatorError("--admin: none of the --san values is an admin SAN listed in config admins");
+  if (!settings.admin.mayIssue) throw new OperatorError(`--admin: provisioner ${settings.name} may not issue admin SANs (mayIssueAdmin: false)`);
+  const elsewhere = adminSans.find((s) => !settings.admin!.sans.grantsThrough(settings.name, s));
+  if (elsewhere !== undefined) {
+    throw new OperatorError(`--admin: config admins does not honour ${elsewhere} through provisioner ${settings.name} (check admins, or use --provisioner)`);
+  }
 }

@@ -4,6 +4,7 @@ import { CaError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import type { JwksSource } from "./jwks.js";
 import type { Sans } from "../core/sans.js";
+import { holdBackAdminSans, type AdminIssuance } from "./admin-sans.js";
 import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
 import { peekToken } from "./routing.js";
 import { tokenErrorFromJose } from "./token-errors.js";
@@ -28,6 +29,8 @@ export interface PlatformTokenRules {
   /** Refuse tokens whose iat is older than this (a token minted long ago and replayed later). */
   maxTokenAgeMs?: number | undefined;
   jti: JtiMode;
+  /** Config `admins` and this provisioner's `mayIssueAdmin`; absent = no admin SANs configured. */
+  admin?: AdminIssuance | undefined;
 }
 
 export interface VerifiedPlatformToken {
@@ -123,12 +126,16 @@ export abstract class PlatformProvisioner<S extends PlatformTokenRules> implemen
 
   async authorize(token: Secret, ctx: AuthorizeContext): Promise<Authorization> {
     const t = await verifyPlatformToken(token, this.settings, this.jwks, ctx);
+    const sans = this.sansFor(t.payload);
+    // Config load refuses templates that could render an admin SAN without mayIssueAdmin
+    // (san-template.ts templateCanRender); this holds even where that analysis could not see.
+    holdBackAdminSans(this.name, sans, this.settings.admin);
     return {
       provisioner: this.name,
       subject: t.subject,
       tokenId: t.tokenId,
       tokenExpiresAt: t.expiresAt,
-      policy: { kind: "templated", sans: this.sansFor(t.payload) },
+      policy: { kind: "templated", sans },
       ...instanceOf(this.instanceClaim(), t.payload),
     };
   }

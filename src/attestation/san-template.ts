@@ -76,3 +76,56 @@ export function renderSans(
   }
   return out;
 }
+
+/** CLAIM_CHARSET as a pattern to embed (no anchors), for the analysis below. */
+const CLAIM_PATTERN: Record<keyof SanTemplates, string> = {
+  dns: "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?",
+  uri: "[A-Za-z0-9_~-]{1,128}",
+};
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+
+/**
+ * Whether some token could make template `tpl` render `san`: each claim placeholder stands for
+ * any value renderSans would accept (one label / segment of CLAIM_CHARSET), narrowed to the
+ * values the provisioner insists on where it does (`fixed`, claim path → accepted values: a jwt
+ * provisioner's requiredClaims, a kubernetes provisioner's namespaces). Used at config load to
+ * refuse a provisioner whose templates could mint an admin SAN (`spiffe://example.org/{sub}` with
+ * sub = "admin") unless its config says `mayIssueAdmin: true`.
+ *
+ * Case-insensitive, to err on the side of refusing: a case variant is the same name to relying
+ * parties that fold scheme and host (RFC 3986 §6.2.2.1) or DNS names (RFC 4343). The rendered
+ * name is trimmed and, for DNS, lower-cased and stripped of one trailing dot (classifySan), so
+ * `san + "."` is tried too.
+ */
+export function templateCanRender(
+  kind: keyof SanTemplates,
+  tpl: string,
+  san: string,
+  opts: { literals?: Record<string, string>; aliases?: Record<string, string>; fixed?: Record<string, readonly string[]> } = {},
+): boolean {
+  let pattern = "";
+  let last = 0;
+  for (const m of tpl.matchAll(PLACEHOLDER)) {
+    pattern += escapeRegExp(tpl.slice(last, m.index));
+    last = m.index + m[0].length;
+    const ref = m[1]!;
+    const literal = opts.literals?.[ref];
+    if (literal !== undefined) {
+      pattern += escapeRegExp(literal);
+      continue;
+    }
+    const fixed = opts.fixed?.[opts.aliases?.[ref] ?? ref];
+    if (fixed === undefined) {
+      pattern += CLAIM_PATTERN[kind];
+      continue;
+    }
+    // Only the accepted values that renderSans would let through (lower-cased for DNS).
+    const usable = fixed.map((v) => (kind === "dns" ? v.toLowerCase() : v)).filter((v) => CLAIM_CHARSET[kind].test(v));
+    if (usable.length === 0) return false; // this template can never render anything
+    pattern += `(?:${usable.map(escapeRegExp).join("|")})`;
+  }
+  pattern += escapeRegExp(tpl.slice(last));
+  const re = new RegExp(`^\\s*(?:${pattern})\\s*$`, "i");
+  return re.test(san) || (kind === "dns" && re.test(`${san}.`));
+}

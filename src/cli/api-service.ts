@@ -7,6 +7,7 @@ import { ProvisionerRegistry } from "../attestation/routing.js";
 import { CertificateAuthority } from "../issuance/certificate-authority.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { RegistrationAuthority } from "../registration/registration-authority.js";
+import { NamePolicy } from "../registration/name-policy.js";
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
@@ -76,7 +77,7 @@ export async function registrationAuthorityFor(
     ca,
     dd.store,
     deps.clock,
-    { lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance), idempotencyWindowMs: 24 * 3_600_000 },
+    { lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance, config.admins), idempotencyWindowMs: 24 * 3_600_000, namePolicy: NamePolicy.fromConfig(config.policy) },
     deps.audiences,
     deps.log,
     deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),

@@ -1,6 +1,5 @@
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
-import { sansFromList } from "../core/sans.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import type { IssuerLineup } from "../issuance/live-issuers.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
@@ -45,7 +44,7 @@ export async function startApiRole(p: {
   let clientCas = clientCaPems(p.lineup.answering);
   let credentials = p.credentials;
   const { ra } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
-  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins), (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
+  const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
   const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);

@@ -19,7 +19,6 @@ import { CrlBuildQueue, CrlPublisher } from "../revocation/crl/crl-publisher.js"
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
-import { sansFromList } from "../core/sans.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicServer } from "../api/public-server.js";
 import { createHealthCheck } from "../api/health-check.js";
@@ -162,7 +161,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   for (const i of lineup.records.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
   metrics.trackExpiry("api", () => serving.current.notAfter);
 
-  const clients = new ClientAuthenticator(dd.store, clock, sansFromList(config.admins), (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
+  const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)

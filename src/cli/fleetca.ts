@@ -18,6 +18,7 @@ import { registerAuditCommands } from "./audit-commands.js";
 import { rotateKekCommand } from "./rotate-kek.js";
 import { retireRoot, rotateRoot } from "./rotate-root.js";
 import { signAudience } from "./token-audience.js";
+import { bootstrapSettingsFor } from "./provisioners.js";
 import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { SerialHex } from "../core/serial.js";
@@ -102,8 +103,9 @@ token
   .option("--ttl <duration>", "token lifetime", "5m")
   .option("--provisioner <name>", "bootstrap provisioner to sign with")
   .option("--aud <url>", "audience (the CA's sign URL); default {apiUrl}/v1/sign")
+  .option("--admin", "the token may list admin SANs (config admins); required for them, refused without them")
   .addOption(configOption())
-  .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; config?: string }) => {
+  .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; admin?: boolean; config?: string }) => {
     const { config } = loadConfig(o.config);
     const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
     const prov = o.provisioner ? bootstrap.find((p) => p.name === o.provisioner) : bootstrap[0];
@@ -111,10 +113,10 @@ token
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
     try {
       const jwt = await createBootstrapToken(
-        { name: prov.name, maxTokenTtlMs: prov.maxTokenTTL, leewayMs: config.tokens.leeway },
+        bootstrapSettingsFor(config, prov),
         dd.keys,
         dd.store,
-        { subject: o.sub, sans: o.san, ttlMs: durationArg("--ttl")(o.ttl), audience: o.aud ?? signAudience(config) },
+        { subject: o.sub, sans: o.san, ttlMs: durationArg("--ttl")(o.ttl), audience: o.aud ?? signAudience(config), admin: o.admin === true },
         systemClock,
       );
       process.stdout.write(jwt.reveal() + "\n");

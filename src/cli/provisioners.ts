@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
-import type { FleetcaConfig } from "../config/schema.js";
-import { BootstrapProvisioner, ensureBootstrapKey } from "../attestation/bootstrap.js";
+import type { BootstrapProvisionerConfig, FleetcaConfig, ProvisionerConfig } from "../config/schema.js";
+import { AdminSans, type AdminIssuance } from "../attestation/admin-sans.js";
+import { BootstrapProvisioner, ensureBootstrapKey, type BootstrapSettings } from "../attestation/bootstrap.js";
 import { JwksSource } from "../attestation/jwks.js";
 import { JwtProvisioner } from "../attestation/jwt.js";
 import { DEFAULT_K8S_SANS, KubernetesProvisioner } from "../attestation/kubernetes.js";
@@ -19,7 +20,7 @@ export async function buildProvisioners(
   for (const p of config.provisioners) {
     if (p.type === "bootstrap") {
       const record = await ensureBootstrapKey(p.name, deps.keys, deps.store, deps.clock);
-      out.push(await BootstrapProvisioner.fromRecord({ name: p.name, maxTokenTtlMs: p.maxTokenTTL, leewayMs: config.tokens.leeway }, record));
+      out.push(await BootstrapProvisioner.fromRecord(bootstrapSettingsFor(config, p), record));
       continue;
     }
     const jwks = new JwksSource(
@@ -36,6 +37,7 @@ export async function buildProvisioners(
       leewayMs: p.leeway ?? config.tokens.leeway,
       maxTokenAgeMs: p.maxTokenAge,
       jti: p.jti,
+      admin: adminIssuanceFor(config, p),
     };
     if (p.type === "jwt") {
       out.push(new JwtProvisioner({ ...rules, requiredClaims: p.requiredClaims, sans: p.sans, instanceClaim: p.instanceClaim }, jwks));
@@ -44,4 +46,14 @@ export async function buildProvisioners(
     }
   }
   return out;
+}
+
+/** What the daemon and `fleetca token create` both apply to a bootstrap provisioner's tokens. */
+export function bootstrapSettingsFor(config: FleetcaConfig, p: BootstrapProvisionerConfig): BootstrapSettings {
+  return { name: p.name, maxTokenTtlMs: p.maxTokenTTL, leewayMs: config.tokens.leeway, admin: adminIssuanceFor(config, p) };
+}
+
+/** Config `admins` (the SANs every provisioner must hold back) and this provisioner's mayIssueAdmin. */
+function adminIssuanceFor(config: FleetcaConfig, p: ProvisionerConfig): AdminIssuance {
+  return { sans: new AdminSans(config.admins), mayIssue: p.mayIssueAdmin };
 }

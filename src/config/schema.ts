@@ -3,8 +3,10 @@ import { CA_KEY_TYPES } from "../core/key-type.js";
 import { parseDuration } from "../core/duration.js";
 import { classifySan, isDnsName } from "../core/sans.js";
 import { PLATFORM_ALGORITHMS } from "../attestation/platform-token.js";
-import { checkTemplates } from "../attestation/san-template.js";
-import { DEFAULT_K8S_SANS } from "../attestation/kubernetes.js";
+import { checkTemplates, templateCanRender } from "../attestation/san-template.js";
+import { DEFAULT_K8S_SANS, K8S_CLAIMS } from "../attestation/kubernetes.js";
+import type { AdminIdentity } from "../attestation/admin-sans.js";
+import { namePolicyRuleProblem } from "../registration/name-policy.js";
 
 /** "10m" → ms, with the offending text in the message when it is not a duration. */
 const duration = z.string().transform((s, ctx) => {
@@ -40,6 +42,43 @@ const adminSan = z.string().refine((s) => {
   }
 }, "expected a SAN: a DNS name, an IP address or a URI such as spiffe://example.org/admin");
 
+/** The provisioner a plain-string `admins` entry means (SPEC: admins issued through bootstrap). */
+export const DEFAULT_ADMIN_PROVISIONER = "bootstrap";
+
+const adminObject = z.strictObject({ provisioner: z.string().min(1), san: adminSan });
+
+/**
+ * `{ provisioner: P, san: S }`, or a plain SAN meaning `{ provisioner: bootstrap, san: S }`.
+ * Normalised to that object with the SAN as certificates store it, so matching is exact.
+ */
+const adminEntry = z.unknown().transform((e, ctx): AdminIdentity => {
+  if (typeof e !== "string" && (typeof e !== "object" || e === null || Array.isArray(e))) {
+    ctx.addIssue({ code: "custom", message: "expected a SAN or { provisioner, san }" });
+    return z.NEVER;
+  }
+  const r = typeof e === "string" ? adminSan.safeParse(e) : adminObject.safeParse(e);
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const message = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : i.message;
+      ctx.addIssue({ code: "custom", message, path: i.path });
+    }
+    return z.NEVER;
+  }
+  const v = r.data;
+  return typeof v === "string"
+    ? { provisioner: DEFAULT_ADMIN_PROVISIONER, san: classifySan(v).value }
+    : { provisioner: v.provisioner, san: classifySan(v.san).value };
+});
+
+/** One kind of name in config `policy` (registration/name-policy.ts): allow and deny lists. */
+const policyRules = (kind: "dns" | "ip" | "uri") => {
+  const rule = z.string().superRefine((s, ctx) => {
+    const problem = namePolicyRuleProblem(kind, s);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+  return z.strictObject({ allow: z.array(rule).optional(), deny: z.array(rule).default([]) }).optional();
+};
+
 function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
@@ -73,6 +112,12 @@ const bootstrapProvisioner = z.strictObject({
   type: z.literal("bootstrap"),
   /** Longest lifetime `fleetca token create --ttl` may give a token. */
   maxTokenTTL: duration.prefault("1h"),
+  /**
+   * Whether tokens created with `fleetca token create --admin` may list admin SANs. On by default:
+   * each admin token is itself an explicit, signed operator decision; false shuts even that
+   * (a bootstrap provisioner whose tokens automation mints).
+   */
+  mayIssueAdmin: z.boolean().default(true),
 });
 
 const jwksLocation = z
@@ -114,6 +159,8 @@ const platformFields = {
   leeway: duration.optional(),
   /** "absent": the platform never sets jti, so a token is used once per (iss, sub, iat). */
   jti: z.enum(["required", "absent"]).default("required"),
+  /** Whether this provisioner may issue admin SANs (config admins); off unless said so explicitly. */
+  mayIssueAdmin: z.boolean().default(false),
 };
 
 const jwtProvisioner = z.strictObject({
@@ -210,8 +257,15 @@ export const configSchema = z
     publicUrl: baseUrl(["http:", "https:"]).default("http://127.0.0.1:8080"),
     apiUrl: baseUrl(["https:"]).optional(),
     serverNames: z.array(z.string().min(1)).default([]),
-    /** SANs (DNS name, IP or URI such as a SPIFFE ID) whose client certs may revoke any cert and read records. */
-    admins: z.array(adminSan).default([]),
+    /**
+     * Identities whose client certs may revoke any cert and read records: a SAN (DNS name, IP or
+     * URI such as a SPIFFE ID) together with the provisioner the certificate came through.
+     */
+    admins: z.array(adminEntry).default([]),
+    /** CA-wide name policy (registration/name-policy.ts); absent = whatever provisioners allow. */
+    policy: z
+      .strictObject({ dns: policyRules("dns"), ip: policyRules("ip"), uri: policyRules("uri") })
+      .optional(),
     passphraseFile: z.string().min(1).optional(),
     ca: z
       .strictObject({
@@ -330,10 +384,49 @@ export const configSchema = z
     names.forEach((n, i) => {
       if (names.indexOf(n) !== i) ctx.addIssue({ code: "custom", path: ["provisioners", i, "name"], message: `duplicate provisioner "${n}"` });
     });
+    checkAdmins(c, ctx);
   });
+
+/**
+ * Admins are identities: each entry must name a configured provisioner that may issue admin
+ * SANs, and no provisioner without `mayIssueAdmin: true` may have a SAN template that could render
+ * an admin SAN (a jwt `spiffe://example.org/{sub}` with sub = "admin"), whichever provisioner
+ * the entry names: such a config is refused at start instead of holding back tokens one by one.
+ */
+function checkAdmins(c: { admins: AdminIdentity[]; provisioners: ProvisionerConfig[] }, ctx: z.RefinementCtx): void {
+  c.admins.forEach((a, i) => {
+    const p = c.provisioners.find((q) => q.name === a.provisioner);
+    if (!p) {
+      ctx.addIssue({ code: "custom", path: ["admins", i], message: `names provisioner "${a.provisioner}", which is not configured (a plain SAN means "${DEFAULT_ADMIN_PROVISIONER}"; write { provisioner: NAME, san: ${a.san} })` });
+    } else if (!p.mayIssueAdmin) {
+      ctx.addIssue({ code: "custom", path: ["admins", i], message: `provisioner "${p.name}" may not issue admin SANs: set mayIssueAdmin: true on it` });
+    }
+  });
+  c.provisioners.forEach((p, i) => {
+    if (p.type === "bootstrap" || p.mayIssueAdmin) return;
+    const templates = p.sans ?? DEFAULT_K8S_SANS;
+    const opts =
+      p.type === "kubernetes"
+        ? { literals: { trustDomain: p.trustDomain }, aliases: K8S_CLAIMS, ...(p.namespaces && { fixed: { [K8S_CLAIMS.namespace]: p.namespaces } }) }
+        : { fixed: Object.fromEntries(Object.entries(p.requiredClaims).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])) };
+    for (const a of c.admins) {
+      for (const kind of ["dns", "uri"] as const) {
+        const tpl = templates[kind].find((t) => templateCanRender(kind, t, a.san, opts));
+        if (tpl !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["provisioners", i, "sans"],
+            message: `provisioner "${p.name}" could issue the admin SAN ${a.san} (template "${tpl}"): set mayIssueAdmin: true on it, or narrow the template`,
+          });
+          return;
+        }
+      }
+    }
+  });
+}
 
 export type FleetcaConfig = z.output<typeof configSchema>;
 export type BootstrapProvisionerConfig = z.output<typeof bootstrapProvisioner>;
 export type JwtProvisionerConfig = z.output<typeof jwtProvisioner>;
 export type KubernetesProvisionerConfig = z.output<typeof kubernetesProvisioner>;
-export type ProvisionerConfig = FleetcaConfig["provisioners"][number];
+export type ProvisionerConfig = z.output<typeof provisioner>;

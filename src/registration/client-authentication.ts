@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.js";
 import { CaError } from "../core/errors.js";
-import type { Sans } from "../core/sans.js";
+import type { AdminIdentity } from "../attestation/admin-sans.js";
 import type { CertificateLookup, CertificateRecord } from "../storage/ports.js";
 import { describeCertificate, parseCertificateDer, type CertificateInfo } from "../x509/certificate-info.js";
 
@@ -14,7 +14,7 @@ export class AuthenticatedClient {
   constructor(
     /** The stored record of the presented certificate (status valid, unexpired when checked). */
     readonly certificate: CertificateRecord,
-    /** One of its SANs is listed in config `admins`. */
+    /** It came through the provisioner a config `admins` entry names, with that entry's SAN. */
     readonly isAdmin: boolean,
     /**
      * The presented certificate as ClientAuthenticator decoded it (byte-identical to
@@ -48,8 +48,8 @@ export class ClientAuthenticator {
   constructor(
     private readonly store: CertificateLookup,
     private readonly clock: Clock,
-    /** Normalised SANs from config `admins`. */
-    private readonly admins: Sans,
+    /** Config `admins`, normalised: a SAN and the provisioner it must have come through. */
+    private readonly admins: readonly AdminIdentity[],
     /** Provisioners whose expired certificates may still renew (config renewAfterExpiry). */
     private readonly renewsAfterExpiry: (provisioner: string) => boolean = () => false,
   ) {}
@@ -96,7 +96,7 @@ export class ClientAuthenticator {
       throw CaError.unauthorized("expired", "an expired certificate cannot renew; request a new one with a fresh token");
     }
     if (now < record.notBefore.getTime()) throw CaError.unauthorized("not_yet_valid");
-    return new AuthenticatedClient(record, !issuerRevoked && !expired && this.#isAdmin(record.sans), info);
+    return new AuthenticatedClient(record, !issuerRevoked && !expired && this.#isAdmin(record), info);
   }
 
   #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {
@@ -121,7 +121,15 @@ export class ClientAuthenticator {
     return entry;
   }
 
-  #isAdmin(sans: Sans): boolean {
-    return (["dns", "ip", "uri"] as const).some((k) => sans[k].some((v) => this.admins[k].includes(v)));
+  /**
+   * An admin is an identity, not a string in a SAN: the stored record (never the presented
+   * certificate's contents) must say it came through the entry's provisioner, and carry its SAN.
+   * The same SAN through any other provisioner grants nothing, so a provisioner whose template
+   * happens to render it (or a certificate issued before the SAN became an admin one) cannot
+   * confer admin rights.
+   */
+  #isAdmin(record: CertificateRecord): boolean {
+    const sans = [...record.sans.dns, ...record.sans.ip, ...record.sans.uri];
+    return this.admins.some((a) => a.provisioner === record.provisioner && sans.includes(a.san));
   }
 }

@@ -1,5 +1,6 @@
 import { CaError } from "../core/errors.js";
 import type { CertificateRecord } from "../storage/ports.js";
+import { AdminSans, holdBackAdminSans, type AdminIdentity } from "../attestation/admin-sans.js";
 
 /** One provisioner's say over its certificates' lives (config: provisioners[].defaultTTL …). */
 export interface LifecycleRules {
@@ -8,6 +9,8 @@ export interface LifecycleRules {
   allowRenewal: boolean;
   maxRenewalAgeMs: number;
   renewAfterExpiry: boolean;
+  /** Config mayIssueAdmin: a renewal re-issues the same SANs, so it is held to the same rule. */
+  mayIssueAdmin: boolean;
 }
 
 /** Why a renewal is refused (the start of the 403's message, and the issuance log's reason). */
@@ -22,7 +25,10 @@ export type RenewalRefusal = "provisioner_removed" | "renewal_not_allowed" | "re
  * (step-ca's provisioner claims; SPIRE's agents re-attest the same way).
  */
 export class ProvisionerLifecycles {
-  constructor(private readonly rules: ReadonlyMap<string, LifecycleRules>) {}
+  constructor(
+    private readonly rules: ReadonlyMap<string, LifecycleRules>,
+    private readonly admins: AdminSans = new AdminSans([]),
+  ) {}
 
   /** The lifetime for a request through `provisioner`: its default, and never above its maximum. */
   ttlFor(provisioner: string, requestedMs: number | undefined): number {
@@ -42,6 +48,9 @@ export class ProvisionerLifecycles {
       throw refuse("provisioner_removed", `provisioner "${record.provisioner}" that issued this certificate is no longer configured; attest again with a token`);
     }
     if (!r.allowRenewal) throw refuse("renewal_not_allowed", `provisioner "${record.provisioner}" does not allow renewal; attest again with a token`);
+    // An admin SAN its provisioner may no longer issue (mayIssueAdmin turned off, the SAN made an
+    // admin since) is not issued again by renewing.
+    holdBackAdminSans(record.provisioner, record.sans, { sans: this.admins, mayIssue: r.mayIssueAdmin });
     if (record.supersededBy) throw refuse("superseded", `certificate ${record.serial} was already renewed (by ${record.supersededBy}); renew that one`);
     const attestedAt = (record.attestedAt ?? record.createdAt).getTime();
     if (now.getTime() - attestedAt > r.maxRenewalAgeMs) {
@@ -66,15 +75,17 @@ function refuse(reason: RenewalRefusal, detail: string): CaError {
 
 /** The rules from config: a provisioner's own values, else the CA-wide `issuance` ones. */
 export function lifecyclesFromConfig(
-  provisioners: ReadonlyArray<{ name: string; defaultTTL?: number | undefined; maxTTL?: number | undefined; allowRenewal: boolean; maxRenewalAge: number; renewAfterExpiry: boolean }>,
+  provisioners: ReadonlyArray<{ name: string; defaultTTL?: number | undefined; maxTTL?: number | undefined; allowRenewal: boolean; maxRenewalAge: number; renewAfterExpiry: boolean; mayIssueAdmin: boolean }>,
   issuance: { defaultTTL: number; maxTTL: number },
+  admins: readonly AdminIdentity[] = [],
 ): ProvisionerLifecycles {
   return new ProvisionerLifecycles(
     new Map(
       provisioners.map((p) => {
         const maxTtlMs = Math.min(p.maxTTL ?? issuance.maxTTL, issuance.maxTTL);
-        return [p.name, { defaultTtlMs: Math.min(p.defaultTTL ?? issuance.defaultTTL, maxTtlMs), maxTtlMs, allowRenewal: p.allowRenewal, maxRenewalAgeMs: p.maxRenewalAge, renewAfterExpiry: p.renewAfterExpiry }];
+        return [p.name, { defaultTtlMs: Math.min(p.defaultTTL ?? issuance.defaultTTL, maxTtlMs), maxTtlMs, allowRenewal: p.allowRenewal, maxRenewalAgeMs: p.maxRenewalAge, renewAfterExpiry: p.renewAfterExpiry, mayIssueAdmin: p.mayIssueAdmin }];
       }),
     ),
+    new AdminSans(admins),
   );
 }

@@ -18,6 +18,7 @@ import type { AuthenticatedClient } from "./client-authentication.js";
 import { decideSans } from "./san-policy.js";
 import type { ProvisionerLifecycles } from "./provisioner-lifecycle.js";
 import { describeCertificate } from "../x509/certificate-info.js";
+import type { NamePolicy } from "./name-policy.js";
 
 export interface SignRequest {
   token: Secret;
@@ -49,6 +50,8 @@ export interface RaSettings {
   lifecycles: ProvisionerLifecycles;
   /** Idempotency keys are honoured this long after the first request. */
   idempotencyWindowMs: number;
+  /** Config `policy`: checked on the exact SANs of every sign and renew, before anything is recorded. */
+  namePolicy?: NamePolicy | undefined;
 }
 
 /** Visible ASCII, as IETF draft-ietf-httpapi-idempotency-key-header suggests for the header value. */
@@ -123,6 +126,9 @@ export class RegistrationAuthority {
 
     const csr = await verifyCsrOffThread(csrDer);
     const sans = decideSans(csr.requested, auth.policy);
+    // After the provisioner's decision, on exactly the SANs the certificate will carry; a refusal
+    // here stores nothing and leaves the token unspent (it is spent by commitIssuance below).
+    this.settings.namePolicy?.check(sans);
     const ca = this.ca();
 
     const context: IssuanceContext = { op: "sign", provisioner: auth.provisioner, jti: auth.tokenId, client: req.client ?? null, renewedFrom: null };
@@ -208,10 +214,12 @@ export class RegistrationAuthority {
       }
       key = { spki: csr.spki, subjectKey: csr.subjectKey };
     }
+    // A renewal is an issuance: a name the policy no longer allows (config changed) is not renewed.
+    this.settings.namePolicy?.check(current.sans);
     // A retry of a renewal that was stored but whose answer was lost (a dropped connection, an
     // agent killed before it wrote the files) gets that same successor back, not a refusal and
     // not a second certificate: the same key proves it is the same request (the agent keeps the
-    // new key it sent until the set is published: agent/renewal-journal.ts).
+    // new key it sent until the set is published: agent/enrollment-journal.ts).
     const retried = this.#sameKeySuccessor(current, key.spki);
     if (retried) return retried;
     const rules = this.settings.lifecycles.authorizeRenew(current, this.clock.now());

@@ -57,9 +57,12 @@ export class CaClient {
     return this;
   }
 
-  /** A fresh key and CSR signed through /v1/sign with a one-off token; must answer 201. */
-  async issue(name: string, sans: string[] = [`${name}.internal`], extraBody: Record<string, unknown> = {}): Promise<Issued> {
-    const token = await this.ws.token(name, sans, this.tokenArgs);
+  /**
+   * A fresh key and CSR signed through /v1/sign with a one-off token; must answer 201.
+   * `tokenArgs`: more `token create` args for this one (e.g. `--admin` for an admin SAN).
+   */
+  async issue(name: string, sans: string[] = [`${name}.internal`], extraBody: Record<string, unknown> = {}, tokenArgs: string[] = []): Promise<Issued> {
+    const token = await this.ws.token(name, sans, [...this.tokenArgs, ...tokenArgs]);
     const csr = makeCsr(this.ws.dir, name);
     const r = await postApi(`${this.apiUrl}/v1/sign`, this.roots, { token, body: signBody(csr.csrPem, extraBody) });
     expect(r.status, r.raw).toBe(201);

@@ -8,6 +8,7 @@ import { FLEETCA_BIN } from "./paths.js";
 import { loadConfig, passphraseFrom } from "../../src/config/load.js";
 import { openDataDir, type OpenedDataDir } from "../../src/cli/data-dir.js";
 import { signAudience } from "../../src/cli/token-audience.js";
+import { bootstrapSettingsFor } from "../../src/cli/provisioners.js";
 import { createBootstrapToken } from "../../src/attestation/bootstrap.js";
 import { parseDuration } from "../../src/core/duration.js";
 import { systemClock } from "../../src/core/clock.js";
@@ -60,17 +61,20 @@ export class CaWorkspace {
   }
 
   /**
-   * What `fleetca token create --sub … --san … [--aud U] [--ttl D] [--provisioner P]` prints,
+   * What `fleetca token create --sub … --san … [--aud U] [--ttl D] [--provisioner P] [--admin]` prints,
    * minted in-process by the same code (createBootstrapToken) instead of spawning the CLI for
    * every certificate a test issues (~0.5 s each); tests of the command itself use `cli()`.
    */
   async token(sub: string, sans: string[], extra: string[] = []): Promise<string> {
+    // `--admin` is a flag; the others take a value.
+    const admin = extra.includes("--admin");
+    const args = extra.filter((a) => a !== "--admin");
     const opt = (name: string) => {
-      const i = extra.indexOf(name);
-      return i >= 0 ? extra[i + 1] : undefined;
+      const i = args.indexOf(name);
+      return i >= 0 ? args[i + 1] : undefined;
     };
     const known = new Set(["--aud", "--ttl", "--provisioner"]);
-    if (extra.some((a, i) => i % 2 === 0 && !known.has(a))) throw new Error(`ws.token: unsupported option in ${extra.join(" ")}`);
+    if (args.some((a, i) => i % 2 === 0 && !known.has(a))) throw new Error(`ws.token: unsupported option in ${extra.join(" ")}`);
     const { config } = loadConfig(this.configPath, this.env);
     const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
     const name = opt("--provisioner");
@@ -84,10 +88,10 @@ export class CaWorkspace {
     }
     const { dd } = this.#opened;
     const jwt = await createBootstrapToken(
-      { name: prov.name, maxTokenTtlMs: prov.maxTokenTTL, leewayMs: config.tokens.leeway },
+      bootstrapSettingsFor(config, prov),
       dd.keys,
       dd.store,
-      { subject: sub, sans, ttlMs: parseDuration(opt("--ttl") ?? "5m"), audience: opt("--aud") ?? signAudience(config) },
+      { subject: sub, sans, ttlMs: parseDuration(opt("--ttl") ?? "5m"), audience: opt("--aud") ?? signAudience(config), admin },
       systemClock,
     );
     return jwt.reveal();

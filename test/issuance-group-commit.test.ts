@@ -44,7 +44,7 @@ function commitOf(n: number, opts: { token?: string; idem?: string; serial?: Ser
     },
     ...(opts.token !== undefined && { tokenUse: { tokenId: opts.token, provisioner: "bootstrap", expiresAt: new Date(now.getTime() + 300_000) } }),
     ...(opts.idem !== undefined && {
-      idempotency: { key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) },
+      idempotency: { provisioner: "bootstrap", subject: "host", key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) },
     }),
   };
 }

@@ -75,7 +75,7 @@ export async function registrationAuthorityFor(
     ca,
     dd.store,
     deps.clock,
-    { defaultTtlMs: config.issuance.defaultTTL, idempotencyWindowMs: 24 * 3_600_000 },
+    { defaultTtlMs: config.issuance.defaultTTL, minTtlMs: config.issuance.minTTL, idempotencyWindowMs: 24 * 3_600_000 },
     deps.audiences,
     deps.log,
     deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),

@@ -6,6 +6,15 @@ import { fetchRoots, mtlsRequest, postApi, signBody, type ApiResponse } from "./
 import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
 import { createBootstrapToken } from "../src/attestation/bootstrap.js";
+import { systemClock } from "../src/core/clock.js";
+import { Secret } from "../src/core/secret.js";
+import { loadConfig } from "../src/config/load.js";
+import { createLogger } from "../src/log/logger.js";
+import { openDataDir } from "../src/cli/data-dir.js";
+import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/api-service.js";
+import { LiveIssuers } from "../src/issuance/live-issuers.js";
+import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
+import type { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 
 /**
  * Issue 15, the Idempotency-Key part: keys scoped to the verified token's identity (provisioner +
@@ -71,6 +80,16 @@ describe.each([
     const [a2, b2] = await Promise.all([sign(alice.token, alice.csr.csrPem, key), sign(bob.token, bob.csr.csrPem, key)]);
     expect([a2.status, a2.body.serial]).toEqual([201, a.body.serial]);
     expect([b2.status, b2.body.serial]).toEqual([201, b.body.serial]);
+
+    // And at once: two identities' bursts with one key make two certificates, each burst one.
+    const dave = { token: await ws.token("dave", ["dave.internal"]), csr: makeCsr(ws.dir, "dave", { cn: "dave.internal" }) };
+    const erin = { token: await ws.token("erin", ["erin.internal"]), csr: makeCsr(ws.dir, "erin", { cn: "erin.internal" }) };
+    const both = await Promise.all([burst(4, () => sign(dave.token, dave.csr.csrPem, "shared-key-2")), burst(4, () => sign(erin.token, erin.csr.csrPem, "shared-key-2"))]);
+    for (const answers of both) {
+      expect(answers.map((x) => x.status), JSON.stringify(answers.map((x) => x.body))).toEqual([201, 201, 201, 201]);
+      expect(new Set(answers.map((x) => x.body.serial)).size).toBe(1);
+    }
+    expect(both[0]![0]!.body.serial).not.toBe(both[1]![0]!.body.serial);
   });
 
   it("refuses a live key reused with another CSR or ttl with 409 conflict, storing nothing and leaving the first answer in place", async () => {
@@ -216,6 +235,74 @@ describe("an expired Idempotency-Key not yet pruned (in-process daemon, injected
       expect([retry.status, retry.body.serial]).toEqual([201, second.body.serial]);
     } finally {
       await daemon.close();
+    }
+  });
+});
+
+describe("a retry racing another API process's commit of the same request (the RA on the real store)", () => {
+  const ws = new CaWorkspace();
+  afterAll(() => ws.remove());
+
+  /**
+   * listen.apiWorkers: each API process serialises its own retries, so across processes the store
+   * decides. Process B's retry reads the store twice before it would sign (is the token spent? is
+   * the key stored?); process A commits the same request between those reads. B's first read is
+   * therefore answered as of before A's commit (a wrapper at the IssuanceStore port, the one
+   * thing faked), its second as of after it: the interleaving that gave 401 replayed when the
+   * key was read first (no key yet) and the token second (spent).
+   */
+  it("answers the retry with the one certificate, never 401 replayed", async () => {
+    expect((await ws.cli(["init"])).code).toBe(0);
+    const { config } = loadConfig(ws.configPath, ws.env);
+    const log = createLogger({ level: "silent", format: "logfmt" });
+    const audience = "https://ca.test/v1/sign";
+    const opened: Array<{ store: SqliteStore }> = [];
+    const apiProcess = async (wrap: (s: SqliteStore) => SqliteStore = (s) => s) => {
+      const dd = openDataDir(ws.dataDir, undefined, { create: false });
+      opened.push(dd);
+      const live = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, systemClock);
+      const lineup = (await live.refresh())!;
+      const ca = certificateAuthorityFor(config, lineup.current, systemClock);
+      const { ra } = await registrationAuthorityFor(config, () => ca, { ...dd, store: wrap(dd.store) }, { clock: systemClock, log, audiences: () => [audience] });
+      return { ra, dd };
+    };
+    try {
+      const a = await apiProcess();
+      const token = (
+        await createBootstrapToken(
+          { name: "bootstrap", maxTokenTtlMs: 3_600_000, leewayMs: 60_000 },
+          a.dd.keys,
+          a.dd.store,
+          { subject: "retry", sans: ["retry.internal"], ttlMs: 300_000, audience },
+          systemClock,
+        )
+      ).reveal();
+      const csr = makeCsr(ws.dir, "retry", { cn: "retry.internal" });
+      const request = () => ({ token: new Secret(token), body: { csr: csr.csrPem }, idempotencyKey: "enrol-1" });
+
+      let firstRead = true;
+      const b = await apiProcess(
+        (store) =>
+          new Proxy(store, {
+            get(target, prop) {
+              const v = Reflect.get(target, prop, target) as unknown;
+              if (typeof v !== "function") return v;
+              if (prop !== "isTokenUsed" && prop !== "findIdempotency") return v.bind(target);
+              return (...args: unknown[]) => {
+                if (!firstRead) return v.apply(target, args);
+                firstRead = false;
+                return prop === "isTokenUsed" ? false : null; // as of before A's commit
+              };
+            },
+          }),
+      );
+      const first = await a.ra.sign(request());
+      const retry = await b.ra.sign(request());
+      expect(retry.serial).toBe(first.serial);
+      expect(retry.certificate).toBe(first.certificate);
+      expect(ws.rowCounts().certificates).toBe(1);
+    } finally {
+      for (const dd of opened) dd.store.close();
     }
   });
 });

@@ -4,9 +4,8 @@ import { CaClient } from "./harness/ca-client.js";
 import { makeCsr } from "./harness/openssl.js";
 import { fetchRoots, mtlsRequest, postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { startInProcess } from "./harness/in-process.js";
-import { ManualClock } from "../src/core/clock.js";
+import { ManualClock, systemClock } from "../src/core/clock.js";
 import { createBootstrapToken } from "../src/attestation/bootstrap.js";
-import { systemClock } from "../src/core/clock.js";
 import { Secret } from "../src/core/secret.js";
 import { loadConfig } from "../src/config/load.js";
 import { createLogger } from "../src/log/logger.js";
@@ -21,7 +20,8 @@ import type { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
  * subject), an expired key as good as absent, concurrent retries serialised onto one
  * certificate, a live key reused for another request a 409 `conflict`; and the strict input that
  * goes with it: exactly one PEM block in `csr`, a ttl not under issuance.minTTL. Real daemon,
- * real HTTPS, CSRs from `openssl req`.
+ * real HTTPS, CSRs from `openssl req`; the clock injected (in-process daemon) where a day must
+ * pass, and one interleaving of two API processes driven through the RA on the real store.
  */
 
 const DAY = 24 * 3_600_000;

@@ -13,7 +13,9 @@ import { openDataDir } from "../src/cli/data-dir.js";
 import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/api-service.js";
 import { LiveIssuers } from "../src/issuance/live-issuers.js";
 import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
-import type { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
+import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
+import { MIGRATIONS } from "../src/storage/sqlite/migrations.js";
+import Database from "better-sqlite3";
 
 /**
  * Issue 15, the Idempotency-Key part: keys scoped to the verified token's identity (provisioner +
@@ -303,6 +305,38 @@ describe("a retry racing another API process's commit of the same request (the R
       expect(ws.rowCounts().certificates).toBe(1);
     } finally {
       for (const dd of opened) dd.store.close();
+    }
+  });
+});
+
+describe("schema migration v11 (idempotency keys scoped to the token's identity)", () => {
+  const ws = new CaWorkspace();
+  afterAll(() => ws.remove());
+
+  it("opens a v10 file read-only as it is, then drops its unscopable keys and scopes new ones", async () => {
+    const path = `${ws.dir}/v10.db`;
+    const db = new Database(path);
+    db.pragma("foreign_keys = OFF");
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+    for (const m of MIGRATIONS.filter((m) => m.version <= 10)) {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations VALUES (?, ?, 0)").run(m.version, m.name);
+    }
+    db.prepare("INSERT INTO idempotency_keys (key, request_hash, token_id, serial, expires_at, created_at) VALUES ('k', 'h', 'bootstrap:j', 'ab', ?, 0)").run(Date.now() + DAY);
+    db.close();
+
+    // `fleetca list` and the daemon's start-up probe open read-only before anything migrates.
+    const ro = new SqliteStore(path, { readonly: true });
+    ro.close();
+    const rw = new SqliteStore(path);
+    try {
+      expect(rw.db.prepare("SELECT MAX(version) FROM schema_migrations").pluck().get()).toBe(MIGRATIONS.at(-1)!.version);
+      expect(rw.db.prepare("SELECT name FROM schema_migrations WHERE version = 11").pluck().get()).toMatch(/idempotency keys scoped/);
+      expect(rw.db.prepare("SELECT COUNT(*) FROM idempotency_keys").pluck().get()).toBe(0);
+      const pk = rw.db.prepare("SELECT name FROM pragma_table_info('idempotency_keys') WHERE pk > 0 ORDER BY pk").pluck().all();
+      expect(pk).toEqual(["provisioner", "subject", "key"]);
+    } finally {
+      rw.close();
     }
   });
 });

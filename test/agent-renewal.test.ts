@@ -21,7 +21,7 @@ describe("cert-agent renewal loop (real processes, 30 s certificates)", () => {
   let agentOut = "";
 
   beforeAll(async () => {
-    ws = await agentWorkspace("issuance: { defaultTTL: 30s, maxTTL: 168h }\n");
+    ws = await agentWorkspace("issuance: { defaultTTL: 30s, maxTTL: 168h, minTTL: 5s }\n");
     d = await ws.start();
   }, 60_000);
 

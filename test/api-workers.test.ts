@@ -108,7 +108,7 @@ describe("API workers follow the serving certificate the primary renews", () => 
 
   beforeAll(async () => {
     // maxTTL bounds the serving certificate's lifetime: renewed every ~8 s.
-    ws = new CaWorkspace({ passphrase: "api-workers-test-passphrase", listen: "apiWorkers: 2", extraConfig: "issuance: { defaultTTL: 12s, maxTTL: 12s }\n" });
+    ws = new CaWorkspace({ passphrase: "api-workers-test-passphrase", listen: "apiWorkers: 2", extraConfig: "issuance: { defaultTTL: 12s, maxTTL: 12s, minTTL: 5s }\n" });
     d = await ws.start();
   });
 

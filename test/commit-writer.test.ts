@@ -33,7 +33,7 @@ function commitOf(n: number, opts: { token?: string; idem?: string; serial?: Ser
       tokenId: opts.token ?? null, status: "valid", revokedAt: null, revocationReason: null, createdAt: now, renewedFrom: null, crlShard: null,
     },
     ...(opts.token !== undefined && { tokenUse: { tokenId: opts.token, provisioner: "bootstrap", expiresAt: new Date(now.getTime() + 300_000) } }),
-    ...(opts.idem !== undefined && { idempotency: { key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) } }),
+    ...(opts.idem !== undefined && { idempotency: { provisioner: "bootstrap", subject: "host", key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) } }),
     audit: {
       kind: "issued", op: "sign", serial, issuer: opts.issuer ?? ISSUER, cert_sha256: "00".repeat(32), provisioner: "bootstrap",
       jti: opts.token ?? null, sans: [`host-${n}.internal`], not_after: new Date(now.getTime() + DAY).toISOString(),
@@ -79,7 +79,7 @@ describe("the issuance writer thread", () => {
     // This thread's own connection, no wait: the COMMIT happened before the answer was sent.
     expect(Buffer.from(store.getCertificate(serialOf(1))!.der)).toEqual(Buffer.alloc(300, 1));
     expect(store.isTokenUsed("bootstrap:t1")).toBe(true);
-    expect(store.findIdempotency("k1", new Date())?.serial).toBe(serialOf(1));
+    expect(store.findIdempotency({ provisioner: "bootstrap", subject: "host" }, "k1", new Date())?.serial).toBe(serialOf(1));
     expect(store.audit.entries(0, 10).map((e) => [e.kind, e.serial])).toEqual([["intent", serialOf(1)], ["issued", serialOf(1)]]);
     // The log entries carry the index SQLite's order gave them, gapless from 0.
     expect(store.audit.size()).toBe(2);

@@ -108,11 +108,11 @@ describe("issuance end to end (real daemon, openssl, node:tls)", () => {
     expect(retry.body.serial).toBe(first.body.serial);
     expect(retry.body.certificate).toBe(first.body.certificate);
     expect(ws.rowCounts()).toEqual(before);
-    // The same key with a different CSR is not a retry.
+    // The same key with a different CSR is not a retry (SPEC: 409 conflict).
     const other = makeCsr(ws.dir, "idem2", { cn: "idem.internal" });
     const clash = await postApi(`${d.apiUrl}/v1/sign`, roots, { token, body: signBody(other.csrPem), headers });
-    expect(clash.status).toBe(400);
-    expect(clash.body.error).toBe("bad_request");
+    expect(clash.status).toBe(409);
+    expect(clash.body.error).toBe("conflict");
     // Without the key, the used token is a replay.
     const replay = await postApi(`${d.apiUrl}/v1/sign`, roots, { token, body: signBody(csr.csrPem) });
     expect(replay.status).toBe(401);

@@ -44,7 +44,7 @@ function commitOf(n: number, opts: { token?: string; idem?: string; serial?: Ser
     },
     ...(opts.token !== undefined && { tokenUse: { tokenId: opts.token, provisioner: "bootstrap", expiresAt: new Date(now.getTime() + 300_000) } }),
     ...(opts.idem !== undefined && {
-      idempotency: { key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) },
+      idempotency: { provisioner: "bootstrap", subject: "host", key: opts.idem, requestHash: `hash-${n}`, tokenId: opts.token ?? null, serial, expiresAt: new Date(now.getTime() + DAY) },
     }),
   };
 }
@@ -123,6 +123,26 @@ describe("issuance group commit on a real SQLite file", () => {
     expect(await store.commitIssuance(commitOf(1, { token: "bootstrap:t1" }))).toBe("committed");
     expect(batches).toEqual([expect.objectContaining({ size: 1, committed: true })]);
     expect(onDisk().serials).toEqual([serialOf(1)]);
+  });
+
+  it("keeps an Idempotency-Key per identity, replacing an expired row of it but never a live one (issue 15)", async () => {
+    const t0 = Date.now();
+    const keyed = (n: number, at: number, subject: string): IssuanceCommit => {
+      const c = commitOf(n, { token: `bootstrap:t${n}`, idem: "k" });
+      c.certificate.createdAt = new Date(at);
+      c.idempotency = { ...c.idempotency!, subject, expiresAt: new Date(at + DAY) };
+      return c;
+    };
+    expect(await store.commitIssuance(keyed(1, t0, "host"))).toBe("committed");
+    expect(await store.commitIssuance(keyed(2, t0 + DAY - 1, "host"))).toBe("idempotency_conflict"); // still live
+    expect(await store.commitIssuance(keyed(3, t0, "other-host"))).toBe("committed"); // another identity's key
+    // Expired at this commit's time, not pruned yet: replaced (DO NOTHING made it a false "replayed").
+    expect(await store.commitIssuance(keyed(4, t0 + DAY, "host"))).toBe("committed");
+    const host = { provisioner: "bootstrap", subject: "host" };
+    expect(store.findIdempotency(host, "k", new Date(t0 + DAY))?.serial).toBe(serialOf(4));
+    expect(store.findIdempotency({ ...host, subject: "other-host" }, "k", new Date(t0))?.serial).toBe(serialOf(3));
+    expect(store.findIdempotency(host, "k", new Date(t0 + 2 * DAY))).toBeNull(); // expired: as good as absent
+    expect(onDisk().idem.map((r) => r.serial).sort()).toEqual([serialOf(3), serialOf(4)]);
   });
 
   it("gives each commit of a mixed batch its own outcome, in one transaction", async () => {

@@ -61,7 +61,7 @@ describe.skipIf(!existsSync(NGINX))("nginx reloads what cert-agent publishes (re
   let nginxOut = "";
 
   beforeAll(async () => {
-    ws = await agentWorkspace("issuance: { defaultTTL: 9s, maxTTL: 168h }\n");
+    ws = await agentWorkspace("issuance: { defaultTTL: 9s, maxTTL: 168h, minTTL: 5s }\n");
     d = await ws.start();
   }, 60_000);
 

@@ -16,6 +16,11 @@ describe("operator errors", () => {
     ["an unknown key", "bogus: 1\n", /unknown key\(s\) bogus/],
     ["a bad duration", "issuance: { maxTTL: 10x }\n", /issuance\.maxTTL: invalid duration "10x"/],
     ["defaultTTL above maxTTL", "issuance: { defaultTTL: 200h }\n", /issuance\.defaultTTL: must not exceed issuance\.maxTTL/],
+    // Issue 15: a lifetime under issuance.minTTL (default 60s) is a mistake, refused at load.
+    ["defaultTTL below the default minTTL", "issuance: { defaultTTL: 1s }\n", /issuance\.defaultTTL: must be at least issuance\.minTTL/],
+    ["a minTTL above both lifetimes", "issuance: { defaultTTL: 10m, maxTTL: 20m, minTTL: 30m }\n", /issuance\.defaultTTL: must be at least issuance\.minTTL/],
+    ["maxTTL alone below minTTL", "issuance: { defaultTTL: 2m, maxTTL: 59s }\n", /issuance\.maxTTL: must be at least issuance\.minTTL/],
+    ["a minTTL under a second", "issuance: { minTTL: 500ms }\n", /issuance\.minTTL/],
     ["a bad listen address", "listen: { api: nope }\n", /listen\.api: expected host:port/],
     ["an unknown key type", "ca: { keyType: dsa-1024 }\n", /ca\.keyType/],
     ["a passphrase in the YAML", "passphrase: hunter2\n", /passphrase must not be in the config/],

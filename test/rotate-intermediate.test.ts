@@ -305,7 +305,7 @@ describe("rotation drill with the real cert-agent", () => {
   let agentOut = "";
 
   beforeAll(async () => {
-    ws = await agentWorkspace("issuance: { defaultTTL: 12s, maxTTL: 168h }\n");
+    ws = await agentWorkspace("issuance: { defaultTTL: 12s, maxTTL: 168h, minTTL: 5s }\n");
     d = await ws.start();
   }, 60_000);
   afterAll(async () => {

@@ -9,6 +9,7 @@ const STATUS: Record<CaErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  conflict: 409,
   too_large: 413,
   rate_limited: 429,
   internal: 500,

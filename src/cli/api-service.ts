@@ -77,7 +77,12 @@ export async function registrationAuthorityFor(
     ca,
     dd.store,
     deps.clock,
-    { lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance, config.admins), idempotencyWindowMs: 24 * 3_600_000, namePolicy: NamePolicy.fromConfig(config.policy) },
+    {
+      lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance, config.admins),
+      minTtlMs: config.issuance.minTTL,
+      idempotencyWindowMs: 24 * 3_600_000,
+      namePolicy: NamePolicy.fromConfig(config.policy),
+    },
     deps.audiences,
     deps.log,
     deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),

@@ -276,7 +276,16 @@ export const configSchema = z
       })
       .prefault({}),
     issuance: z
-      .strictObject({ defaultTTL: duration.prefault("24h"), maxTTL: duration.prefault("168h") })
+      .strictObject({
+        defaultTTL: duration.prefault("24h"),
+        maxTTL: duration.prefault("168h"),
+        /**
+         * The shortest leaf lifetime: lifetimes in config below it are refused at load, a request's
+         * ttl below it is 400. A certificate that is stale (backdated a minute) or gone before a
+         * host can install it is a mistake, never a policy (issue 15: `defaultTTL: 1s` was accepted).
+         */
+        minTTL: duration.prefault("60s").refine((ms) => ms >= 1_000, "must be at least 1s"),
+      })
       .prefault({}),
     tokens: z
       .strictObject({
@@ -349,6 +358,11 @@ export const configSchema = z
       .prefault({}),
   })
   .superRefine((c, ctx) => {
+    for (const key of ["defaultTTL", "maxTTL"] as const) {
+      if (c.issuance[key] < c.issuance.minTTL) {
+        ctx.addIssue({ code: "custom", path: ["issuance", key], message: "must be at least issuance.minTTL (default 60s)" });
+      }
+    }
     if (c.issuance.defaultTTL > c.issuance.maxTTL) {
       ctx.addIssue({ code: "custom", path: ["issuance", "defaultTTL"], message: "must not exceed issuance.maxTTL" });
     }

@@ -8,6 +8,8 @@ export type CaErrorCode =
   | "unauthorized"
   | "forbidden"
   | "not_found"
+  /** The request collides with a live one it cannot be (SPEC: an Idempotency-Key reused with another CSR). */
+  | "conflict"
   | "too_large"
   | "rate_limited"
   | "internal"

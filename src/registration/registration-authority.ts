@@ -10,7 +10,8 @@ import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
 import { SerialCollision, type IssuedLeaf, type LeafIssuer } from "../issuance/certificate-authority.js";
 import type { AuditOperation, IssuedFields } from "../audit/audit-entry.js";
-import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
+import type { Authorization } from "../attestation/provisioner.js";
+import type { CertificateRecord, IdempotencyRecord, IdempotencyScope, IssuanceStore } from "../storage/ports.js";
 import { decodeCsrPem, subjectKeyOf, verifyCsrOffThread } from "../x509/csr.js";
 import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
@@ -48,10 +49,24 @@ export interface IssuedCertificate {
 export interface RaSettings {
   /** Each provisioner's lifetimes and renewal rules (provisioner-lifecycle.ts). */
   lifecycles: ProvisionerLifecycles;
+  /** issuance.minTTL: a request asking for a shorter lifetime is refused (400 bad_request). */
+  minTtlMs: number;
   /** Idempotency keys are honoured this long after the first request. */
   idempotencyWindowMs: number;
   /** Config `policy`: checked on the exact SANs of every sign and renew, before anything is recorded. */
   namePolicy?: NamePolicy | undefined;
+}
+
+/** One verified POST /v1/sign, as #signOnce works on it. */
+interface TokenRequest {
+  auth: Authorization;
+  csrDer: Uint8Array;
+  ttlMs: number;
+  /** What makes two requests with one key the same request: the CSR's DER and the lifetime. */
+  requestHash: string;
+  now: Date;
+  client: string | undefined;
+  idempotency: { scope: IdempotencyScope; key: string } | undefined;
 }
 
 /** Visible ASCII, as IETF draft-ietf-httpapi-idempotency-key-header suggests for the header value. */
@@ -76,33 +91,20 @@ export class RegistrationAuthority {
   ) {}
 
   /**
-   * Requests in flight in this process, by Idempotency-Key. A retry that arrives while the first
-   * attempt is still being signed or committed (a client that timed out and resent, a cert-agent
-   * restarted after a crash) waits for it and gets its certificate, instead of racing it to the
-   * token and losing with "replayed" after a signature that is never stored.
+   * Requests in flight in this process, by idempotency slot (the verified token's provisioner and
+   * subject, and the key). A retry that arrives while the first attempt is still being signed or
+   * committed (a client that timed out and resent, a cert-agent restarted after a crash) waits for
+   * it and then reads its outcome from the store, instead of racing it to the token and losing
+   * with "replayed" after a signature that is never stored. Keyed after the token is verified,
+   * never by the raw header: another identity's request with the same key is not this one's
+   * retry and must neither wait for it nor be answered by it.
    */
   readonly #inFlight = new Map<string, Promise<unknown>>();
 
   async sign(req: SignRequest): Promise<IssuedCertificate> {
+    const { csrPem, ttlMs: requestedTtlMs, provisioner } = parseSignBody(req.body, this.settings);
     const key = req.idempotencyKey;
-    if (key === undefined || !IDEMPOTENCY_KEY.test(key)) return this.#sign(req);
-    for (;;) {
-      const running = this.#inFlight.get(key);
-      if (!running) break;
-      await running.catch(() => {}); // its outcome is read from the store below, whatever it was
-    }
-    const attempt = this.#sign(req);
-    this.#inFlight.set(key, attempt);
-    try {
-      return await attempt;
-    } finally {
-      if (this.#inFlight.get(key) === attempt) this.#inFlight.delete(key);
-    }
-  }
-
-  async #sign(req: SignRequest): Promise<IssuedCertificate> {
-    const { csrPem, ttlMs: requestedTtlMs, provisioner } = parseSignBody(req.body);
-    if (req.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
     }
     const csrDer = decodeCsrPem(csrPem);
@@ -113,27 +115,50 @@ export class RegistrationAuthority {
     });
     const ttlMs = this.settings.lifecycles.ttlFor(auth.provisioner, requestedTtlMs);
     const requestHash = createHash("sha256").update(csrDer).update(`|ttl=${ttlMs}`).digest("hex");
+    const scope: IdempotencyScope = { provisioner: auth.provisioner, subject: auth.subject };
+    const request: TokenRequest = { auth, csrDer, ttlMs, requestHash, now, client: req.client, idempotency: key === undefined ? undefined : { scope, key } };
+    if (key === undefined) return this.#signOnce(request);
 
-    if (req.idempotencyKey !== undefined) {
-      const prior = this.store.findIdempotency(req.idempotencyKey, now);
-      if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
+    const slot = JSON.stringify([scope.provisioner, scope.subject, key]);
+    for (;;) {
+      const running = this.#inFlight.get(slot);
+      if (!running) break;
+      await running.catch(() => {}); // its outcome is read from the store below, whatever it was
     }
-    if (this.store.isTokenUsed(auth.tokenId)) {
+    const attempt = this.#signOnce(request);
+    this.#inFlight.set(slot, attempt);
+    try {
+      return await attempt;
+    } finally {
+      if (this.#inFlight.get(slot) === attempt) this.#inFlight.delete(slot);
+    }
+  }
+
+  async #signOnce(r: TokenRequest): Promise<IssuedCertificate> {
+    const { auth, idempotency } = r;
+    // The token first, then the key. A request's token use and its key are one commit, so once
+    // the token reads as spent, a key stored with it reads as stored too. Read the other way
+    // round, another API process (listen.apiWorkers) committing this same request between the
+    // two reads made a retry look like a replay: no key yet, then a spent token.
+    const tokenSpent = this.store.isTokenUsed(auth.tokenId);
+    const prior = idempotency && this.store.findIdempotency(idempotency.scope, idempotency.key, r.now);
+    if (prior) return this.#replayIdempotent(prior, auth.tokenId, r.requestHash);
+    if (tokenSpent) {
       const e = CaError.unauthorized("replayed");
-      this.#recordRefusal(e, auth.provisioner, req.client);
+      this.#recordRefusal(e, auth.provisioner, r.client);
       throw e;
     }
 
-    const csr = await verifyCsrOffThread(csrDer);
+    const csr = await verifyCsrOffThread(r.csrDer);
     const sans = decideSans(csr.requested, auth.policy);
     // After the provisioner's decision, on exactly the SANs the certificate will carry; a refusal
     // here stores nothing and leaves the token unspent (it is spent by commitIssuance below).
     this.settings.namePolicy?.check(sans);
     const ca = this.ca();
 
-    const context: IssuanceContext = { op: "sign", provisioner: auth.provisioner, jti: auth.tokenId, client: req.client ?? null, renewedFrom: null };
+    const context: IssuanceContext = { op: "sign", provisioner: auth.provisioner, jti: auth.tokenId, client: r.client ?? null, renewedFrom: null };
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
-      const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs }, context);
+      const issued = await this.#issueChecked(ca, { spki: csr.spki, subjectKey: csr.subjectKey, sans, ttlMs: r.ttlMs }, context);
       if (!issued) continue;
       const record: CertificateRecord = { ...recordOf(issued, sans, auth.provisioner, auth.tokenId, this.clock.now()), ...(auth.instance !== undefined && { instance: auth.instance }) };
       const outcome = await this.store.commitIssuance({
@@ -143,13 +168,14 @@ export class RegistrationAuthority {
         // superseded with this commit, so a stolen identity token cannot keep a second one alive.
         ...(auth.instance !== undefined && { retireInstance: true }),
         tokenUse: { tokenId: auth.tokenId, provisioner: auth.provisioner, expiresAt: auth.tokenExpiresAt },
-        ...(req.idempotencyKey !== undefined && {
+        ...(idempotency && {
           idempotency: {
-            key: req.idempotencyKey,
-            requestHash,
+            ...idempotency.scope,
+            key: idempotency.key,
+            requestHash: r.requestHash,
             tokenId: auth.tokenId,
             serial: issued.serial,
-            expiresAt: new Date(now.getTime() + this.settings.idempotencyWindowMs),
+            expiresAt: new Date(r.now.getTime() + this.settings.idempotencyWindowMs),
           },
         }),
       });
@@ -163,12 +189,13 @@ export class RegistrationAuthority {
           return this.#response(record);
         case "replayed":
         case "idempotency_conflict": {
-          // The token (or the key) was taken meanwhile: by a concurrent attempt of this same
-          // request (with the same key, another API process), whose answer is then ours too; by
-          // anything else, a replay.
-          // A concurrent request with the same key won the race; answer as a retry of it would be.
-          const prior = req.idempotencyKey === undefined ? null : this.store.findIdempotency(req.idempotencyKey, now);
-          if (prior) return this.#replayIdempotent(prior, auth.tokenId, requestHash);
+          // The token or the key was taken meanwhile. By a concurrent attempt of this same
+          // request (same scope and key, in another API process: this one's are serialised
+          // above), whose certificate is then ours too; by another request with the key, a
+          // conflict; by anything else, a replay.
+          const winner = idempotency && this.store.findIdempotency(idempotency.scope, idempotency.key, r.now);
+          if (winner) return this.#replayIdempotent(winner, auth.tokenId, r.requestHash);
+          if (outcome === "idempotency_conflict") throw new CaError("conflict", "Idempotency-Key is in use by another request; retry with a new key");
           throw CaError.unauthorized("replayed");
         }
         case "serial_collision":
@@ -200,7 +227,7 @@ export class RegistrationAuthority {
    */
   async renew(holder: AuthenticatedClient, body: unknown, client?: string): Promise<IssuedCertificate> {
     const current = holder.certificate;
-    const { csrPem, ttlMs: requestedTtlMs } = parseRenewBody(body);
+    const { csrPem, ttlMs: requestedTtlMs } = parseRenewBody(body, this.settings);
     let key: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm };
     if (csrPem === undefined) {
       // Same key: the one in the certificate the client presented, which ClientAuthenticator has
@@ -339,9 +366,15 @@ export class RegistrationAuthority {
       .catch((err: unknown) => this.log.error({ err }, "could not record a refused token in the issuance log"));
   }
 
-  #replayIdempotent(prior: { tokenId: string | null; requestHash: string; serial: string }, tokenId: string, requestHash: string): IssuedCertificate {
+  /**
+   * A live key of this identity: the same request (same token, CSR and ttl) is answered with the
+   * stored certificate; anything else reusing the key is a 409 conflict (SPEC), as the IETF
+   * Idempotency-Key draft (draft-ietf-httpapi-idempotency-key-header §2.7) has it for a key
+   * reused with another payload: never a second certificate, never the first one's to a stranger.
+   */
+  #replayIdempotent(prior: IdempotencyRecord, tokenId: string, requestHash: string): IssuedCertificate {
     if (prior.tokenId !== tokenId || prior.requestHash !== requestHash) {
-      throw new CaError("bad_request", "Idempotency-Key was already used for a different request");
+      throw new CaError("conflict", "Idempotency-Key was already used for a different request (another CSR, ttl or token); use a new key");
     }
     const record = this.store.getCertificate(prior.serial as CertificateRecord["serial"]);
     if (!record) throw new Error(`idempotency key points at missing certificate ${prior.serial}`);
@@ -359,7 +392,19 @@ export class RegistrationAuthority {
   }
 }
 
-function parseSignBody(body: unknown): { csrPem: string; ttlMs: number | undefined; provisioner?: string } {
+/**
+ * A request's lifetime, when it names one; below issuance.minTTL it is refused (a certificate
+ * stale before a host can use it is a mistake). The provisioner's default applies when it names
+ * none, and its maximum clamps it (provisioner-lifecycle.ts).
+ */
+function requestedTtl(ttl: string | undefined, s: Pick<RaSettings, "minTtlMs">): number | undefined {
+  if (ttl === undefined) return undefined;
+  const ms = parseDuration(ttl);
+  if (ms < s.minTtlMs) throw new CaError("bad_request", `ttl must be at least issuance.minTTL (${s.minTtlMs / 1000}s)`);
+  return ms;
+}
+
+function parseSignBody(body: unknown, settings: RaSettings): { csrPem: string; ttlMs: number | undefined; provisioner?: string } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CaError("bad_request", "expected a JSON object body");
   }
@@ -367,11 +412,11 @@ function parseSignBody(body: unknown): { csrPem: string; ttlMs: number | undefin
   if (provisioner !== undefined && typeof provisioner !== "string") throw new CaError("bad_request", "provisioner must be a string");
   if (typeof csr !== "string" || csr.length === 0) throw new CaError("bad_request", "csr (a PEM string) is required");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
-  return { csrPem: csr, ttlMs: ttl === undefined ? undefined : parseDuration(ttl), ...(provisioner !== undefined && { provisioner }) };
+  return { csrPem: csr, ttlMs: requestedTtl(ttl, settings), ...(provisioner !== undefined && { provisioner }) };
 }
 
 /** POST /v1/renew body: none, `{}`, or `{"csr"?: PEM, "ttl"?: "24h"}`. */
-function parseRenewBody(body: unknown): { csrPem?: string; ttlMs: number | undefined } {
+function parseRenewBody(body: unknown, settings: RaSettings): { csrPem?: string; ttlMs: number | undefined } {
   if (body === undefined) return { ttlMs: undefined };
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new CaError("bad_request", "expected no body or a JSON object body");
@@ -379,7 +424,7 @@ function parseRenewBody(body: unknown): { csrPem?: string; ttlMs: number | undef
   const { csr, ttl } = body as { csr?: unknown; ttl?: unknown };
   if (csr !== undefined && (typeof csr !== "string" || csr.length === 0)) throw new CaError("bad_request", "csr, when given, must be a PEM string");
   if (ttl !== undefined && typeof ttl !== "string") throw new CaError("bad_request", 'ttl must be a duration string like "24h"');
-  return { ...(csr !== undefined && { csrPem: csr }), ttlMs: ttl === undefined ? undefined : parseDuration(ttl) };
+  return { ...(csr !== undefined && { csrPem: csr }), ttlMs: requestedTtl(ttl, settings) };
 }
 
 function sha256Hex(b: Uint8Array): string {

@@ -49,7 +49,17 @@ export interface TokenUse {
   expiresAt: Date;
 }
 
-export interface IdempotencyRecord {
+/**
+ * Whose Idempotency-Key it is: the verified token's provisioner and subject. A key is a name the
+ * client picks (a UUID, or "retry-1"), so it only means something within one identity: two
+ * clients that pick the same key must not see each other's certificate or collide.
+ */
+export interface IdempotencyScope {
+  provisioner: string;
+  subject: string;
+}
+
+export interface IdempotencyRecord extends IdempotencyScope {
   key: string;
   requestHash: string;
   tokenId: string | null;
@@ -60,6 +70,10 @@ export interface IdempotencyRecord {
 export interface IssuanceCommit {
   certificate: CertificateRecord;
   tokenUse?: TokenUse;
+  /**
+   * Stored unless its scope already holds a live record of the key ("idempotency_conflict"); an
+   * expired one in its place is replaced, as findIdempotency already treats it as absent.
+   */
   idempotency?: IdempotencyRecord;
   /** The issuance log's "issued" entry, written in the same transaction as the certificate. */
   audit?: IssuedFields;
@@ -80,7 +94,8 @@ export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "ide
 /** What the RA needs: check a token, find a retried request, and commit an issuance atomically. */
 export interface IssuanceStore {
   isTokenUsed(tokenId: string): boolean;
-  findIdempotency(key: string, now: Date): IdempotencyRecord | null;
+  /** The live (unexpired at `now`) record of `key` in `scope`; an expired, not yet pruned one is as good as absent. */
+  findIdempotency(scope: IdempotencyScope, key: string, now: Date): IdempotencyRecord | null;
   getCertificate(serial: SerialHex): CertificateRecord | null;
   /**
    * Durably commits the certificate, the token use and the idempotency key together, or nothing.

@@ -9,7 +9,7 @@ import { csrFieldsByObjectModel } from "./csr-object-model.js";
 import { walkCsr } from "./csr-walk.js";
 import { derOuterLength } from "./der.js";
 import { DerReader, TAG } from "./der-reader.js";
-import { fromPem } from "./pem.js";
+import { fromSinglePem } from "./pem.js";
 
 /** A PKCS#10 request whose self-signature verified (proof of possession, RFC 2986 §3). */
 export interface VerifiedCsr {
@@ -36,9 +36,14 @@ const CSR_SIGNATURES: Record<string, { hash: string | null; key: SubjectKeyAlgor
 
 const MAX_RSA_BITS = 8192;
 
+/**
+ * The DER of a `csr` field (POST /v1/sign, a renewal's rekey): exactly one PEM block, nothing
+ * but whitespace around it (issue 15: a second block or a leading NUL was accepted, the first
+ * block used), so what is signed is the only thing the client could have meant.
+ */
 export function decodeCsrPem(pem: string): Uint8Array {
-  const der = fromPem(pem, ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]);
-  if (!der) throw new CaError("bad_csr", "csr is not a PEM \"CERTIFICATE REQUEST\" block");
+  const der = fromSinglePem(pem, ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]);
+  if (!der) throw new CaError("bad_csr", "csr is not exactly one PEM \"CERTIFICATE REQUEST\" block (nothing but whitespace may surround it)");
   return der;
 }
 

@@ -18,6 +18,23 @@ export function fromPem(text: string, labels: readonly string[]): Buffer | null 
   return der.length > 0 ? der : null;
 }
 
+/**
+ * Returns the DER of `text` when it is exactly one PEM block with one of `labels` and nothing but
+ * whitespace around it; null otherwise. For input that decides what gets signed (a CSR): RFC 7468
+ * §5.2 lets a parser skip explanatory text around the block, and fromPem takes the first of
+ * several, but then two parties can read one field differently (a second block, or text a
+ * C-string reader stops at, such as a leading NUL). "Whitespace" is RFC 7468's (SP, HT, CR, LF,
+ * VT, FF), not Unicode's: a BOM or a no-break space is junk too.
+ */
+export function fromSinglePem(text: string, labels: readonly string[]): Buffer | null {
+  const m = /^[ \t\r\n\v\f]*-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/= \t\r\n\v\f]*)-----END \1-----[ \t\r\n\v\f]*$/.exec(text);
+  if (!m || !labels.includes(m[1]!)) return null;
+  const body = m[2]!.replace(/[ \t\r\n\v\f]+/g, "");
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) return null;
+  const der = Buffer.from(body, "base64");
+  return der.length > 0 ? der : null;
+}
+
 /** All PEM blocks with the given label, in order (a chain or a roots bundle). */
 export function allPem(text: string, label: string): Buffer[] {
   const out: Buffer[] = [];

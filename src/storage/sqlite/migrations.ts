@@ -301,6 +301,32 @@ UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
 `,
   },
   {
+    version: 11,
+    name: "idempotency keys scoped to the token's identity",
+    // An Idempotency-Key is a name the client picks, so it is unique only within one identity:
+    // the key becomes (provisioner, subject, key), the verified token's provisioner and subject
+    // (issue 15: two clients that picked the same key collided, the second refused). The rows
+    // already stored are dropped, not carried over: the token's subject was never stored, so a
+    // carried-over row could not be scoped. That is safe: a row only dedupes retries of a request
+    // whose certificate is stored anyway, and lives 24 h; a retry across this upgrade of a request
+    // that succeeded before it gets 401 replayed (its token is spent), never a second certificate.
+    sql: `
+DROP TABLE idempotency_keys;
+CREATE TABLE idempotency_keys (
+  provisioner  TEXT NOT NULL,
+  subject      TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  token_id     TEXT,
+  serial       TEXT NOT NULL REFERENCES certificates(serial),
+  expires_at   INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (provisioner, subject, key)
+) STRICT;
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+`,
+  },
+  {
     version: 13,
     name: "certificate lineages: superseded_by, lineage, attested_at (issue 15)",
     // A renewal supersedes its predecessor (superseded_by: the successor's serial), so one

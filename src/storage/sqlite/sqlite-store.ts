@@ -17,6 +17,7 @@ import type {
   HealthProbe,
   Housekeeping,
   IdempotencyRecord,
+  IdempotencyScope,
   InventoryQuery,
   InventoryStore,
   IssuanceCommit,
@@ -111,10 +112,6 @@ export class SqliteStore
       ),
       serialExists: db.prepare("SELECT 1 FROM certificates WHERE serial = ?").pluck(),
       getCert: db.prepare("SELECT * FROM certificates WHERE serial = ?"),
-      findIdem: db.prepare("SELECT * FROM idempotency_keys WHERE key = ? AND expires_at > ?"),
-      insertIdem: db.prepare(
-        "INSERT INTO idempotency_keys (key, request_hash, token_id, serial, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-      ),
       listIssuers: db.prepare("SELECT * FROM issuers ORDER BY created_at, key_id"),
       getProvKey: db.prepare("SELECT * FROM provisioner_keys WHERE name = ?"),
       insertProvKey: db.prepare("INSERT INTO provisioner_keys (name, kid, public_jwk, created_at) VALUES (?, ?, ?, ?)"),
@@ -164,12 +161,20 @@ export class SqliteStore
     return this.#stmts.tokenUsed.get(tokenId) !== undefined;
   }
 
-  findIdempotency(key: string, now: Date): IdempotencyRecord | null {
-    const r = this.#stmts.findIdem.get(key, now.getTime()) as
-      | { key: string; request_hash: string; token_id: string | null; serial: string; expires_at: number }
+  findIdempotency(scope: IdempotencyScope, key: string, now: Date): IdempotencyRecord | null {
+    // Prepared on first use: a read-only open may meet a file from before v11's scoped columns.
+    const r = this.#lazy("findIdem", "SELECT * FROM idempotency_keys WHERE provisioner = ? AND subject = ? AND key = ? AND expires_at > ?").get(
+      scope.provisioner,
+      scope.subject,
+      key,
+      now.getTime(),
+    ) as
+      | { provisioner: string; subject: string; key: string; request_hash: string; token_id: string | null; serial: string; expires_at: number }
       | undefined;
     if (!r) return null;
     return {
+      provisioner: r.provisioner,
+      subject: r.subject,
       key: r.key,
       requestHash: r.request_hash,
       tokenId: r.token_id,
@@ -263,7 +268,7 @@ export class SqliteStore
     if (c.retireInstance && c.certificate.instance) this.#retireInstance(c.certificate);
     if (c.idempotency) {
       const i = c.idempotency;
-      const r = s.insertIdem.run(i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
+      const r = this.#upsertIdempotency().run(i.provisioner, i.subject, i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
       if (r.changes === 0) return "idempotency_conflict";
     }
     if (c.audit) this.audit.append(c.audit, c.certificate.createdAt);
@@ -284,6 +289,24 @@ export class SqliteStore
       .pluck()
       .all(cert.provisioner, cert.instance, cert.createdAt.getTime(), cert.serial) as SerialHex[];
     for (const serial of older) this.revokeCertificate(serial, cert.createdAt, 4 as RevocationReason);
+  }
+
+  /**
+   * Stores a key, or takes the place of an expired row of the same scope and key that pruning has
+   * not removed yet (findIdempotency already treats it as absent: with ON CONFLICT DO NOTHING the
+   * stale row made a request with a never-used token fail as "replayed", issue 15). A live row
+   * is left alone: no change, and the commit is an "idempotency_conflict". Expiry is judged at
+   * the commit's own time (created_at), as findIdempotency judges it at the request's.
+   */
+  #upsertIdempotency(): Database.Statement {
+    return this.#lazy(
+      "upsertIdem",
+      `INSERT INTO idempotency_keys (provisioner, subject, key, request_hash, token_id, serial, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (provisioner, subject, key) DO UPDATE SET
+         request_hash = excluded.request_hash, token_id = excluded.token_id, serial = excluded.serial,
+         expires_at = excluded.expires_at, created_at = excluded.created_at
+       WHERE idempotency_keys.expires_at <= excluded.created_at`,
+    );
   }
 
   /**

@@ -96,7 +96,7 @@ describe("cert-agent killed during its first enrollment", () => {
       expect(existsSync(join(out, "cert.pem")), `round ${i}`).toBe(true);
       expect(existsSync(join(out, "..enrollment.json")), `round ${i}: the journal is cleared once published`).toBe(false);
       const published = [...publishedBefore, serialOf()];
-      const list = await ws.cli(["list", "--json"]);
+      const list = await ws.cli(["list", "--all", "--json"]);
       const mine = (JSON.parse(list.stdout) as { serial: string; sans: string[] }[]).filter((c) => c.sans.includes(san));
       expect(mine.map((c) => c.serial.toLowerCase()).sort(), `round ${i}`).toEqual([...new Set(published)].sort());
     }
@@ -124,7 +124,7 @@ describe("cert-agent killed during its first enrollment", () => {
       expect(existsSync(join(out, "..renewal.json")), `round ${i}: the journal is cleared once published`).toBe(false);
       // The successor the killed attempt stored is the one published: the old certificate has
       // exactly one successor.
-      const list = JSON.parse((await ws.cli(["list", "--json"])).stdout) as { serial: string; sans: string[] }[];
+      const list = JSON.parse((await ws.cli(["list", "--all", "--json"])).stdout) as { serial: string; sans: string[] }[];
       const mine = list.filter((c) => c.sans.includes(san)).map((c) => c.serial.toLowerCase());
       expect(mine, `round ${i}`).toContain(after);
       expect(mine.filter((s) => s !== before && !published.has(s)), `round ${i}: one successor`).toEqual([after]);

@@ -52,6 +52,21 @@ describe("fleetca status", () => {
     expect(human.stdout).toMatch(/^daemon: +running, pid \d+/m);
   });
 
+  it("lists one API serving certificate after restarts: the earlier ones are superseded (--all shows them)", async () => {
+    for (let i = 0; i < 2; i++) {
+      await d.stop();
+      d = await ws.start();
+    }
+    const api = async (args: string[]) =>
+      (JSON.parse((await ws.cli(["list", "--json", ...args])).stdout) as Array<{ provisioner: string; supersededBy: string | null }>).filter((c) => c.provisioner === "fleetca-api");
+    const current = await api([]);
+    expect(current).toHaveLength(1);
+    const all = await api(["--all"]);
+    expect(all).toHaveLength(3);
+    expect(all.filter((c) => c.supersededBy !== null)).toHaveLength(2);
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  });
+
   it("names --config and FLEETCA_CONFIG when there is no CA where it looked", async () => {
     const empty = new CaWorkspace();
     try {

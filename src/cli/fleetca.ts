@@ -130,9 +130,10 @@ program
   .description("inventory of issued certificates (unexpired unless --expiring/--revoked say otherwise)")
   .option("--expiring <duration>", "only certificates expiring within this duration")
   .option("--revoked", "only revoked certificates")
+  .option("--all", "also certificates a renewal or a newer API serving certificate superseded (still valid until they expire)")
   .option("--json", "one JSON array with full records")
   .addOption(configOption())
-  .action((o: { expiring?: string; revoked?: boolean; json?: boolean; config?: string }) => {
+  .action((o: { expiring?: string; revoked?: boolean; all?: boolean; json?: boolean; config?: string }) => {
     const { config } = loadConfig(o.config);
     const now = systemClock.now();
     const store = openInventory(config.dataDir);
@@ -140,6 +141,7 @@ program
       const rows = store.listCertificates({
         notExpiredAt: now,
         ...(o.revoked && { revoked: true }),
+        ...(o.all && { includeSuperseded: true }),
         ...(o.expiring && { expiringBefore: new Date(now.getTime() + durationArg("--expiring")(o.expiring)) }),
       });
       if (o.json) {

@@ -211,7 +211,9 @@ export class RegistrationAuthority {
    * SANs come from configuration. Stored like every other cert so it can be listed and revoked.
    */
   async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
-    const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null });
+    // Each serving certificate replaces the earlier ones of its purpose (this run's previous one,
+    // and those of runs before): marked superseded, `fleetca list` shows only the current one.
+    const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null }, undefined, true);
     if (record === "superseded") throw new Error("an internal certificate supersedes nothing");
     this.log.info({ serial: record.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
     return record;
@@ -290,6 +292,7 @@ export class RegistrationAuthority {
     req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
     context: IssuanceContext,
     renewal?: { supersedes: SerialHex; lineage: SerialHex; attestedAt: Date; instance: string | null },
+    supersedesPurpose = false,
   ): Promise<CertificateRecord | "superseded"> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
@@ -299,7 +302,12 @@ export class RegistrationAuthority {
         ...recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom),
         ...(renewal && { lineage: renewal.lineage, attestedAt: renewal.attestedAt, instance: renewal.instance }),
       };
-      const outcome = await this.store.commitIssuance({ certificate: record, audit: issuedEntry(record, context), ...(renewal && { supersedes: renewal.supersedes }) });
+      const outcome = await this.store.commitIssuance({
+        certificate: record,
+        audit: issuedEntry(record, context),
+        ...(renewal && { supersedes: renewal.supersedes }),
+        ...(supersedesPurpose && { supersedesPurpose }),
+      });
       if (outcome === "committed") return record;
       if (outcome === "superseded") return outcome;
       this.log.warn({ serial: issued.serial, attempt, outcome }, "serial collision; re-issuing with a fresh serial");

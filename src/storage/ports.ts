@@ -87,6 +87,11 @@ export interface IssuanceCommit {
    * certificates of this provisioner are revoked as superseded in the same transaction.
    */
   retireInstance?: boolean;
+  /**
+   * An internal certificate that replaces every earlier one of its purpose (the API's serving
+   * certificate, re-issued at each start and renewal): they are marked superseded by it.
+   */
+  supersedesPurpose?: boolean;
 }
 
 export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "idempotency_conflict" | "superseded";
@@ -282,6 +287,8 @@ export interface InventoryQuery {
   revoked?: boolean;
   /** Hide certificates whose notAfter has passed (unless asking for revoked). */
   notExpiredAt?: Date;
+  /** Also list certificates a renewal (or a newer serving certificate) superseded. */
+  includeSuperseded?: boolean;
   limit?: number;
 }
 

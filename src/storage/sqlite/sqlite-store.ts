@@ -266,6 +266,13 @@ export class SqliteStore
       return "superseded";
     }
     if (c.retireInstance && c.certificate.instance) this.#retireInstance(c.certificate);
+    if (c.supersedesPurpose) {
+      this.#lazy("supersedePurpose", "UPDATE certificates SET superseded_by = ? WHERE provisioner = ? AND superseded_by IS NULL AND serial <> ?").run(
+        c.certificate.serial,
+        c.certificate.provisioner,
+        c.certificate.serial,
+      );
+    }
     if (c.idempotency) {
       const i = c.idempotency;
       const r = this.#upsertIdempotency().run(i.provisioner, i.subject, i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), c.certificate.createdAt.getTime());
@@ -588,6 +595,8 @@ export class SqliteStore
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.revoked) where.push("status = 'revoked'");
+    // A read-only open may meet a file the daemon has not migrated to v13 yet: nothing superseded then.
+    if (!q.includeSuperseded && !q.revoked && this.#hasColumn("certificates", "superseded_by")) where.push("superseded_by IS NULL");
     if (q.expiringBefore) {
       where.push("not_after <= ?");
       args.push(q.expiringBefore.getTime());
@@ -599,6 +608,10 @@ export class SqliteStore
     const sql = `SELECT * FROM certificates ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY not_after, serial LIMIT ?`;
     args.push(q.limit ?? 1_000_000);
     return (this.db.prepare(sql).all(...args) as CertRow[]).map(certFromRow);
+  }
+
+  #hasColumn(table: string, column: string): boolean {
+    return (this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some((c) => c.name === column);
   }
 
   // --- ProvisionerKeyStore ---

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaClient } from "./harness/ca-client.js";
@@ -64,6 +64,30 @@ describe("fleetca status", () => {
     const all = await api(["--all"]);
     expect(all).toHaveLength(3);
     expect(all.filter((c) => c.supersededBy !== null)).toHaveLength(2);
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  });
+
+  it("a second serve on the same dataDir, or on a port in use, fails with one line before minting anything", async () => {
+    const before = ws.rowCounts();
+    const second = await ws.cli(["serve"]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/^fleetca: another fleetca serve \(pid \d+\) is running on /m);
+    // Another CA (its own dataDir) configured on this daemon's API port.
+    const other = new CaWorkspace();
+    try {
+      writeFileSync(other.configPath, readFileSync(other.configPath, "utf8").replace('api: "127.0.0.1:0"', `api: "${new URL(d.apiUrl).host}"`));
+      const busy = await other.cli(["serve"]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr.trim()).toMatch(/^fleetca: listen\.api 127\.0\.0\.1:\d+: already in use/);
+    } finally {
+      other.remove();
+    }
+    expect(ws.rowCounts()).toEqual(before);
+    // A lock whose holder died (kill -9) does not keep the next daemon out.
+    const pid = d.child.pid!;
+    process.kill(pid, "SIGKILL");
+    await new Promise((r) => d.child.once("exit", r));
+    d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
   });
 

@@ -38,6 +38,7 @@ import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
 import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, issuanceWrites, registrationAuthorityFor } from "./api-service.js";
+import { acquireServeLock, assertPortsFree } from "./serve-lock.js";
 import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
 import { initHierarchy } from "./init.js";
 import { CaMetrics, shortKeyId } from "../metrics/ca-metrics.js";
@@ -89,16 +90,39 @@ const CRL_WARNING_EVERY_MS = 3_600_000;
 
 export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
-  if (!dataDirInitialised(config.dataDir)) {
-    log.warn({ dataDir: config.dataDir }, "dataDir holds no CA: initialising a new hierarchy first");
-    const r = await initHierarchy(config, opts.passphrase, clock);
-    log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
-  }
-  const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, ...issuanceWrites(log) });
+  // Before anything is initialised or minted: the listeners' ports are free, and no other
+  // daemon serves this dataDir (serve-lock.ts).
+  await assertPortsFree([
+    ["listen.api", config.listen.api],
+    ["listen.public", config.listen.public],
+    ["listen.metrics", config.listen.metrics],
+  ]);
+  const lock = acquireServeLock(config.dataDir);
   try {
-    return await run(config, dd, opts);
+    if (!dataDirInitialised(config.dataDir)) {
+      log.warn({ dataDir: config.dataDir }, "dataDir holds no CA: initialising a new hierarchy first");
+      const r = await initHierarchy(config, opts.passphrase, clock);
+      log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
+    }
+    const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, ...issuanceWrites(log) });
+    try {
+      const daemon = await run(config, dd, opts);
+      return {
+        ...daemon,
+        close: async (closeOpts) => {
+          try {
+            await daemon.close(closeOpts);
+          } finally {
+            lock.release();
+          }
+        },
+      };
+    } catch (e) {
+      dd.store.close();
+      throw e;
+    }
   } catch (e) {
-    dd.store.close();
+    lock.release();
     throw e;
   }
 }

@@ -98,10 +98,13 @@ describe("secrets never leak: tokens, the passphrase and client keys appear in n
     }
 
     // Renewal (same key, then a rekey with a new key), revocation over mTLS and by the CLI.
-    expect((await ca.renew(a.identity)).status).toBe(201);
+    const renewed = await ca.renew(a.identity);
+    expect(renewed.status).toBe(201);
+    // The rekey renews the successor: the first certificate is superseded now.
+    const a2 = ca.keep("svc-a-2", renewed.body, a.keyPath);
     const rekey = makeCsr(ws.dir, "svc-a-rekey");
     clientKeys.push({ name: rekey.keyPath, pem: readFileSync(rekey.keyPath, "utf8") });
-    expect((await ca.renew(a.identity, { csr: rekey.csrPem })).status).toBe(201);
+    expect((await ca.renew(a2.identity, { csr: rekey.csrPem })).status).toBe(201);
     expect((await ca.revoke(b.identity, { serial: b.serial })).status).toBe(200);
     const other = keep(await ca.issue("svc-g"));
     expect((await cli(["revoke", other.serial])).code).toBe(0);

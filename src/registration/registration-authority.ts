@@ -8,6 +8,7 @@ import { sanCount, sansEqual, sansToList, type Sans } from "../core/sans.js";
 import type { SerialHex } from "../core/serial.js";
 import type { Secret } from "../core/secret.js";
 import type { ProvisionerRegistry } from "../attestation/routing.js";
+import type { Authorization } from "../attestation/provisioner.js";
 import { SerialCollision, type IssuedLeaf, type LeafIssuer } from "../issuance/certificate-authority.js";
 import type { AuditOperation, IssuedFields } from "../audit/audit-entry.js";
 import type { CertificateRecord, IssuanceStore } from "../storage/ports.js";
@@ -16,6 +17,7 @@ import { issuedMatchesRequest } from "../x509/lint.js";
 import { toPem } from "../x509/pem.js";
 import type { AuthenticatedClient } from "./client-authentication.js";
 import { decideSans } from "./san-policy.js";
+import { renewalLineageOf, type RateLimits } from "./rate-limits.js";
 
 export interface SignRequest {
   token: Secret;
@@ -67,6 +69,8 @@ export class RegistrationAuthority {
     private readonly log: Logger,
     /** Told of each certificate issued to a host (metrics: fleetca_certificates_issued_total). */
     private readonly onIssued?: (provisioner: string, kind: "sign" | "renew") => void,
+    /** Issuance, renewal and failed-token limits (SPEC 429 rate_limited); none when absent. */
+    private readonly rateLimits?: RateLimits,
   ) {}
 
   /**
@@ -100,6 +104,8 @@ export class RegistrationAuthority {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
     }
     const csrDer = decodeCsrPem(csrPem);
+    // Before the token costs a signature check: an address sending bad tokens is refused here.
+    this.rateLimits?.refuseFailingClient(req.client);
     const now = this.clock.now();
     const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner).catch((e: unknown) => {
       this.#recordRefusal(e, provisioner ?? null, req.client);
@@ -117,6 +123,25 @@ export class RegistrationAuthority {
       throw e;
     }
 
+    // Taken before the CSR's signature is checked, given back unless a certificate is committed.
+    const reservation = this.rateLimits?.takeIssuance(auth.provisioner, auth.subject);
+    let issued = false;
+    try {
+      return await this.#issueForToken(req, auth, csrDer, ttlMs, requestHash, now, () => (issued = true));
+    } finally {
+      if (!issued) reservation?.giveBack();
+    }
+  }
+
+  async #issueForToken(
+    req: SignRequest,
+    auth: Authorization,
+    csrDer: Uint8Array,
+    ttlMs: number,
+    requestHash: string,
+    now: Date,
+    committed: () => void,
+  ): Promise<IssuedCertificate> {
     const csr = await verifyCsrOffThread(csrDer);
     const sans = decideSans(csr.requested, auth.policy);
     const ca = this.ca();
@@ -142,6 +167,7 @@ export class RegistrationAuthority {
       });
       switch (outcome) {
         case "committed":
+          committed();
           this.log.info(
             { serial: issued.serial, provisioner: auth.provisioner, sub: auth.subject, sans: sansToList(sans), notAfter: record.notAfter },
             "certificate issued",
@@ -200,10 +226,15 @@ export class RegistrationAuthority {
       }
       key = { spki: csr.spki, subjectKey: csr.subjectKey };
     }
+    // Given back when the renewal is not committed after all.
+    const reservation = this.rateLimits?.takeRenewal(renewalLineageOf(current));
     const record = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },
-    );
+    ).catch((e: unknown) => {
+      reservation?.giveBack();
+      throw e;
+    });
     this.log.info(
       { serial: record.serial, renewedFrom: current.serial, rekeyed: csrPem !== undefined, provisioner: record.provisioner, sans: sansToList(record.sans), notAfter: record.notAfter },
       "certificate renewed",
@@ -283,6 +314,8 @@ export class RegistrationAuthority {
   #recordRefusal(e: unknown, provisioner: string | null, client: string | undefined): void {
     if (!(e instanceof CaError) || e.code !== "unauthorized") return;
     const reason = e.message.split(":")[0]!;
+    // Counted against the address unless the failure was ours (the platform's keys unreachable).
+    if (reason !== "jwks_unavailable") this.rateLimits?.tokenRefused(client);
     this.store
       .recordAudit({ kind: "token_refused", provisioner, reason, client: client ?? null }, this.clock.now())
       .catch((err: unknown) => this.log.error({ err }, "could not record a refused token in the issuance log"));

@@ -300,4 +300,27 @@ ALTER TABLE issuers ADD COLUMN activated_at INTEGER;
 UPDATE issuers SET activated_at = created_at WHERE role = 'intermediate';
 `,
   },
+  {
+    version: 12,
+    name: "rate-limit token buckets",
+    // One row per token bucket that is not full (registration/rate-limits.ts): issuance per
+    // provisioner and per subject, renewals per lineage, failed token verifications per client
+    // address. Each process keeps the buckets it uses in memory and merges what it took into
+    // these rows about once a second, so the limits hold across restarts and across the
+    // processes sharing the file. tokens may be negative (owed by processes that together took
+    // more than the bucket held). full_at: when refilling makes the row meaningless (a missing
+    // row is a full bucket); rows past it are deleted as the merges go, which keeps the table to
+    // the keys active lately.
+    sql: `
+CREATE TABLE rate_limit_buckets (
+  limit_name TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  tokens     REAL NOT NULL,
+  at         INTEGER NOT NULL,                -- unix ms the tokens were counted at
+  full_at    INTEGER NOT NULL,                -- unix ms
+  PRIMARY KEY (limit_name, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX rate_limit_buckets_by_full_at ON rate_limit_buckets (full_at);
+`,
+  },
 ];

@@ -4,7 +4,7 @@
  * verifications per client address; kept in the database across a restart; counted in /metrics.
  * Then the shared buckets themselves: two processes on one database, and refilling, by the clock.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import { CaClient } from "./harness/ca-client.js";
 import { postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { makeCsr } from "./harness/openssl.js";
 import { scrape, total } from "./harness/prometheus.js";
+import { loadConfig } from "../src/config/load.js";
 import { ManualClock } from "../src/core/clock.js";
 import { createLogger } from "../src/log/logger.js";
 import { RateLimits, clientKey, type RateLimitRules } from "../src/registration/rate-limits.js";
@@ -256,5 +257,37 @@ describe("shared token buckets", () => {
     expect(clientKey("2001:db8:1:2::1")).not.toBe(clientKey("2001:db8:1:3::1"));
     expect(clientKey("::ffff:10.1.2.3")).toBe("10.1.2.3");
     expect(clientKey("10.1.2.3")).toBe("10.1.2.3");
+  });
+});
+
+describe("config rateLimits", () => {
+  const load = (yaml: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "fleetca-cfg-"));
+    try {
+      writeFileSync(join(dir, "c.yaml"), yaml);
+      return loadConfig(join(dir, "c.yaml"), {}).config.rateLimits;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("defaults every limit, keeps a default for a field left out, and switches a limit off with false", () => {
+    expect(load("{}\n")).toEqual({
+      issuancePerProvisioner: { perSecond: 200, burst: 20_000 },
+      issuancePerSubject: { perSecond: 1, burst: 100 },
+      renewalsPerLineage: { perSecond: 0.1, burst: 10 },
+      failedTokensPerAddress: { perSecond: 1, burst: 60 },
+    });
+    const c = load("rateLimits: { issuancePerSubject: false, renewalsPerLineage: { burst: 3 } }\n");
+    expect(c.issuancePerSubject).toBe(false);
+    expect(c.renewalsPerLineage).toEqual({ perSecond: 0.1, burst: 3 });
+  });
+
+  it.each([
+    ["a zero rate", "rateLimits: { issuancePerSubject: { perSecond: 0 } }", /rateLimits\.issuancePerSubject/],
+    ["a fractional burst", "rateLimits: { renewalsPerLineage: { burst: 1.5 } }", /rateLimits\.renewalsPerLineage/],
+    ["an unknown limit", "rateLimits: { perHost: false }", /rateLimits/],
+  ])("refuses %s at load, naming the key", (_n, yaml, expected) => {
+    expect(() => load(`${yaml}\n`)).toThrow(expected);
   });
 });

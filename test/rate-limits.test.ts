@@ -181,6 +181,40 @@ describe("the per-provisioner limit", () => {
   });
 });
 
+describe("with API workers (listen.apiWorkers: 2): one set of buckets for every process", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let ca: CaClient;
+
+  beforeAll(async () => {
+    ws = new CaWorkspace({ listen: "apiWorkers: 2", extraConfig: `rateLimits: { issuancePerSubject: { perSecond: ${SLOW}, burst: 4 } }\n` });
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  }, 60_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("takes on one worker count on the other after their merges, and /metrics sums their refusals", async () => {
+    // A new connection each time: node:cluster hands each to the next worker.
+    const sign = async (sub: string) => {
+      const token = await ws.token(sub, [`${sub}.internal`]);
+      const csr = makeCsr(ws.dir, `${sub}-${Math.random().toString(16).slice(2)}`);
+      return postApi(`${d.apiUrl}/v1/sign`, ca.roots, { token, body: signBody(csr.csrPem), headers: { connection: "close" } });
+    };
+    for (let i = 0; i < 4; i++) expect((await sign("shared")).status).toBe(201);
+    // Each worker merges its takes about once a second and then forgets what it held; real time
+    // (the workers run the system clock): after two merges each reads the bucket both emptied.
+    await new Promise((r) => setTimeout(r, 2_500));
+    // Either worker alone took only some of the 4: each would still have tokens of its own.
+    for (let i = 0; i < 4; i++) expectLimited(await sign("shared"), "issuance_per_subject");
+    const m = await scrape(`${d.publicUrl}/metrics`);
+    expect(total(m.samples, LIMITED, { limit: "issuance_per_subject" })).toBe(4);
+  });
+});
+
 describe("shared token buckets", () => {
   const rules: RateLimitRules = {
     issuance_per_provisioner: null,

@@ -159,6 +159,8 @@ function refilled(stored: StoredBucket | null, rule: BucketRule, now: number): n
   return Math.min(rule.burst, stored.tokens + (elapsed / 1000) * rule.perSecond);
 }
 
-function storedOf(tokens: number, rule: BucketRule, now: number): StoredBucket {
+/** null for a full bucket: stored as no row at all. */
+function storedOf(tokens: number, rule: BucketRule, now: number): StoredBucket | null {
+  if (tokens >= rule.burst) return null;
   return { tokens, at: new Date(now), fullAt: new Date(now + Math.ceil(((rule.burst - tokens) / rule.perSecond) * 1000)) };
 }

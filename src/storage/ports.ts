@@ -447,7 +447,8 @@ export interface RateLimitStore {
   readBucket(b: BucketKey): StoredBucket | null;
   /**
    * In one write transaction: each bucket in `buckets` is read and replaced by what `merge`
-   * makes of it (null: a full bucket), and rows full before `now` are deleted.
+   * makes of it (null, read or returned: a full bucket, stored as no row), and rows full before
+   * `now` are deleted.
    */
-  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket, now: Date): void;
+  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void;
 }

@@ -10,6 +10,7 @@ export class SqliteRateLimits implements RateLimitStore {
   readonly #read;
   readonly #write;
   readonly #prune;
+  readonly #delete;
 
   constructor(private readonly db: Database.Database) {
     this.#read = db.prepare("SELECT tokens, at, full_at FROM rate_limit_buckets WHERE limit_name = ? AND key = ?").raw();
@@ -18,6 +19,7 @@ export class SqliteRateLimits implements RateLimitStore {
        ON CONFLICT (limit_name, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at, full_at = excluded.full_at`,
     );
     this.#prune = db.prepare("DELETE FROM rate_limit_buckets WHERE full_at <= ?");
+    this.#delete = db.prepare("DELETE FROM rate_limit_buckets WHERE limit_name = ? AND key = ?");
   }
 
   readBucket(b: BucketKey): StoredBucket | null {
@@ -25,13 +27,17 @@ export class SqliteRateLimits implements RateLimitStore {
     return r ? { tokens: r[0], at: new Date(r[1]), fullAt: new Date(r[2]) } : null;
   }
 
-  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket, now: Date): void {
+  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void {
     this.db
       .transaction(() => {
         // Read inside the write transaction: another process's merge cannot slip in between.
         for (const b of buckets) {
-          const next = merge(b, this.readBucket(b));
-          this.#write.run(b.limit, b.key, next.tokens, next.at.getTime(), next.fullAt.getTime());
+          const stored = this.readBucket(b);
+          const next = merge(b, stored);
+          // Most buckets are full again by their merge (one issuance for a subject that may have
+          // a hundred): no row to write, and none to delete unless one was there.
+          if (next) this.#write.run(b.limit, b.key, next.tokens, next.at.getTime(), next.fullAt.getTime());
+          else if (stored) this.#delete.run(b.limit, b.key);
         }
         this.#prune.run(now.getTime());
       })

@@ -97,23 +97,21 @@ export class RateLimits {
 
   /** One issuance through `provisioner` for `subject`, or 429. */
   takeIssuance(provisioner: string, subject: string): Reservation {
-    return this.#take([
-      ["issuance_per_provisioner", provisioner],
-      // Provisioner names are [a-z0-9-]: the first ":" ends it.
-      ["issuance_per_subject", `${provisioner}:${subject}`],
-    ]);
+    const buckets: (readonly [BucketKey, BucketRule])[] = [];
+    const { issuance_per_provisioner: perProvisioner, issuance_per_subject: perSubject } = this.rules;
+    if (perProvisioner) buckets.push([bucket("issuance_per_provisioner", provisioner), perProvisioner]);
+    // Provisioner names are [a-z0-9-]: the first ":" ends it.
+    if (perSubject) buckets.push([bucket("issuance_per_subject", `${provisioner}:${subject}`), perSubject]);
+    return this.#take(buckets);
   }
 
   /** One renewal of the certificate lineage `lineage` (renewalLineageOf), or 429. */
   takeRenewal(lineage: string): Reservation {
-    return this.#take([["renewals_per_lineage", lineage]]);
+    const rule = this.rules.renewals_per_lineage;
+    return rule ? this.#take([[bucket("renewals_per_lineage", lineage), rule]]) : NOTHING_TAKEN;
   }
 
-  #take(wanted: readonly (readonly [RateLimitName, string])[]): Reservation {
-    const buckets = wanted.flatMap(([name, key]) => {
-      const rule = this.rules[name];
-      return rule ? [[bucket(name, key), rule] as const] : [];
-    });
+  #take(buckets: readonly (readonly [BucketKey, BucketRule])[]): Reservation {
     if (buckets.length === 0) return NOTHING_TAKEN;
     const refused = this.#buckets.takeAll(buckets);
     if (refused) this.#refuse(refused.bucket.limit as RateLimitName, refused.retryAfterSeconds);

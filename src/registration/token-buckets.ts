@@ -9,6 +9,8 @@ export interface BucketRule {
 
 /** A bucket as this process holds it. */
 interface Held {
+  /** heldKey(bucket), made once. */
+  id: string;
   bucket: BucketKey;
   rule: BucketRule;
   tokens: number;
@@ -25,9 +27,17 @@ export interface Refusal {
 }
 
 /**
+ * Merges look this far back for rows other processes merged: a row carries the time its merge
+ * began, which may commit up to the store's busy timeout (5 s) later; replicas' clocks (issue 17)
+ * may differ a little too. Reading a row twice costs nothing; missing one lets its key overshoot.
+ */
+const MERGED_SINCE_MARGIN_MS = 5_000;
+
+/**
  * Token buckets shared through the database by every process that limits the same things, at a
- * per-request cost of a Map lookup (and, the first time a process meets a bucket after a merge,
- * one read by primary key; reads never wait for a writer in WAL mode).
+ * per-request cost of a few Map lookups: a bucket is read from the database only the first time
+ * a process meets it after a merge, and only when a stored row exists for it (which the process
+ * learns at each merge), so a new subject or address costs no SQLite call at all.
  *
  * Each process takes from its own copy of a bucket and remembers how much it took; `merge()`,
  * about once a second, subtracts that from the stored bucket in one write transaction (no
@@ -49,11 +59,18 @@ export class SharedTokenBuckets {
   readonly #held = new Map<string, Held>();
   /** Buckets taken from (or given back to) since the last merge. */
   readonly #dirty = new Set<string>();
+  /** Buckets the database held a row for at the last merge (or merged since), with when each is full again. */
+  readonly #stored = new Map<string, number>();
+  /** Unix ms of the last look at what was merged. */
+  #lookedAt: number;
 
   constructor(
     private readonly store: RateLimitStore,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.#lookedAt = clock.now().getTime();
+    this.#noteMerged(new Date(0));
+  }
 
   /**
    * Takes one token from each bucket, or from none when any of them holds less than one (the
@@ -62,15 +79,16 @@ export class SharedTokenBuckets {
    */
   takeAll(buckets: readonly (readonly [BucketKey, BucketRule])[]): Refusal | null {
     const now = this.clock.now().getTime();
-    const held = buckets.map(([b, rule]) => this.#hold(b, rule, now));
     let refusal: Refusal | null = null;
-    for (const h of held) {
+    for (const [b, rule] of buckets) {
+      const h = this.#hold(b, rule, now);
       if (h.tokens >= 1) continue;
-      const retryAfterSeconds = (1 - h.tokens) / h.rule.perSecond;
+      const retryAfterSeconds = (1 - h.tokens) / rule.perSecond;
       if (!refusal || retryAfterSeconds > refusal.retryAfterSeconds) refusal = { bucket: h.bucket, retryAfterSeconds };
     }
     if (refusal) return refusal;
-    for (const h of held) this.#change(h, -1);
+    // Each #hold above left its bucket in the Map, refilled to `now`.
+    for (const [b, rule] of buckets) this.#change(this.#hold(b, rule, now), -1);
     return null;
   }
 
@@ -101,14 +119,14 @@ export class SharedTokenBuckets {
     const dirty = [...this.#dirty].map((k) => [k, this.#held.get(k)!] as const);
     const merged = new Map<string, number>();
     if (dirty.length > 0) {
-      const byKey = new Map(dirty.map(([k, h]) => [k, h]));
+      const byKey = new Map(dirty);
       this.store.mergeBuckets(
         dirty.map(([, h]) => h.bucket),
         (b, stored) => {
           const h = byKey.get(heldKey(b))!;
           const s = refilled(stored, h.rule, now);
           const tokens = Math.max(-h.rule.burst, Math.min(h.rule.burst, s - h.taken));
-          merged.set(heldKey(b), tokens);
+          merged.set(h.id, tokens);
           return storedOf(tokens, h.rule, now);
         },
         new Date(now),
@@ -125,14 +143,24 @@ export class SharedTokenBuckets {
       h.taken = 0;
     }
     this.#dirty.clear();
+    for (const [k, fullAt] of this.#stored) if (fullAt <= now) this.#stored.delete(k);
+    this.#noteMerged(new Date(this.#lookedAt - MERGED_SINCE_MARGIN_MS));
+    this.#lookedAt = now;
+  }
+
+  /** Learns which buckets have a stored row: those merged (by any process) since `since`. */
+  #noteMerged(since: Date): void {
+    for (const r of this.store.bucketsMergedSince(since)) this.#stored.set(heldKey(r), r.fullAt.getTime());
   }
 
   #hold(b: BucketKey, rule: BucketRule, now: number): Held {
     const k = heldKey(b);
     let h = this.#held.get(k);
     if (!h) {
-      const stored = this.store.readBucket(b);
-      h = { bucket: b, rule, tokens: refilled(stored, rule, now), at: now, taken: 0 };
+      // No row at the last look: a full bucket, unless another process merged one since (seen
+      // at the next merge; the overshoot that allows is the one described above).
+      const stored = this.#stored.has(k) ? this.store.readBucket(b) : null;
+      h = { id: k, bucket: b, rule, tokens: refilled(stored, rule, now), at: now, taken: 0 };
       this.#held.set(k, h);
     } else if (now > h.at) {
       h.tokens = Math.min(rule.burst, h.tokens + ((now - h.at) / 1000) * rule.perSecond);
@@ -144,7 +172,7 @@ export class SharedTokenBuckets {
   #change(h: Held, by: 1 | -1): void {
     h.tokens = Math.max(-h.rule.burst, Math.min(h.rule.burst, h.tokens + by));
     h.taken -= by;
-    this.#dirty.add(heldKey(h.bucket));
+    this.#dirty.add(h.id);
   }
 }
 

@@ -451,4 +451,6 @@ export interface RateLimitStore {
    * `now` are deleted.
    */
   mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void;
+  /** The stored buckets merged at or after `since` (all of them for the epoch): which ones a read would find. */
+  bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[];
 }

@@ -11,6 +11,7 @@ export class SqliteRateLimits implements RateLimitStore {
   readonly #write;
   readonly #prune;
   readonly #delete;
+  readonly #mergedSince;
 
   constructor(private readonly db: Database.Database) {
     this.#read = db.prepare("SELECT tokens, at, full_at FROM rate_limit_buckets WHERE limit_name = ? AND key = ?").raw();
@@ -20,6 +21,7 @@ export class SqliteRateLimits implements RateLimitStore {
     );
     this.#prune = db.prepare("DELETE FROM rate_limit_buckets WHERE full_at <= ?");
     this.#delete = db.prepare("DELETE FROM rate_limit_buckets WHERE limit_name = ? AND key = ?");
+    this.#mergedSince = db.prepare("SELECT limit_name, key, full_at FROM rate_limit_buckets WHERE at >= ?").raw();
   }
 
   readBucket(b: BucketKey): StoredBucket | null {
@@ -42,5 +44,10 @@ export class SqliteRateLimits implements RateLimitStore {
         this.#prune.run(now.getTime());
       })
       .immediate();
+  }
+
+  bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[] {
+    const rows = this.#mergedSince.all(since.getTime()) as [string, string, number][];
+    return rows.map(([limit, key, fullAt]) => ({ limit, key, fullAt: new Date(fullAt) }));
   }
 }

@@ -12,7 +12,7 @@ import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient } from "./harness/ca-client.js";
 import { postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { makeCsr } from "./harness/openssl.js";
-import { scrape, total } from "./harness/prometheus.js";
+import { samples, scrape, total } from "./harness/prometheus.js";
 import { loadConfig } from "../src/config/load.js";
 import { ManualClock } from "../src/core/clock.js";
 import { createLogger } from "../src/log/logger.js";
@@ -139,6 +139,8 @@ describe("rate limits on a running daemon", () => {
     const m = await scrape(`${d.publicUrl}/metrics`);
     expect(m.status).toBe(200);
     for (const limit of ["issuance_per_provisioner", "issuance_per_subject", "renewals_per_lineage", "failed_tokens_per_address"]) {
+      // Every limit has its series, at 0 when nothing was refused.
+      expect(samples(m.samples, LIMITED, { limit }), limit).toHaveLength(1);
       expect(total(m.samples, LIMITED, { limit }), limit).toBe(refused[limit] ?? 0);
     }
     expect(refused).toEqual({ issuance_per_subject: 1, failed_tokens_per_address: 2, renewals_per_lineage: 1 });

@@ -162,7 +162,7 @@ export class CaMetrics {
       registers,
     });
     // Every limit shows from the start (at 0), so an alert on its rate needs no absent() clause.
-    for (const limit of RATE_LIMITS) this.#rateLimited.labels(limit);
+    for (const limit of RATE_LIMITS) this.#rateLimited.inc({ limit }, 0);
     this.#tokenOk = this.#tokens.labels("ok", "");
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

@@ -51,9 +51,10 @@ const MERGED_SINCE_MARGIN_MS = 5_000;
  * may each spend what the bucket held at their last look: up to N × burst at once instead of
  * burst. What they overspent is not forgotten: the stored bucket goes negative (down to −burst)
  * and refills from there, so over any longer window the rate holds. One process alone is exact.
- * Issue 17 needs the same merge as one UPSERT per bucket on the shared database (the port below
- * stays), and, where an operator needs the burst exact across replicas, a shorter merge interval
- * or a take inside the issuance transaction for that limit.
+ * A crash loses the takes of its last interval (a clean stop merges them). Issue 17 needs the
+ * RateLimitStore port implemented on PostgreSQL (the merge as SELECT … FOR UPDATE + UPSERT per
+ * bucket, bucketsMergedSince on an index on `at`); where an operator needs the burst exact across
+ * replicas, a shorter merge interval, or a take inside the issuance transaction for that limit.
  */
 export class SharedTokenBuckets {
   readonly #held = new Map<string, Held>();

@@ -46,8 +46,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       else if (err.code === "unavailable" && err.cause instanceof Error) {
         log.warn({ code: err.code, reason: err.message, cause: err.cause.message, causeCode: (err.cause as { code?: unknown }).code, path: req.path }, "request refused");
       } else log.info({ code: err.code, reason: err.message, path: req.path }, "request refused");
-      // SPEC: 503 always carries Retry-After.
-      if (err.code === "unavailable") res.set("Retry-After", "5");
+      // SPEC: 503 and 429 always carry Retry-After (a 429 says when its bucket has a token again).
+      if (err.retryAfterSeconds !== undefined) res.set("Retry-After", String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
+      else if (err.code === "unavailable") res.set("Retry-After", "5");
       return sendError(res, err.code, err.code === "internal" ? "internal error" : err.message);
     }
     const type = (err as { type?: unknown }).type;

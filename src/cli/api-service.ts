@@ -8,6 +8,9 @@ import { CertificateAuthority } from "../issuance/certificate-authority.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { RegistrationAuthority } from "../registration/registration-authority.js";
 import { NamePolicy } from "../registration/name-policy.js";
+import { RateLimits, type RateLimitRules } from "../registration/rate-limits.js";
+import type { BucketRule } from "../registration/token-buckets.js";
+import { SqliteRateLimits } from "../storage/sqlite/sqlite-rate-limits.js";
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
@@ -70,8 +73,17 @@ export async function registrationAuthorityFor(
   ca: () => CertificateAuthority,
   dd: OpenedDataDir,
   deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics },
-): Promise<{ ra: RegistrationAuthority; provisioners: string[] }> {
+): Promise<{ ra: RegistrationAuthority; provisioners: string[]; rateLimits: RateLimits }> {
   const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
+  // Each process keeps its own copy of the buckets and merges it into the shared database about
+  // once a second (registration/token-buckets.ts); close() merges the rest before the store closes.
+  const rateLimits = new RateLimits(
+    rateLimitRules(config.rateLimits),
+    new SqliteRateLimits(dd.store.db),
+    deps.clock,
+    deps.log,
+    deps.metrics && ((limit) => deps.metrics!.rateLimited(limit)),
+  ).start();
   const ra = new RegistrationAuthority(
     new ProvisionerRegistry(provisioners),
     ca,
@@ -86,8 +98,20 @@ export async function registrationAuthorityFor(
     deps.audiences,
     deps.log,
     deps.metrics && ((provisioner, kind) => deps.metrics!.certificateIssued(provisioner, kind)),
+    rateLimits,
   );
-  return { ra, provisioners: provisioners.map((p) => p.name) };
+  return { ra, provisioners: provisioners.map((p) => p.name), rateLimits };
+}
+
+/** config `rateLimits` (camelCase keys, `false` = off) as the RA's limits. */
+function rateLimitRules(c: FleetcaConfig["rateLimits"]): RateLimitRules {
+  const rule = (r: false | BucketRule): BucketRule | null => (r === false ? null : r);
+  return {
+    issuance_per_provisioner: rule(c.issuancePerProvisioner),
+    issuance_per_subject: rule(c.issuancePerSubject),
+    renewals_per_lineage: rule(c.renewalsPerLineage),
+    failed_tokens_per_address: rule(c.failedTokensPerAddress),
+  };
 }
 
 /**

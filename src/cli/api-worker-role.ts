@@ -43,7 +43,7 @@ export async function startApiRole(p: {
   let ca = certificateAuthorityFor(config, lineup.current, clock, answering);
   let clientCas = clientCaPems(p.lineup.answering);
   let credentials = p.credentials;
-  const { ra } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
+  const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
   const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
@@ -69,7 +69,11 @@ export async function startApiRole(p: {
     },
     // Requests in flight get most of the primary's stop timeout (public-workers.ts STOP_TIMEOUT_MS,
     // 5 s, after which it kills the worker) to finish and be stored.
-    close: () => closeServer(server, WORKER_STOP_GRACE_MS),
+    close: async () => {
+      await closeServer(server, WORKER_STOP_GRACE_MS);
+      // After the last request: what this worker took from the rate-limit buckets, stored.
+      rateLimits.close();
+    },
   };
 }
 

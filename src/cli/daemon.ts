@@ -163,7 +163,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
   let ca = certificateAuthorityFor(config, issuer, clock, answering);
   let audiences: string[] = [];
-  const { ra, provisioners } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences, metrics });
+  const { ra, provisioners, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences, metrics });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -420,6 +420,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       await crls.stop();
       await ocspPresigner.close();
       await ocsp.close();
+      // What this process took from the rate-limit buckets, stored for the next start.
+      rateLimits.close();
       // The last tree head covers everything this run wrote: the listeners (and workers) are
       // closed, the queued commits are written, then the head is signed.
       clearInterval(treeHeadTimer);

@@ -206,6 +206,21 @@ const provisioner = z.unknown().transform((p, ctx) => {
   return r.data as z.output<(typeof PROVISIONER_SCHEMAS)[keyof typeof PROVISIONER_SCHEMAS]>;
 });
 
+/**
+ * A rate limit's token bucket: `burst` requests at once, refilled at `perSecond`; `false`
+ * switches the limit off. Fields left out keep the limit's own defaults.
+ */
+const rateLimit = (perSecond: number, burst: number) =>
+  z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        perSecond: z.number().positive("must be positive").default(perSecond),
+        burst: z.number().int().min(1, "must be at least 1").default(burst),
+      }),
+    ])
+    .prefault({});
+
 export const configSchema = z
   .strictObject({
     dataDir: z.string().min(1).default("./ca-data"),
@@ -338,6 +353,20 @@ export const configSchema = z
             totalPerSecond: z.number().positive().default(2000),
           })
           .prefault({}),
+      })
+      .prefault({}),
+    /**
+     * SPEC `429 rate_limited` (registration/rate-limits.ts): token buckets kept in the database,
+     * so they hold across restarts and are shared by every process (approximately: within about
+     * a second, see registration/token-buckets.ts). README "Configuration reference" says why
+     * each default is what it is.
+     */
+    rateLimits: z
+      .strictObject({
+        issuancePerProvisioner: rateLimit(200, 20_000),
+        issuancePerSubject: rateLimit(1, 100),
+        renewalsPerLineage: rateLimit(0.1, 10),
+        failedTokensPerAddress: rateLimit(1, 60),
       })
       .prefault({}),
     audit: z

@@ -39,10 +39,16 @@ export type TokenRejection =
 
 export class CaError extends Error {
   readonly code: CaErrorCode;
-  constructor(code: CaErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * Seconds after which the same request may succeed (`rate_limited`: until the bucket holds a
+   * token again); api/http-errors.ts sends it as Retry-After (RFC 9110 §10.2.3).
+   */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(code: CaErrorCode, message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = "CaError";
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   static unauthorized(reason: TokenRejection, detail?: string): CaError {

@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 import type { Clock } from "../core/clock.js";
 import type { TokenRejection } from "../core/errors.js";
 import type { CrlPublicationObserver } from "../revocation/crl/crl-publisher.js";
+import { RATE_LIMITS, type RateLimitName } from "../registration/rate-limits.js";
 
 /** What one process's registry holds, as `Registry.getMetricsAsJSON()` gives it: what workers send the primary. */
 export type MetricsReport = MetricObjectWithValues<MetricValue<string>>[];
@@ -58,6 +59,7 @@ export class CaMetrics {
   readonly #httpSeconds: Histogram<"route" | "method" | "status">;
   readonly #auditTreeSize: Gauge;
   readonly #auditSignedTreeSize: Gauge;
+  readonly #rateLimited: Counter<"limit">;
   readonly #expiries = new Map<string, () => Date | null | undefined>();
   readonly #ocspDrains: OcspCountDrain[] = [];
   readonly #tokenOk: CountedSeries;
@@ -153,6 +155,14 @@ export class CaMetrics {
       aggregator: "max",
       registers,
     });
+    this.#rateLimited = new Counter({
+      name: "fleetca_rate_limited_total",
+      help: "Requests refused with 429 rate_limited, by the limit they were over (config rateLimits).",
+      labelNames: ["limit"],
+      registers,
+    });
+    // Every limit shows from the start (at 0), so an alert on its rate needs no absent() clause.
+    for (const limit of RATE_LIMITS) this.#rateLimited.inc({ limit }, 0);
     this.#tokenOk = this.#tokens.labels("ok", "");
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
@@ -172,6 +182,10 @@ export class CaMetrics {
 
   tokenAccepted(): void {
     this.#tokenOk.inc();
+  }
+
+  rateLimited(limit: RateLimitName): void {
+    this.#rateLimited.inc({ limit });
   }
 
   tokenRefused(reason: TokenRejection | "other"): void {

@@ -20,6 +20,7 @@ import { decideSans } from "./san-policy.js";
 import type { ProvisionerLifecycles } from "./provisioner-lifecycle.js";
 import { describeCertificate } from "../x509/certificate-info.js";
 import type { NamePolicy } from "./name-policy.js";
+import { renewalLineageOf, type RateLimits } from "./rate-limits.js";
 
 export interface SignRequest {
   token: Secret;
@@ -88,6 +89,8 @@ export class RegistrationAuthority {
     private readonly log: Logger,
     /** Told of each certificate issued to a host (metrics: fleetca_certificates_issued_total). */
     private readonly onIssued?: (provisioner: string, kind: "sign" | "renew") => void,
+    /** Issuance, renewal and failed-token limits (SPEC 429 rate_limited); none when absent. */
+    private readonly rateLimits?: RateLimits,
   ) {}
 
   /**
@@ -108,6 +111,8 @@ export class RegistrationAuthority {
       throw new CaError("bad_request", "Idempotency-Key must be 1-255 visible ASCII characters");
     }
     const csrDer = decodeCsrPem(csrPem);
+    // Before the token costs a signature check: an address sending bad tokens is refused here.
+    this.rateLimits?.refuseFailingClient(req.client);
     const now = this.clock.now();
     const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner).catch((e: unknown) => {
       this.#recordRefusal(e, provisioner ?? null, req.client);
@@ -149,6 +154,18 @@ export class RegistrationAuthority {
       throw e;
     }
 
+    // Taken before the CSR's signature is checked, given back unless a certificate is committed.
+    const reservation = this.rateLimits?.takeIssuance(auth.provisioner, auth.subject);
+    let committed = false;
+    try {
+      return await this.#issueForToken(r, () => (committed = true));
+    } finally {
+      if (!committed) reservation?.giveBack();
+    }
+  }
+
+  async #issueForToken(r: TokenRequest, committed: () => void): Promise<IssuedCertificate> {
+    const { auth, idempotency } = r;
     const csr = await verifyCsrOffThread(r.csrDer);
     const sans = decideSans(csr.requested, auth.policy);
     // After the provisioner's decision, on exactly the SANs the certificate will carry; a refusal
@@ -181,6 +198,7 @@ export class RegistrationAuthority {
       });
       switch (outcome) {
         case "committed":
+          committed();
           this.log.info(
             { serial: issued.serial, provisioner: auth.provisioner, sub: auth.subject, sans: sansToList(sans), notAfter: record.notAfter },
             "certificate issued",
@@ -253,12 +271,18 @@ export class RegistrationAuthority {
     if (retried) return retried;
     const rules = this.settings.lifecycles.authorizeRenew(current, this.clock.now());
     const ttlMs = Math.min(requestedTtlMs ?? rules.defaultTtlMs, rules.maxTtlMs);
+    // Given back when the renewal is not committed after all.
+    const reservation = this.rateLimits?.takeRenewal(renewalLineageOf(current));
     const outcome = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },
       { supersedes: current.serial, lineage: current.lineage ?? current.serial, attestedAt: current.attestedAt ?? current.createdAt, instance: current.instance ?? null },
-    );
+    ).catch((e: unknown) => {
+      reservation?.giveBack();
+      throw e;
+    });
     if (outcome === "superseded") {
+      reservation?.giveBack();
       // Another renewal of this certificate committed first (two attempts raced): the same key's
       // answer is that one; anyone else's is a refusal, so one certificate never forks.
       const raced = this.#sameKeySuccessor(this.store.getCertificate(current.serial) ?? current, key.spki);
@@ -369,6 +393,8 @@ export class RegistrationAuthority {
   #recordRefusal(e: unknown, provisioner: string | null, client: string | undefined): void {
     if (!(e instanceof CaError) || e.code !== "unauthorized") return;
     const reason = e.message.split(":")[0]!;
+    // Counted against the address unless the failure was ours (the platform's keys unreachable).
+    if (reason !== "jwks_unavailable") this.rateLimits?.tokenRefused(client);
     this.store
       .recordAudit({ kind: "token_refused", provisioner, reason, client: client ?? null }, this.clock.now())
       .catch((err: unknown) => this.log.error({ err }, "could not record a refused token in the issuance log"));

@@ -465,3 +465,34 @@ export interface IssuerLifecycleStore {
   /** Certificates of this issuer that are valid (not revoked) and unexpired at `now`. */
   countLiveCertificates(issuerKeyId: string, now: Date): number;
 }
+
+/** A token bucket as stored: what it held at `at` (negative: owed, see registration/token-buckets.ts). */
+export interface StoredBucket {
+  tokens: number;
+  at: Date;
+  /** When refilling makes it full again; after that the row says nothing a missing row does not. */
+  fullAt: Date;
+}
+
+/** Which bucket: the limit's name and what it counts by (a provisioner, an address, …). */
+export interface BucketKey {
+  limit: string;
+  key: string;
+}
+
+/**
+ * What the rate limits (registration/rate-limits.ts) keep in the database, so that they hold
+ * across restarts and are shared by every process on the database (API workers, later replicas).
+ */
+export interface RateLimitStore {
+  /** The bucket as last merged by any process; null when none is stored (a full bucket). */
+  readBucket(b: BucketKey): StoredBucket | null;
+  /**
+   * In one write transaction: each bucket in `buckets` is read and replaced by what `merge`
+   * makes of it (null, read or returned: a full bucket, stored as no row), and rows full before
+   * `now` are deleted.
+   */
+  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void;
+  /** The stored buckets merged at or after `since` (all of them for the epoch): which ones a read would find. */
+  bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[];
+}

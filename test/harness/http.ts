@@ -1,21 +1,25 @@
-import { get as httpGet } from "node:http";
+import { get as httpGet, type IncomingHttpHeaders } from "node:http";
 import { request, type RequestOptions } from "node:https";
 
 export interface ApiResponse {
   status: number;
   body: any;
   raw: string;
+  /** Response headers, where the caller kept them (postApi, mtlsRequest). */
+  headers?: IncomingHttpHeaders;
 }
 
 /** POSTs to the HTTPS API trusting only the CA's own roots, as a real client would. */
 export function postApi(
   url: string,
   roots: string,
-  opts: { token?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
+  /** `localAddress`: the client address the request comes from (e.g. 127.0.0.2: all of 127/8 is loopback on Linux). */
+  opts: { token?: string; body?: string | Buffer; headers?: Record<string, string>; localAddress?: string } = {},
 ): Promise<ApiResponse> {
   return send(url, {
     method: "POST",
     ca: roots,
+    ...(opts.localAddress !== undefined && { localAddress: opts.localAddress, agent: false }),
     headers: {
       "content-type": "application/json",
       ...(opts.token !== undefined && { authorization: `Bearer ${opts.token}` }),
@@ -38,7 +42,7 @@ function send(url: string, options: RequestOptions, body?: string | Buffer): Pro
         } catch {
           parsed = null;
         }
-        resolve({ status: res.statusCode ?? 0, body: parsed, raw });
+        resolve({ status: res.statusCode ?? 0, body: parsed, raw, headers: res.headers });
       });
     });
     req.on("error", reject);

@@ -327,6 +327,32 @@ CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
 `,
   },
   {
+    version: 12,
+    name: "rate-limit token buckets",
+    // One row per token bucket that is not full (registration/rate-limits.ts): issuance per
+    // provisioner and per subject, renewals per lineage, failed token verifications per client
+    // address. Each process keeps the buckets it uses in memory and merges what it took into
+    // these rows about once a second, so the limits hold across restarts and across the
+    // processes sharing the file. After each merge a process reads which rows were merged since
+    // its last (the index on at): it reads a bucket only when a row exists for it, so a request
+    // for a key it has not met (a new subject) never reaches SQLite. tokens may be negative
+    // (owed by processes that together took more than the bucket held). full_at: when refilling makes the row meaningless (a missing
+    // row is a full bucket); rows past it are deleted as the merges go, which keeps the table to
+    // the keys active lately.
+    sql: `
+CREATE TABLE rate_limit_buckets (
+  limit_name TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  tokens     REAL NOT NULL,
+  at         INTEGER NOT NULL,                -- unix ms the tokens were counted at
+  full_at    INTEGER NOT NULL,                -- unix ms
+  PRIMARY KEY (limit_name, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX rate_limit_buckets_by_full_at ON rate_limit_buckets (full_at);
+CREATE INDEX rate_limit_buckets_by_at ON rate_limit_buckets (at);
+`,
+  },
+  {
     version: 13,
     name: "certificate lineages: superseded_by, lineage, attested_at (issue 15)",
     // A renewal supersedes its predecessor (superseded_by: the successor's serial), so one

@@ -1,0 +1,329 @@
+/**
+ * Rate limits (issue 15, SPEC `429 rate_limited` with Retry-After) on the real daemon over real
+ * HTTPS: issuance per subject and per provisioner, renewals per lineage, failed token
+ * verifications per client address; kept in the database across a restart; counted in /metrics.
+ * Then the shared buckets themselves: two processes on one database, and refilling, by the clock.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
+import { CaClient } from "./harness/ca-client.js";
+import { postApi, signBody, type ApiResponse } from "./harness/http.js";
+import { makeCsr } from "./harness/openssl.js";
+import { samples, scrape, total } from "./harness/prometheus.js";
+import { loadConfig } from "../src/config/load.js";
+import { ManualClock } from "../src/core/clock.js";
+import { createLogger } from "../src/log/logger.js";
+import { RateLimits, clientKey, type RateLimitRules } from "../src/registration/rate-limits.js";
+import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
+import { SqliteRateLimits } from "../src/storage/sqlite/sqlite-rate-limits.js";
+
+const LIMITED = "fleetca_rate_limited_total";
+/** One token per 100 s: nothing refills while a test runs, so Retry-After is close to 100. */
+const SLOW = 0.01;
+
+/** 429 rate_limited for `limit`, with a Retry-After of whole seconds that the bucket's refill rate explains. */
+function expectLimited(r: ApiResponse, limit: string): void {
+  expect([r.status, r.body?.error], r.raw).toEqual([429, "rate_limited"]);
+  expect(r.body.message).toMatch(new RegExp(`^${limit}: retry after \\d+s$`));
+  const retryAfter = r.headers?.["retry-after"];
+  expect(retryAfter).toMatch(/^\d+$/);
+  // At 0.01 tokens/s an empty bucket has its next token in at most 100 s.
+  expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+  expect(Number(retryAfter)).toBeLessThanOrEqual(100);
+}
+
+describe("rate limits on a running daemon", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let ca: CaClient;
+  /** Refusals this daemon run made, by limit, to compare with /metrics. */
+  const refused: Record<string, number> = {};
+  const note = (limit: string) => (refused[limit] = (refused[limit] ?? 0) + 1);
+
+  const sign = async (sub: string, opts: { localAddress?: string; token?: string } = {}) => {
+    const token = opts.token ?? (await ws.token(sub, [`${sub}.internal`]));
+    const csr = makeCsr(ws.dir, `${sub}-${Math.random().toString(16).slice(2)}`);
+    return postApi(`${d.apiUrl}/v1/sign`, ca.roots, { token, body: signBody(csr.csrPem), ...(opts.localAddress && { localAddress: opts.localAddress }) });
+  };
+
+  beforeAll(async () => {
+    ws = new CaWorkspace({
+      extraConfig: [
+        "rateLimits:",
+        `  issuancePerSubject: { perSecond: ${SLOW}, burst: 3 }`,
+        `  renewalsPerLineage: { perSecond: ${SLOW}, burst: 2 }`,
+        `  failedTokensPerAddress: { perSecond: ${SLOW}, burst: 4 }`,
+        "",
+      ].join("\n"),
+    });
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  }, 60_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("a burst over the per-subject limit: 429 with Retry-After, nothing stored, no token spent; other subjects unaffected", async () => {
+    const tokens = await Promise.all(Array.from({ length: 5 }, () => ws.token("burst-a", ["burst-a.internal"])));
+    const before = ws.rowCounts();
+    const answers = await Promise.all(tokens.map((token) => sign("burst-a", { token })));
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 201, 201, 429, 429]);
+    for (const a of answers.filter((x) => x.status === 429)) {
+      expectLimited(a, "issuance_per_subject");
+      note("issuance_per_subject");
+    }
+    const after = ws.rowCounts();
+    // Three certificates, three tokens spent: the two refused requests left nothing behind.
+    expect(after.certificates! - before.certificates!).toBe(3);
+    expect(after.used_tokens! - before.used_tokens!).toBe(3);
+
+    const other = await sign("burst-b");
+    expect(other.status, other.raw).toBe(201);
+  });
+
+  it("the limit survives a restart: the same subject is still refused, another is not", async () => {
+    await d.stop();
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+    for (const k of Object.keys(refused)) delete refused[k]; // a new process: its counters start at 0
+
+    const again = await sign("burst-a");
+    expectLimited(again, "issuance_per_subject");
+    note("issuance_per_subject");
+    const other = await sign("burst-c");
+    expect(other.status, other.raw).toBe(201);
+  });
+
+  it("failed token verifications from one address: that address gets 429 before its token is verified, another address still works", async () => {
+    const from = "127.0.0.2";
+    for (let i = 0; i < 4; i++) {
+      const r = await sign("forger", { token: "a.b.c", localAddress: from });
+      expect([r.status, r.body?.message], r.raw).toEqual([401, "malformed"]);
+    }
+    // A valid token now: refused for the address, before verification, and not spent.
+    const token = await ws.token("after-forgery", ["after-forgery.internal"]);
+    const limited = await sign("after-forgery", { token, localAddress: from });
+    expectLimited(limited, "failed_tokens_per_address");
+    note("failed_tokens_per_address");
+    // A bad token from there is refused the same way: it is never looked at.
+    expectLimited(await sign("forger", { token: "a.b.c", localAddress: from }), "failed_tokens_per_address");
+    note("failed_tokens_per_address");
+
+    // The same token from another address: verified, unspent, issued.
+    const elsewhere = await sign("after-forgery", { token, localAddress: "127.0.0.1" });
+    expect(elsewhere.status, elsewhere.raw).toBe(201);
+    // A bad token from 127.0.0.1 is judged on its own merits (401, not 429).
+    const bad = await sign("forger", { token: "a.b.c", localAddress: "127.0.0.1" });
+    expect([bad.status, bad.body?.message]).toEqual([401, "malformed"]);
+  });
+
+  it("a renewal burst over the lineage limit: 429 with Retry-After; another certificate renews", async () => {
+    const cert = await ca.issue("renew-a");
+    const answers: ApiResponse[] = [];
+    for (let i = 0; i < 3; i++) answers.push(await ca.renew(cert.identity));
+    expect(answers.map((a) => a.status)).toEqual([201, 201, 429]);
+    expectLimited(answers[2]!, "renewals_per_lineage");
+    note("renewals_per_lineage");
+
+    const other = await ca.issue("renew-b");
+    const renewed = await ca.renew(other.identity);
+    expect(renewed.status, renewed.raw).toBe(201);
+  });
+
+  it("/metrics counts every refusal by limit (fleetca_rate_limited_total)", async () => {
+    const m = await scrape(`${d.publicUrl}/metrics`);
+    expect(m.status).toBe(200);
+    for (const limit of ["issuance_per_provisioner", "issuance_per_subject", "renewals_per_lineage", "failed_tokens_per_address"]) {
+      // Every limit has its series, at 0 when nothing was refused.
+      expect(samples(m.samples, LIMITED, { limit }), limit).toHaveLength(1);
+      expect(total(m.samples, LIMITED, { limit }), limit).toBe(refused[limit] ?? 0);
+    }
+    expect(refused).toEqual({ issuance_per_subject: 1, failed_tokens_per_address: 2, renewals_per_lineage: 1 });
+  });
+});
+
+describe("the per-provisioner limit", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let ca: CaClient;
+
+  beforeAll(async () => {
+    ws = new CaWorkspace({
+      extraConfig: [
+        "provisioners: [ { name: bootstrap, type: bootstrap }, { name: second, type: bootstrap } ]",
+        "rateLimits:",
+        `  issuancePerProvisioner: { perSecond: ${SLOW}, burst: 2 }`,
+        "  issuancePerSubject: false",
+        "",
+      ].join("\n"),
+    });
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  }, 60_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("counts every subject of one provisioner together, and leaves other provisioners alone", async () => {
+    const sign = async (sub: string, provisioner: string) => {
+      const token = await ws.token(sub, [`${sub}.internal`], ["--provisioner", provisioner]);
+      return postApi(`${d.apiUrl}/v1/sign`, ca.roots, { token, body: signBody(makeCsr(ws.dir, sub).csrPem) });
+    };
+    expect((await sign("p1", "bootstrap")).status).toBe(201);
+    expect((await sign("p2", "bootstrap")).status).toBe(201);
+    expectLimited(await sign("p3", "bootstrap"), "issuance_per_provisioner");
+    expect((await sign("p4", "second")).status).toBe(201);
+  });
+});
+
+describe("with API workers (listen.apiWorkers: 2): one set of buckets for every process", () => {
+  let ws: CaWorkspace;
+  let d: DaemonProcess;
+  let ca: CaClient;
+
+  beforeAll(async () => {
+    ws = new CaWorkspace({ listen: "apiWorkers: 2", extraConfig: `rateLimits: { issuancePerSubject: { perSecond: ${SLOW}, burst: 4 } }\n` });
+    d = await ws.start();
+    ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+  }, 60_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+  });
+
+  it("takes on one worker count on the other after their merges, and /metrics sums their refusals", async () => {
+    // A new connection each time: node:cluster hands each to the next worker.
+    const sign = async (sub: string) => {
+      const token = await ws.token(sub, [`${sub}.internal`]);
+      const csr = makeCsr(ws.dir, `${sub}-${Math.random().toString(16).slice(2)}`);
+      return postApi(`${d.apiUrl}/v1/sign`, ca.roots, { token, body: signBody(csr.csrPem), headers: { connection: "close" } });
+    };
+    for (let i = 0; i < 4; i++) expect((await sign("shared")).status).toBe(201);
+    // Each worker merges its takes about once a second and then forgets what it held; real time
+    // (the workers run the system clock): after two merges each reads the bucket both emptied.
+    await new Promise((r) => setTimeout(r, 2_500));
+    // Either worker alone took only some of the 4: each would still have tokens of its own.
+    for (let i = 0; i < 4; i++) expectLimited(await sign("shared"), "issuance_per_subject");
+    const m = await scrape(`${d.publicUrl}/metrics`);
+    expect(total(m.samples, LIMITED, { limit: "issuance_per_subject" })).toBe(4);
+  });
+});
+
+describe("shared token buckets", () => {
+  const rules: RateLimitRules = {
+    issuance_per_provisioner: null,
+    issuance_per_subject: { perSecond: 0.5, burst: 4 },
+    renewals_per_lineage: null,
+    failed_tokens_per_address: null,
+  };
+  const log = createLogger({ level: "silent", format: "json", write: () => {} });
+  let dir: string;
+  let stores: SqliteStore[];
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "fleetca-buckets-"));
+    stores = [];
+  });
+  afterAll(() => {
+    for (const s of stores) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A process of its own: its own connection to the one database file. */
+  function processOn(file: string, clock: ManualClock): RateLimits {
+    const store = new SqliteStore(join(dir, file));
+    stores.push(store);
+    return new RateLimits(rules, new SqliteRateLimits(store.db), clock, log);
+  }
+
+  const refusedWith = (f: () => unknown): number | null => {
+    try {
+      f();
+      return null;
+    } catch (e) {
+      expect((e as { code?: string }).code).toBe("rate_limited");
+      return (e as { retryAfterSeconds: number }).retryAfterSeconds;
+    }
+  };
+
+  it("two processes' takes add up in the database: what they overspent between merges is owed, not forgotten", () => {
+    const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
+    const a = processOn("two.db", clock);
+    const b = processOn("two.db", clock);
+    // Between merges each sees a full bucket of 4 and takes 3: 6 in all.
+    for (let i = 0; i < 3; i++) {
+      a.takeIssuance("p", "s");
+      b.takeIssuance("p", "s");
+    }
+    a.merge();
+    b.merge();
+    // a merged first and still holds what it saw then (4 − 3); its next merge (a second later,
+    // from its timer) forgets it, so its next use reads the stored bucket.
+    a.merge();
+    // Stored: 4 − 6 = −2. A fresh process (a restart) and both old ones now refuse, until the
+    // bucket has refilled 3 tokens (−2 → 1) at 0.5/s: 6 s.
+    const c = processOn("two.db", clock);
+    for (const p of [a, b, c]) expect(refusedWith(() => p.takeIssuance("p", "s"))).toBe(6);
+    clock.advance(6_000);
+    expect(refusedWith(() => c.takeIssuance("p", "s"))).toBeNull();
+    // Another subject was never touched.
+    expect(refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
+  });
+
+  it("a reservation given back (the request failed after all) is not counted", () => {
+    const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
+    const a = processOn("refund.db", clock);
+    for (let i = 0; i < 10; i++) a.takeIssuance("p", "s").giveBack();
+    a.merge();
+    const b = processOn("refund.db", clock);
+    for (let i = 0; i < 4; i++) expect(refusedWith(() => b.takeIssuance("p", "s"))).toBeNull();
+    expect(refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
+  });
+
+  it("counts an IPv6 client by its /64 and an IPv4-mapped one as IPv4", () => {
+    expect(clientKey("2001:db8:1:2:aaaa::1")).toBe(clientKey("2001:0db8:0001:0002:ffff:1:2:3"));
+    expect(clientKey("2001:db8:1:2::1")).not.toBe(clientKey("2001:db8:1:3::1"));
+    expect(clientKey("::ffff:10.1.2.3")).toBe("10.1.2.3");
+    expect(clientKey("10.1.2.3")).toBe("10.1.2.3");
+  });
+});
+
+describe("config rateLimits", () => {
+  const load = (yaml: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "fleetca-cfg-"));
+    try {
+      writeFileSync(join(dir, "c.yaml"), yaml);
+      return loadConfig(join(dir, "c.yaml"), {}).config.rateLimits;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("defaults every limit, keeps a default for a field left out, and switches a limit off with false", () => {
+    expect(load("{}\n")).toEqual({
+      issuancePerProvisioner: { perSecond: 200, burst: 20_000 },
+      issuancePerSubject: { perSecond: 1, burst: 100 },
+      renewalsPerLineage: { perSecond: 0.1, burst: 10 },
+      failedTokensPerAddress: { perSecond: 1, burst: 60 },
+    });
+    const c = load("rateLimits: { issuancePerSubject: false, renewalsPerLineage: { burst: 3 } }\n");
+    expect(c.issuancePerSubject).toBe(false);
+    expect(c.renewalsPerLineage).toEqual({ perSecond: 0.1, burst: 3 });
+  });
+
+  it.each([
+    ["a zero rate", "rateLimits: { issuancePerSubject: { perSecond: 0 } }", /rateLimits\.issuancePerSubject/],
+    ["a fractional burst", "rateLimits: { renewalsPerLineage: { burst: 1.5 } }", /rateLimits\.renewalsPerLineage/],
+    ["an unknown limit", "rateLimits: { perHost: false }", /rateLimits/],
+  ])("refuses %s at load, naming the key", (_n, yaml, expected) => {
+    expect(() => load(`${yaml}\n`)).toThrow(expected);
+  });
+});

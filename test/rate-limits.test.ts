@@ -120,6 +120,15 @@ describe("rate limits on a running daemon", () => {
     // A bad token from 127.0.0.1 is judged on its own merits (401, not 429).
     const bad = await sign("forger", { token: "a.b.c", localAddress: "127.0.0.1" });
     expect([bad.status, bad.body?.message]).toEqual([401, "malformed"]);
+    // Replays are not held against an address: honest clients send them after a lost answer or
+    // a CA crash. More of them than the burst, then a fresh token from there still works.
+    const retrier = "127.0.0.3";
+    for (let i = 0; i < 6; i++) {
+      const r = await sign("after-forgery", { token, localAddress: retrier });
+      expect([r.status, r.body?.message], r.raw).toEqual([401, "replayed"]);
+    }
+    const fresh = await sign("after-replays", { token: await ws.token("after-replays", ["after-replays.internal"]), localAddress: retrier });
+    expect(fresh.status, fresh.raw).toBe(201);
   });
 
   it("a renewal burst over the lineage limit: 429 with Retry-After; another certificate renews", async () => {
@@ -317,13 +326,13 @@ describe("config rateLimits", () => {
   it("defaults every limit, keeps a default for a field left out, and switches a limit off with false", () => {
     expect(load("{}\n")).toEqual({
       issuancePerProvisioner: { perSecond: 200, burst: 20_000 },
-      issuancePerSubject: { perSecond: 1, burst: 100 },
-      renewalsPerLineage: { perSecond: 0.1, burst: 10 },
+      issuancePerSubject: { perSecond: 5, burst: 500 },
+      renewalsPerLineage: { perSecond: 0.2, burst: 30 },
       failedTokensPerAddress: { perSecond: 1, burst: 60 },
     });
     const c = load("rateLimits: { issuancePerSubject: false, renewalsPerLineage: { burst: 3 } }\n");
     expect(c.issuancePerSubject).toBe(false);
-    expect(c.renewalsPerLineage).toEqual({ perSecond: 0.1, burst: 3 });
+    expect(c.renewalsPerLineage).toEqual({ perSecond: 0.2, burst: 3 });
   });
 
   it.each([

@@ -364,8 +364,8 @@ export const configSchema = z
     rateLimits: z
       .strictObject({
         issuancePerProvisioner: rateLimit(200, 20_000),
-        issuancePerSubject: rateLimit(1, 100),
-        renewalsPerLineage: rateLimit(0.1, 10),
+        issuancePerSubject: rateLimit(5, 500),
+        renewalsPerLineage: rateLimit(0.2, 30),
         failedTokensPerAddress: rateLimit(1, 60),
       })
       .prefault({}),

@@ -393,8 +393,11 @@ export class RegistrationAuthority {
   #recordRefusal(e: unknown, provisioner: string | null, client: string | undefined): void {
     if (!(e instanceof CaError) || e.code !== "unauthorized") return;
     const reason = e.message.split(":")[0]!;
-    // Counted against the address unless the failure was ours (the platform's keys unreachable).
-    if (reason !== "jwks_unavailable") this.rateLimits?.tokenRefused(client);
+    // Counted against the address unless it says nothing against the client: the platform's keys
+    // unreachable (our failure), or a replay, which is what every honest client sends after a
+    // lost answer or a CA crash (a fleet behind one NAT retrying at once must not be shut out;
+    // the replay itself is refused all the same).
+    if (reason !== "jwks_unavailable" && reason !== "replayed") this.rateLimits?.tokenRefused(client);
     this.store
       .recordAudit({ kind: "token_refused", provisioner, reason, client: client ?? null }, this.clock.now())
       .catch((err: unknown) => this.log.error({ err }, "could not record a refused token in the issuance log"));

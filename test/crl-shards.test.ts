@@ -8,7 +8,6 @@ import { eventually } from "./harness/eventually.js";
 
 const ADMIN_SAN = "spiffe://fleet.test/admin";
 const SHARDS = 4;
-const PUBLIC_URL = "http://127.0.0.1:8080"; // the config default, what certificates and IDPs name
 
 interface CrlText {
   number: number;
@@ -63,7 +62,7 @@ describe(`partitioned CRLs (crl.shards: ${SHARDS}), the root CRL and /crls.pem (
     for (let i = 0; i < 40 && !Array.from({ length: SHARDS }, (_, n) => leaves.filter((l) => l.shard === n).length >= 2).every(Boolean); i++) {
       const c = await ca.issue(`leaf-${i}`);
       const cdp = openssl(["x509", "-in", c.certPath, "-noout", "-ext", "crlDistributionPoints"]);
-      const m = new RegExp(`URI:${PUBLIC_URL}/crl/${interKid}/(\\d+)\\s`).exec(cdp + "\n");
+      const m = new RegExp(`URI:${d.publicUrl}/crl/${interKid}/(\\d+)\\s`).exec(cdp + "\n");
       expect(m, cdp).not.toBeNull();
       leaves.push({ ...c, shard: Number(m![1]), name: `leaf-${i}` });
     }
@@ -79,7 +78,7 @@ describe(`partitioned CRLs (crl.shards: ${SHARDS}), the root CRL and /crls.pem (
       const c = await fetchCrl(`/crl/${interKid}/${n}`);
       // (openssl prints "Only User Certificates" right after the URI, on the same line.)
       expect(c.text).toMatch(/X509v3 Issuing Distribution Point: critical\s*\n\s*Full Name:\s*\n\s*URI:(\S+)\s+Only User Certificates/);
-      expect(/Full Name:\s*\n\s*URI:(\S+)/.exec(c.text)![1]).toBe(`${PUBLIC_URL}/crl/${interKid}/${n}`);
+      expect(/Full Name:\s*\n\s*URI:(\S+)/.exec(c.text)![1]).toBe(`${d.publicUrl}/crl/${interKid}/${n}`);
       expect(c.serials.size).toBe(0);
     }
     const full = await fetchCrl(`/crl/${interKid}`);
@@ -124,7 +123,7 @@ describe(`partitioned CRLs (crl.shards: ${SHARDS}), the root CRL and /crls.pem (
 
   it("serves the root's CRL (signed at init, empty) at the URL in the intermediate's CRL distribution point", async () => {
     const cdp = openssl(["x509", "-in", ca.intermediatePath, "-noout", "-ext", "crlDistributionPoints"]);
-    expect(cdp).toContain(`URI:${PUBLIC_URL}/crl/${rootKid}`);
+    expect(cdp).toContain(`URI:${d.publicUrl}/crl/${rootKid}`);
     const root = await fetchCrl(`/crl/${rootKid}`);
     expect(root.text).toMatch(/Issuer: O = fleetca, CN = fleetca Root CA/);
     expect(root.text).toContain("No Revoked Certificates.");

@@ -64,9 +64,10 @@ describe("issuance end to end (real daemon, openssl, node:tls)", () => {
     expect(text).toContain("X509v3 Authority Key Identifier");
     const intermediateSki = openssl(["x509", "-in", c.chainPath, "-noout", "-ext", "subjectKeyIdentifier"]).split("\n")[1]!.trim();
     expect(text).toContain(intermediateSki);
-    expect(text).toContain(`URI:http://127.0.0.1:8080/crl/${intermediateSki.replace(/:/g, "").toLowerCase()}`);
-    expect(text).toContain("OCSP - URI:http://127.0.0.1:8080/ocsp");
-    expect(text).toContain("CA Issuers - URI:http://127.0.0.1:8080/intermediate.crt");
+    // No publicUrl in the config: the URLs follow listen.public, here the port the daemon chose.
+    expect(text).toContain(`URI:${d.publicUrl}/crl/${intermediateSki.replace(/:/g, "").toLowerCase()}`);
+    expect(text).toContain(`OCSP - URI:${d.publicUrl}/ocsp`);
+    expect(text).toContain(`CA Issuers - URI:${d.publicUrl}/intermediate.crt`);
     // notBefore backdated 1 min, lifetime = default 24 h.
     const nb = Date.parse(c.notBefore);
     const na = Date.parse(c.notAfter);

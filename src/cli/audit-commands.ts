@@ -5,7 +5,7 @@ import { decodeEntry } from "../audit/audit-entry.js";
 import { verifyAuditLog, type AuditVerifySource } from "../audit/audit-verifier.js";
 import { consistencyProof, inclusionProof, rootOf, verifyConsistency, verifyInclusion } from "../audit/merkle.js";
 import { spkiSha256, treeHeadJson } from "../audit/tree-head.js";
-import { loadConfig } from "../config/load.js";
+import type { LoadedConfig } from "../config/load.js";
 import { systemClock } from "../core/clock.js";
 import { parseDuration } from "../core/duration.js";
 import { OperatorError } from "../core/errors.js";
@@ -19,7 +19,8 @@ import { KEYS_DIR, openInventory } from "./data-dir.js";
  * exits 1 naming the first bad entry; prove and consistency print RFC 9162 proofs as JSON that
  * docs/audit.md shows how to check without fleetca.
  */
-export function registerAuditCommands(program: Command, configOption: () => Option): void {
+/** `load`: the CLI's config loader (fleetca.ts), which remembers the file for error hints. */
+export function registerAuditCommands(program: Command, configOption: () => Option, load: (path: string | undefined) => LoadedConfig): void {
   const audit = program.command("audit").description("the issuance log: verify it, search it, prove inclusion and consistency");
 
   audit
@@ -28,7 +29,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .option("--json", "one JSON object")
     .addOption(configOption())
     .action((o: { json?: boolean; config?: string }) => {
-      const { config } = loadConfig(o.config);
+      const { config } = load(o.config);
       withStore(config.dataDir, (store) => {
         const r = verifyAuditLog(verifySource(store, config.dataDir));
         if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
@@ -56,7 +57,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .option("--json", "one JSON object per line")
     .addOption(configOption())
     .action((o: { serial?: string; provisioner?: string; subject?: string; since?: string; limit: string; json?: boolean; config?: string }) => {
-      const { config } = loadConfig(o.config);
+      const { config } = load(o.config);
       if (o.serial === undefined && o.provisioner === undefined && o.subject === undefined && o.since === undefined) {
         throw new OperatorError("audit query needs --serial, --provisioner, --subject or --since");
       }
@@ -88,7 +89,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .argument("<serial>", "serial number, hex as `fleetca list` prints it")
     .addOption(configOption())
     .action((serial: string, o: { config?: string }) => {
-      const { config } = loadConfig(o.config);
+      const { config } = load(o.config);
       withStore(config.dataDir, (store) => {
         const rows = store.audit.entriesForSerial(serial.toLowerCase());
         const row = rows.find((r) => r.kind === "issued") ?? rows.find((r) => r.kind === "intent");
@@ -125,7 +126,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .argument("<m>", "the larger tree size")
     .addOption(configOption())
     .action((nArg: string, mArg: string, o: { config?: string }) => {
-      const { config } = loadConfig(o.config);
+      const { config } = load(o.config);
       const n = Number(nArg);
       const m = Number(mArg);
       withStore(config.dataDir, (store) => {

@@ -49,6 +49,9 @@ Examples:
 `;
 
 
+/** A usage mistake: one line and where to look (issue 16), as `fleetca` does; exit 2. */
+const usageError = (message: string): string => `${message} (see cert-agent --help)`;
+
 function fail(message: string, code = 1): never {
   process.stderr.write(`cert-agent: ${message.replace(/\s*\n\s*/g, " ")}\n`);
   process.exit(code);
@@ -86,7 +89,7 @@ async function main(): Promise<void> {
       allowPositionals: false,
     }));
   } catch (e) {
-    fail(`${(e as Error).message}; ${USAGE}`, 2);
+    fail(usageError((e as Error).message), 2);
   }
   if (values.help) {
     process.stdout.write(HELP);
@@ -96,8 +99,8 @@ async function main(): Promise<void> {
     process.stdout.write(`cert-agent ${packageVersion()}\n`);
     return;
   }
-  for (const k of ["ca", "root-fingerprint", "token-file", "out"] as const) if (!values[k]) fail(`--${k} is required; ${USAGE}`, 2);
-  if (!values.san?.length) fail(`at least one --san is required; ${USAGE}`, 2);
+  for (const k of ["ca", "root-fingerprint", "token-file", "out"] as const) if (!values[k]) fail(usageError(`--${k} is required`), 2);
+  if (!values.san?.length) fail(usageError("at least one --san is required"), 2);
   let caUrl: URL;
   try {
     caUrl = new URL(values.ca!);

@@ -7,6 +7,8 @@ import type { Clock } from "../core/clock.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import type { Secret } from "../core/secret.js";
 import type { Signer } from "../signing/signer.js";
+import { createHash } from "node:crypto";
+import { derivedPublicUrlWarning, publicUrlFromListen } from "../config/public-url.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
@@ -74,6 +76,22 @@ export interface DaemonOptions {
    * counting signatures or injecting a signer fault in tests, and for metrics.
    */
   wrapSigner?: (s: Signer) => Signer;
+  /** The config file the daemon was started with (null: built-in defaults), for the start-up log. */
+  configSource?: string | null;
+}
+
+/**
+ * listen.public on port 0 with publicUrl derived from it: the port is chosen before anything is
+ * initialised, so the intermediate, the serving certificate and every leaf name the port the
+ * public listener then binds. (The kernel's pick is released and bound again a moment later;
+ * only a test setup uses port 0, and a lost race fails the start with EADDRINUSE, loudly.)
+ */
+async function withPublicPortChosen(config: FleetcaConfig): Promise<FleetcaConfig> {
+  if (config.publicUrlSource !== "listen.public") return config;
+  const [host, port] = splitHostPort(config.listen.public);
+  if (port !== 0) return config;
+  const chosen = `${host.includes(":") ? `[${host}]` : host}:${await freePort(host, "listen.public")}`;
+  return { ...config, listen: { ...config.listen, public: chosen }, publicUrl: publicUrlFromListen(chosen) };
 }
 
 const SERVING_CERT_LIFETIME_MS = 24 * 3_600_000;
@@ -88,8 +106,11 @@ export const ISSUER_POLL_MS = 1_000;
 const CRL_DEBOUNCE_MS = 250;
 const CRL_WARNING_EVERY_MS = 3_600_000;
 
-export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
+export async function startDaemon(configured: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
+  const config = await withPublicPortChosen(configured);
+  const urlWarning = derivedPublicUrlWarning(config.listen.public, config.publicUrl, config.publicUrlSource);
+  if (urlWarning) log.warn({ publicUrl: config.publicUrl }, urlWarning);
   // Before anything is initialised or minted: the listeners' ports are free, and no other
   // daemon serves this dataDir (serve-lock.ts).
   await assertPortsFree([
@@ -100,9 +121,13 @@ export async function startDaemon(config: FleetcaConfig, opts: DaemonOptions): P
   const lock = acquireServeLock(config.dataDir);
   try {
     if (!dataDirInitialised(config.dataDir)) {
-      log.warn({ dataDir: config.dataDir }, "dataDir holds no CA: initialising a new hierarchy first");
+      // Loud, with the config it came from: a config read from an unexpected place (a relative
+      // dataDir resolves against the config file) makes a new CA, not an error (SPEC), so the
+      // operator must be able to tell at once (issue 16).
+      const source = opts.configSource === undefined ? {} : { config: opts.configSource ?? "(built-in defaults)" };
+      log.warn({ dataDir: config.dataDir, ...source }, "dataDir holds no CA: INITIALISING A NEW CA (a new root) there; if you meant an existing CA, stop and pass its config with --config or FLEETCA_CONFIG");
       const r = await initHierarchy(config, opts.passphrase, clock);
-      log.info({ rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "CA initialised");
+      log.warn({ dataDir: config.dataDir, rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "new CA initialised: pin this root fingerprint (cert-agent --root-fingerprint)");
     }
     const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, ...issuanceWrites(log) });
     try {
@@ -330,7 +355,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   writeFileAtomic(statePath, JSON.stringify({ pid: process.pid, apiUrl, publicUrl, startedAt: clock.now().toISOString() }) + "\n", 0o600);
   log.info({ url: apiUrl, ...(apiWorkerCount > 0 && { workers: apiWorkerCount }) }, "api listening");
   log.info({ url: publicUrl, ...(workerCount > 0 && { workers: workerCount }) }, "public listening");
-  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners }, "fleetca ready");
+  // The root fingerprint(s) at every start, not only the first: what hosts pin (issue 16).
+  const rootFingerprints = roots.map((r) => createHash("sha256").update(r.der).digest("hex"));
+  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners, rootFingerprint: rootFingerprints.join(","), dataDir: dd.dir, publicUrl: config.publicUrl }, "fleetca ready");
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
   void ocspPresigner.run();
 

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { OperatorError } from "../core/errors.js";
+import { NoCaError, OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import { openKek, type Kek } from "../signing/kek.js";
 import { SoftKeyStore } from "../signing/soft-keystore.js";
@@ -60,7 +60,7 @@ export function openDataDir(
  */
 export function openKeyStore(dir: string, passphrase: Secret | undefined, opts: { create: boolean }): { kek: Kek; keys: SoftKeyStore } {
   if (!existsSync(dir)) {
-    if (!opts.create) throw new OperatorError(`dataDir ${dir} does not exist: run "fleetca init" first`);
+    if (!opts.create) throw new NoCaError(`dataDir ${dir} does not exist`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   if (!statSync(dir).isDirectory()) throw new OperatorError(`dataDir ${dir} is not a directory`);
@@ -76,7 +76,7 @@ export function openKeyStore(dir: string, passphrase: Secret | undefined, opts: 
  */
 export function openDatabase(dir: string): SqliteStore {
   const path = join(dir, DB_FILE);
-  if (!existsSync(path)) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
+  if (!existsSync(path)) throw new NoCaError(`no database at ${path}`);
   return new SqliteStore(path);
 }
 

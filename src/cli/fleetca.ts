@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
 import { systemClock } from "../core/clock.js";
-import { CaError, OperatorError } from "../core/errors.js";
+import { CaError, NoCaError, OperatorError } from "../core/errors.js";
 import { formatRemaining, parseDuration } from "../core/duration.js";
 import { sansToList } from "../core/sans.js";
-import { loadConfig, passphraseFrom } from "../config/load.js";
+import { loadConfig, passphraseFrom, type LoadedConfig } from "../config/load.js";
+import { resolve as resolvePath } from "node:path";
+import { liveServeState } from "./serve-state.js";
 import { createBootstrapToken } from "../attestation/bootstrap.js";
 import { createLogger } from "../log/logger.js";
-import { ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
+import { crlReasonName, ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { bindIssuer } from "../issuance/issuer.js";
@@ -24,7 +26,7 @@ import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.j
 import type { SerialHex } from "../core/serial.js";
 import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
 import { revokeIssuer } from "./issuer-kill-switch.js";
-import { caStatus, formatStatus } from "./status.js";
+import { caStatus, daemonState, formatStatus } from "./status.js";
 import { packageVersion } from "../core/package-version.js";
 
 const program = new Command("fleetca")
@@ -40,6 +42,28 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 const configOption = () => new Option("--config <file>", "config file (default: $FLEETCA_CONFIG, else ./config.yaml if present)");
 
+/** The config file this run read (null: built-in defaults), for the hint on a "no CA here" error. */
+let configRead: { source: string | null } | undefined;
+
+/**
+ * Every command's config: loadConfig, remembered for error hints. With listen.public on port 0
+ * and no publicUrl, certificates made offline (init, rotations) name the running daemon's bound
+ * public URL, as tokens name its bound API URL (token-audience.ts).
+ */
+function load(path: string | undefined): LoadedConfig {
+  const loaded = loadConfig(path);
+  configRead = loaded;
+  const { config } = loaded;
+  if (config.publicUrlSource === "listen.public" && config.listen.public.endsWith(":0")) {
+    const running = liveServeState(config.dataDir);
+    if (running) config.publicUrl = running.publicUrl;
+  }
+  return loaded;
+}
+
+/** `--config` as the operator should see it: the absolute file, or that there was none. */
+const configShown = (source: string | null): string => (source === null ? "(none: built-in defaults)" : resolvePath(source));
+
 function durationArg(flag: string) {
   return (v: string) => {
     try {
@@ -54,12 +78,20 @@ program
   .command("init")
   .description("create the root and online intermediate in dataDir (refuses to overwrite)")
   .addOption(configOption())
-  .action(async (o: { config?: string }) => {
-    const { config } = loadConfig(o.config);
+  .option("--json", "one JSON object")
+  .action(async (o: { config?: string; json?: boolean }) => {
+    const { config, source } = load(o.config);
     const r = await initHierarchy(config, passphraseFrom(config), systemClock);
+    if (o.json) {
+      const { rootKeyId, intermediateKeyId, rootFingerprint, developmentMode } = r;
+      process.stdout.write(`${JSON.stringify({ dataDir: config.dataDir, configFile: source === null ? null : resolvePath(source), rootKeyId, intermediateKeyId, rootFingerprint, protection: developmentMode ? "development" : "passphrase", publicUrl: config.publicUrl })}\n`);
+      return;
+    }
     process.stdout.write(
       [
         `initialised CA in ${config.dataDir}`,
+        `config:               ${configShown(source)}`,
+        `certificates name:    ${config.publicUrl} (OCSP, CRLs; publicUrl)`,
         `root key id:          ${r.rootKeyId}`,
         `intermediate key id:  ${r.intermediateKeyId}`,
         `root SHA-256:         ${r.rootFingerprint}`,
@@ -73,9 +105,10 @@ program
   .description("run the CA daemon (initialises an empty dataDir first)")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config, source } = load(o.config);
     const log = createLogger({ level: config.log.level, format: config.log.format });
-    const daemon = await startDaemon(config, { passphrase: passphraseFrom(config), clock: systemClock, log });
+    log.info({ config: configShown(source), dataDir: config.dataDir }, "starting");
+    const daemon = await startDaemon(config, { passphrase: passphraseFrom(config), clock: systemClock, log, configSource: source === null ? null : resolvePath(source) });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -99,27 +132,35 @@ token
   .command("create")
   .description("print a one-time bootstrap JWT authorising the given SANs")
   .requiredOption("--sub <name>", "subject the token is for (e.g. the host name)")
-  .requiredOption("--san <san>", "a SAN the token allows (repeatable): DNS name, IP or URI", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  // No default value: commander then enforces "required" (a default [] would satisfy it).
+  .requiredOption("--san <san>", "a SAN the token allows (repeatable): DNS name, IP or URI", (v: string, acc: string[] | undefined) => [...(acc ?? []), v])
   .option("--ttl <duration>", "token lifetime", "5m")
   .option("--provisioner <name>", "bootstrap provisioner to sign with")
   .option("--aud <url>", "audience (the CA's sign URL); default {apiUrl}/v1/sign")
   .option("--admin", "the token may list admin SANs (config admins); required for them, refused without them")
+  .option("--json", "one JSON object: the token, its subject, SANs, audience, provisioner and expiry")
   .addOption(configOption())
-  .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; admin?: boolean; config?: string }) => {
-    const { config } = loadConfig(o.config);
+  .action(async (o: { sub: string; san: string[]; ttl: string; provisioner?: string; aud?: string; admin?: boolean; json?: boolean; config?: string }) => {
+    const { config } = load(o.config);
     const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
     const prov = o.provisioner ? bootstrap.find((p) => p.name === o.provisioner) : bootstrap[0];
     if (!prov) throw new OperatorError(o.provisioner ? `no bootstrap provisioner named ${o.provisioner}` : "no bootstrap provisioner configured");
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
     try {
+      const ttlMs = durationArg("--ttl")(o.ttl);
+      const audience = o.aud ?? signAudience(config);
       const jwt = await createBootstrapToken(
         bootstrapSettingsFor(config, prov),
         dd.keys,
         dd.store,
-        { subject: o.sub, sans: o.san, ttlMs: durationArg("--ttl")(o.ttl), audience: o.aud ?? signAudience(config), admin: o.admin === true },
+        { subject: o.sub, sans: o.san, ttlMs, audience, admin: o.admin === true },
         systemClock,
       );
-      process.stdout.write(jwt.reveal() + "\n");
+      // stdout only: the token is a secret, and a pipe or a 0600 file is where it should go.
+      if (o.json) {
+        const expiresAt = new Date(systemClock.now().getTime() + ttlMs).toISOString();
+        process.stdout.write(`${JSON.stringify({ token: jwt.reveal(), subject: o.sub, sans: o.san, audience, provisioner: prov.name, admin: o.admin === true, expiresAt })}\n`);
+      } else process.stdout.write(jwt.reveal() + "\n");
     } finally {
       dd.store.close();
     }
@@ -134,7 +175,7 @@ program
   .option("--json", "one JSON array with full records")
   .addOption(configOption())
   .action((o: { expiring?: string; revoked?: boolean; all?: boolean; json?: boolean; config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const now = systemClock.now();
     const store = openInventory(config.dataDir);
     try {
@@ -164,9 +205,10 @@ program
   .description("revoke a certificate by serial (writes the database; needs no passphrase)")
   .argument("<serial>", "serial number, hex as `fleetca list` prints it")
   .option("--reason <reason>", `RFC 5280 reason: ${LEAF_REVOCATION_REASONS.join(", ")} (or its code)`)
+  .option("--json", "one JSON object")
   .addOption(configOption())
-  .action((serial: string, o: { reason?: string; config?: string }) => {
-    const { config } = loadConfig(o.config);
+  .action((serial: string, o: { reason?: string; json?: boolean; config?: string }) => {
+    const { config } = load(o.config);
     let reason: RevocationReason;
     try {
       reason = parseRevocationReason(o.reason);
@@ -178,7 +220,8 @@ program
       // stdout carries the one result line; the daemon's log line for a revoke is not wanted here.
       const service = new RevokeService(store, systemClock, createLogger({ level: "silent", format: "logfmt" }));
       const r = service.revokeAsOperator(serial, reason);
-      process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
+      if (o.json) process.stdout.write(`${JSON.stringify({ serial: r.serial, revokedAt: r.revokedAt.toISOString(), reason: crlReasonName(reason), alreadyRevoked: r.alreadyRevoked })}\n`);
+      else process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
     } finally {
       store.close();
     }
@@ -193,7 +236,7 @@ program
   .requiredOption("--by <duration>", "renew within this long from now (at least 1m), e.g. 1h")
   .addOption(configOption())
   .action((o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const byMs = durationArg("--by")(o.by);
     const store = openDatabase(config.dataDir);
     try {
@@ -218,7 +261,7 @@ rotate
   .option("--new-passphrase-file <file>", "file holding the new passphrase (mode 0600); default: $FLEETCA_NEW_PASSPHRASE")
   .addOption(configOption())
   .action((o: { newPassphraseFile?: string; config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
   });
 rotate
@@ -226,7 +269,7 @@ rotate
   .description("new root key and certificate, cross-signed by the current root; /roots.pem serves both until `fleetca retire root` (unwraps the root key: needs the passphrase)")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const r = await rotateRoot(config, passphraseFrom(config), systemClock);
     process.stdout.write(
       [
@@ -245,7 +288,7 @@ program
   .argument("<keyid>", "the root's key id")
   .addOption(configOption())
   .action((keyId: string, o: { config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const r = retireRoot(config, keyId, systemClock);
     process.stdout.write(`retired root ${r.retired}; trusted roots now: ${r.remaining.join(", ")}\n`);
   });
@@ -256,7 +299,7 @@ rotate
   .option("--migrate-within <duration>", "the old intermediate's certificates are due for renewal within this long (at least 1m)", "24h")
   .addOption(configOption())
   .action(async (o: { migrateWithin: string; config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const migrateWithinMs = o.migrateWithin === undefined ? DEFAULT_MIGRATE_WITHIN_MS : durationArg("--migrate-within")(o.migrateWithin);
     if (migrateWithinMs < MIN_PULL_MS) throw new OperatorError("--migrate-within: must be at least 1m, so the fleet's renewals spread over the window");
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
@@ -285,7 +328,7 @@ program
   .requiredOption("--reason <reason>", `RFC 5280 reason: ${ISSUER_REVOCATION_REASONS.join(", ")} (or its code)`)
   .addOption(configOption())
   .action(async (keyId: string, o: { reason: string; config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     let reason: number;
     try {
       reason = parseIssuerRevocationReason(o.reason);
@@ -321,7 +364,7 @@ crl
   .description("re-sign each active root's CRL (unwraps the root key: needs the passphrase); the daemon serves it within a minute")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
     try {
       const issuers = dd.store.listIssuers();
@@ -342,19 +385,33 @@ program
   .description("where the CA lives, its roots and intermediates, CRLs, certificate counts, and whether a daemon runs")
   .addOption(configOption())
   .option("--json", "one JSON object")
-  .action(async (o: { config?: string; json?: boolean }) => {
-    const { config, source } = loadConfig(o.config);
+  .option("--health", "only whether the running daemon answers /healthz with 200: exit 0, else 1 (a container's health check)")
+  .action(async (o: { config?: string; json?: boolean; health?: boolean }) => {
+    const { config, source } = load(o.config);
+    if (o.health) {
+      const d = await daemonState(config.dataDir);
+      const healthy = d.running && d.healthz.startsWith("200 ");
+      process.stdout.write(d.running ? `${d.publicUrl}/healthz: ${d.healthz}\n` : `no fleetca serve is running on ${config.dataDir}\n`);
+      process.exitCode = healthy ? 0 : 1;
+      return;
+    }
     const s = await caStatus(config, source, systemClock);
     process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : formatStatus(s));
   });
 
-registerAuditCommands(program, configOption);
+registerAuditCommands(program, configOption, load);
 
 async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
   } catch (e) {
     if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+    if (e instanceof NoCaError) {
+      // Most often the wrong config, not a missing CA: say which one was read and how to choose.
+      const used = configRead ? `config ${configShown(configRead.source)}` : "no config read";
+      process.stderr.write(`fleetca: ${e.message} (${used}; pass --config FILE or set FLEETCA_CONFIG for another)\n`);
+      process.exit(1);
+    }
     if (e instanceof OperatorError || e instanceof CaError) {
       process.stderr.write(`fleetca: ${e.message}\n`);
       process.exit(1);

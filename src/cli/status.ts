@@ -1,12 +1,13 @@
 import { createHash, X509Certificate } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Clock } from "../core/clock.js";
-import { OperatorError } from "../core/errors.js";
+import { NoCaError } from "../core/errors.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { DEV_KEK_FILE, KEK_PARAMS_FILE } from "../signing/kek.js";
 import { inventorySummary, type CertificateCounts, type CrlSummary } from "../storage/sqlite/sqlite-status.js";
-import { dataDirInitialised, openInventory, SERVE_STATE_FILE } from "./data-dir.js";
+import { dataDirInitialised, openInventory } from "./data-dir.js";
+import { liveServeState } from "./serve-state.js";
 
 /** The internal certificates' provisioner names (api/serving-certificate.ts). */
 const INTERNAL = ["fleetca-api"];
@@ -30,9 +31,7 @@ export interface CaStatus {
  */
 export async function caStatus(config: FleetcaConfig, configFile: string | null, clock: Clock): Promise<CaStatus> {
   if (!dataDirInitialised(config.dataDir)) {
-    throw new OperatorError(
-      `no CA in ${config.dataDir} (${configFile ? `from ${configFile}` : "built-in config"}): pass --config or set FLEETCA_CONFIG, or run "fleetca init"`,
-    );
+    throw new NoCaError(`no CA in ${config.dataDir}`);
   }
   const now = clock.now();
   const store = openInventory(config.dataDir);
@@ -70,20 +69,10 @@ export async function caStatus(config: FleetcaConfig, configFile: string | null,
   }
 }
 
-/** serve.json names a running daemon; it is believed only if that pid is alive, then /healthz is asked. */
-async function daemonState(dataDir: string): Promise<CaStatus["daemon"]> {
-  let state: { pid: number; apiUrl: string; publicUrl: string; startedAt: string };
-  try {
-    state = JSON.parse(readFileSync(join(dataDir, SERVE_STATE_FILE), "utf8")) as typeof state;
-  } catch {
-    return { running: false };
-  }
-  try {
-    process.kill(state.pid, 0);
-  } catch (e) {
-    // EPERM: alive but someone else's; ESRCH: a daemon that died without removing serve.json.
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return { running: false };
-  }
+/** The daemon serve.json names, if its pid is alive; then its /healthz is asked. */
+export async function daemonState(dataDir: string): Promise<CaStatus["daemon"]> {
+  const state = liveServeState(dataDir);
+  if (!state) return { running: false };
   let healthz: string;
   try {
     const r = await fetch(`${state.publicUrl}/healthz`, { signal: AbortSignal.timeout(3000) });

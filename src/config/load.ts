@@ -32,10 +32,15 @@ export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.e
       throw new OperatorError(`${path}: passphrase must not be in the config; use FLEETCA_PASSPHRASE or passphraseFile`);
     }
   }
+  // A container's one config serves many deployments: the URLs certificates carry and tokens
+  // are minted for may come from the environment (issue 16), over the file's.
+  const fromEnv = { publicUrl: env.FLEETCA_PUBLIC_URL, apiUrl: env.FLEETCA_API_URL };
+  for (const [key, value] of Object.entries(fromEnv)) if (value) raw = { ...(raw as object), [key]: value };
   const r = configSchema.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    const where = i.path.length ? i.path.join(".") : "(top level)";
+    const envName = i.path.length === 1 && (i.path[0] === "publicUrl" || i.path[0] === "apiUrl") && fromEnv[i.path[0]] ? (i.path[0] === "publicUrl" ? "FLEETCA_PUBLIC_URL" : "FLEETCA_API_URL") : null;
+    const where = envName ?? (i.path.length ? i.path.join(".") : "(top level)");
     const msg = i.code === "unrecognized_keys" ? `unknown key(s) ${i.keys.join(", ")}` : i.message;
     throw new OperatorError(`${path ?? "built-in config"}: ${where}: ${msg}`);
   }

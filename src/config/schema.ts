@@ -7,6 +7,7 @@ import { checkTemplates, templateCanRender } from "../attestation/san-template.j
 import { DEFAULT_K8S_SANS, K8S_CLAIMS } from "../attestation/kubernetes.js";
 import type { AdminIdentity } from "../attestation/admin-sans.js";
 import { namePolicyRuleProblem } from "../registration/name-policy.js";
+import { publicUrlFromListen } from "./public-url.js";
 
 /** "10m" → ms, with the offending text in the message when it is not a duration. */
 const duration = z.string().transform((s, ctx) => {
@@ -269,7 +270,8 @@ export const configSchema = z
           .refine((ms) => ms <= 30_000, "must be at most 30s (the request timeout)"),
       })
       .prefault({}),
-    publicUrl: baseUrl(["http:", "https:"]).default("http://127.0.0.1:8080"),
+    /** Unset: derived from listen.public (config/public-url.ts), see the transform below. */
+    publicUrl: baseUrl(["http:", "https:"]).optional(),
     apiUrl: baseUrl(["https:"]).optional(),
     serverNames: z.array(z.string().min(1)).default([]),
     /**
@@ -428,7 +430,13 @@ export const configSchema = z
       if (names.indexOf(n) !== i) ctx.addIssue({ code: "custom", path: ["provisioners", i, "name"], message: `duplicate provisioner "${n}"` });
     });
     checkAdmins(c, ctx);
-  });
+  })
+  .transform((c) => ({
+    ...c,
+    publicUrl: c.publicUrl ?? publicUrlFromListen(c.listen.public),
+    /** Where publicUrl came from: with "listen.public" and port 0 the daemon fills in the bound port. */
+    publicUrlSource: (c.publicUrl !== undefined ? "publicUrl" : "listen.public") as "publicUrl" | "listen.public",
+  }));
 
 /**
  * Admins are identities: each entry must name a configured provisioner that may issue admin

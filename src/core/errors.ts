@@ -66,3 +66,15 @@ export class OperatorError extends Error {
     this.name = "OperatorError";
   }
 }
+
+/**
+ * The dataDir holds no CA. Most often the command read another config than the operator meant
+ * (a relative dataDir resolves against the config file), so the CLI adds which config it used
+ * and how to choose another (issue 16).
+ */
+export class NoCaError extends OperatorError {
+  constructor(message: string) {
+    super(`${message}: run "fleetca init" first`);
+    this.name = "NoCaError";
+  }
+}

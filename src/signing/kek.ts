@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { createHash, randomBytes, scryptSync } from "node:crypto";
 import { join } from "node:path";
-import { OperatorError } from "../core/errors.js";
+import { NoCaError, OperatorError } from "../core/errors.js";
 import { Secret } from "../core/secret.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
 import { open, seal, type SealedBox } from "./aead.js";
@@ -109,7 +109,7 @@ export function openKek(src: KekSource): Kek {
     return new AesKek(key, kekIdFor(key, "dev"), 1, "development", src.dataDir);
   }
   if (!src.create) {
-    throw new OperatorError(`no CA key material in ${src.dataDir}: run "fleetca init" first`);
+    throw new NoCaError(`no CA key material in ${src.dataDir}`);
   }
   if (src.passphrase) {
     const made = newPassphraseKek(src.passphrase, 1, src.dataDir);

@@ -39,14 +39,13 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * A workspace whose certs' AIA OCSP URL points at its own public listener (the default publicUrl
- * is :8080, which the tests' any-free-port listener is not).
+ * A workspace whose public listener keeps its port across daemon restarts, so the OCSP URL in
+ * certificates issued before a restart still reaches it. No publicUrl: it follows listen.public.
  */
 export async function agentWorkspace(extraConfig = ""): Promise<CaWorkspace> {
   const ws = new CaWorkspace({ extraConfig });
   const port = await freePort();
-  const cfg = readFileSync(ws.configPath, "utf8").replace('public: "127.0.0.1:0"', `public: "127.0.0.1:${port}"`);
-  writeFileSync(ws.configPath, `${cfg}\npublicUrl: http://127.0.0.1:${port}\n`);
+  writeFileSync(ws.configPath, readFileSync(ws.configPath, "utf8").replace('public: "127.0.0.1:0"', `public: "127.0.0.1:${port}"`));
   return ws;
 }
 

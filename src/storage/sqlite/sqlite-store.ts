@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import { randomUUID } from "node:crypto";
 import { chmodSync, existsSync } from "node:fs";
-import { OperatorError } from "../../core/errors.js";
+import { NoCaError, OperatorError } from "../../core/errors.js";
 import type { Sans } from "../../core/sans.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { RevocationReason } from "../../core/revocation-reason.js";
@@ -88,7 +88,7 @@ export class SqliteStore
   constructor(path: string, opts: { readonly?: boolean; groupCommit?: GroupCommitSettings; writerThread?: URL | null; onWriterLost?: (err: Error) => void } = {}) {
     this.#groupCommitSettings = opts.groupCommit ?? DEFAULT_GROUP_COMMIT;
     const fresh = !existsSync(path);
-    if (opts.readonly && fresh) throw new OperatorError(`no database at ${path}: run "fleetca init" first`);
+    if (opts.readonly && fresh) throw new NoCaError(`no database at ${path}`);
     try {
       this.db = new Database(path, { readonly: opts.readonly ?? false });
     } catch (e) {

@@ -28,6 +28,7 @@ import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-ro
 import { revokeIssuer } from "./issuer-kill-switch.js";
 import { caStatus, daemonState, formatStatus } from "./status.js";
 import { packageVersion } from "../core/package-version.js";
+import { certificateCommand, type CertificateOptions } from "./certificate-command.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -164,6 +165,26 @@ token
     } finally {
       dd.store.close();
     }
+  });
+
+program
+  .command("certificate")
+  .description("one step: a fresh key and CSR, a token (minted unless given), POST /v1/sign; writes key.pem, cert.pem, chain.pem, fullchain.pem")
+  .argument("<name>", "the name the certificate is for: DNS name, IP or URI (the only SAN unless --san is given)")
+  .option("--san <san>", "a SAN to request (repeatable): DNS name, IP or URI; default NAME", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option("--key-type <type>", "p256, p384, ed25519 or rsa2048", "p256")
+  .option("--out <dir>", "directory for the files (created 0700); default ./NAME")
+  .option("--ttl <duration>", "requested certificate lifetime (the provisioner's default otherwise)")
+  .option("--token <jwt>", "one-time token to use instead of minting one")
+  .option("--token-file <file>", "file holding the one-time token to use")
+  .option("--provisioner <name>", "bootstrap provisioner that mints the token (default: the first)")
+  .option("--ca <url>", "the CA's API base URL; default derived from apiUrl or the running daemon")
+  .option("--force", "replace existing files in --out")
+  .option("--json", "one JSON object: serial, notAfter, sans, files")
+  .addOption(configOption())
+  .action(async (name: string, o: CertificateOptions & { config?: string }) => {
+    const { config } = loadConfig(o.config);
+    process.stdout.write(await certificateCommand(config, name, o, systemClock));
   });
 
 program

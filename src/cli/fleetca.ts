@@ -175,7 +175,7 @@ program
   .option("--key-type <type>", "p256, p384, ed25519 or rsa2048", "p256")
   .option("--out <dir>", "directory for the files (created 0700); default ./NAME")
   .option("--ttl <duration>", "requested certificate lifetime (the provisioner's default otherwise)")
-  .option("--token <jwt>", "one-time token to use instead of minting one")
+  .option("--token <jwt>", "one-time token to use instead of minting one (other users can read a command line: prefer --token-file)")
   .option("--token-file <file>", "file holding the one-time token to use")
   .option("--provisioner <name>", "bootstrap provisioner that mints the token (default: the first)")
   .option("--ca <url>", "the CA's API base URL; default derived from apiUrl or the running daemon")
@@ -183,7 +183,7 @@ program
   .option("--json", "one JSON object: serial, notAfter, sans, files")
   .addOption(configOption())
   .action(async (name: string, o: CertificateOptions & { config?: string }) => {
-    const { config } = loadConfig(o.config);
+    const { config } = load(o.config);
     process.stdout.write(await certificateCommand(config, name, o, systemClock));
   });
 

@@ -11,13 +11,16 @@ describe("config.example.yaml", () => {
     const { config } = loadConfig(join(REPO, "config.example.yaml"), {});
     expect(config.provisioners.map((p) => p.type)).toEqual(["bootstrap"]);
     expect(config.issuance.maxTTL).toBe(168 * 3600_000);
+    // No publicUrl: it follows listen.public.
+    expect(config.publicUrl).toBe("http://127.0.0.1:8080");
+    expect(config.publicUrlSource).toBe("listen.public");
   });
 
   it("parses with every commented example switched on", () => {
     const text = readFileSync(join(REPO, "config.example.yaml"), "utf8")
       .split("\n")
       .map((l) => l.replace(/^(\s*)# (?=- name:|\s+[a-zA-Z])/, "$1"))
-      .map((l) => l.replace(/^# (apiUrl|passphraseFile|policy):/, "$1:"))
+      .map((l) => l.replace(/^# (apiUrl|publicUrl|passphraseFile|policy):/, "$1:"))
       .join("\n");
     const dir = mkdtempSync(join(tmpdir(), "fleetca-cfg-"));
     try {
@@ -27,6 +30,7 @@ describe("config.example.yaml", () => {
       const k8s = config.provisioners[2]!;
       expect(k8s.type === "kubernetes" && k8s.jwks.file).toBe(join(dir, "k8s-jwks.json"));
       expect(config.apiUrl).toBe("https://ca.internal:8443");
+      expect(config.publicUrl).toBe("http://ca.internal:8080");
       expect(config.policy?.ip?.allow).toEqual(["10.0.0.0/8", "fd00::/8"]);
       expect(config.policy?.uri?.allow).toEqual(["spiffe://example.org/"]);
     } finally {

@@ -12,7 +12,7 @@ import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
 import { toPem } from "../src/x509/pem.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
-import { MIGRATIONS } from "../src/storage/sqlite/migrations.js";
+import { MIGRATIONS } from "../src/storage/migrations.js";
 import type { SerialHex } from "../src/core/serial.js";
 import type { RevokedPage, RevokedRow } from "../src/storage/ports.js";
 import { packRevokedRows, unpackRevokedPage } from "../src/storage/revoked-page.js";
@@ -436,7 +436,7 @@ describe("schema migration v6 (CRL entry records in the revoked-certificate inde
     const db = new Database(path);
     db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
     for (const m of MIGRATIONS.filter((m) => m.version <= 5)) {
-      db.exec(m.sql);
+      db.exec(m.sqlite);
       db.prepare("INSERT INTO schema_migrations VALUES (?, ?, 0)").run(m.version, m.name);
     }
     db.prepare("INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at) VALUES ('aa', 'intermediate', 'k', NULL, x'00', 0, 1, 'active', 0)").run();

@@ -14,7 +14,7 @@ import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/ap
 import { LiveIssuers } from "../src/issuance/live-issuers.js";
 import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
-import { MIGRATIONS } from "../src/storage/sqlite/migrations.js";
+import { MIGRATIONS } from "../src/storage/migrations.js";
 import Database from "better-sqlite3";
 
 /**
@@ -319,7 +319,7 @@ describe("schema migration v11 (idempotency keys scoped to the token's identity)
     db.pragma("foreign_keys = OFF");
     db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
     for (const m of MIGRATIONS.filter((m) => m.version <= 10)) {
-      db.exec(m.sql);
+      db.exec(m.sqlite);
       db.prepare("INSERT INTO schema_migrations VALUES (?, ?, 0)").run(m.version, m.name);
     }
     db.prepare("INSERT INTO idempotency_keys (key, request_hash, token_id, serial, expires_at, created_at) VALUES ('k', 'h', 'bootstrap:j', 'ab', ?, 0)").run(Date.now() + DAY);

@@ -8,7 +8,7 @@ import type { ApiResponse } from "./harness/http.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
 import { startInProcess } from "./harness/in-process.js";
 import { ManualClock } from "../src/core/clock.js";
-import { MIGRATIONS } from "../src/storage/sqlite/migrations.js";
+import { MIGRATIONS } from "../src/storage/migrations.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 
 const ADMIN_SAN = "spiffe://example.org/admin";
@@ -412,7 +412,7 @@ describe("schema migration v2 (certificates.renewed_from)", () => {
     const path = join(ws.dir, "v1.db");
     const db = new Database(path);
     db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
-    db.exec(MIGRATIONS[0]!.sql);
+    db.exec(MIGRATIONS[0]!.sqlite);
     db.prepare("INSERT INTO schema_migrations VALUES (1, 'v1', 0)").run();
     db.prepare("INSERT INTO issuers VALUES ('aa', 'intermediate', 'k', NULL, x'00', 0, 1, 'active', 0)").run();
     db.prepare(

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 
 /**
  * Fills a stopped daemon's inventory with `count` synthetic, unexpired certificate rows of the
- * current intermediate (schema: src/storage/sqlite/migrations.ts). Synthetic because issuing
+ * current intermediate (schema: src/storage/migrations.ts). Synthetic because issuing
  * 1M certificates through the API would take longer than the whole benchmark; the `der` column
  * reuses one real certificate's bytes (CRL and OCSP read serial/status/dates, not the DER).
  * One transaction, synchronous=OFF: seeding is set-up, not what is measured.

@@ -37,7 +37,7 @@ import type { AuditFields, IntentFields } from "../../audit/audit-entry.js";
 import { SqliteAuditLog } from "./sqlite-audit-log.js";
 import { DEFAULT_GROUP_COMMIT, IssuanceGroupCommit, type GroupCommitSettings } from "./issuance-group-commit.js";
 import { CommitWriter } from "./commit-writer.js";
-import { MIGRATIONS } from "./migrations.js";
+import { MIGRATIONS } from "../migrations.js";
 import { storedCrlOf, type CrlRow } from "./sqlite-crl-catalog.js";
 
 interface CertRow {
@@ -726,7 +726,7 @@ function migrate(db: Database.Database, path: string): void {
   for (const m of MIGRATIONS) {
     if (m.version <= have) continue;
     db.transaction(() => {
-      db.exec(m.sql);
+      db.exec(m.sqlite);
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
     }).immediate();
   }

@@ -1,0 +1,176 @@
+/**
+ * A throwaway PostgreSQL cluster for the storage tests (issue 17): initdb into a temp directory,
+ * pg_ctl start on a free loopback port, a `fleetca` database; stop() kills it and removes the
+ * directory. It uses the machine's own PostgreSQL binaries (.ci/run installs Debian's postgresql
+ * when they are missing), never a system cluster, and fails loudly when it cannot start one: a
+ * storage test that quietly skipped PostgreSQL would claim coverage it does not have.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { accessSync, chownSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+
+const run = promisify(execFile);
+
+export interface TestPostgres {
+  /** postgres://fleetca@127.0.0.1:PORT/fleetca: the bootstrap superuser, no password (trust, loopback only). */
+  url: string;
+  /** The same cluster, another database on it (created by createDatabase). */
+  urlOf(database: string): string;
+  /** CREATE DATABASE `name` (a fresh, empty one per test) and returns its URL. */
+  createDatabase(name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Clusters not stopped yet: killed at process exit, should a test worker end without stop(). */
+const running = new Set<() => void>();
+let exitHookInstalled = false;
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The directory holding initdb, pg_ctl and postgres of one installation: initdb's on PATH if there
+ * is one (symlinks resolved, so pg_ctl comes from the same version), else Debian's
+ * /usr/lib/postgresql/<version>/bin of the highest version (Debian keeps them off PATH).
+ */
+export function postgresBinDir(): string {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const initdb = join(dir, "initdb");
+    if (!executable(initdb)) continue;
+    const real = dirname(realpathSync(initdb));
+    if (executable(join(real, "pg_ctl"))) return real;
+  }
+  const root = "/usr/lib/postgresql";
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => executable(join(root, v, "bin", "initdb"))) : [];
+  versions.sort((a, b) => parseFloat(b) - parseFloat(a));
+  if (versions.length === 0) {
+    throw new Error("PostgreSQL not found: no initdb on PATH nor in /usr/lib/postgresql/*/bin (.ci/run installs Debian's postgresql)");
+  }
+  return join(root, versions[0]!, "bin");
+}
+
+/** A port free on 127.0.0.1 a moment ago (the kernel's pick for port 0). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+/** The uid and gid of the `postgres` OS user, which the cluster runs as when we are root. */
+function postgresUser(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("postgres:"));
+  if (!line) throw new Error("running as root, and there is no postgres user to run PostgreSQL as (PostgreSQL refuses to run as root)");
+  const [, , uid, gid] = line.split(":");
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+export async function startPostgres(): Promise<TestPostgres> {
+  const bin = postgresBinDir();
+  const dir = mkdtempSync(join(tmpdir(), "fleetca-pg-"));
+  const data = join(dir, "data");
+  const log = join(dir, "postgres.log");
+  // PostgreSQL refuses to run as root (its docs, "The PostgreSQL User Account"); CI and this
+  // machine run tests as root, so the cluster runs as the postgres user, which owns the directory.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const { uid, gid } = postgresUser();
+    chownSync(dir, uid, gid);
+  }
+  const command = (file: string, args: string[]): [string, string[]] =>
+    asRoot ? ["runuser", ["-u", "postgres", "--", join(bin, file), ...args]] : [join(bin, file), args];
+  const pgctl = async (args: string[]): Promise<void> => {
+    const [file, argv] = command("pg_ctl", args);
+    await run(file, argv, { timeout: 90_000 });
+  };
+  const stopSync = (): void => {
+    try {
+      const [file, argv] = command("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
+      execFileSync(file, argv, { stdio: "ignore", timeout: 30_000 });
+    } catch {
+      // not running
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    // -A trust: no password, which is fine for a cluster that listens on 127.0.0.1 and a socket
+    // in its own directory, and lives for one test file. --locale=C: every machine has it.
+    // --no-sync: a throwaway need not survive a power cut.
+    const [file, argv] = command("initdb", ["-D", data, "-A", "trust", "-U", "fleetca", "-E", "UTF8", "--locale=C", "--no-sync"]);
+    await run(file, argv, { timeout: 90_000 });
+
+    // A port free a moment ago may be taken by the time the postmaster binds it (other test files
+    // pick ports too): try again with another.
+    let port = 0;
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort();
+      // -l: the postmaster's output goes to the log file, not to pipes that execFile would wait
+      // on after pg_ctl itself has exited. -k: the Unix socket in our directory, not
+      // /var/run/postgresql (where a system cluster may be). fsync=off: as --no-sync.
+      const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+      try {
+        await pgctl(["-D", data, "-l", log, "-w", "-t", "60", "-o", options, "start"]);
+        break;
+      } catch (e) {
+        const why = existsSync(log) ? readFileSync(log, "utf8") : "";
+        if (attempt < 3 && /could not bind|Address already in use/i.test(why)) continue;
+        throw new Error(`pg_ctl start failed: ${(e as Error).message}\n${why}`);
+      }
+    }
+
+    const base = `postgres://fleetca@127.0.0.1:${port}`;
+    const urlOf = (database: string): string => `${base}/${database}`;
+    const createDatabase = async (name: string): Promise<string> => {
+      const admin = new pg.Client({ connectionString: urlOf("postgres") });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+      } finally {
+        await admin.end();
+      }
+      return urlOf(name);
+    };
+    const url = await createDatabase("fleetca");
+
+    running.add(stopSync);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.once("exit", () => {
+        for (const stop of running) stop();
+      });
+    }
+    return {
+      url,
+      urlOf,
+      createDatabase,
+      async stop() {
+        running.delete(stopSync);
+        // -m immediate: no checkpoint, nothing to keep.
+        await pgctl(["-D", data, "-m", "immediate", "-w", "stop"]).catch(() => {});
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    stopSync();
+    throw e;
+  }
+}

@@ -72,7 +72,7 @@ export async function registrationAuthorityFor(
   /** The CA of the current intermediate: a getter, as a rotation replaces it while the RA runs. */
   ca: () => CertificateAuthority,
   dd: OpenedDataDir,
-  deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics },
+  deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics; followIssuer?: (issuerKeyId: string) => Promise<void> },
 ): Promise<{ ra: RegistrationAuthority; provisioners: string[]; rateLimits: RateLimits }> {
   const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
   // Each process keeps its own copy of the buckets and merges it into the shared database about
@@ -94,6 +94,7 @@ export async function registrationAuthorityFor(
       minTtlMs: config.issuance.minTTL,
       idempotencyWindowMs: 24 * 3_600_000,
       namePolicy: NamePolicy.fromConfig(config.policy),
+      followIssuer: deps.followIssuer,
     },
     deps.audiences,
     deps.log,

@@ -35,6 +35,8 @@ export async function startApiRole(p: {
   metrics: CaMetrics;
   /** A revocation was committed here: tell whoever publishes CRLs and OCSP answers. */
   onRevoked: () => void;
+  /** Re-read the issuers table now (resolves once `onIssuers` was told of any change). */
+  followIssuers: () => Promise<void>;
 }): Promise<{ install(c: ServingKeyPair): void; onIssuers(l: IssuerLineup): void; close(): Promise<void> }> {
   const { config, dd, clock, log } = p;
   // Replaced when a rotation makes another intermediate current (onIssuers).
@@ -43,7 +45,12 @@ export async function startApiRole(p: {
   let ca = certificateAuthorityFor(config, lineup.current, clock, answering);
   let clientCas = clientCaPems(p.lineup.answering);
   let credentials = p.credentials;
-  const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics });
+  // A renewal of a certificate from an intermediate this worker does not know yet: read the
+  // issuers table before issuing (RaSettings.followIssuer), so the host is never moved back.
+  const followIssuer = async (keyId: string): Promise<void> => {
+    if (!answering(keyId)) await p.followIssuers();
+  };
+  const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics, followIssuer });
   const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.

@@ -188,7 +188,13 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
   let ca = certificateAuthorityFor(config, issuer, clock, answering);
   let audiences: string[] = [];
-  const { ra, provisioners, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences, metrics });
+  // Assigned below, once the publishers it updates exist; a renewal before then finds the
+  // intermediate known anyway (the lineup was read at start).
+  let followIssuersNow: () => Promise<void> = async () => {};
+  const followIssuer = async (keyId: string): Promise<void> => {
+    if (!answering(keyId)) await followIssuersNow();
+  };
+  const { ra, provisioners, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => audiences, metrics, followIssuer });
 
   const [apiHost, apiPort] = splitHostPort(config.listen.api);
   const [pubHost, pubPort] = splitHostPort(config.listen.public);
@@ -398,6 +404,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         log.error({ err }, "following the issuers table failed");
       }
     })().finally(() => (following = null)));
+  followIssuersNow = followIssuers;
 
   const tick = async () => {
     await followIssuers();

@@ -91,11 +91,11 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
     const lineup = (await liveIssuers.refresh())!;
     const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
     const followers: Array<(l: IssuerLineup) => void | Promise<void>> = [];
-    let following = false;
-    const followIssuers = setInterval(() => {
-      if (following) return;
-      following = true;
-      void liveIssuers
+    // One read at a time; a caller that asks meanwhile (a renewal from an intermediate this
+    // worker does not know yet) waits for the read in flight.
+    let following: Promise<void> | null = null;
+    const followNow = (): Promise<void> =>
+      (following ??= liveIssuers
         .refresh()
         .then(async (next) => {
           if (!next) return;
@@ -103,8 +103,8 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
           log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
         })
         .catch((err: unknown) => log.error({ err }, "following the issuers table failed"))
-        .finally(() => (following = false));
-    }, FOLLOW_MS);
+        .finally(() => (following = null)));
+    const followIssuers = setInterval(() => void followNow(), FOLLOW_MS);
     closers.push(() => clearInterval(followIssuers));
     const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
     closers.push(() => feed.stop());
@@ -131,6 +131,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
           feed.poll();
           send({ t: "revoked" });
         },
+        followIssuers: followNow,
       });
       process.on("message", (m: ToWorker) => {
         if (m.t === "api-credentials") api.install({ key: m.key, cert: m.cert });

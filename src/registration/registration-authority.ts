@@ -56,6 +56,13 @@ export interface RaSettings {
   idempotencyWindowMs: number;
   /** Config `policy`: checked on the exact SANs of every sign and renew, before anything is recorded. */
   namePolicy?: NamePolicy | undefined;
+  /**
+   * Called with the renewed certificate's issuer before a renewal is issued: a process that does
+   * not know that intermediate yet (another process rotated, this one polls the issuers table
+   * every second) re-reads the table first. Otherwise, with several API processes, a host whose
+   * certificate already came from the new intermediate could be renewed by the old one.
+   */
+  followIssuer?: ((issuerKeyId: string) => Promise<void>) | undefined;
 }
 
 /** One verified POST /v1/sign, as #signOnce works on it. */
@@ -272,6 +279,7 @@ export class RegistrationAuthority {
     const rules = this.settings.lifecycles.authorizeRenew(current, this.clock.now());
     const ttlMs = Math.min(requestedTtlMs ?? rules.defaultTtlMs, rules.maxTtlMs);
     // Given back when the renewal is not committed after all.
+    await this.settings.followIssuer?.(current.issuerKeyId);
     const reservation = this.rateLimits?.takeRenewal(renewalLineageOf(current));
     const outcome = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },

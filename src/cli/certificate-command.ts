@@ -2,7 +2,7 @@ import { createPublicKey, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Clock } from "../core/clock.js";
-import { OperatorError } from "../core/errors.js";
+import { NoCaError, OperatorError } from "../core/errors.js";
 import { parseDuration } from "../core/duration.js";
 import { Secret } from "../core/secret.js";
 import { sansToList } from "../core/sans.js";
@@ -42,6 +42,11 @@ type FileRole = keyof typeof FILES;
  * capped by the provisioner's maxTokenTTL so a stricter provisioner does not refuse it.
  */
 const MINTED_TOKEN_TTL_MS = 5 * 60_000;
+
+/** A CA restarting or a dropped connection: three tries, 0.5 s then 1 s apart, with one Idempotency-Key. */
+const SEND_ATTEMPTS = 3;
+const RESEND_DELAY_MS = 500;
+const TRANSIENT = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|socket hang up/;
 
 /**
  * `fleetca certificate NAME`: the one-step path (like `step ca certificate`) for an operator who
@@ -132,11 +137,8 @@ function refuseExisting(dir: string, paths: Record<FileRole, string>, force: boo
  */
 function trustedRoots(dataDir: string, caFlag: string | undefined): string {
   if (!existsSync(join(dataDir, DB_FILE))) {
-    throw new OperatorError(
-      caFlag !== undefined
-        ? `--ca ${caFlag}: no CA database in ${dataDir} to take the trust roots from (only the CA's own roots are trusted): pass --config for the CA's dataDir`
-        : `no CA in ${dataDir}: pass --config or set FLEETCA_CONFIG, or run "fleetca init"`,
-    );
+    if (caFlag === undefined) throw new NoCaError(`no CA in ${dataDir}`);
+    throw new OperatorError(`--ca ${caFlag}: no CA database in ${dataDir} to take the trust roots from (only the CA's own roots are trusted): pass --config for the CA's dataDir`);
   }
   const store = openInventory(dataDir);
   try {
@@ -201,19 +203,30 @@ async function mintToken(config: FleetcaConfig, name: string, sans: string[], o:
  * (RFC 6750 §2.1), never in a message.
  */
 async function submit(signUrl: string, roots: string, token: Secret, csrPem: string, ttl: string | undefined): Promise<SignAnswer> {
-  let r: HttpAnswer;
-  try {
-    r = await httpsRequest(signUrl, {
-      method: "POST",
-      ca: roots,
-      headers: { "content-type": "application/json", authorization: `Bearer ${token.reveal()}`, "idempotency-key": randomUUID() },
-      body: JSON.stringify({ csr: csrPem, ...(ttl !== undefined && { ttl }) }),
-    });
-  } catch (e) {
-    if (!(e instanceof AgentError)) throw e;
-    // httpsRequest names only the origin ("cannot reach https://host:port: …"); name the URL.
-    const detail = e.code === "unreachable" ? e.message.replace(/^(cannot reach|lost the connection to) \S+: /, "") : e.message;
-    throw new OperatorError(`cannot reach the CA at ${signUrl}: ${oneLine(detail).trim()}`);
+  // One key for every attempt: when a connection drops after the CA committed, the resend gets
+  // the stored certificate, not `replayed` (the token is already spent by then).
+  const idempotencyKey = randomUUID();
+  let r: HttpAnswer | undefined;
+  for (let attempt = 1; r === undefined; attempt++) {
+    try {
+      r = await httpsRequest(signUrl, {
+        method: "POST",
+        ca: roots,
+        headers: { "content-type": "application/json", authorization: `Bearer ${token.reveal()}`, "idempotency-key": idempotencyKey },
+        body: JSON.stringify({ csr: csrPem, ...(ttl !== undefined && { ttl }) }),
+      });
+    } catch (e) {
+      if (!(e instanceof AgentError)) throw e;
+      // Only a refused or dropped connection is worth a resend; a certificate that does not
+      // chain to our roots (also "unreachable") will not chain on the next try either.
+      if (e.code === "unreachable" && TRANSIENT.test(e.message) && attempt < SEND_ATTEMPTS) {
+        await new Promise((res) => setTimeout(res, RESEND_DELAY_MS * attempt));
+        continue;
+      }
+      // httpsRequest names only the origin ("cannot reach https://host:port: …"); name the URL.
+      const detail = e.code === "unreachable" ? e.message.replace(/^(cannot reach|lost the connection to) \S+: /, "") : e.message;
+      throw new OperatorError(`cannot reach the CA at ${signUrl}: ${oneLine(detail).trim()}`);
+    }
   }
   if (r.status !== 201) throw new OperatorError(`the CA refused the request: ${refusal(r)}`);
   let j: SignAnswer;

@@ -25,10 +25,11 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json config.example.yaml ./
 # A container default: all interfaces, state on the volume. Mount your own over it to change it.
-# The URLs clients are given default to addresses only the container itself reaches (publicUrl
-# http://127.0.0.1:8080, written into every certificate as its CRL, OCSP and caIssuers URLs;
-# apiUrl from listen.api, the bootstrap tokens' audience and a name on the API certificate).
-# Set them at run time to the names and published ports clients use:
+# The URLs clients are given default to names only the container itself reaches (publicUrl
+# http://localhost:8080 from listen.public, written into every certificate as its CRL, OCSP and
+# caIssuers URLs, with a warning at every start; apiUrl from listen.api, the bootstrap tokens'
+# audience and a name on the API certificate). Set them at run time to the names and published
+# ports clients use:
 #   -e FLEETCA_PUBLIC_URL=http://ca.example:8080 -e FLEETCA_API_URL=https://ca.example:8443
 RUN mkdir -p /etc/fleetca && printf '%s\n' \
       'dataDir: /var/lib/fleetca' \

@@ -249,8 +249,8 @@ describe("a retry racing another API process's commit of the same request (the R
    * listen.apiWorkers: each API process serialises its own retries, so across processes the store
    * decides. Process B's retry reads the store twice before it would sign (is the token spent? is
    * the key stored?); process A commits the same request between those reads. B's first read is
-   * therefore answered as of before A's commit (a wrapper at the IssuanceStore port, the one
-   * thing faked), its second as of after it: the interleaving that gave 401 replayed when the
+   * therefore answered as of before A's commit (a wrapper at the store under B's IssuanceStore
+   * port, the one thing faked), its second as of after it: the interleaving that gave 401 replayed when the
    * key was read first (no key yet) and the token second (spent).
    */
   it("answers the retry with the one certificate, never 401 replayed", async () => {

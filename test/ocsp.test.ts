@@ -394,6 +394,8 @@ class GatedSigner implements Signer {
   readonly #key: KeyObject;
   signatures = 0;
   failing = false;
+  /** Signings waiting at the gate. */
+  waiting = 0;
   #gate: Promise<void> | null = null;
   #open: () => void = () => {};
 
@@ -410,7 +412,9 @@ class GatedSigner implements Signer {
     this.#open();
   }
   async sign(data: Uint8Array): Promise<Uint8Array> {
+    this.waiting++;
     await this.#gate;
+    this.waiting--;
     if (this.failing) throw new Error("signer unavailable");
     this.signatures++;
     return cryptoSign("sha256", data, { key: this.#key, dsaEncoding: "der" });
@@ -426,6 +430,8 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
   let records: Map<string, CertificateRecord>;
   let clock: ManualClock;
   let responder: OcspResponder;
+  /** When set, an inventory read (taken at call time) resolves only once this does: an asynchronous store's latency. */
+  let readGate: Promise<void> | null;
 
   beforeEach(async () => {
     signer = new GatedSigner();
@@ -446,7 +452,13 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
     caCert = AsnConvert.parse(der, Certificate);
     issuer = await bindIssuer(der, signer);
     records = new Map([[SERIAL, record(SERIAL, issuer.keyIdHex)]]);
-    responder = new OcspResponder([issuer], { certificateStatus: (s) => records.get(s) ?? null }, clock, silent, {
+    readGate = null;
+    const certificateStatus = async (s: SerialHex) => {
+      const r = records.get(s) ?? null;
+      await readGate;
+      return r;
+    };
+    responder = new OcspResponder([issuer], { certificateStatus }, clock, silent, {
       validityMs: 4 * HOUR,
       maxUnknownEntries: 3,
     });
@@ -461,9 +473,26 @@ describe("OcspResponder behind narrow ports (fake inventory, gated signer)", () 
   it("never keeps a 'good' signed while the certificate was being revoked", async () => {
     signer.hold();
     const racing = ask(); // reads "valid", then waits for the signer
+    await vi.waitFor(() => expect(signer.waiting).toBe(1));
     records.set(SERIAL, { ...records.get(SERIAL)!, status: "revoked", revokedAt: clock.now(), revocationReason: 1 });
     responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: 1, crlShard: null }]);
     signer.release();
+    await racing; // began before the revocation: may say either
+    const after = await ask();
+    expect(after.single!.certStatus.revoked).toBeDefined();
+    expect(after.single!.certStatus.revoked!.revocationReason!.reason).toBe(1);
+    const again = await ask();
+    expect(Buffer.from(again.der).equals(Buffer.from(after.der))).toBe(true);
+  });
+
+  it("never keeps a 'good' read before a revocation reported while the read was pending", async () => {
+    let openReads: () => void = () => {};
+    readGate = new Promise((resolve) => (openReads = resolve));
+    const racing = ask(); // reads "valid"; the read resolves only when the gate opens
+    records.set(SERIAL, { ...records.get(SERIAL)!, status: "revoked", revokedAt: clock.now(), revocationReason: 1 });
+    responder.onRevocations([{ seq: 1, serial: SERIAL as SerialHex, issuerKeyId: issuer.keyIdHex, revokedAt: clock.now(), reason: 1, crlShard: null }]);
+    openReads();
+    readGate = null;
     await racing; // began before the revocation: may say either
     const after = await ask();
     expect(after.single!.certStatus.revoked).toBeDefined();

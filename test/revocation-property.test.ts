@@ -19,6 +19,7 @@ import { crlShardOf, crlUrl } from "../src/revocation/crl/crl-shard.js";
 import { OcspResponder } from "../src/revocation/ocsp/ocsp-responder.js";
 import type { Signer } from "../src/signing/signer.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
+import { SqliteRequestPorts } from "../src/storage/sqlite/sqlite-request-ports.js";
 import { keyIdentifier } from "../src/x509/certificate-info.js";
 import { DerReader, TAG } from "../src/x509/der-reader.js";
 import { caTbs, nameOf } from "../src/x509/profile.js";
@@ -208,7 +209,7 @@ async function runSequence(issuer: Issuer, path: string, seed: number): Promise<
     await check();
 
     // OCSP answers from the same inventory: for every serial, what the model says.
-    const responder = new OcspResponder([issuer], store, clock, silent, { validityMs: 4 * HOUR });
+    const responder = new OcspResponder([issuer], new SqliteRequestPorts(store), clock, silent, { validityMs: 4 * HOUR });
     for (const c of certs.values()) {
       const want = c.revokedAt === null ? "good" : `revoked ${Math.floor(c.revokedAt / 1000)} ${c.reason === CRL_REASONS.unspecified ? null : c.reason}`;
       expect(ocspStatus((await responder.respond(ocspRequest(issuer, c.serial))).der), c.serial).toBe(want);

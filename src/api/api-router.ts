@@ -71,28 +71,28 @@ export function createApiApp(deps: ApiDeps): Express {
   });
 
   app.post("/v1/renew", json, async (req, res) => {
-    const holder = deps.clients.authenticate(presentedCertificate(req), "renew");
+    const holder = await deps.clients.authenticate(presentedCertificate(req), "renew");
     const result = await deps.ra.renew(holder, req.body, req.socket.remoteAddress);
     res.status(201).type("application/json").send(JSON.stringify(result));
   });
 
-  app.post("/v1/revoke", json, (req, res) => {
-    const caller = deps.clients.authenticate(presentedCertificate(req));
-    const r = deps.revocations.revokeAsClient(caller, req.body);
+  app.post("/v1/revoke", json, async (req, res) => {
+    const caller = await deps.clients.authenticate(presentedCertificate(req));
+    const r = await deps.revocations.revokeAsClient(caller, req.body);
     res.status(200).type("application/json").send(JSON.stringify({ serial: r.serial, revokedAt: r.revokedAt.toISOString() }));
   });
 
-  app.get("/v1/certs/:serial", (req, res) => {
-    const caller = deps.clients.authenticate(presentedCertificate(req));
-    const record = inspectCertificate(deps.certificates, caller, req.params.serial);
+  app.get("/v1/certs/:serial", async (req, res) => {
+    const caller = await deps.clients.authenticate(presentedCertificate(req));
+    const record = await inspectCertificate(deps.certificates, caller, req.params.serial);
     res.status(200).type("application/json").send(JSON.stringify(certificateRecordView(record)));
   });
 
   // RFC 9773 §4.1: renewal information is public (a serial says nothing a CRL does not), so no
   // client certificate is asked for: a host whose certificate was revoked can still learn it must
   // replace it. Retry-After (§4.3) says when to ask again; a cache may keep the answer as long.
-  app.get("/v1/renewal-info/:serial", (req, res) => {
-    const info = deps.renewalInfo.renewalInfo(req.params.serial);
+  app.get("/v1/renewal-info/:serial", async (req, res) => {
+    const info = await deps.renewalInfo.renewalInfo(req.params.serial);
     res.set("Retry-After", String(info.retryAfterSeconds));
     res.set("Cache-Control", `public, max-age=${info.retryAfterSeconds}`);
     const body = {

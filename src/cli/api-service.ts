@@ -11,6 +11,7 @@ import { NamePolicy } from "../registration/name-policy.js";
 import { RateLimits, type RateLimitRules } from "../registration/rate-limits.js";
 import type { BucketRule } from "../registration/token-buckets.js";
 import { SqliteRateLimits } from "../storage/sqlite/sqlite-rate-limits.js";
+import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
@@ -87,7 +88,7 @@ export async function registrationAuthorityFor(
   const ra = new RegistrationAuthority(
     new ProvisionerRegistry(provisioners),
     ca,
-    dd.store,
+    new SqliteRequestPorts(dd.store),
     deps.clock,
     {
       lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance, config.admins),

@@ -6,6 +6,7 @@ import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
+import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
@@ -51,14 +52,15 @@ export async function startApiRole(p: {
     if (!answering(keyId)) await p.followIssuers();
   };
   const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics, followIssuer });
-  const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
-  const revocations = new RevokeService(dd.store, clock, log, p.onRevoked);
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
-  const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
+  const ports = new SqliteRequestPorts(dd.store, new SqliteRenewalWindows(dd.store.db));
+  const clients = new ClientAuthenticator(ports, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
+  const revocations = new RevokeService(ports, clock, log, p.onRevoked);
+  const renewalInfo = new RenewalInfoService(ports, clock);
   // The roots as the primary serves them (a root rotation shows at once): read per request.
   const crossCertificates = new SqliteCrossCertificates(dd.store.db);
   const roots = () => trustBundle(dd.store.listIssuers(), crossCertificates.all(), clock.now());
-  const app = createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots, metrics: p.metrics });
+  const app = createApiApp({ ra, clients, revocations, certificates: ports, renewalInfo, log, roots, metrics: p.metrics });
   const server = createApiListener(config, credentials, app, log, clientCas, p.metrics);
   const [host] = splitHostPort(config.listen.api);
   await listen(server, host, p.port, "listen.api", connectionLimitsOf(config.listen, "api").maxConnections);

@@ -36,6 +36,7 @@ import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
+import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
@@ -216,7 +217,10 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   for (const i of lineup.records.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
   metrics.trackExpiry("api", () => serving.current.notAfter);
 
-  const clients = new ClientAuthenticator(dd.store, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
+  // The request-path ports (asynchronous, ports.ts) over the store. GET /v1/renewal-info reads
+  // overrides that `fleetca renew-window` (another process) writes to the same file.
+  const ports = new SqliteRequestPorts(dd.store, new SqliteRenewalWindows(dd.store.db));
+  const clients = new ClientAuthenticator(ports, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
   const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)
@@ -242,7 +246,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // signed in the background after start-up; requests that need a fresh signature are bounded
   // per client (config ocsp.rateLimit).
   const ocspStore = new SqliteOcspStore(dd.store.db);
-  const ocsp = new OcspResponder(ocspIssuers, dd.store, clock, log, {
+  const ocsp = new OcspResponder(ocspIssuers, ports, clock, log, {
     validityMs: config.ocsp.validity,
     store: ocspStore,
     budget: new SigningBudget(clock, config.ocsp.rateLimit),
@@ -267,7 +271,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     }
   };
   reportCrlHealth();
-  const revocations = new RevokeService(dd.store, clock, log, () => revocationFeed.poll());
+  const revocations = new RevokeService(ports, clock, log, () => revocationFeed.poll());
   const apiWorkerCount = config.listen.apiWorkers;
   const publicLimits = connectionLimitsOf(config.listen, "public");
   // The listeners this process serves itself share its descriptors.
@@ -276,14 +280,13 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     ...(config.listen.publicWorkers > 0 ? [] : [publicLimits.maxConnections]),
   ]);
   if (fdProblem) log.warn(fdProblem);
-  // GET /v1/renewal-info reads overrides that `fleetca renew-window` (another process) writes to the same file.
-  const renewalInfo = new RenewalInfoService(new SqliteRenewalWindows(dd.store.db), clock);
+  const renewalInfo = new RenewalInfoService(ports, clock);
   // The API: served here, or by `listen.apiWorkers` processes that build the same CA and RA on
   // the shared database (cli/api-worker-role.ts) and get the serving certificate from here.
   apiServer =
     apiWorkerCount > 0
       ? null
-      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: dd.store, renewalInfo, log, roots: rootsBundle, metrics }), log, clientCas, metrics);
+      : createApiListener(config, creds, createApiApp({ ra, clients, revocations, certificates: ports, renewalInfo, log, roots: rootsBundle, metrics }), log, clientCas, metrics);
   // GET /metrics, wherever it is served, shows the whole daemon: this process and every worker.
   const exposition = daemonExposition(metrics, () => workers?.gatherMetrics() ?? Promise.resolve([]));
   const metricsServer = config.listen.metrics ? createMetricsServer(exposition, log, publicLimits.handshakeTimeoutMs) : null;

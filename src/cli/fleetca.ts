@@ -23,6 +23,7 @@ import { signAudience } from "./token-audience.js";
 import { bootstrapSettingsFor } from "./provisioners.js";
 import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
+import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import type { SerialHex } from "../core/serial.js";
 import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
 import { revokeIssuer } from "./issuer-kill-switch.js";
@@ -228,7 +229,7 @@ program
   .option("--reason <reason>", `RFC 5280 reason: ${LEAF_REVOCATION_REASONS.join(", ")} (or its code)`)
   .option("--json", "one JSON object")
   .addOption(configOption())
-  .action((serial: string, o: { reason?: string; json?: boolean; config?: string }) => {
+  .action(async (serial: string, o: { reason?: string; json?: boolean; config?: string }) => {
     const { config } = load(o.config);
     let reason: RevocationReason;
     try {
@@ -239,8 +240,9 @@ program
     const store = openDatabase(config.dataDir);
     try {
       // stdout carries the one result line; the daemon's log line for a revoke is not wanted here.
-      const service = new RevokeService(store, systemClock, createLogger({ level: "silent", format: "logfmt" }));
-      const r = service.revokeAsOperator(serial, reason);
+      const service = new RevokeService(new SqliteRequestPorts(store), systemClock, createLogger({ level: "silent", format: "logfmt" }));
+      // Awaited before the finally closes the store (SQLite answers at once; an async driver would not).
+      const r = await service.revokeAsOperator(serial, reason);
       if (o.json) process.stdout.write(`${JSON.stringify({ serial: r.serial, revokedAt: r.revokedAt.toISOString(), reason: crlReasonName(reason), alreadyRevoked: r.alreadyRevoked })}\n`);
       else process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
     } finally {

@@ -34,6 +34,7 @@ import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { CaMetrics } from "../metrics/ca-metrics.js";
 import type { MetricsExposition } from "../metrics/metrics-exposition.js";
 import { countSignatures } from "../metrics/signature-counter.js";
@@ -170,7 +171,7 @@ async function startPublicRole(
     burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
     totalPerSecond: share(config.ocsp.rateLimit.totalPerSecond),
   });
-  const ocsp = new OcspResponder([...p.lineup.answering], dd.store, clock, log, {
+  const ocsp = new OcspResponder([...p.lineup.answering], new SqliteRequestPorts(dd.store), clock, log, {
     validityMs: config.ocsp.validity,
     store: new SqliteOcspStore(dd.store.db),
     shareSigned: false,

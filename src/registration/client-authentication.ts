@@ -44,6 +44,12 @@ export class AuthenticatedClient {
 export class ClientAuthenticator {
   /** Our intermediates' subjects by key id, and whether its root revoked it. Cleared by issuersChanged(). */
   readonly #issuerSubjects = new Map<string, { subject: Uint8Array; revoked: boolean }>();
+  /**
+   * Counts issuersChanged() calls: a read of the issuers table that was in flight across one
+   * (the store's reads are asynchronous) may predate the change, so its answer is used for that
+   * handshake only and not cached, or a revoked intermediate could stay cached as unrevoked.
+   */
+  #issuersGeneration = 0;
 
   constructor(
     private readonly store: CertificateLookup,
@@ -59,6 +65,7 @@ export class ClientAuthenticator {
    * handshake, so a client certificate of a revoked intermediate is refused from then on.
    */
   issuersChanged(): void {
+    this.#issuersGeneration++;
     this.#issuerSubjects.clear();
   }
 
@@ -67,7 +74,7 @@ export class ClientAuthenticator {
    * expiry (the RA's authorizeRenew still bounds it by maxRenewalAge); for anything else an
    * expired certificate proves nothing.
    */
-  authenticate(presented: Uint8Array | null, purpose: "renew" | "other" = "other"): AuthenticatedClient {
+  async authenticate(presented: Uint8Array | null, purpose: "renew" | "other" = "other"): Promise<AuthenticatedClient> {
     if (!presented || presented.length === 0) {
       throw CaError.unauthorized("missing_client_certificate", "present a certificate issued by this CA (mTLS)");
     }
@@ -77,8 +84,14 @@ export class ClientAuthenticator {
     } catch {
       throw CaError.unauthorized("unknown_certificate");
     }
-    const record = this.store.getCertificate(info.serial);
-    if (!record || !Buffer.from(record.der).equals(Buffer.from(presented)) || !this.#issuedByOurIntermediate(record, info)) {
+    const record = await this.store.getCertificate(info.serial);
+    // The intermediate is looked up only for a stored, byte-identical record, as before; from the
+    // cache (no read) except after a rotation or a revoke-issuer.
+    const intermediate =
+      record && Buffer.from(record.der).equals(Buffer.from(presented))
+        ? (this.#issuerSubjects.get(record.issuerKeyId) ?? (await this.#readIntermediate(record.issuerKeyId)))
+        : null;
+    if (!record || !intermediate || !issuedBy(intermediate.subject, record, info)) {
       throw CaError.unauthorized("unknown_certificate", "not a certificate issued by this CA");
     }
     if (record.status === "revoked") throw CaError.unauthorized("revoked");
@@ -88,7 +101,7 @@ export class ClientAuthenticator {
     // leaked intermediate key is not in the inventory). So it may renew (the kill switch pulls its
     // renewal window to now, and the fleet moves to the fresh intermediate without new tokens),
     // but it confers nothing else: never admin rights.
-    const issuerRevoked = this.#intermediate(record.issuerKeyId)?.revoked === true;
+    const issuerRevoked = intermediate.revoked;
     const now = this.clock.now().getTime();
     // RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
     const expired = now > record.notAfter.getTime();
@@ -99,25 +112,17 @@ export class ClientAuthenticator {
     return new AuthenticatedClient(record, !issuerRevoked && !expired && this.#isAdmin(record), info);
   }
 
-  #issuedByOurIntermediate(record: CertificateRecord, info: CertificateInfo): boolean {
-    const subject = this.#intermediate(record.issuerKeyId)?.subject;
-    if (!subject || !info.authorityKeyId) return false;
-    return (
-      Buffer.from(info.authorityKeyId).toString("hex") === record.issuerKeyId && Buffer.from(info.issuerDer).equals(Buffer.from(subject))
-    );
-  }
-
   /**
    * One of our intermediates (current or older: their certs stay renewable, which is how a fleet
-   * moves to a new intermediate), with whether its root revoked it; null for an unknown one.
+   * moves to a new intermediate), with whether its root revoked it, read from the issuers table
+   * and cached; null for an unknown one. Callers look in #issuerSubjects first.
    */
-  #intermediate(keyId: string): { subject: Uint8Array; revoked: boolean } | null {
-    const cached = this.#issuerSubjects.get(keyId);
-    if (cached) return cached;
-    const issuer = this.store.listIssuers().find((i) => i.role === "intermediate" && i.keyId === keyId);
+  async #readIntermediate(keyId: string): Promise<{ subject: Uint8Array; revoked: boolean } | null> {
+    const generation = this.#issuersGeneration;
+    const issuer = (await this.store.listIssuers()).find((i) => i.role === "intermediate" && i.keyId === keyId);
     if (!issuer) return null;
     const entry = { subject: parseCertificateDer(issuer.der).info.subjectDer, revoked: issuer.revokedAt !== null };
-    this.#issuerSubjects.set(keyId, entry);
+    if (generation === this.#issuersGeneration) this.#issuerSubjects.set(keyId, entry);
     return entry;
   }
 
@@ -132,4 +137,10 @@ export class ClientAuthenticator {
     const sans = [...record.sans.dns, ...record.sans.ip, ...record.sans.uri];
     return this.admins.some((a) => a.provisioner === record.provisioner && sans.includes(a.san));
   }
+}
+
+/** The presented certificate names our intermediate (`subject`) as its issuer, by key id and by name. */
+function issuedBy(subject: Uint8Array, record: CertificateRecord, info: CertificateInfo): boolean {
+  if (!info.authorityKeyId) return false;
+  return Buffer.from(info.authorityKeyId).toString("hex") === record.issuerKeyId && Buffer.from(info.issuerDer).equals(Buffer.from(subject));
 }

@@ -151,9 +151,11 @@ export class RegistrationAuthority {
     // The token first, then the key. A request's token use and its key are one commit, so once
     // the token reads as spent, a key stored with it reads as stored too. Read the other way
     // round, another API process (listen.apiWorkers) committing this same request between the
-    // two reads made a retry look like a replay: no key yet, then a spent token.
-    const tokenSpent = this.store.isTokenUsed(auth.tokenId);
-    const prior = idempotency && this.store.findIdempotency(idempotency.scope, idempotency.key, r.now);
+    // two reads made a retry look like a replay: no key yet, then a spent token. So the key is
+    // read only after the token read has resolved, never in parallel with it (the ports are
+    // asynchronous: an asynchronous driver would otherwise answer them in any order).
+    const tokenSpent = await this.store.isTokenUsed(auth.tokenId);
+    const prior = idempotency && (await this.store.findIdempotency(idempotency.scope, idempotency.key, r.now));
     if (prior) return this.#replayIdempotent(prior, auth.tokenId, r.requestHash);
     if (tokenSpent) {
       const e = CaError.unauthorized("replayed");
@@ -218,7 +220,7 @@ export class RegistrationAuthority {
           // request (same scope and key, in another API process: this one's are serialised
           // above), whose certificate is then ours too; by another request with the key, a
           // conflict; by anything else, a replay.
-          const winner = idempotency && this.store.findIdempotency(idempotency.scope, idempotency.key, r.now);
+          const winner = idempotency && (await this.store.findIdempotency(idempotency.scope, idempotency.key, r.now));
           if (winner) return this.#replayIdempotent(winner, auth.tokenId, r.requestHash);
           if (outcome === "idempotency_conflict") throw new CaError("conflict", "Idempotency-Key is in use by another request; retry with a new key");
           throw CaError.unauthorized("replayed");
@@ -274,7 +276,7 @@ export class RegistrationAuthority {
     // agent killed before it wrote the files) gets that same successor back, not a refusal and
     // not a second certificate: the same key proves it is the same request (the agent keeps the
     // new key it sent until the set is published: agent/enrollment-journal.ts).
-    const retried = this.#sameKeySuccessor(current, key.spki);
+    const retried = await this.#sameKeySuccessor(current, key.spki);
     if (retried) return retried;
     const rules = this.settings.lifecycles.authorizeRenew(current, this.clock.now());
     const ttlMs = Math.min(requestedTtlMs ?? rules.defaultTtlMs, rules.maxTtlMs);
@@ -293,7 +295,7 @@ export class RegistrationAuthority {
       reservation?.giveBack();
       // Another renewal of this certificate committed first (two attempts raced): the same key's
       // answer is that one; anyone else's is a refusal, so one certificate never forks.
-      const raced = this.#sameKeySuccessor(this.store.getCertificate(current.serial) ?? current, key.spki);
+      const raced = await this.#sameKeySuccessor((await this.store.getCertificate(current.serial)) ?? current, key.spki);
       if (raced) return raced;
       throw new CaError("forbidden", `superseded: certificate ${current.serial} was renewed meanwhile; renew its successor`);
     }
@@ -307,9 +309,9 @@ export class RegistrationAuthority {
   }
 
   /** The live successor of a superseded `current` when it certifies `spki`; else null. */
-  #sameKeySuccessor(current: CertificateRecord, spki: Uint8Array): IssuedCertificate | null {
+  async #sameKeySuccessor(current: CertificateRecord, spki: Uint8Array): Promise<IssuedCertificate | null> {
     if (!current.supersededBy) return null;
-    const successor = this.store.getCertificate(current.supersededBy);
+    const successor = await this.store.getCertificate(current.supersededBy);
     if (!successor || successor.status !== "valid" || this.clock.now().getTime() > successor.notAfter.getTime()) return null;
     if (!Buffer.from(describeCertificate(successor.der).spki).equals(Buffer.from(spki))) return null;
     this.log.info({ serial: successor.serial, renewedFrom: current.serial }, "renewal retried: answering with the certificate already issued");
@@ -417,11 +419,11 @@ export class RegistrationAuthority {
    * Idempotency-Key draft (draft-ietf-httpapi-idempotency-key-header §2.7) has it for a key
    * reused with another payload: never a second certificate, never the first one's to a stranger.
    */
-  #replayIdempotent(prior: IdempotencyRecord, tokenId: string, requestHash: string): IssuedCertificate {
+  async #replayIdempotent(prior: IdempotencyRecord, tokenId: string, requestHash: string): Promise<IssuedCertificate> {
     if (prior.tokenId !== tokenId || prior.requestHash !== requestHash) {
       throw new CaError("conflict", "Idempotency-Key was already used for a different request (another CSR, ttl or token); use a new key");
     }
-    const record = this.store.getCertificate(prior.serial as CertificateRecord["serial"]);
+    const record = await this.store.getCertificate(prior.serial as CertificateRecord["serial"]);
     if (!record) throw new Error(`idempotency key points at missing certificate ${prior.serial}`);
     return this.#response(record);
   }

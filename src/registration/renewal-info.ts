@@ -42,10 +42,10 @@ export class RenewalInfoService {
   ) {}
 
   /** serialText as the URL carries it; bad_request when it is not a serial, not_found when unknown. */
-  renewalInfo(serialText: string): RenewalInfo {
+  async renewalInfo(serialText: string): Promise<RenewalInfo> {
     const serial = normaliseSerial(serialText);
     if (!serial) throw new CaError("bad_request", "serial must be hex, as fleetca returned it");
-    const subject = this.store.renewalSubject(serial);
+    const subject = await this.store.renewalSubject(serial);
     if (!subject) throw new CaError("not_found", `no certificate with serial ${serial}`);
     return renewalInfoOf(subject, this.clock.now());
   }

@@ -34,7 +34,7 @@ export class RevokeService {
    * POST /v1/revoke `{"serial", "reason"?}`. A caller who neither holds the serial nor is an admin
    * gets 403 whether or not it exists, so serials cannot be probed; admins learn 404.
    */
-  revokeAsClient(caller: AuthenticatedClient, body: unknown): Revocation {
+  async revokeAsClient(caller: AuthenticatedClient, body: unknown): Promise<Revocation> {
     const { serial, reason } = parseRevokeBody(body);
     const holder = caller.holds(serial);
     if (!holder && !caller.isAdmin) throw new CaError("forbidden", "only the certificate's holder or an admin may revoke it");
@@ -42,14 +42,14 @@ export class RevokeService {
   }
 
   /** `fleetca revoke`: whoever can write the database needs no further proof. */
-  revokeAsOperator(serialText: string, reason: RevocationReason): Revocation {
+  async revokeAsOperator(serialText: string, reason: RevocationReason): Promise<Revocation> {
     const serial = normaliseSerial(serialText);
     if (!serial) throw new CaError("bad_request", `"${serialText.slice(0, 80)}" is not a serial number (hex, as fleetca list prints it)`);
     return this.#revoke(serial, reason, "operator");
   }
 
-  #revoke(serial: SerialHex, reason: RevocationReason, by: string): Revocation {
-    const r = this.store.revokeCertificate(serial, this.clock.now(), reason);
+  async #revoke(serial: SerialHex, reason: RevocationReason, by: string): Promise<Revocation> {
+    const r = await this.store.revokeCertificate(serial, this.clock.now(), reason);
     switch (r.outcome) {
       case "not_found":
         throw new CaError("not_found", `no certificate with serial ${serial}`);

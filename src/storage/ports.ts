@@ -6,6 +6,11 @@ import type { RevocationReason } from "../core/revocation-reason.js";
 /**
  * Narrow storage interfaces, one per consumer (DESIGN habit 3, Boulder sa/proto/subsets.go).
  * storage/sqlite implements them all; tests implement only the one they stand behind.
+ *
+ * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup.getCertificate,
+ * RevocationStore, RenewalInfoLookup) return promises, so an asynchronous driver (PostgreSQL,
+ * issue 17) can implement them; SQLite answers them through sqlite/sqlite-request-ports.ts. The
+ * other ports are still synchronous (later increments).
  */
 
 export type CertificateStatus = "valid" | "revoked";
@@ -98,10 +103,10 @@ export type CommitOutcome = "committed" | "replayed" | "serial_collision" | "ide
 
 /** What the RA needs: check a token, find a retried request, and commit an issuance atomically. */
 export interface IssuanceStore {
-  isTokenUsed(tokenId: string): boolean;
+  isTokenUsed(tokenId: string): Promise<boolean>;
   /** The live (unexpired at `now`) record of `key` in `scope`; an expired, not yet pruned one is as good as absent. */
-  findIdempotency(scope: IdempotencyScope, key: string, now: Date): IdempotencyRecord | null;
-  getCertificate(serial: SerialHex): CertificateRecord | null;
+  findIdempotency(scope: IdempotencyScope, key: string, now: Date): Promise<IdempotencyRecord | null>;
+  getCertificate(serial: SerialHex): Promise<CertificateRecord | null>;
   /**
    * Durably commits the certificate, the token use and the idempotency key together, or nothing.
    * Resolves only after the write is on disk (store before hand-out, DESIGN habit 2); async so an
@@ -122,10 +127,6 @@ export interface IssuanceStore {
   recordAudit(fields: AuditFields, at: Date): Promise<void>;
 }
 
-/**
- * What client-certificate authentication needs: the stored record for a presented serial, and
- * the issuers, to check the presented bytes are ours.
- */
 /** What OCSP reads of a certificate for every answer it signs (RFC 6960 §2.2): narrow, as it is per request. */
 export interface CertificateStatusRecord {
   issuerKeyId: string;
@@ -135,12 +136,17 @@ export interface CertificateStatusRecord {
 }
 
 export interface CertificateStatusLookup {
-  certificateStatus(serial: SerialHex): CertificateStatusRecord | null;
+  certificateStatus(serial: SerialHex): Promise<CertificateStatusRecord | null>;
 }
 
+/**
+ * What client-certificate authentication needs: the stored record for a presented serial, and
+ * the issuers, to check the presented bytes are ours.
+ */
 export interface CertificateLookup {
-  getCertificate(serial: SerialHex): CertificateRecord | null;
-  listIssuers(): IssuerRecord[];
+  getCertificate(serial: SerialHex): Promise<CertificateRecord | null>;
+  /** Read on a handshake that names an intermediate ClientAuthenticator has not cached (after a rotation or a revoke-issuer). */
+  listIssuers(): Promise<IssuerRecord[]>;
 }
 
 export type RevocationOutcome =
@@ -151,9 +157,9 @@ export type RevocationOutcome =
 
 /** What the revoke service needs: read a record, and flip it to revoked once, atomically. */
 export interface RevocationStore {
-  getCertificate(serial: SerialHex): CertificateRecord | null;
+  getCertificate(serial: SerialHex): Promise<CertificateRecord | null>;
   /** Marks the certificate revoked unless it already is; the first revocation's time and reason win. */
-  revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): RevocationOutcome;
+  revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): Promise<RevocationOutcome>;
 }
 
 /** One revocation as the revocation log recorded it, in commit order. */
@@ -439,7 +445,7 @@ export interface RenewalSubject {
 
 /** What GET /v1/renewal-info reads, per request: one certificate and its override, by index. */
 export interface RenewalInfoLookup {
-  renewalSubject(serial: SerialHex): RenewalSubject | null;
+  renewalSubject(serial: SerialHex): Promise<RenewalSubject | null>;
 }
 
 /** What `fleetca renew-window` needs: record one override, counting the live certificates it names. */

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { Issuer } from "../../issuance/issuer.js";
-import type { CertificateStatusLookup, OcspAnswerStore, RevocationEvent, StoredOcspAnswer } from "../../storage/ports.js";
+import type { CertificateStatusLookup, CertificateStatusRecord, OcspAnswerStore, RevocationEvent, StoredOcspAnswer } from "../../storage/ports.js";
 import { ExactRequestMap, requestKey } from "./exact-request-map.js";
 import { OcspCache, type PresignedResponse } from "./ocsp-cache.js";
 import { OcspIssuer } from "./ocsp-issuer.js";
@@ -308,14 +308,18 @@ export class OcspResponder {
   #presign(key: string, query: CertIdQuery, issuer: OcspIssuer, lastServedAt: number, client: string | null): Promise<PresignedResponse | Refusal> {
     const running = this.#inflight.get(key);
     if (running) return running.promise;
-    // The flight is registered before the work starts: a stored answer is taken without awaiting
-    // anything, and it must still find itself the current flight when it is done.
+    // The flight is registered before the work starts (the status read is its first await), so a
+    // second request for this CertID joins it, and it must still find itself the current flight
+    // when it is done.
     const flight: Flight = { token: Symbol(key), query, issuer, promise: Promise.resolve("tryLater") };
     const token = flight.token;
     this.#inflight.set(key, flight);
     const promise = (async (): Promise<PresignedResponse | Refusal> => {
       const now = this.clock.now();
-      const answer = this.#statusOf(query, issuer);
+      // The status read is asynchronous (the store's port): a revocation reported while it is
+      // pending detaches this flight (onRevocations), and the token checks below then keep its
+      // answer out of the cache and the store, as for one reported during the signing.
+      const answer = this.#answerFrom(query, issuer, query.serial === null ? null : await this.certificates.certificateStatus(query.serial as SerialHex));
       const stored = this.#storedAnswer(query, issuer, answer, now);
       let entry: PresignedResponse;
       if (stored) {
@@ -368,11 +372,16 @@ export class OcspResponder {
   /** Several CertIDs or a nonce: read and sign now, keep nothing (a nonce answer is for one client). */
   async #signNow(certIds: CertIdQuery[], issuer: OcspIssuer, nonce: Uint8Array | null): Promise<OcspAnswer> {
     const now = this.clock.now();
-    const answers = certIds.map((q) => {
-      const answer = this.#knownStatusOf(q, issuer, now) ?? this.#statusOf(q, issuer);
+    const answers: Array<{ certIdDer: Uint8Array; answer: CertStatusAnswer; thisUpdate: Date; nextUpdate: Date }> = [];
+    // One CertID after another: the inventory is read (awaited) only when no current cached answer
+    // already holds the status, so a nonce request for a cached certificate still reads nothing.
+    for (const q of certIds) {
+      const answer =
+        this.#knownStatusOf(q, issuer, now) ??
+        this.#answerFrom(q, issuer, q.serial === null ? null : await this.certificates.certificateStatus(q.serial as SerialHex));
       const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
-      return { certIdDer: q.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate };
-    });
+      answers.push({ certIdDer: q.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate });
+    }
     const der = await signOcspResponse(issuer, answers, now, nonce, this.#signOnThisThread);
     const nextUpdate = new Date(Math.min(...answers.map((a) => a.nextUpdate.getTime())));
     return {
@@ -398,10 +407,12 @@ export class OcspResponder {
     return e.answer;
   }
 
-  /** RFC 6960 §2.2 from the inventory: good, revoked (time, reason), or unknown when not ours. */
-  #statusOf(q: CertIdQuery, issuer: OcspIssuer): CertStatusAnswer {
-    if (q.serial === null) return { status: "unknown" };
-    const r = this.certificates.certificateStatus(q.serial as SerialHex);
+  /**
+   * RFC 6960 §2.2 from the inventory's record `r` of q's serial (null: none, or no serial):
+   * good, revoked (time, reason), or unknown when not ours. Synchronous, and the callers await
+   * the store's read inline, so a read costs the store's one promise and no closure.
+   */
+  #answerFrom(q: CertIdQuery, issuer: OcspIssuer, r: CertificateStatusRecord | null): CertStatusAnswer {
     // A serial of ours asked about under another of our issuers is not that issuer's certificate.
     if (!r || r.issuerKeyId !== issuer.keyIdHex) return { status: "unknown" };
     if (r.status === "valid") return { status: "good" };

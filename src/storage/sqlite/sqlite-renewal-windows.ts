@@ -2,7 +2,6 @@ import type Database from "better-sqlite3";
 import type { SerialHex } from "../../core/serial.js";
 import type {
   CertificateStatus,
-  RenewalInfoLookup,
   RenewalSelectorKind,
   RenewalSubject,
   RenewalWindowOverride,
@@ -62,7 +61,7 @@ interface OverrideRow {
  * SqliteOcspStore does: every process that serves the API (the primary, each API worker) and the
  * `fleetca renew-window` command read and write the same file.
  */
-export class SqliteRenewalWindows implements RenewalInfoLookup, RenewalWindowStore {
+export class SqliteRenewalWindows implements RenewalWindowStore {
   readonly #db: Database.Database;
   readonly #subject: Database.Statement;
   readonly #override: Database.Statement;
@@ -73,6 +72,7 @@ export class SqliteRenewalWindows implements RenewalInfoLookup, RenewalWindowSto
     this.#override = db.prepare(RENEWAL_OVERRIDE_SQL);
   }
 
+  /** Synchronous: RenewalInfoLookup's port is SqliteRequestPorts.renewalSubject, which calls this. */
   renewalSubject(serial: SerialHex): RenewalSubject | null {
     // One read transaction, so the certificate and its override come from the same snapshot.
     return this.#db.transaction((): RenewalSubject | null => {

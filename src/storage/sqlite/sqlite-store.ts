@@ -6,10 +6,8 @@ import type { Sans } from "../../core/sans.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { RevocationReason } from "../../core/revocation-reason.js";
 import type {
-  CertificateLookup,
   CertificateRecord,
   CertificateStatus,
-  CertificateStatusLookup,
   CertificateStatusRecord,
   CommitOutcome,
   CrlScope,
@@ -21,7 +19,6 @@ import type {
   InventoryQuery,
   InventoryStore,
   IssuanceCommit,
-  IssuanceStore,
   IssuerRecord,
   IssuerStore,
   ProvisionerKeyRecord,
@@ -29,7 +26,6 @@ import type {
   RevocationEvent,
   RevocationLog,
   RevocationOutcome,
-  RevocationStore,
   RevokedPage,
   StoredCrl,
 } from "../ports.js";
@@ -68,9 +64,13 @@ interface CertRow {
 /**
  * The embedded storage: one SQLite file in WAL mode with synchronous=FULL, so a COMMIT has been
  * fsynced before it returns, which is what "stored before handed out" needs on power loss.
+ * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup,
+ * RevocationStore) are asynchronous; SqliteRequestPorts (sqlite-request-ports.ts) answers them
+ * with the synchronous methods below, which the CLI, the tests and this class's own transactions
+ * call directly.
  */
 export class SqliteStore
-  implements CertificateStatusLookup, IssuanceStore, IssuerStore, InventoryStore, ProvisionerKeyStore, CertificateLookup, RevocationStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
+  implements IssuerStore, InventoryStore, ProvisionerKeyStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -155,7 +155,7 @@ export class SqliteStore
     if (this.db.open) this.db.close();
   }
 
-  // --- IssuanceStore ---
+  // --- IssuanceStore (synchronous reads; the port is SqliteRequestPorts) ---
 
   isTokenUsed(tokenId: string): boolean {
     return this.#stmts.tokenUsed.get(tokenId) !== undefined;
@@ -327,7 +327,7 @@ export class SqliteStore
     return this.#insertCertStmt;
   }
 
-  // --- RevocationStore ---
+  // --- RevocationStore (synchronous; the port is SqliteRequestPorts) ---
 
   revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): RevocationOutcome {
     const s = this.#stmts;

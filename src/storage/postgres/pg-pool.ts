@@ -1,0 +1,64 @@
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import { OperatorError } from "../../core/errors.js";
+
+/** What `storage: { type: postgres, … }` gives the adapter (config/schema.ts). */
+export interface PgSettings {
+  /** postgres://user@host:port/db; a password in it works but passwordFile keeps it out of the config. */
+  url: string;
+  /** A file holding the password (first line), read once at open: never logged, never in the URL. */
+  passwordFile?: string;
+  /** Connections this process keeps at most (node-postgres Pool `max`). */
+  pool?: number;
+}
+
+/** PostgreSQL's type OIDs (pg_type.oid) the adapter parses itself. */
+const INT8_OID = 20;
+
+/**
+ * Every BIGINT the schema holds is unix milliseconds, a sequence number or a count: all far below
+ * 2^53, so a JavaScript number holds them exactly. node-postgres returns int8 as a string by
+ * default (it cannot know that); this parser is per pool, not the process-wide pg.types, so
+ * nothing else that loads pg is changed. A value beyond 2^53 would be a corrupt row: it throws
+ * rather than round silently.
+ */
+function parseInt8(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new Error(`BIGINT ${text} is outside the range fleetca stores`);
+  return n;
+}
+
+const typeParsers = {
+  getTypeParser(oid: number, format?: "text" | "binary"): (value: string) => unknown {
+    if (oid === INT8_OID && format !== "binary") return parseInt8;
+    return pg.types.getTypeParser(oid, format as "text");
+  },
+} as pg.CustomTypesConfig;
+
+/**
+ * Opens the connection pool the PostgreSQL adapter runs on. Connecting is lazy (the first query),
+ * so a database that is down makes queries fail with "unavailable", not the open. An idle client's
+ * error (the server restarted, a failover) is caught here: node-postgres emits it on the pool, and
+ * an unhandled 'error' event would end the process; the next query simply gets a new connection.
+ */
+export function openPgPool(s: PgSettings, onIdleError?: (err: Error) => void): pg.Pool {
+  let password: string | undefined;
+  if (s.passwordFile !== undefined) {
+    try {
+      password = readFileSync(s.passwordFile, "utf8").split(/\r?\n/, 1)[0];
+    } catch (err) {
+      throw new OperatorError(`storage.passwordFile ${s.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? "unreadable"}`);
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: s.url,
+    ...(password !== undefined && { password }),
+    max: s.pool ?? 10,
+    types: typeParsers,
+    // A connection attempt to a database that is down gives up rather than hang a request.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  pool.on("error", (err) => onIdleError?.(err));
+  return pool;
+}

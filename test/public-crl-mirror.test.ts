@@ -110,21 +110,21 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
         storedCrls: () => catalog.storedCrls(),
         registeredShards: () => catalog.registeredShards(),
         readCrl: (scope) => catalog.readCrl(scope),
-        openSnapshot: (): CrlSnapshot => {
-          const snap = catalog.openSnapshot();
+        openSnapshot: async (): Promise<CrlSnapshot> => {
+          const snap = await catalog.openSnapshot();
           stats.open++;
           let closed = false;
           return {
             head: (scope) => snap.head(scope),
             reader: (head) => {
               const r = snap.reader(head);
-              return { next: () => { const c = r.next(); if (c) stats.chunks++; return c; } };
+              return { next: async () => { const c = await r.next(); if (c) stats.chunks++; return c; } };
             },
             release: () => snap.release(),
-            close: () => {
+            close: async () => {
               if (!closed) stats.open--;
               closed = true;
-              snap.close();
+              await snap.close();
             },
           };
         },

@@ -24,11 +24,11 @@ export class SqliteCrlLeases implements CrlLeases {
 
   constructor(db: Database.Database) {
     this.#db = db;
-    // Free, expired at ?4, or already ?3's: one conditional UPSERT (see PgCrlLeases).
+    // Free, expired at @now, or already @holder's: one conditional UPSERT (see PgCrlLeases).
     this.#acquire = db.prepare(`
-      INSERT INTO crl_leases (issuer_key_id, shard, holder, leased_until) VALUES (?1, ?2, ?3, ?5)
+      INSERT INTO crl_leases (issuer_key_id, shard, holder, leased_until) VALUES (@issuer, @shard, @holder, @until)
       ON CONFLICT (issuer_key_id, shard) DO UPDATE SET holder = excluded.holder, leased_until = excluded.leased_until
-      WHERE crl_leases.holder = excluded.holder OR crl_leases.leased_until <= ?4`);
+      WHERE crl_leases.holder = excluded.holder OR crl_leases.leased_until <= @now`);
     this.#release = db.prepare("DELETE FROM crl_leases WHERE issuer_key_id = ? AND shard = ? AND holder = ?");
     this.#lease = db.prepare("SELECT holder, leased_until FROM crl_leases WHERE issuer_key_id = ? AND shard = ?");
     this.#insertChunk = db.prepare("INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES (?, ?, ?, ?, ?, ?)");
@@ -48,7 +48,7 @@ export class SqliteCrlLeases implements CrlLeases {
   }
 
   async acquire(scope: CrlScope, holder: string, until: Date, now: Date): Promise<boolean> {
-    return this.#acquire.run(scope.issuerKeyId, scope.shard ?? -1, holder, now.getTime(), until.getTime()).changes === 1;
+    return this.#acquire.run({ issuer: scope.issuerKeyId, shard: scope.shard ?? -1, holder, until: until.getTime(), now: now.getTime() }).changes === 1;
   }
 
   async release(scope: CrlScope, holder: string): Promise<void> {

@@ -221,18 +221,22 @@ function pgSeed(pool: pg.Pool): Seed {
       );
     },
     async revoke(revocations) {
-      // Each as the PostgreSQL revoke does: the conditional flip, and the log row in its transaction.
-      for (const [serial, at, reason] of revocations) {
-        const c = await pool.connect();
-        try {
-          await c.query("BEGIN");
+      // Each as a revocation does (the conditional flip, then its log row), all in one
+      // transaction as the SQLite seed's: one commit for thousands.
+      const c = await pool.connect();
+      try {
+        await c.query("BEGIN");
+        for (const [serial, at, reason] of revocations) {
           const r = await c.query("UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3 WHERE serial = $1 AND status = 'valid'", [serial, at.getTime(), reason]);
           expect(r.rowCount).toBe(1);
           await c.query("INSERT INTO revocation_log (serial, issuer_key_id, revoked_at, reason) SELECT serial, issuer_key_id, revoked_at, revocation_reason FROM certificates WHERE serial = $1", [serial]);
-          await c.query("COMMIT");
-        } finally {
-          c.release();
         }
+        await c.query("COMMIT");
+      } catch (e) {
+        await c.query("ROLLBACK");
+        throw e;
+      } finally {
+        c.release();
       }
     },
   };

@@ -510,3 +510,29 @@ export interface RateLimitStore {
   /** The stored buckets merged at or after `since` (all of them for the epoch): which ones a read would find. */
   bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[];
 }
+
+/**
+ * One CRL writer per scope among the replicas sharing a database (Boulder's crl-updater leases
+ * its shards the same way). A replica takes the scope's lease before it builds the CRL and stores
+ * it with saveCrlAsHolder, which re-checks the lease in the transaction that switches the scope to
+ * the new CRL: the lease keeps two replicas from building the same CRL, and the fenced save keeps
+ * a replica that lost its lease (paused, partitioned, slow) from overwriting its successor's CRL.
+ * The CRL number (RFC 5280 §5.2.3) is the fencing token: a save below or at the stored number is
+ * refused whoever holds the lease. Lease times are the caller's `now` (see the implementations for
+ * the clock assumption); they say nothing of the CRL's thisUpdate/nextUpdate.
+ */
+export interface CrlLeases {
+  /**
+   * Takes (or extends) the scope's lease for `holder` until `until`, if it is free, expired at
+   * `now`, or already `holder`'s; false when another holder's lease runs past `now`.
+   */
+  acquire(scope: CrlScope, holder: string, until: Date, now: Date): Promise<boolean>;
+  /** Gives the lease up if `holder` has it (another replica may take it at once); else nothing. */
+  release(scope: CrlScope, holder: string): Promise<void>;
+  /**
+   * saveCrl, fenced: stores `s` as its scope's current CRL only if `holder` holds an unexpired
+   * lease on the scope at `now` and `s.crlNumber` is above the stored one, both checked in the
+   * transaction that stores it. False (nothing stored) otherwise.
+   */
+  saveCrlAsHolder(s: StoredCrl, holder: string, now: Date): Promise<boolean>;
+}

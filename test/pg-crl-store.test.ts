@@ -28,6 +28,7 @@ import type {
   StoredBucket,
   StoredCrl,
   StoredOcspAnswer,
+  CrlCatalog,
 } from "../src/storage/ports.js";
 import { packRevokedRows } from "../src/storage/revoked-page.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
@@ -44,7 +45,8 @@ import { PgOcspStore } from "../src/storage/postgres/pg-ocsp-store.js";
 import { PgRateLimits } from "../src/storage/postgres/pg-rate-limits.js";
 import { PgRenewalWindows } from "../src/storage/postgres/pg-renewal-windows.js";
 import { PgCrlLeases } from "../src/storage/postgres/pg-crl-leases.js";
-import type { AsyncCrlCatalog, AsyncCrlSnapshot, Promised } from "../src/storage/postgres/pending-async-ports.js";
+import type { Promised } from "../src/storage/postgres/pending-async-ports.js";
+import { SqliteRevocationPorts } from "../src/storage/sqlite/sqlite-revocation-ports.js";
 import { startPostgres, type TestPostgres } from "./harness/postgres.js";
 
 /** What a scenario creates rows with: SqliteStore's own methods, or plain SQL on PostgreSQL. */
@@ -57,8 +59,8 @@ interface Seed {
 
 /** One adapter's stores; `*2` are a second process's (another connection / pool) on the same database. */
 interface Adapter {
-  crl: Promised<CrlStore>;
-  catalog: AsyncCrlCatalog;
+  crl: CrlStore;
+  catalog: CrlCatalog;
   ocsp: Promised<OcspAnswerStore>;
   rates: Promised<RateLimitStore>;
   rates2: Promised<RateLimitStore>;
@@ -84,26 +86,6 @@ function promised<T extends object>(target: T): Promised<T> {
   }) as unknown as Promised<T>;
 }
 
-function promisedCatalog(c: SqliteCrlCatalog): AsyncCrlCatalog {
-  return {
-    storedCrls: async () => c.storedCrls(),
-    registeredShards: async () => c.registeredShards(),
-    readCrl: (scope) => c.readCrl(scope),
-    openSnapshot: async (): Promise<AsyncCrlSnapshot> => {
-      const s = c.openSnapshot();
-      return {
-        head: async (scope) => s.head(scope),
-        reader: (head) => {
-          const r = s.reader(head);
-          return { next: async () => r.next() };
-        },
-        release: async () => s.release(),
-        close: async () => s.close(),
-      };
-    },
-  };
-}
-
 let server: TestPostgres;
 let dir: string;
 let databases = 0;
@@ -124,8 +106,8 @@ async function sqliteAdapter(): Promise<Adapter> {
   const other = new SqliteStore(path);
   const renewal = new SqliteRenewalWindows(store.db);
   return {
-    crl: promised<CrlStore>(store),
-    catalog: promisedCatalog(new SqliteCrlCatalog(store.db)),
+    crl: new SqliteRevocationPorts(store),
+    catalog: new SqliteCrlCatalog(store.db),
     ocsp: promised<OcspAnswerStore>(new SqliteOcspStore(store.db)),
     rates: promised<RateLimitStore>(new SqliteRateLimits(store.db)),
     rates2: promised<RateLimitStore>(new SqliteRateLimits(other.db)),

@@ -1,6 +1,5 @@
 import type pg from "pg";
-import type { CrlScope, StoredCrl, StoredCrlHead } from "../ports.js";
-import type { AsyncCrlCatalog, AsyncCrlSnapshot } from "./pending-async-ports.js";
+import type { CrlCatalog, CrlScope, CrlSnapshot, StoredCrl, StoredCrlHead } from "../ports.js";
 import { shardColumn, storedCrlOfRow, type PgCrlRow } from "./pg-crl-store.js";
 
 interface HeadRow {
@@ -22,7 +21,7 @@ const HEAD_SQL = "SELECT issuer_key_id, shard, crl_number, this_update, next_upd
  * the CRL its head() named, although newer CRLs are stored and the old chunks swept meanwhile
  * (MVCC keeps the deleted rows for a snapshot that can still see them).
  */
-export class PgCrlCatalog implements AsyncCrlCatalog {
+export class PgCrlCatalog implements CrlCatalog {
   constructor(private readonly pool: pg.Pool) {}
 
   async storedCrls(): Promise<StoredCrlHead[]> {
@@ -60,7 +59,7 @@ export class PgCrlCatalog implements AsyncCrlCatalog {
     return storedCrlOfRow(scope, r, der);
   }
 
-  async openSnapshot(): Promise<AsyncCrlSnapshot> {
+  async openSnapshot(): Promise<CrlSnapshot> {
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -76,7 +75,7 @@ export class PgCrlCatalog implements AsyncCrlCatalog {
 }
 
 /** A REPEATABLE READ transaction on a pooled client of its own (see PgCrlCatalog). */
-class PgCrlSnapshot implements AsyncCrlSnapshot {
+class PgCrlSnapshot implements CrlSnapshot {
   readonly #pool: pg.Pool;
   #client: pg.PoolClient | null;
   /** The write each head handed out belongs to: its chunks are (scope, write_id, seq). */

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { SerialHex } from "../../core/serial.js";
 import type { CrlScope, CrlStore, RevokedPage, StoredCrl } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 
 /** A stored CRL's DER is written in slices of this size, as SqliteStore writes them (migration v4). */
 export const CRL_CHUNK_OCTETS = 128 * 1024;
@@ -115,7 +114,7 @@ export function storedCrlOfRow(scope: CrlScope, r: PgCrlRow, der: Buffer): Store
  * over a pool from openPgPool (its int8 parser makes BIGINTs numbers). The same tables and the
  * same write protocol as SqliteStore's, so both adapters agree byte for byte on what they store.
  */
-export class PgCrlStore implements Promised<CrlStore> {
+export class PgCrlStore implements CrlStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): Promise<RevokedPage> {

@@ -62,14 +62,19 @@ class AesKek implements Kek {
     readonly id: string,
     readonly version: number,
     readonly mode: "passphrase" | "development",
-    /** Where this KEK's material lives; null for a KEK not yet installed (a rotation's new one). */
-    private readonly dataDir: string | null,
+    /**
+     * Where this KEK's material lives: a data dir (its files say which KEK is current), a check of
+     * its own (a database's KEK: storage/postgres/pg-key-store.ts checks before each write), or
+     * null for a KEK not yet installed (a rotation's new one).
+     */
+    private readonly home: string | (() => boolean) | null,
   ) {
     this.#key = key;
   }
   isCurrent(): boolean {
-    if (this.dataDir === null) return false;
-    return currentKekId(this.dataDir) === this.id;
+    if (this.home === null) return false;
+    if (typeof this.home === "function") return this.home();
+    return currentKekId(this.home) === this.id;
   }
   wrap(dek: Uint8Array, aad: string): SealedBox {
     return seal(this.#key, dek, aad);
@@ -157,7 +162,20 @@ function readDevKey(devPath: string): Buffer {
   return key;
 }
 
-function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: string): Kek {
+/**
+ * The KEK of parameters kept elsewhere than a data dir (a database shared by replicas): `where`
+ * names it in errors, `isCurrent` says whether it is still the newest (see Kek.isCurrent).
+ */
+export function kekFromParams(paramsText: string, passphrase: Secret, where: string, isCurrent: () => boolean): Kek {
+  return passphraseKek(parseParams(paramsText, where), passphrase, where, isCurrent);
+}
+
+/** The id a KEK parameter text names (kek.json's `id`), without deriving the KEK. */
+export function kekIdOfParams(paramsText: string, where: string): string {
+  return parseParams(paramsText, where).id;
+}
+
+function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: string, home: string | (() => boolean) = dataDir): Kek {
   const key = derive(passphrase, Buffer.from(params.salt, "base64"), params);
   const check = open(key, params.check, CHECK_AAD);
   if (!check || check.toString() !== CHECK_TEXT) {
@@ -166,7 +184,7 @@ function passphraseKek(params: KekParamsFile, passphrase: Secret, dataDir: strin
     const since = params.version > 1 ? ` (KEK version ${params.version}${params.createdAt ? `, since ${params.createdAt}` : ""})` : "";
     throw new KekMismatchError(`wrong passphrase: cannot unlock the CA keys in ${dataDir}${since}`);
   }
-  return new AesKek(key, params.id, params.version, "passphrase", dataDir);
+  return new AesKek(key, params.id, params.version, "passphrase", home);
 }
 
 function derive(passphrase: Secret, salt: Buffer, p: { N: number; r: number; p: number }): Buffer {
@@ -179,9 +197,13 @@ function derive(passphrase: Secret, salt: Buffer, p: { N: number; r: number; p: 
 }
 
 function readParams(path: string): KekParamsFile {
+  return parseParams(readFileSync(path, "utf8"), path);
+}
+
+function parseParams(text: string, path: string): KekParamsFile {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, "utf8"));
+    parsed = JSON.parse(text);
   } catch {
     throw new OperatorError(`${path} is not valid JSON`);
   }

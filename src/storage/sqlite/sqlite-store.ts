@@ -17,10 +17,8 @@ import type {
   IdempotencyRecord,
   IdempotencyScope,
   InventoryQuery,
-  InventoryStore,
   IssuanceCommit,
   IssuerRecord,
-  IssuerStore,
   ProvisionerKeyRecord,
   ProvisionerKeyStore,
   RevocationEvent,
@@ -70,7 +68,7 @@ interface CertRow {
  * call directly.
  */
 export class SqliteStore
-  implements IssuerStore, InventoryStore, ProvisionerKeyStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
+  implements ProvisionerKeyStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -542,7 +540,7 @@ export class SqliteStore
     return st;
   }
 
-  // --- IssuerStore ---
+  // --- IssuerStore (synchronously; the port is SqliteInventoryPorts, sqlite-inventory-ports.ts) ---
 
   listIssuers(): IssuerRecord[] {
     return (this.#stmts.listIssuers.all() as Array<Record<string, unknown>>).map((r) => ({
@@ -589,7 +587,7 @@ export class SqliteStore
     );
   }
 
-  // --- InventoryStore ---
+  // --- InventoryStore (synchronously; the port is SqliteInventoryPorts) ---
 
   listCertificates(q: InventoryQuery): CertificateRecord[] {
     const where: string[] = [];

@@ -12,7 +12,7 @@ import { createLogger } from "../src/log/logger.js";
 import { openDataDir } from "../src/cli/data-dir.js";
 import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/api-service.js";
 import { LiveIssuers } from "../src/issuance/live-issuers.js";
-import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
+import { SqliteInventoryPorts } from "../src/storage/sqlite/sqlite-inventory-ports.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import Database from "better-sqlite3";
@@ -262,7 +262,8 @@ describe("a retry racing another API process's commit of the same request (the R
     const apiProcess = async (wrap: (s: SqliteStore) => SqliteStore = (s) => s) => {
       const dd = openDataDir(ws.dataDir, undefined, { create: false });
       opened.push(dd);
-      const live = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, systemClock);
+      const inventory = new SqliteInventoryPorts(dd.store);
+      const live = new LiveIssuers(inventory, inventory, dd.keys, systemClock);
       const lineup = (await live.refresh())!;
       const ca = certificateAuthorityFor(config, lineup.current, systemClock);
       const { ra } = await registrationAuthorityFor(config, () => ca, { ...dd, store: wrap(dd.store) }, { clock: systemClock, log, audiences: () => [audience] });

@@ -36,7 +36,7 @@ export interface ApiDeps {
   renewalInfo: RenewalInfoService;
   log: Logger;
   /** The trusted roots, served as on the public listener so cert-agent can pin one (SPEC cert-agent). */
-  roots?: () => Uint8Array[];
+  roots?: () => Promise<Uint8Array[]>;
   /** Token outcomes and request durations (fleetca_token_verify_total, fleetca_http_request_duration_seconds). */
   metrics?: CaMetrics;
 }
@@ -105,8 +105,8 @@ export function createApiApp(deps: ApiDeps): Express {
 
   // Same bundle as the public listener's /roots.pem: cert-agent fetches it over this listener's TLS
   // before trusting it, and accepts it only if a root matches its pinned --root-fingerprint.
-  app.get("/roots.pem", (_req, res) => {
-    res.type("application/x-pem-file").send((deps.roots?.() ?? []).map((d) => toPem(d, "CERTIFICATE")).join(""));
+  app.get("/roots.pem", async (_req, res) => {
+    res.type("application/x-pem-file").send(((await deps.roots?.()) ?? []).map((d) => toPem(d, "CERTIFICATE")).join(""));
   });
 
   app.use(notFound);

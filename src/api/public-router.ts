@@ -6,8 +6,8 @@ import { CaError } from "../core/errors.js";
 import type { TreeHeadJson } from "../audit/tree-head.js";
 
 export interface PublicSources {
-  /** Every trusted root (two during a root rotation). */
-  roots(): Uint8Array[];
+  /** Every trusted root (two during a root rotation), and the cross certificates between them. */
+  roots(): Promise<Uint8Array[]>;
   /** The current issuing intermediate. */
   intermediate(): Uint8Array;
   /**
@@ -16,7 +16,7 @@ export interface PublicSources {
    */
   health(): Promise<{ errors: string[]; warnings: string[] }>;
   /** The issuance log's latest signed tree head, or null before the first one. */
-  auditTreeHead(): TreeHeadJson | null;
+  auditTreeHead(): Promise<TreeHeadJson | null>;
 }
 
 /** The plain-HTTP listener relying parties use (RFC 5280 §4.2.1.13 / RFC 6960 practice). */
@@ -28,8 +28,8 @@ export function createPublicApp(src: PublicSources, log: Logger, routers: Router
   // Revocation publishers (CRL, OCSP) bring their own routes.
   for (const r of routers) app.use(r);
 
-  app.get("/roots.pem", (_req, res) => {
-    res.type("application/x-pem-file").send(src.roots().map((d) => toPem(d, "CERTIFICATE")).join(""));
+  app.get("/roots.pem", async (_req, res) => {
+    res.type("application/x-pem-file").send((await src.roots()).map((d) => toPem(d, "CERTIFICATE")).join(""));
   });
 
   app.get("/intermediate.crt", (_req, res) => {
@@ -38,8 +38,8 @@ export function createPublicApp(src: PublicSources, log: Logger, routers: Router
 
   // RFC 9162 §4.3 (get-sth) in spirit: a monitor polls this and checks each head is consistent
   // with the one before (`fleetca audit consistency`), without reading the log.
-  app.get("/v1/audit/tree-head", (_req, res) => {
-    const head = src.auditTreeHead();
+  app.get("/v1/audit/tree-head", async (_req, res) => {
+    const head = await src.auditTreeHead();
     if (!head) throw new CaError("not_found", "the issuance log has no signed tree head yet");
     res.set("Cache-Control", "no-cache");
     res.type("application/json").send(JSON.stringify(head));

@@ -1,12 +1,10 @@
 import type { Clock } from "../core/clock.js";
 import type { Signer } from "../signing/signer.js";
 import type { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { AuditLogStore } from "../storage/ports.js";
 
-/** The audit key's rows (storage/sqlite/sqlite-audit-log.ts). */
-export interface AuditKeyStore {
-  auditKeys(): Array<{ keyName: string; keySpki: Uint8Array }>;
-  addAuditKey(k: { keyName: string; keySpki: Buffer; createdAt: number }): void;
-}
+/** The audit key's rows. */
+export type AuditKeyStore = Pick<AuditLogStore, "auditKeys" | "addAuditKey">;
 
 /**
  * The dedicated key that signs the issuance log's tree heads: its own key, never a CA key (a
@@ -15,7 +13,7 @@ export interface AuditKeyStore {
  * `fleetca init`, or at the first start of a CA made before the log existed.
  */
 export async function loadOrCreateAuditKey(keys: SoftKeyStore, store: AuditKeyStore, clock: Clock): Promise<{ name: string; signer: Signer; created: boolean }> {
-  const latest = store.auditKeys().at(-1);
+  const latest = (await store.auditKeys()).at(-1);
   if (latest) {
     const signer = keys.load(latest.keyName);
     if (!Buffer.from(signer.publicKeySpki).equals(latest.keySpki)) throw new Error(`audit key ${latest.keyName} does not match its recorded public key`);
@@ -23,6 +21,6 @@ export async function loadOrCreateAuditKey(keys: SoftKeyStore, store: AuditKeySt
   }
   const name = `audit-${clock.now().toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase()}`;
   const signer = await keys.generate(name, "ecdsa-p256");
-  store.addAuditKey({ keyName: name, keySpki: Buffer.from(signer.publicKeySpki), createdAt: clock.now().getTime() });
+  await store.addAuditKey({ keyName: name, keySpki: Buffer.from(signer.publicKeySpki), createdAt: clock.now().getTime() });
   return { name, signer, created: true };
 }

@@ -1,16 +1,12 @@
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import type { Signer } from "../signing/signer.js";
+import type { AuditLogStore, StoredTreeHead } from "../storage/ports.js";
 import { MerkleFrontier } from "./merkle.js";
 import { signTreeHead } from "./tree-head.js";
 
-/** What the publisher reads and writes (storage/sqlite/sqlite-audit-log.ts implements it). */
-export interface TreeHeadStore {
-  size(): number;
-  leafHashes(from: number, to: number): Uint8Array[];
-  latestTreeHead(): { treeSize: number; rootHash: Uint8Array; timestamp: number } | null;
-  addTreeHead(h: { treeSize: number; rootHash: Buffer; timestamp: number; keyName: string; keySpki: Buffer; signature: Buffer }): void;
-}
+/** What the publisher reads and writes of the issuance log. */
+export type TreeHeadStore = Pick<AuditLogStore, "size" | "leafHashes" | "latestTreeHead" | "addTreeHead">;
 
 /** Leaf hashes read per query while catching up (32 bytes each: 2 MB a page). */
 const PAGE = 65_536;
@@ -50,12 +46,20 @@ export class TreeHeadPublisher {
     return this.#frontier.size;
   }
 
-  /** Catches up with the stored log and signs a head if entries are not yet covered by one. */
-  start(): Promise<void> {
-    const latest = this.store.latestTreeHead();
-    this.#lastHeadSize = latest?.treeSize ?? 0;
-    this.onSize(this.#lastHeadSize, this.#lastHeadSize);
-    this.#catchUp(latest);
+  /**
+   * Catches up with the stored log and signs a head if entries are not yet covered by one.
+   * Rejects when the stored log has a gap (the daemon does not start on it). In the publish queue,
+   * so a publish() asked meanwhile waits for the catch-up rather than reading the log beside it.
+   */
+  async start(): Promise<void> {
+    const caughtUp = this.#busy.then(async () => {
+      const latest = await this.store.latestTreeHead();
+      this.#lastHeadSize = latest?.treeSize ?? 0;
+      this.onSize(this.#lastHeadSize, this.#lastHeadSize);
+      await this.#catchUp(latest);
+    });
+    this.#busy = caughtUp.catch(() => {});
+    await caughtUp;
     return this.publish();
   }
 
@@ -67,11 +71,11 @@ export class TreeHeadPublisher {
     return this.#busy;
   }
 
-  #catchUp(check: { treeSize: number; rootHash: Uint8Array } | null): void {
-    const size = this.store.size();
+  async #catchUp(check: Pick<StoredTreeHead, "treeSize" | "rootHash"> | null): Promise<void> {
+    const size = await this.store.size();
     for (let from = this.#frontier.size; from < size; from += PAGE) {
       const to = Math.min(size, from + PAGE);
-      const hashes = this.store.leafHashes(from, to);
+      const hashes = await this.store.leafHashes(from, to);
       if (hashes.length !== to - from) throw new Error(`issuance log has a gap between ${from} and ${to}`);
       for (const h of hashes) {
         this.#frontier.push(h);
@@ -84,13 +88,13 @@ export class TreeHeadPublisher {
   }
 
   async #publish(): Promise<void> {
-    this.#catchUp(null);
+    await this.#catchUp(null);
     const treeSize = this.#frontier.size;
     this.onSize(treeSize, this.#lastHeadSize);
     if (treeSize === 0 || treeSize <= this.#lastHeadSize) return;
     const head = { treeSize, rootHash: this.#frontier.root(), timestamp: this.clock.now().getTime() };
     const signature = await signTreeHead(this.key.signer, head);
-    this.store.addTreeHead({ ...head, keyName: this.key.name, keySpki: Buffer.from(this.key.signer.publicKeySpki), signature });
+    await this.store.addTreeHead({ ...head, keyName: this.key.name, keySpki: Buffer.from(this.key.signer.publicKeySpki), signature });
     this.#lastHeadSize = treeSize;
     this.onSize(treeSize, treeSize);
     this.log.info({ treeSize, rootHash: head.rootHash.toString("hex") }, "issuance log tree head signed");

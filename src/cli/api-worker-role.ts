@@ -7,6 +7,7 @@ import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
+import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
@@ -59,7 +60,8 @@ export async function startApiRole(p: {
   const renewalInfo = new RenewalInfoService(ports, clock);
   // The roots as the primary serves them (a root rotation shows at once): read per request.
   const crossCertificates = new SqliteCrossCertificates(dd.store.db);
-  const roots = () => trustBundle(dd.store.listIssuers(), crossCertificates.all(), clock.now());
+  const issuers = new SqliteInventoryPorts(dd.store);
+  const roots = async () => trustBundle(await issuers.listIssuers(), crossCertificates.all(), clock.now());
   const app = createApiApp({ ra, clients, revocations, certificates: ports, renewalInfo, log, roots, metrics: p.metrics });
   const server = createApiListener(config, credentials, app, log, clientCas, p.metrics);
   const [host] = splitHostPort(config.listen.api);

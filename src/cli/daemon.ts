@@ -12,7 +12,8 @@ import { derivedPublicUrlWarning, publicUrlFromListen } from "../config/public-u
 import type { FleetcaConfig } from "../config/schema.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
-import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
+import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
+import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
@@ -170,21 +171,23 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     const counted = countSignatures(s, metrics.signaturesBy(keyIdHex));
     return opts.wrapSigner ? opts.wrapSigner(counted) : counted;
   };
-  const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock, wrap);
+  const inventory = new SqliteInventoryPorts(dd.store);
+  const liveIssuers = new LiveIssuers(inventory, inventory, dd.keys, clock, wrap);
   const lineup = (await liveIssuers.refresh())!;
   const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
   // /roots.pem: the active roots, and the cross certificates between them during a root rotation.
   const crossCertificates = new SqliteCrossCertificates(dd.store.db);
-  const rootsBundle = () => trustBundle(liveIssuers.lineup.records, crossCertificates.all(), clock.now());
+  const rootsBundle = async () => trustBundle(liveIssuers.lineup.records, crossCertificates.all(), clock.now());
   const issuer = lineup.current;
   // The issuance log: the keys this process loaded and the configuration it runs with are its
   // first entries of the run; tree heads are signed by this (primary) process only.
-  const auditKey = await loadOrCreateAuditKey(dd.keys, dd.store.audit, clock);
-  recordStart(dd.store.audit, config, clock.now(), [
+  const auditLog = new SqliteAuditLogPort(dd.store.audit);
+  const auditKey = await loadOrCreateAuditKey(dd.keys, auditLog, clock);
+  await recordStart(auditLog, config, clock.now(), [
     ...lineup.answering.map((i) => ({ key: lineup.records.find((r) => r.keyId === i.keyIdHex)?.keyName ?? i.keyIdHex, role: "intermediate", spki: i.signer.publicKeySpki })),
     { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
   ]);
-  const treeHeads = new TreeHeadPublisher(dd.store.audit, auditKey, clock, log, (size, signed) => metrics.setAuditTreeSize(size, signed));
+  const treeHeads = new TreeHeadPublisher(auditLog, auditKey, clock, log, (size, signed) => metrics.setAuditTreeSize(size, signed));
   await treeHeads.start();
   // Replaced when a rotation makes another intermediate current (followIssuers below).
   const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
@@ -309,7 +312,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       : createPublicServer({
           ocsp,
           crls,
-          sources: { roots: rootsBundle, intermediate: () => ca.issuer.der, health, auditTreeHead: () => latestTreeHeadJson(dd.store.audit) },
+          sources: { roots: rootsBundle, intermediate: () => ca.issuer.der, health, auditTreeHead: () => latestTreeHeadJson(auditLog) },
           clock,
           log,
           crlIntervalMs: config.crl.interval,

@@ -5,6 +5,7 @@ import type { Secret } from "../core/secret.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { ensureBootstrapKey } from "../attestation/bootstrap.js";
 import { loadOrCreateAuditKey } from "../audit/audit-key.js";
+import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { createIntermediateCertificate, createRootCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer } from "../issuance/issuer.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
@@ -88,7 +89,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
   await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
   for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
   // The issuance log's own signing key (tree heads), made with the CA so the key set is complete from the start.
-  await loadOrCreateAuditKey(dd.keys, dd.store.audit, clock);
+  await loadOrCreateAuditKey(dd.keys, new SqliteAuditLogPort(dd.store.audit), clock);
   return {
     rootKeyId: root.keyIdHex,
     intermediateKeyId: intermediate.keyIdHex,

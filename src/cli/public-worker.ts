@@ -23,7 +23,8 @@ import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
 import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
-import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
+import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
+import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { createPublicServer } from "../api/public-server.js";
@@ -89,7 +90,8 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
   try {
     // The intermediates this worker signs with, followed as the primary follows them (a rotation
     // or `fleetca revoke-issuer` is read from the shared database, within FOLLOW_MS).
-    const liveIssuers = new LiveIssuers(dd.store, new SqliteIssuerLifecycle(dd.store.db), dd.keys, clock, (s, keyIdHex) => countSignatures(s, metrics.signaturesBy(keyIdHex)));
+    const inventory = new SqliteInventoryPorts(dd.store);
+    const liveIssuers = new LiveIssuers(inventory, inventory, dd.keys, clock, (s, keyIdHex) => countSignatures(s, metrics.signaturesBy(keyIdHex)));
     const lineup = (await liveIssuers.refresh())!;
     const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
     const followers: Array<(l: IssuerLineup) => void | Promise<void>> = [];
@@ -237,15 +239,17 @@ async function startPublicRole(
 
   const limits = connectionLimitsOf(config.listen, "public");
   const crossCertificates = new SqliteCrossCertificates(dd.store.db);
+  const issuers = new SqliteInventoryPorts(dd.store);
+  const auditLog = new SqliteAuditLogPort(dd.store.audit);
   const server: Server = createPublicServer({
     ocsp,
     crls,
     sources: {
       // Read per request, as the primary serves it: a root rotation shows at once.
-      roots: () => trustBundle(dd.store.listIssuers(), crossCertificates.all(), clock.now()),
+      roots: async () => trustBundle(await issuers.listIssuers(), crossCertificates.all(), clock.now()),
       intermediate: () => current.der,
       health: createHealthCheck(dd.store, () => current, clock, primaryHealth),
-      auditTreeHead: () => latestTreeHeadJson(dd.store.audit),
+      auditTreeHead: () => latestTreeHeadJson(auditLog),
     },
     clock,
     log,

@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.js";
 import type { Signer } from "../signing/signer.js";
-import type { IssuerLifecycleStore, IssuerRecord } from "../storage/ports.js";
+import type { IssuerLifecycleStore, IssuerRecord, IssuerStore } from "../storage/ports.js";
 import { bindIssuer, currentIntermediate, type Issuer } from "./issuer.js";
 
 /** Which issuers a process works with at one moment. */
@@ -17,9 +17,7 @@ export interface IssuerLineup {
   records: readonly IssuerRecord[];
 }
 
-export interface IssuerCatalog {
-  listIssuers(): IssuerRecord[];
-}
+export type IssuerCatalog = Pick<IssuerStore, "listIssuers">;
 
 /**
  * The intermediates a daemon process (primary or worker) holds keys for, re-read from the
@@ -28,6 +26,11 @@ export interface IssuerCatalog {
  * take effect within seconds and without a restart. Only the keys of the current intermediate
  * and of those with unexpired certificates are unwrapped; a key is unwrapped once and dropped
  * when its intermediate stops answering.
+ *
+ * Refreshes run one at a time: a refresh reads the table and then updates the lineup, the keys and
+ * the fingerprint across awaits (the store is asynchronous), so two interleaved ones could leave
+ * an older read's lineup in place of a newer one. A call made while one runs waits for it, then
+ * reads the table itself (a read from before the call might predate the change it looks for).
  */
 export class LiveIssuers {
   readonly #bound = new Map<string, Issuer>();
@@ -35,6 +38,8 @@ export class LiveIssuers {
   readonly #lastExpiry = new Map<string, Date | null>();
   #lineup: IssuerLineup | null = null;
   #fingerprint = "";
+  /** The refresh running or last run; the next one starts after it (settled either way). */
+  #running: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly catalog: IssuerCatalog,
@@ -55,14 +60,20 @@ export class LiveIssuers {
    * current intermediate, one revoked, one that stopped answering), else null. Throws
    * OperatorError when no intermediate can issue (the first call at start-up reports it).
    */
-  async refresh(): Promise<IssuerLineup | null> {
-    const records = this.catalog.listIssuers();
+  refresh(): Promise<IssuerLineup | null> {
+    const next = this.#running.then(() => this.#refresh());
+    this.#running = next.catch(() => {});
+    return next;
+  }
+
+  async #refresh(): Promise<IssuerLineup | null> {
+    const records = await this.catalog.listIssuers();
     const now = this.clock.now();
     const current = currentIntermediate(records, now);
-    const answeringRecords = [
-      current,
-      ...records.filter((r) => r.role === "intermediate" && r.keyId !== current.keyId && this.#hasUnexpiredCertificates(r.keyId, now)),
-    ];
+    const answeringRecords = [current];
+    for (const r of records) {
+      if (r.role === "intermediate" && r.keyId !== current.keyId && (await this.#hasUnexpiredCertificates(r.keyId, now))) answeringRecords.push(r);
+    }
     const fingerprint = [
       ...answeringRecords.map((r) => r.keyId),
       "|",
@@ -83,12 +94,12 @@ export class LiveIssuers {
     return issuer;
   }
 
-  #hasUnexpiredCertificates(keyId: string, now: Date): boolean {
+  async #hasUnexpiredCertificates(keyId: string, now: Date): Promise<boolean> {
     let last = this.#lastExpiry.get(keyId);
     // Re-read once the known last expiry has passed: a leaf committed just after the rotation
     // (a request that was being signed by the old intermediate) may expire later.
     if (last === undefined || last === null || last <= now) {
-      last = this.lifecycle.lastCertificateExpiry(keyId);
+      last = await this.lifecycle.lastCertificateExpiry(keyId);
       this.#lastExpiry.set(keyId, last);
     }
     return last !== null && last > now;

@@ -8,10 +8,12 @@ import type { RevocationReason } from "../core/revocation-reason.js";
  * storage/sqlite implements them all; tests implement only the one they stand behind.
  *
  * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup.getCertificate,
- * RevocationStore, RenewalInfoLookup) and the CRL and revocation-feed ports (RevocationLog,
- * CrlStore, CrlCatalog, CrlSnapshot) return promises, so an asynchronous driver (PostgreSQL,
- * issue 17) can implement them; SQLite answers them through sqlite/sqlite-request-ports.ts,
- * sqlite/sqlite-revocation-ports.ts and sqlite/sqlite-crl-catalog.ts. The other ports are still
+ * RevocationStore, RenewalInfoLookup), the CRL and revocation-feed ports (RevocationLog,
+ * CrlStore, CrlCatalog, CrlSnapshot), the issuer and inventory ports (IssuerStore,
+ * IssuerLifecycleStore, InventoryStore) and what the daemon reads and writes of the issuance log
+ * (AuditLogStore) return promises, so an asynchronous driver (PostgreSQL, issue 17) can implement
+ * them; SQLite answers them through sqlite/sqlite-request-ports.ts, sqlite-revocation-ports.ts,
+ * sqlite-crl-catalog.ts, sqlite-inventory-ports.ts and sqlite-audit-log-port.ts. The other ports are still
  * synchronous (later increments).
  */
 
@@ -286,8 +288,9 @@ export interface IssuerRecord {
 }
 
 export interface IssuerStore {
-  listIssuers(): IssuerRecord[];
-  addIssuer(r: IssuerRecord): void;
+  /** Every issuer row, roots included, oldest first. */
+  listIssuers(): Promise<IssuerRecord[]>;
+  addIssuer(r: IssuerRecord): Promise<void>;
 }
 
 export interface InventoryQuery {
@@ -302,7 +305,7 @@ export interface InventoryQuery {
 }
 
 export interface InventoryStore {
-  listCertificates(q: InventoryQuery): CertificateRecord[];
+  listCertificates(q: InventoryQuery): Promise<CertificateRecord[]>;
 }
 
 export interface ProvisionerKeyRecord {
@@ -471,13 +474,79 @@ export interface RenewalWindowStore {
  */
 export interface IssuerLifecycleStore {
   /** Makes a prepared intermediate the issuing one (`activatedAt`); false when no such unrevoked intermediate exists. */
-  activateIntermediate(keyId: string, at: Date): boolean;
+  activateIntermediate(keyId: string, at: Date): Promise<boolean>;
   /** Marks an issuer revoked by its parent (it goes on the root's CRL); false when it already was, or is unknown. */
-  revokeIssuer(keyId: string, at: Date, reason: number): boolean;
+  revokeIssuer(keyId: string, at: Date, reason: number): Promise<boolean>;
   /** The latest notAfter among the certificates this issuer signed; null when it signed none. */
-  lastCertificateExpiry(issuerKeyId: string): Date | null;
+  lastCertificateExpiry(issuerKeyId: string): Promise<Date | null>;
   /** Certificates of this issuer that are valid (not revoked) and unexpired at `now`. */
-  countLiveCertificates(issuerKeyId: string, now: Date): number;
+  countLiveCertificates(issuerKeyId: string, now: Date): Promise<number>;
+}
+
+/** One issuance-log entry as stored (migration v8): its leaf index, time, and the encoded entry and its RFC 9162 §2.1.1 leaf hash. */
+export interface StoredAuditEntry {
+  idx: number;
+  /** ms since the epoch. */
+  at: number;
+  kind: string;
+  serial: string | null;
+  provisioner: string | null;
+  entry: Buffer;
+  leafHash: Buffer;
+}
+
+/** A signed tree head over the log's first `treeSize` entries, and the audit key that signed it. */
+export interface StoredTreeHead {
+  treeSize: number;
+  rootHash: Buffer;
+  /** ms since the epoch. */
+  timestamp: number;
+  keyName: string;
+  keySpki: Buffer;
+  signature: Buffer;
+}
+
+/** An audit key (the tree heads' signer) as recorded: the last one recorded is the one in use. */
+export interface AuditKeyRecord {
+  keyName: string;
+  keySpki: Buffer;
+  /** ms since the epoch. */
+  createdAt: number;
+}
+
+/** What `fleetca audit list` filters on; every criterion given must match. */
+export interface AuditQuery {
+  serial?: string;
+  provisioner?: string;
+  subject?: string;
+  sinceMs?: number;
+  kind?: string;
+}
+
+/**
+ * What the daemon reads and writes of the issuance log outside the issuance path (which appends
+ * through IssuanceStore): its start record (audit/start-record.ts), the audit key
+ * (audit/audit-key.ts), the tree heads it signs (audit/tree-head-publisher.ts) and serves
+ * (audit/tree-head-view.ts). The CLI's audit commands read the log through the SQLite store.
+ */
+export interface AuditLogStore {
+  /**
+   * Appends one entry at time `at` and resolves to its leaf index: the next one, assigned in the
+   * write transaction, so whatever process appends, the log stays gapless.
+   */
+  append(fields: AuditFields, at: Date): Promise<number>;
+  /** The encoded entry (as `entry` of StoredAuditEntry) of the newest entry of one kind; null when none. */
+  lastEntryOfKind(kind: string): Promise<Buffer | null>;
+  /** Entries in the log (the next leaf index). */
+  size(): Promise<number>;
+  /** Leaf hashes of entries [from, to) in index order; fewer than asked only if the log has a gap. */
+  leafHashes(from: number, to: number): Promise<Buffer[]>;
+  /** The head over the most entries; null before the first. */
+  latestTreeHead(): Promise<StoredTreeHead | null>;
+  addTreeHead(h: StoredTreeHead): Promise<void>;
+  /** Every audit key recorded, oldest first. */
+  auditKeys(): Promise<AuditKeyRecord[]>;
+  addAuditKey(k: AuditKeyRecord): Promise<void>;
 }
 
 /** A token bucket as stored: what it held at `at` (negative: owed, see registration/token-buckets.ts). */

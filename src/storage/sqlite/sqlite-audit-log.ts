@@ -1,45 +1,19 @@
 import type Database from "better-sqlite3";
 import { encodeEntry, provisionerOf, sansOf, serialOf, type AuditEntry, type AuditFields } from "../../audit/audit-entry.js";
 import { leafHash } from "../../audit/merkle.js";
+import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../ports.js";
 
-export interface StoredAuditEntry {
-  idx: number;
-  at: number;
-  kind: string;
-  serial: string | null;
-  provisioner: string | null;
-  entry: Buffer;
-  leafHash: Buffer;
-}
-
-export interface StoredTreeHead {
-  treeSize: number;
-  rootHash: Buffer;
-  timestamp: number;
-  keyName: string;
-  keySpki: Buffer;
-  signature: Buffer;
-}
-
-export interface AuditKeyRecord {
-  keyName: string;
-  keySpki: Buffer;
-  createdAt: number;
-}
-
-export interface AuditQuery {
-  serial?: string;
-  provisioner?: string;
-  subject?: string;
-  sinceMs?: number;
-  kind?: string;
-}
+// The record types are the ports' (AuditLogStore); re-exported for the CLI's audit commands.
+export type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead };
 
 /**
  * The issuance log's tables (migration v8). `append` assigns the next leaf index inside the
  * caller's transaction: SQLite's write lock serialises writers (this process's group commit,
  * another API process, a CLI command), so two entries never get one index and the log stays
  * gapless. Outside a transaction it opens its own IMMEDIATE one.
+ *
+ * Synchronous, for the issuance path's transactions and the CLI; the daemon reaches it through
+ * the asynchronous AuditLogStore (sqlite-audit-log-port.ts).
  */
 export class SqliteAuditLog {
   readonly #stmts;

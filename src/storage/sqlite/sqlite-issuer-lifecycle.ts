@@ -1,12 +1,14 @@
 import type Database from "better-sqlite3";
-import type { IssuerLifecycleStore } from "../ports.js";
 
 /**
- * IssuerLifecycleStore on the CA's SQLite file. Its own statements on the shared connection, as
- * sqlite-renewal-windows.ts, so the rotation commands and the daemon's issuer poll need nothing
- * of the issuance path's store. The read queries work on a read-only connection (public workers).
+ * What IssuerLifecycleStore (ports.ts) says, synchronously, on the CA's SQLite file. Its own
+ * statements on the shared connection, as sqlite-renewal-windows.ts, so the rotation commands and
+ * the daemon's issuer poll need nothing of the issuance path's store. The read queries work on a
+ * read-only connection (public workers). Synchronous because the rotation commands run it inside
+ * one better-sqlite3 transaction with the renewal-window pull; the daemon reaches it through the
+ * asynchronous port (sqlite-inventory-ports.ts).
  */
-export class SqliteIssuerLifecycle implements IssuerLifecycleStore {
+export class SqliteIssuerLifecycle {
   readonly #stmts: Map<string, Database.Statement> = new Map();
 
   constructor(private readonly db: Database.Database) {}

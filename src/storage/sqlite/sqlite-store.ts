@@ -16,10 +16,8 @@ import type {
   IdempotencyRecord,
   IdempotencyScope,
   InventoryQuery,
-  InventoryStore,
   IssuanceCommit,
   IssuerRecord,
-  IssuerStore,
   ProvisionerKeyRecord,
   ProvisionerKeyStore,
   RevocationEvent,
@@ -69,7 +67,7 @@ interface CertRow {
  * RevocationLog and CrlStore.
  */
 export class SqliteStore
-  implements IssuerStore, InventoryStore, ProvisionerKeyStore, Housekeeping, HealthProbe
+  implements ProvisionerKeyStore, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -541,7 +539,7 @@ export class SqliteStore
     return st;
   }
 
-  // --- IssuerStore ---
+  // --- IssuerStore (synchronously; the port is SqliteInventoryPorts, sqlite-inventory-ports.ts) ---
 
   listIssuers(): IssuerRecord[] {
     return (this.#stmts.listIssuers.all() as Array<Record<string, unknown>>).map((r) => ({
@@ -588,7 +586,7 @@ export class SqliteStore
     );
   }
 
-  // --- InventoryStore ---
+  // --- InventoryStore (synchronously; the port is SqliteInventoryPorts) ---
 
   listCertificates(q: InventoryQuery): CertificateRecord[] {
     const where: string[] = [];

@@ -33,7 +33,7 @@ import { openPgPool, type PgSettings } from "./pg-pool.js";
 import { latestRevocationSeqOf, revocationsAfterOf, revokeIn } from "./pg-revocations.js";
 import { CERT_SELECT, certFromRow, issuerFromRow, provisionerKeyFromRow, bytea, type PgCertRow, type PgIssuerRow } from "./pg-rows.js";
 import { migratePostgres } from "./pg-schema.js";
-import { asStoreError, inTransaction, query } from "./pg-transaction.js";
+import { asStoreError, checkout, inTransaction, query } from "./pg-transaction.js";
 
 /**
  * A port in its asynchronous form: same methods, same parameters, `Promise<T>` for `T` (ports.ts
@@ -90,11 +90,11 @@ export class PgStore
   static async open(settings: PgSettings, opts: { onIdleError?: (err: Error) => void } = {}): Promise<PgStore> {
     const pool = openPgPool(settings, opts.onIdleError);
     try {
-      const client = await pool.connect();
+      const { client, release } = await checkout(pool);
       try {
         await migratePostgres(client);
       } finally {
-        client.release();
+        release();
       }
     } catch (e) {
       await pool.end().catch(() => {});
@@ -285,15 +285,15 @@ export class PgStore
   }
 
   async #probe(): Promise<boolean> {
-    const client = await this.pool.connect();
+    const { client, release } = await checkout(this.pool);
     try {
       // query_timeout (a per-query option of node-postgres its typings omit): should the server never answer, the client gives up and the connection is
       // dropped (released with the error below), not returned to the pool mid-query.
       const results = (await client.query({ text: PING_SQL, query_timeout: PING_TIMEOUT_MS } as pg.QueryConfig)) as unknown as pg.QueryResult<{ ok: number }>[];
-      client.release();
+      release();
       return results[2]?.rows[0]?.ok === 1;
     } catch (e) {
-      client.release(e as Error);
+      release(e as Error);
       throw e;
     }
   }

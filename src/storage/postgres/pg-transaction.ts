@@ -74,6 +74,29 @@ function isConnectionFailure(e: Error): boolean {
  * the caller is told "unavailable" and a retry meets the stored token ("replayed") or its
  * Idempotency-Key (the certificate), as after any lost response.
  */
+/**
+ * A connection of `pool` for the caller's exclusive use, and how to give it back. While checked
+ * out, a connection that ends (the server restarted, pg_terminate_backend, a failover) fails the
+ * query under way and also emits 'error' on the client; the pool listens only to idle clients, and
+ * an 'error' event nobody listens to ends the process. The query's rejection is what the caller
+ * acts on, so the event is only absorbed here, and the broken connection is dropped on release.
+ */
+export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: (err?: Error) => void }> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (err: Error): void => {
+    lost = err;
+  };
+  client.on("error", onError);
+  return {
+    client,
+    release(err?: Error) {
+      client.off("error", onError);
+      client.release(err ?? lost);
+    },
+  };
+}
+
 export async function inTransaction<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient) => Promise<{ result: T; commit: boolean }>,
@@ -81,8 +104,9 @@ export async function inTransaction<T>(
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     let client: pg.PoolClient;
+    let release: (err?: Error) => void;
     try {
-      client = await pool.connect();
+      ({ client, release } = await checkout(pool));
     } catch (e) {
       throw asStoreError(e);
     }
@@ -105,7 +129,7 @@ export async function inTransaction<T>(
       if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_ATTEMPTS && broken === undefined) continue;
       throw asStoreError(e);
     } finally {
-      client.release(broken);
+      release(broken);
     }
   }
 }

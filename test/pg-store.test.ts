@@ -416,9 +416,9 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
     const issuing = (async () => {
       for (let n = N; n < N + 20; n++) await b.commitIssuance(commitOf(n));
     })();
-    await Promise.all([...writers, issuing]);
-    done = true;
-    await reader;
+    // The reader stops whatever the writers did, so a failure never leaves it polling a closed store.
+    const written = Promise.all([...writers, issuing]).finally(() => (done = true));
+    await Promise.all([written, reader]);
     // The reader saw every seq, each once, in order: none committed behind its mark.
     const all = (await a.revocationsAfter(0, 1000)).map((e) => e.seq);
     expect(all).toHaveLength(N);
@@ -449,11 +449,12 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
         await new Promise((r) => setImmediate(r));
       }
     })();
-    await Promise.all([a, b].map(async (s, w) => {
-      for (let n = w; n < N; n += 2) await s.audit.append(fields(n), new Date(T0 + n));
-    }));
-    done = true;
-    await reader;
+    const written = Promise.all(
+      [a, b].map(async (s, w) => {
+        for (let n = w; n < N; n += 2) await s.audit.append(fields(n), new Date(T0 + n));
+      }),
+    ).finally(() => (done = true));
+    await Promise.all([written, reader]);
     const entries = await a.audit.entries(0, 1000);
     expect(entries.map((e) => e.idx)).toEqual([...Array(N).keys()]);
     // The same entries, in the same order and at the same times, appended to a reference

@@ -332,7 +332,7 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
     expect((await a.audit.entries(0, 1000)).map((e) => e.idx)).toEqual([...Array(40).keys()]);
   });
 
-  it("two replicas racing on one serial, one idempotency key, one intent: one winner each time", async () => {
+  it("two replicas racing on one serial, one idempotency key, one intent, one renewal: one winner each time", async () => {
     const [a, b] = await two();
     for (let round = 0; round < 20; round++) {
       const serial = serialOf(1000 + round);
@@ -343,11 +343,21 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
       const byIntent = await Promise.all([a.recordIntent(intent(serialOf(4000 + round)), new Date(T0)), b.recordIntent(intent(serialOf(4000 + round)), new Date(T0))]);
       expect(byIntent.sort()).toEqual(["committed", "serial_collision"]);
     }
+    // Two renewals of one certificate at once: one supersedes it, the other stores nothing.
+    for (let round = 0; round < 10; round++) {
+      const predecessor = serialOf(5000 + round);
+      expect(await a.commitIssuance(commitOf(5000 + round))).toBe("committed");
+      const renewals = await Promise.all([a.commitIssuance(commitOf(6000 + round, { supersedes: predecessor })), b.commitIssuance(commitOf(7000 + round, { supersedes: predecessor }))]);
+      expect(renewals.sort()).toEqual(["committed", "superseded"]);
+      const winner = (await a.getCertificate(predecessor))!.supersededBy;
+      expect([serialOf(6000 + round), serialOf(7000 + round)]).toContain(winner);
+      expect(await a.getCertificate(winner === serialOf(6000 + round) ? serialOf(7000 + round) : serialOf(6000 + round))).toBeNull();
+    }
     // Exactly one of each pair's tokens is used: the loser's stays spendable.
     let used = 0;
     for (let round = 0; round < 20; round++) used += Number(await a.isTokenUsed(`p:x${round}`)) + Number(await a.isTokenUsed(`p:y${round}`));
     expect(used).toBe(20);
-    expect(await a.listCertificates({})).toHaveLength(40);
+    expect(await a.listCertificates({})).toHaveLength(50);
   });
 
   it("revocation: first wins, with its time and reason, also when two replicas revoke at once", async () => {

@@ -63,18 +63,6 @@ function isConnectionFailure(e: Error): boolean {
 }
 
 /**
- * Runs `work` in one READ COMMITTED transaction on a connection of `pool` and commits it, unless
- * `work` returns `{ commit: false }`: then it is rolled back (an outcome that stores nothing, as
- * a SQLite savepoint rolled back). Retries on 40001/40P01. Errors reach the caller through
- * asStoreError: a connection that fails at any point leaves nothing committed, since PostgreSQL
- * rolls back a transaction whose connection ends before COMMIT.
- *
- * One case is unknowable from the client and is documented rather than hidden: the connection
- * failing after COMMIT was sent and before its answer. The transaction may then have committed;
- * the caller is told "unavailable" and a retry meets the stored token ("replayed") or its
- * Idempotency-Key (the certificate), as after any lost response.
- */
-/**
  * A connection of `pool` for the caller's exclusive use, and how to give it back. While checked
  * out, a connection that ends (the server restarted, pg_terminate_backend, a failover) fails the
  * query under way and also emits 'error' on the client; the pool listens only to idle clients, and
@@ -97,6 +85,18 @@ export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; 
   };
 }
 
+/**
+ * Runs `work` in one READ COMMITTED transaction on a connection of `pool` and commits it, unless
+ * `work` returns `{ commit: false }`: then it is rolled back (an outcome that stores nothing, as
+ * a SQLite savepoint rolled back). Retries on 40001/40P01. Errors reach the caller through
+ * asStoreError: a connection that fails at any point leaves nothing committed, since PostgreSQL
+ * rolls back a transaction whose connection ends before COMMIT.
+ *
+ * One case is unknowable from the client and is documented rather than hidden: the connection
+ * failing after COMMIT was sent and before its answer. The transaction may then have committed;
+ * the caller is told "unavailable" and a retry meets the stored token ("replayed") or its
+ * Idempotency-Key (the certificate), as after any lost response.
+ */
 export async function inTransaction<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient) => Promise<{ result: T; commit: boolean }>,

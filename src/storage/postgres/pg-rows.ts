@@ -45,7 +45,7 @@ export function certificateValues(c: CertificateRecord): unknown[] {
     c.subjectCommonName,
     c.notBefore.getTime(),
     c.notAfter.getTime(),
-    Buffer.from(c.der.buffer, c.der.byteOffset, c.der.byteLength),
+    bytea(c.der),
     c.provisioner,
     c.tokenId,
     c.status,

@@ -14,7 +14,8 @@ import { toPem } from "../src/x509/pem.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import type { SerialHex } from "../src/core/serial.js";
-import type { RevokedPage, RevokedRow } from "../src/storage/ports.js";
+import type { CrlStore, RevokedPage, RevokedRow } from "../src/storage/ports.js";
+import { SqliteRevocationPorts } from "../src/storage/sqlite/sqlite-revocation-ports.js";
 import { packRevokedRows, unpackRevokedPage } from "../src/storage/revoked-page.js";
 import { CrlWriter } from "../src/revocation/crl/crl-encoder.js";
 
@@ -334,12 +335,13 @@ describe("CRL cadence against the injected clock (in-process daemon)", () => {
   });
 });
 
-describe("CrlStore (SQLite)", () => {
+describe("CrlStore (SQLite, through SqliteRevocationPorts)", () => {
   const ws = new CaWorkspace();
   afterAll(() => ws.remove());
 
   it("never lets the stored CRL number go down, and lists only the issuer's unexpired revocations", async () => {
     const store = new SqliteStore(join(ws.dir, "store.db"));
+    const crls: CrlStore = new SqliteRevocationPorts(store);
     try {
       for (const keyId of ["aa", "bb"]) {
         store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
@@ -348,32 +350,32 @@ describe("CrlStore (SQLite)", () => {
       const state = (n: number, shard: number | null = null) => ({
         issuerKeyId: "aa", shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array([n]),
       });
-      expect(store.getCrl(full)).toBeNull();
-      expect(await store.saveCrl(state(3))).toBe(true);
-      expect(await store.saveCrl(state(3))).toBe(false);
-      expect(await store.saveCrl(state(2))).toBe(false);
-      expect(store.getCrl(full)).toEqual(state(3));
-      expect(await store.saveCrl(state(7))).toBe(true);
-      expect(store.getCrl(full)?.crlNumber).toBe(7);
+      expect(await crls.getCrl(full)).toBeNull();
+      expect(await crls.saveCrl(state(3))).toBe(true);
+      expect(await crls.saveCrl(state(3))).toBe(false);
+      expect(await crls.saveCrl(state(2))).toBe(false);
+      expect(await crls.getCrl(full)).toEqual(state(3));
+      expect(await crls.saveCrl(state(7))).toBe(true);
+      expect((await crls.getCrl(full))?.crlNumber).toBe(7);
       // A CRL of many chunks comes back byte for byte; the replaced one's chunks are gone.
       const big = { ...state(8), der: new Uint8Array(randomBytes(1_300_000)) };
-      expect(await store.saveCrl(big)).toBe(true);
-      expect(Buffer.from(store.getCrl(full)!.der).equals(Buffer.from(big.der))).toBe(true);
+      expect(await crls.saveCrl(big)).toBe(true);
+      expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from(big.der))).toBe(true);
       expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
-      expect(store.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
+      expect(await crls.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
       // Two writers with the same number at once (chunks interleaved): one wins, whole; a
       // crashed write's leftover chunks are swept by the next save.
       store.db.prepare("INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES ('aa', -1, 8, 'crashed', 0, x'00')").run();
       const a = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
       const b = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
-      const [wa, wb] = await Promise.all([store.saveCrl(a), store.saveCrl(b)]);
+      const [wa, wb] = await Promise.all([crls.saveCrl(a), crls.saveCrl(b)]);
       expect([wa, wb].sort()).toEqual([false, true]);
-      expect(Buffer.from(store.getCrl(full)!.der).equals(Buffer.from((wa ? a : b).der))).toBe(true);
+      expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from((wa ? a : b).der))).toBe(true);
       expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
       // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
-      expect(await store.saveCrl(state(1, 2))).toBe(true);
-      expect(store.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
-      expect(store.getCrl(full)?.crlNumber).toBe(9);
+      expect(await crls.saveCrl(state(1, 2))).toBe(true);
+      expect(await crls.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
+      expect((await crls.getCrl(full))?.crlNumber).toBe(9);
 
       const insert = store.db.prepare(
         `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
@@ -388,39 +390,40 @@ describe("CrlStore (SQLite)", () => {
       insert.run("ff00", "aa", 5_000, "revoked", 3_000, 0);
       // Serial order, only this issuer's unexpired revocations, page by page after a serial.
       const scope = { issuerKeyId: "aa", shard: null };
-      const page = (after: string | null, limit: number) => store.revokedPage(scope, new Date(2_000), after as SerialHex | null, limit);
-      expect(unpackRevokedPage(page(null, 10))).toEqual([
+      const page = (after: string | null, limit: number) => crls.revokedPage(scope, new Date(2_000), after as SerialHex | null, limit);
+      expect(unpackRevokedPage(await page(null, 10))).toEqual([
         ["01", 1_200_000, 1],
         ["05", -2_000, null],
         ["06", 250_000, 5],
         ["ff00", 3_000, 0],
       ]);
-      expect(page(null, 2)).toMatchObject({ count: 2, lastSerial: "05" });
-      expect(unpackRevokedPage(page(null, 2))).toEqual([
+      expect(await page(null, 2)).toMatchObject({ count: 2, lastSerial: "05" });
+      expect(unpackRevokedPage(await page(null, 2))).toEqual([
         ["01", 1_200_000, 1],
         ["05", -2_000, null],
       ]);
-      expect(unpackRevokedPage(page("05", 2))).toEqual([["06", 250_000, 5], ["ff00", 3_000, 0]]);
-      expect(page("ff00", 2)).toEqual({ count: 0, lastSerial: null, bytes: Buffer.alloc(0) });
+      expect(unpackRevokedPage(await page("05", 2))).toEqual([["06", 250_000, 5], ["ff00", 3_000, 0]]);
+      expect(await page("ff00", 2)).toEqual({ count: 0, lastSerial: null, bytes: Buffer.alloc(0) });
       // The SQL packing equals the slow path: the rows as the driver reads them, packed in JS.
       const rows = store.db
         .prepare("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = 'aa' AND status = 'revoked' AND not_after > 2000 ORDER BY serial")
         .raw()
         .all() as RevokedRow[];
-      expect(Buffer.from(page(null, 10).bytes).equals(Buffer.from(packRevokedRows(rows).bytes))).toBe(true);
-      expect(store.countRevoked(scope, new Date(2_000))).toBe(4);
-      expect(store.countRevoked(scope, new Date(500))).toBe(5);
+      expect(Buffer.from((await page(null, 10)).bytes).equals(Buffer.from(packRevokedRows(rows).bytes))).toBe(true);
+      expect(await crls.countRevoked(scope, new Date(2_000))).toBe(4);
+      expect(await crls.countRevoked(scope, new Date(500))).toBe(5);
       // A serial the store should never hold (odd length, too long, not hex) fails the page or
       // the build at that entry; it never shifts the entries after it.
       const odd = { issuerKeyId: "bb", shard: null };
       insert.run("abc", "bb", 5_000, "revoked", 0, null);
       insert.run("abcd", "bb", 5_000, "revoked", 0, null);
-      expect(() => store.revokedPage(odd, new Date(2_000), null, 10)).toThrow(/not hex/);
+      await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
       store.db.prepare("DELETE FROM certificates WHERE serial = 'abc'").run();
       insert.run("ab".repeat(21), "bb", 5_000, "revoked", 0, null);
-      expect(() => encodePage(store.revokedPage(odd, new Date(2_000), null, 10))).toThrow(/bad serial/);
+      const tooLong = await crls.revokedPage(odd, new Date(2_000), null, 10);
+      expect(() => encodePage(tooLong)).toThrow(/bad serial/);
       store.db.prepare("UPDATE certificates SET serial = 'zz' WHERE serial = ?").run("ab".repeat(21));
-      expect(() => store.revokedPage(odd, new Date(2_000), null, 10)).toThrow(/not hex/);
+      await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
     } finally {
       store.close();
     }

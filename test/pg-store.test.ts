@@ -32,15 +32,14 @@ import type {
 } from "../src/storage/ports.js";
 import { APPEND_LOCK } from "../src/storage/postgres/pg-append-lock.js";
 import { PgIssuerLifecycle } from "../src/storage/postgres/pg-issuer-lifecycle.js";
-import { REVOCATION_CHANNEL } from "../src/storage/postgres/pg-revocations.js";
+import type { Promised } from "../src/storage/postgres/pending-async-ports.js";
+import { REVOCATION_CHANNEL } from "../src/storage/postgres/pg-revocation-notifications.js";
 import { PgStore } from "../src/storage/postgres/pg-store.js";
 import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../src/storage/sqlite/sqlite-audit-log.js";
 import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
 import { SqliteRequestPorts } from "../src/storage/sqlite/sqlite-request-ports.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { startPostgres, type TestPostgres } from "./harness/postgres.js";
-
-type AsyncPort<P> = { [K in keyof P]: P[K] extends (...a: infer A) => infer R ? (...a: A) => Promise<Awaited<R>> : P[K] };
 
 /** The issuance log as the daemon uses it (SqliteAuditLog's methods), asynchronous. */
 interface AsyncAuditLog {
@@ -64,12 +63,12 @@ type Store = IssuanceStore &
   CertificateStatusLookup &
   CertificateLookup &
   RevocationStore &
-  AsyncPort<IssuerStore> &
-  AsyncPort<InventoryStore> &
-  AsyncPort<ProvisionerKeyStore> &
-  AsyncPort<RevocationLog> &
-  AsyncPort<Housekeeping> &
-  AsyncPort<HealthProbe> & { audit: AsyncAuditLog; lifecycle: AsyncPort<IssuerLifecycleStore> };
+  Promised<IssuerStore> &
+  Promised<InventoryStore> &
+  Promised<ProvisionerKeyStore> &
+  Promised<RevocationLog> &
+  Promised<Housekeeping> &
+  Promised<HealthProbe> & { audit: AsyncAuditLog; lifecycle: Promised<IssuerLifecycleStore> };
 
 interface Backend {
   /** A fresh, empty, migrated database; open(0) and open(1) are two replicas on it. */
@@ -103,7 +102,7 @@ function sqliteStore(store: SqliteStore): Store {
     revokeCertificate: (s, at, r) => request.revokeCertificate(s, at, r),
     ...sync,
     audit: promisified(store.audit, AUDIT_METHODS) as unknown as AsyncAuditLog,
-    lifecycle: promisified(new SqliteIssuerLifecycle(store.db), ["activateIntermediate", "revokeIssuer", "lastCertificateExpiry", "countLiveCertificates"]) as unknown as AsyncPort<IssuerLifecycleStore>,
+    lifecycle: promisified(new SqliteIssuerLifecycle(store.db), ["activateIntermediate", "revokeIssuer", "lastCertificateExpiry", "countLiveCertificates"]) as unknown as Promised<IssuerLifecycleStore>,
   } as Store;
 }
 

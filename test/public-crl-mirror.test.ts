@@ -102,6 +102,42 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
     }
   });
 
+  it("a refresh asked for while one reads (a tick, setIssuers after a rotation) gets a read of its own after it: a new issuer's CRL is loaded, a dropped one's is not put back", async () => {
+    const { store, reader, catalog } = setUp();
+    try {
+      store.addIssuer({ keyId: "bb", role: "intermediate", keyName: "bb", parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
+      const aa = crl("aa", null, 1);
+      const bb = crl("bb", null, 1);
+      for (const c of [aa, bb]) expect(await store.saveCrl(c)).toBe(true);
+      // The real catalog, its list of stored CRLs answered 30 ms late (a database across a network).
+      let lists = 0;
+      const slow: CrlCatalog = {
+        storedCrls: async () => {
+          lists++;
+          const heads = await catalog.storedCrls();
+          await new Promise((r) => setTimeout(r, 30));
+          return heads;
+        },
+        registeredShards: () => catalog.registeredShards(),
+        readCrl: (scope) => catalog.readCrl(scope),
+        openSnapshot: () => catalog.openSnapshot(),
+      };
+      const mirror = new CrlMirror(slow, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 });
+      const first = mirror.refresh();
+      await new Promise((r) => setTimeout(r, 5));
+      // The rotation: bb is current, aa no longer answers; asked while the first read is under way.
+      await mirror.setIssuers(["bb"], "bb");
+      await first;
+      expect(lists).toBe(2);
+      expect(same(mirror.currentCrl(), bb.der)).toBe(true);
+      expect(mirror.crlFor("aa", null)).toBeUndefined();
+      expect([mirror.knows("bb", null), mirror.knows("aa", null)]).toEqual([true, false]);
+    } finally {
+      reader.close();
+      store.close();
+    }
+  });
+
   describe("large CRLs streamed from the store (crl.streamAbove)", () => {
     /** The catalog as the worker has it, counting the snapshots open and the chunks read. */
     function counting(catalog: SqliteCrlCatalog) {
@@ -110,21 +146,21 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
         storedCrls: () => catalog.storedCrls(),
         registeredShards: () => catalog.registeredShards(),
         readCrl: (scope) => catalog.readCrl(scope),
-        openSnapshot: (): CrlSnapshot => {
-          const snap = catalog.openSnapshot();
+        openSnapshot: async (): Promise<CrlSnapshot> => {
+          const snap = await catalog.openSnapshot();
           stats.open++;
           let closed = false;
           return {
             head: (scope) => snap.head(scope),
             reader: (head) => {
               const r = snap.reader(head);
-              return { next: () => { const c = r.next(); if (c) stats.chunks++; return c; } };
+              return { next: async () => { const c = await r.next(); if (c) stats.chunks++; return c; } };
             },
             release: () => snap.release(),
-            close: () => {
+            close: async () => {
               if (!closed) stats.open--;
               closed = true;
-              snap.close();
+              await snap.close();
             },
           };
         },

@@ -14,6 +14,7 @@ import { bindIssuer, type Issuer } from "../src/issuance/issuer.js";
 import { serializeTbs, signTbs } from "../src/issuance/sign-tbs.js";
 import { createLogger } from "../src/log/logger.js";
 import { CrlBuildQueue, CrlPublisher } from "../src/revocation/crl/crl-publisher.js";
+import { SqliteRevocationPorts } from "../src/storage/sqlite/sqlite-revocation-ports.js";
 import { parseCrl } from "../src/revocation/crl/crl-info.js";
 import { crlShardOf, crlUrl } from "../src/revocation/crl/crl-shard.js";
 import { OcspResponder } from "../src/revocation/ocsp/ocsp-responder.js";
@@ -151,9 +152,10 @@ async function runSequence(issuer: Issuer, path: string, seed: number): Promise<
 
     const check = async () => {
       // As a daemon (re)start does: a publisher for the full CRL and one per partition ever assigned.
+      const ports = new SqliteRevocationPorts(store);
       const publishers = [
-        new CrlPublisher(issuer, null, null, store, clock, cadence, silent, queue),
-        ...store.crlShards(issuer.keyIdHex).map((n) => new CrlPublisher(issuer, n, crlUrl(PUBLIC_URL, issuer.keyIdHex, n), store, clock, cadence, silent, queue)),
+        new CrlPublisher(issuer, null, null, ports, clock, cadence, silent, queue),
+        ...(await ports.crlShards(issuer.keyIdHex)).map((n) => new CrlPublisher(issuer, n, crlUrl(PUBLIC_URL, issuer.keyIdHex, n), ports, clock, cadence, silent, queue)),
       ];
       const thisUpdate = Math.floor(clock.now().getTime() / 1000) * 1000;
       for (const p of publishers) {

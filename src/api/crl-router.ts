@@ -44,7 +44,7 @@ export interface CrlSource {
   crlFor(keyIdHex: string, shard: number | null): ServedCrl | undefined;
   all(): ServedCrl[];
   /** Where StreamedCrls are read from; needed by a source that hands any out. */
-  openSnapshot?(): CrlSnapshot;
+  openSnapshot?(): Promise<CrlSnapshot>;
 }
 
 export interface CrlRouterOptions {
@@ -68,34 +68,38 @@ export function createCrlRouter(source: CrlSource, clock: Clock, opts: CrlRouter
 
   router.get("/crl", (req, res) => sendCrl(req, res, source, published(source.currentCrl(), "the current intermediate"), clock, opts.intervalMs, limits));
 
-  router.get(["/crl/:keyId", "/crl/:keyId/:shard"], (req, res) => {
+  router.get(["/crl/:keyId", "/crl/:keyId/:shard"], async (req, res) => {
     const keyId = String(req.params.keyId).toLowerCase();
     const shardText = req.params.shard as string | undefined;
     const shard = shardText === undefined ? null : /^(0|[1-9]\d{0,5})$/.test(shardText) ? Number(shardText) : -1;
     const name = `${String(req.params.keyId).slice(0, 130)}${shardText === undefined ? "" : `/${shardText.slice(0, 10)}`}`;
     if (!/^[0-9a-f]{2,128}$/.test(keyId) || shard === -1 || !source.knows(keyId, shard)) throw new CaError("not_found", `no CRL ${name}`);
-    sendCrl(req, res, source, published(source.crlFor(keyId, shard), name), clock, opts.intervalMs, limits);
+    await sendCrl(req, res, source, published(source.crlFor(keyId, shard), name), clock, opts.intervalMs, limits);
   });
 
-  router.get("/crls.pem", (req, res) => {
+  router.get("/crls.pem", async (req, res) => {
     const crls = source.all();
     res.set("Cache-Control", "no-cache").type("application/x-pem-file");
     if (req.method === "HEAD") return void res.end();
     // Streamed, 48 KiB of DER (64 KiB of base64 lines) at a time: a bundle with a million-entry
     // CRL is ~55 MB of PEM, which must not become one string per request; a CRL kept in the
     // store is read a stored chunk at a time, all of them from one snapshot.
-    const snapshot = crls.some(isStreamed) ? openSnapshot(source, limits.log) : null;
-    let parts: ChunkSource[];
+    const snapshot = crls.some(isStreamed) ? await openSnapshot(source, limits.log) : null;
+    const parts: ChunkSource[] = [];
     try {
-      parts = crls.map((c): ChunkSource => {
-        if (!isStreamed(c)) return memoryChunks(c.der, PEM_SLICE);
-        const head = snapshot!.head(c.scope);
+      for (const c of crls) {
+        if (!isStreamed(c)) {
+          parts.push(memoryChunks(c.der, PEM_SLICE));
+          continue;
+        }
+        const head = await snapshot!.head(c.scope);
         // Every scope the mirror names was stored (a crls row is never deleted).
         if (!head) throw new Error(`CRL of ${c.scope.issuerKeyId}/${c.scope.shard ?? "full"} is no longer stored`);
-        return snapshot!.reader(head).next;
-      });
+        const reader = snapshot!.reader(head);
+        parts.push(() => reader.next());
+      }
     } catch (err) {
-      snapshot?.close();
+      await closeSnapshot(snapshot, limits.log);
       throw err;
     }
     pump(res, pemParts(parts), snapshot, limits);
@@ -114,13 +118,47 @@ function published(crl: ServedCrl | undefined, name: string): ServedCrl {
   return crl;
 }
 
-function openSnapshot(source: CrlSource, log: Logger | undefined): CrlSnapshot {
+/** The source's snapshot, its calls queued one after another (see oneCallAtATime). */
+async function openSnapshot(source: CrlSource, log: Logger | undefined): Promise<CrlSnapshot> {
   if (!source.openSnapshot) throw new Error("a CRL source handed out a streamed CRL without a store to read it from");
   try {
-    return source.openSnapshot();
+    return oneCallAtATime(await source.openSnapshot());
   } catch (err) {
     log?.error({ err }, "cannot open the CRL store to stream a CRL");
     throw new CaError("unavailable", "the CRL store cannot be read now");
+  }
+}
+
+/**
+ * The snapshot with each call started only once the previous one settled: the release timer and
+ * a client that goes away (close) fire whenever they fire, possibly while a chunk is being read,
+ * and a snapshot's calls must not overlap (ports.ts CrlSnapshot: over PostgreSQL they share one
+ * connection, and a COMMIT must not land in the middle of a read).
+ */
+function oneCallAtATime(snapshot: CrlSnapshot): CrlSnapshot {
+  let tail: Promise<unknown> = Promise.resolve();
+  const queued = <T>(call: () => Promise<T>): Promise<T> => {
+    const r = tail.then(call);
+    tail = r.catch(() => {});
+    return r;
+  };
+  return {
+    head: (scope) => queued(() => snapshot.head(scope)),
+    reader: (head) => {
+      const r = snapshot.reader(head);
+      return { next: () => queued(() => r.next()) };
+    },
+    release: () => queued(() => snapshot.release()),
+    close: () => queued(() => snapshot.close()),
+  };
+}
+
+/** Closes a snapshot on a path that has something else to report (or nothing): a failure to close is only logged. */
+async function closeSnapshot(snapshot: CrlSnapshot | null, log: Logger | undefined): Promise<void> {
+  try {
+    await snapshot?.close();
+  } catch (err) {
+    log?.error({ err }, "closing a CRL snapshot failed");
   }
 }
 
@@ -130,7 +168,7 @@ function openSnapshot(source: CrlSource, log: Logger | undefined): CrlSnapshot {
  * which names the content exactly; a matching If-None-Match (or an If-Modified-Since not before
  * thisUpdate) gets 304 (express's req.fresh, RFC 9110 §13.1).
  */
-function sendCrl(req: Request, res: Response, source: CrlSource, crl: ServedCrl, clock: Clock, intervalMs: number, limits: PumpLimits): void {
+async function sendCrl(req: Request, res: Response, source: CrlSource, crl: ServedCrl, clock: Clock, intervalMs: number, limits: PumpLimits): Promise<void> {
   if (!isStreamed(crl)) {
     cacheHeaders(res, crl, clock, intervalMs);
     res.type("application/pkix-crl").send(Buffer.from(crl.der.buffer, crl.der.byteOffset, crl.der.byteLength));
@@ -138,27 +176,28 @@ function sendCrl(req: Request, res: Response, source: CrlSource, crl: ServedCrl,
   }
   // One snapshot for the headers and every octet: the CRL sent is the one the headers name, the
   // store's current one for the scope (at least as new as the mirror's, which trails by ≤ 1 s).
-  const snapshot = openSnapshot(source, limits.log);
+  const snapshot = await openSnapshot(source, limits.log);
   let head: StoredCrlHead | null;
   try {
-    head = snapshot.head(crl.scope);
+    head = await snapshot.head(crl.scope);
     if (!head) throw new Error(`CRL of ${crl.scope.issuerKeyId}/${crl.scope.shard ?? "full"} is no longer stored`);
   } catch (err) {
-    snapshot.close();
+    await closeSnapshot(snapshot, limits.log);
     throw err;
   }
   cacheHeaders(res, head, clock, intervalMs);
   res.type("application/pkix-crl");
   if (req.fresh) {
-    snapshot.close();
+    await closeSnapshot(snapshot, limits.log);
     return void res.status(304).end();
   }
   res.set("Content-Length", String(head.derLength));
   if (req.method === "HEAD") {
-    snapshot.close();
+    await closeSnapshot(snapshot, limits.log);
     return void res.end();
   }
-  pump(res, singleParts(snapshot.reader(head).next), snapshot, limits);
+  const reader = snapshot.reader(head);
+  pump(res, singleParts(() => reader.next()), snapshot, limits);
 }
 
 function cacheHeaders(res: Response, crl: { crlNumber: number; thisUpdate: Date; nextUpdate: Date }, clock: Clock, intervalMs: number): void {
@@ -170,8 +209,8 @@ function cacheHeaders(res: Response, crl: { crlNumber: number; thisUpdate: Date;
     .set("ETag", `"${crl.crlNumber}"`);
 }
 
-/** A CRL's DER in order, a piece per call; null after the last. */
-type ChunkSource = () => Uint8Array | null;
+/** A CRL's DER in order, a piece per call; null after the last. From memory at once, from a store as a promise. */
+type ChunkSource = () => Uint8Array | null | Promise<Uint8Array | null>;
 
 function memoryChunks(der: Uint8Array, size: number): ChunkSource {
   let at = 0;
@@ -184,17 +223,17 @@ function memoryChunks(der: Uint8Array, size: number): ChunkSource {
   };
 }
 
-function* singleParts(next: ChunkSource): Generator<Uint8Array> {
-  for (let c = next(); c !== null; c = next()) yield c;
+async function* singleParts(next: ChunkSource): AsyncGenerator<Uint8Array> {
+  for (let c = await next(); c !== null; c = await next()) yield c;
 }
 
 /** Each CRL as one PEM block (RFC 7468 §5), 64-character lines, whatever the chunk sizes. */
-function* pemParts(sources: readonly ChunkSource[]): Generator<string> {
+async function* pemParts(sources: readonly ChunkSource[]): AsyncGenerator<string> {
   for (const next of sources) {
     yield "-----BEGIN X509 CRL-----\n";
     // Octets short of a whole line wait for the next chunk (a stored chunk is 128 KiB, not a multiple of 48).
     let carry: Buffer = Buffer.alloc(0);
-    for (let c = next(); c !== null; c = next()) {
+    for (let c = await next(); c !== null; c = await next()) {
       const chunk = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
       const data = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
       const whole = data.length - (data.length % PEM_LINE_OCTETS);
@@ -218,27 +257,34 @@ interface PumpLimits {
  * CrlSnapshot) and closed when the response ends, fails or the client goes away; a client that
  * takes nothing for `stallMs` is disconnected. An error once the body has begun (the CRL swept
  * under a slow client after its snapshot was released) can only end the connection: the client
- * sees fewer octets than Content-Length, a failed download, never a mix of two CRLs.
+ * sees fewer octets than Content-Length, a failed download, never a mix of two CRLs. The parts
+ * are read one at a time (each read awaited before the next), so a snapshot sees one read at a
+ * time; the timer's release and the final close are queued behind the read under way
+ * (oneCallAtATime).
  */
-function pump(res: Response, parts: Iterator<string | Uint8Array>, snapshot: CrlSnapshot | null, limits: PumpLimits): void {
+function pump(res: Response, parts: AsyncIterator<string | Uint8Array>, snapshot: CrlSnapshot | null, limits: PumpLimits): void {
   let finished = false;
   let stall: NodeJS.Timeout | undefined;
-  const release = snapshot ? setTimeout(() => snapshot.release(), limits.snapshotMs) : undefined;
+  const release = snapshot
+    ? setTimeout(() => void snapshot.release().catch((err: unknown) => limits.log?.error({ err }, "releasing a CRL snapshot failed")), limits.snapshotMs)
+    : undefined;
   release?.unref();
   const finish = () => {
     if (finished) return;
     finished = true;
     clearTimeout(stall);
     clearTimeout(release);
-    snapshot?.close();
+    void closeSnapshot(snapshot, limits.log);
   };
   res.once("close", finish);
-  const step = (): void => {
+  const step = async (): Promise<void> => {
     clearTimeout(stall);
     try {
       for (;;) {
         if (res.destroyed) return finish();
-        const r = parts.next();
+        const r = await parts.next();
+        // The client may have gone while the part was read.
+        if (res.destroyed) return finish();
         if (r.done) {
           res.end();
           return finish();
@@ -246,7 +292,7 @@ function pump(res: Response, parts: Iterator<string | Uint8Array>, snapshot: Crl
         if (!res.write(r.value)) {
           stall = setTimeout(() => res.destroy(), limits.stallMs);
           stall.unref();
-          res.once("drain", step);
+          res.once("drain", () => void step());
           return;
         }
       }
@@ -256,5 +302,5 @@ function pump(res: Response, parts: Iterator<string | Uint8Array>, snapshot: Crl
       finish();
     }
   };
-  step();
+  void step();
 }

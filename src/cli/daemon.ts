@@ -37,6 +37,7 @@ import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
+import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
@@ -222,22 +223,23 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const ports = new SqliteRequestPorts(dd.store, new SqliteRenewalWindows(dd.store.db));
   const clients = new ClientAuthenticator(ports, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
-  const revocationFeed = new RevocationFeed(dd.store, REVOCATION_POLL_MS, log);
+  const revocationPorts = new SqliteRevocationPorts(dd.store);
+  const revocationFeed = new RevocationFeed(revocationPorts, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)
   // CRLs: for each issuer that answers for its certificates (the current intermediate, and older
   // ones until their last certificate expires), its full CRL and one per partition ever assigned
   // (crl.shards now, and any earlier setting whose certificates may still live).
   const crlCadence = { intervalMs: config.crl.interval, validityMs: config.crl.validity, debounceMs: CRL_DEBOUNCE_MS };
   const crlQueue = new CrlBuildQueue();
-  const crlPublishersFor = (i: Issuer): CrlPublisher[] => {
-    if (config.crl.shards > 1) dd.store.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
+  const crlPublishersFor = async (i: Issuer): Promise<CrlPublisher[]> => {
+    if (config.crl.shards > 1) await revocationPorts.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
     return [
-      new CrlPublisher(i, null, null, dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver),
-      ...dd.store.crlShards(i.keyIdHex).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), dd.store, clock, crlCadence, log, crlQueue, metrics.crlObserver)),
+      new CrlPublisher(i, null, null, revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver),
+      ...(await revocationPorts.crlShards(i.keyIdHex)).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver)),
     ];
   };
-  const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, dd.store, clock));
-  const crls = new CrlDirectory(lineup.answering.flatMap(crlPublishersFor), rootCrls, issuer.keyIdHex);
+  const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, revocationPorts, clock));
+  const crls = new CrlDirectory((await Promise.all(lineup.answering.map(crlPublishersFor))).flat(), rootCrls, issuer.keyIdHex);
   revocationFeed.subscribe(crls.onRevocations);
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the list follows
   // rotations. Pre-signed answers are re-signed at once on every revocation.
@@ -253,7 +255,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   });
   const ocspPresigner = new OcspPresigner([...ocsp.issuers], ocspStore, clock, log, { validityMs: config.ocsp.validity });
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));
-  revocationFeed.start();
+  await revocationFeed.start();
   // Loaded (or signed) after the feed took its cursor, so a revocation committed meanwhile is
   // either in the first CRL or reported by the feed; and before any listener opens. It never
   // throws: a CRL that cannot be built is reported by /healthz and the log, not a failed start.
@@ -271,7 +273,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     }
   };
   reportCrlHealth();
-  const revocations = new RevokeService(ports, clock, log, () => revocationFeed.poll());
+  const revocations = new RevokeService(ports, clock, log, () => void revocationFeed.poll());
   const apiWorkerCount = config.listen.apiWorkers;
   const publicLimits = connectionLimitsOf(config.listen, "public");
   // The listeners this process serves itself share its descriptors.
@@ -339,7 +341,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         env,
         log,
         health,
-        () => revocationFeed.poll(),
+        () => void revocationFeed.poll(),
         () => exposition.render(),
       );
       await workers.start();
@@ -376,8 +378,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // stops being published. Public and API workers follow the same table on their own.
   const applyLineup = async (next: IssuerLineup): Promise<void> => {
     clients.issuersChanged();
-    for (const r of next.records) if (r.role === "root" && r.status === "active") crls.addRoot(new StoredRootCrl(r.keyId, dd.store, clock));
-    for (const i of next.answering) if (!crls.issuerKeyIds().includes(i.keyIdHex)) await crls.addIssuer(crlPublishersFor(i));
+    for (const r of next.records) if (r.role === "root" && r.status === "active") await crls.addRoot(new StoredRootCrl(r.keyId, revocationPorts, clock));
+    for (const i of next.answering) if (!crls.issuerKeyIds().includes(i.keyIdHex)) await crls.addIssuer(await crlPublishersFor(i));
     crls.setCurrent(next.current.keyIdHex);
     for (const k of crls.issuerKeyIds()) if (!next.answering.some((i) => i.keyIdHex === k)) await crls.dropIssuer(k);
     ocsp.setIssuers(next.answering);
@@ -399,7 +401,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const followIssuers = (): Promise<void> =>
     (following ??= (async () => {
       try {
-        crls.refreshRoots();
+        await crls.refreshRoots();
         const next = await liveIssuers.refresh();
         if (next) await applyLineup(next);
       } catch (err) {
@@ -453,7 +455,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         metricsServer ? closeServer(metricsServer) : null,
         workers?.close(),
       ]);
-      revocationFeed.stop();
+      await revocationFeed.stop();
       await crls.stop();
       await ocspPresigner.close();
       await ocsp.close();

@@ -12,6 +12,7 @@ import { createLogger } from "../log/logger.js";
 import { crlReasonName, ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
+import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { bindIssuer } from "../issuance/issuer.js";
 import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
 import { startDaemon } from "./daemon.js";
@@ -395,7 +396,7 @@ crl
       if (roots.length === 0) throw new OperatorError(`no active root in ${config.dataDir}`);
       for (const r of roots) {
         const root = await bindIssuer(r.der, dd.keys.load(r.keyName));
-        const s = await signRootCrl(root, issuers, dd.store, systemClock, config.crl.rootValidity);
+        const s = await signRootCrl(root, issuers, new SqliteRevocationPorts(dd.store), systemClock, config.crl.rootValidity);
         process.stdout.write(`signed root CRL #${s.crlNumber} of ${r.keyId}: ${s.entries} revoked intermediate(s), next update ${s.nextUpdate.toISOString()}\n`);
       }
     } finally {

@@ -5,6 +5,7 @@ import type { FleetcaConfig } from "../config/schema.js";
 import { currentIntermediate } from "../issuance/issuer.js";
 import { MIN_PULL_MS, pullRenewalWindows } from "../registration/renewal-override.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
+import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import type { OpenedDataDir } from "./data-dir.js";
@@ -72,7 +73,7 @@ export async function revokeIssuer(dd: OpenedDataDir, config: FleetcaConfig, clo
     const pulled = pullRenewalWindows(windows, { kind: "issuer", value: keyId }, MIN_PULL_MS, clock);
     return { at, affected: pulled.matched, window: pulled.window };
   })();
-  const crl = await signRootCrl(root, dd.store.listIssuers(), dd.store, clock, config.crl.rootValidity);
+  const crl = await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
   return {
     event: "issuer-revoked",
     at,

@@ -33,6 +33,7 @@ import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
+import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { CaMetrics } from "../metrics/ca-metrics.js";
@@ -107,10 +108,10 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
         .finally(() => (following = null)));
     const followIssuers = setInterval(() => void followNow(), FOLLOW_MS);
     closers.push(() => clearInterval(followIssuers));
-    const feed = new RevocationFeed(dd.store, FOLLOW_MS, log);
+    const feed = new RevocationFeed(new SqliteRevocationPorts(dd.store), FOLLOW_MS, log);
     closers.push(() => feed.stop());
     process.on("message", (m: ToWorker) => {
-      if (m.t === "revocations") feed.poll();
+      if (m.t === "revocations") void feed.poll();
     });
     if (start.public) {
       const pub = await startPublicRole(start.public, { config, dd, lineup, roots, feed, clock, log, metrics });
@@ -129,7 +130,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
         credentials: start.api.credentials,
         metrics,
         onRevoked: () => {
-          feed.poll();
+          void feed.poll();
           send({ t: "revoked" });
         },
         followIssuers: followNow,
@@ -140,7 +141,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
       followers.push(api.onIssuers);
       closers.push(() => api.close());
     }
-    feed.start();
+    await feed.start();
     return { close };
   } catch (e) {
     await close();

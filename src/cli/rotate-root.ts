@@ -9,6 +9,7 @@ import { createCrossCertificate, createRootCertificate } from "../issuance/hiera
 import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
+import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { SqliteCrossCertificates } from "../storage/sqlite/sqlite-cross-certificates.js";
 import { openDatabase, openDataDir } from "./data-dir.js";
 import { recordOperatorEvent } from "./operator-event.js";
@@ -75,7 +76,7 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
       crossCerts.add({ subjectKeyId: newRoot.keyIdHex, issuerKeyId: oldRoot.keyIdHex, der: crossDer, notAfter: cross.info.notAfter, createdAt: now });
     })();
     // Relying parties that check CRLs for the whole chain need one from the new root too.
-    await signRootCrl(newRoot, dd.store.listIssuers(), dd.store, clock, config.crl.rootValidity);
+    await signRootCrl(newRoot, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
     const result: RootRotation = {
       oldRootKeyId: oldRoot.keyIdHex,
       newRootKeyId: newRoot.keyIdHex,

@@ -691,4 +691,32 @@ UPDATE certificates SET superseded_by = (
 ) WHERE serial IN (SELECT renewed_from FROM certificates WHERE renewed_from IS NOT NULL);
 `,
   },
+  {
+    version: 14,
+    name: "CRL leases (one writer per CRL scope across replicas)",
+    // Several replicas sharing one database each run a CRL publisher; a lease names the one that
+    // builds and stores a scope's CRL, as Boulder's crl-updater leases its shards. shard -1 is the
+    // issuer's full CRL, as in crls (v4). holder: the replica's own id; leased_until: unix ms, by
+    // the clock of the replica that took it (storage/*-crl-leases.ts state the assumption). The
+    // lease only keeps replicas from doing the same work twice: what a stale holder can never do
+    // (overwrite a newer CRL) is refused by the fenced save, in the transaction that stores the CRL.
+    sqlite: `
+CREATE TABLE crl_leases (
+  issuer_key_id TEXT NOT NULL REFERENCES issuers(key_id),
+  shard         INTEGER NOT NULL CHECK (shard >= -1),
+  holder        TEXT NOT NULL,
+  leased_until  INTEGER NOT NULL,                -- unix ms
+  PRIMARY KEY (issuer_key_id, shard)
+) STRICT;
+`,
+    postgres: `
+CREATE TABLE crl_leases (
+  issuer_key_id TEXT COLLATE "C" NOT NULL REFERENCES issuers(key_id),
+  shard         BIGINT NOT NULL CHECK (shard >= -1),
+  holder        TEXT COLLATE "C" NOT NULL,
+  leased_until  BIGINT NOT NULL,
+  PRIMARY KEY (issuer_key_id, shard)
+);
+`,
+  },
 ];

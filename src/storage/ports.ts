@@ -8,9 +8,11 @@ import type { RevocationReason } from "../core/revocation-reason.js";
  * storage/sqlite implements them all; tests implement only the one they stand behind.
  *
  * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup.getCertificate,
- * RevocationStore, RenewalInfoLookup) return promises, so an asynchronous driver (PostgreSQL,
- * issue 17) can implement them; SQLite answers them through sqlite/sqlite-request-ports.ts. The
- * other ports are still synchronous (later increments).
+ * RevocationStore, RenewalInfoLookup) and the CRL and revocation-feed ports (RevocationLog,
+ * CrlStore, CrlCatalog, CrlSnapshot) return promises, so an asynchronous driver (PostgreSQL,
+ * issue 17) can implement them; SQLite answers them through sqlite/sqlite-request-ports.ts,
+ * sqlite/sqlite-revocation-ports.ts and sqlite/sqlite-crl-catalog.ts. The other ports are still
+ * synchronous (later increments).
  */
 
 export type CertificateStatus = "valid" | "revoked";
@@ -175,8 +177,9 @@ export interface RevocationEvent {
 
 /** What the revocation feed follows: revocations committed after a sequence number. */
 export interface RevocationLog {
-  latestRevocationSeq(): number;
-  revocationsAfter(seq: number, limit: number): RevocationEvent[];
+  latestRevocationSeq(): Promise<number>;
+  /** Up to `limit` events with seq above `seq`, in seq order. */
+  revocationsAfter(seq: number, limit: number): Promise<RevocationEvent[]>;
 }
 
 /**
@@ -238,12 +241,12 @@ export interface CrlStore {
    * million entries are read in bounded memory and the event loop gets turns between pages),
    * packed (RevokedPage). A store that can only read rows packs them with packRevokedRows.
    */
-  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): RevokedPage;
+  revokedPage(scope: CrlScope, now: Date, afterSerial: SerialHex | null, limit: number): Promise<RevokedPage>;
   /** How many entries revokedPage would list in all for this scope at `now`. */
-  countRevoked(scope: CrlScope, now: Date): number;
-  getCrl(scope: CrlScope): StoredCrl | null;
+  countRevoked(scope: CrlScope, now: Date): Promise<number>;
+  getCrl(scope: CrlScope): Promise<StoredCrl | null>;
   /** The stored CRL's number and entry count without reading the CRL itself (null when none). */
-  crlSummaryOf(scope: CrlScope): { crlNumber: number; entries: number } | null;
+  crlSummaryOf(scope: CrlScope): Promise<{ crlNumber: number; entries: number } | null>;
   /**
    * Durably stores `s` as the scope's current CRL only if its number is above the stored one
    * (or none is stored). False when a CRL with that number or a higher one is already there.
@@ -251,13 +254,13 @@ export interface CrlStore {
    * keeps answering requests.
    */
   saveCrl(s: StoredCrl): Promise<boolean>;
-  latestRevocationSeq(): number;
+  latestRevocationSeq(): Promise<number>;
   /** The scopes of this issuer (shard, or null for none) that saw a revocation after `seq`. */
-  shardsRevokedAfter(issuerKeyId: string, seq: number): Array<number | null>;
+  shardsRevokedAfter(issuerKeyId: string, seq: number): Promise<Array<number | null>>;
   /** Every partition this issuer ever assigned (see registerCrlShards). */
-  crlShards(issuerKeyId: string): number[];
-  /** Records partitions before any certificate is assigned to them. */
-  registerCrlShards(issuerKeyId: string, shards: readonly number[]): void;
+  crlShards(issuerKeyId: string): Promise<number[]>;
+  /** Records partitions before any certificate is assigned to them; resolves once committed. */
+  registerCrlShards(issuerKeyId: string, shards: readonly number[]): Promise<void>;
 }
 
 export type IssuerRole = "root" | "intermediate";
@@ -378,16 +381,21 @@ export interface StoredCrlHead extends CrlScope {
  * is committed meanwhile. The snapshot is held until release() (or close()); after that, chunks
  * are still read by the write they belong to, and reading one that a newer CRL's write has
  * removed meanwhile throws: a reader then gets an error, never bytes of two CRLs.
+ *
+ * Asynchronous throughout: over PostgreSQL a snapshot is a REPEATABLE READ transaction held on
+ * one pooled client, each read a round trip, release() its COMMIT and close() the client's return
+ * to the pool. Calls on one snapshot are not to overlap (one client runs one query at a time):
+ * a caller awaits each before the next.
  */
 export interface CrlSnapshot {
   /** The scope's stored CRL in this snapshot; null when none. */
-  head(scope: CrlScope): StoredCrlHead | null;
+  head(scope: CrlScope): Promise<StoredCrlHead | null>;
   /** Reads `head`'s DER in order, one stored chunk per call; null after the last. */
-  reader(head: StoredCrlHead): { next(): Uint8Array | null };
+  reader(head: StoredCrlHead): { next(): Promise<Uint8Array | null> };
   /** Ends the read transaction (the database may then reclaim what it pinned); reads go on by write. */
-  release(): void;
+  release(): Promise<void>;
   /** Releases and frees the snapshot; idempotent. */
-  close(): void;
+  close(): Promise<void>;
 }
 
 /**
@@ -396,9 +404,9 @@ export interface CrlSnapshot {
  */
 export interface CrlCatalog {
   /** Every stored CRL's row. */
-  storedCrls(): StoredCrlHead[];
+  storedCrls(): Promise<StoredCrlHead[]>;
   /** Every partition ever registered (crl_shards), published or not. */
-  registeredShards(): Array<{ issuerKeyId: string; shard: number }>;
+  registeredShards(): Promise<Array<{ issuerKeyId: string; shard: number }>>;
   /**
    * The stored CRL of a scope, read a chunk at a time with a yield between chunks, so a reader
    * that serves requests is never stalled by a large CRL; null when none is stored, or when a
@@ -406,7 +414,7 @@ export interface CrlCatalog {
    */
   readCrl(scope: CrlScope): Promise<StoredCrl | null>;
   /** A snapshot of the stored CRLs to send large ones from (see CrlSnapshot); close it. */
-  openSnapshot(): CrlSnapshot;
+  openSnapshot(): Promise<CrlSnapshot>;
 }
 
 /** What a renewal-window override (`fleetca renew-window`) names: an issuer, a provisioner, or one certificate. */
@@ -501,4 +509,30 @@ export interface RateLimitStore {
   mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void;
   /** The stored buckets merged at or after `since` (all of them for the epoch): which ones a read would find. */
   bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[];
+}
+
+/**
+ * One CRL writer per scope among the replicas sharing a database (Boulder's crl-updater leases
+ * its shards the same way). A replica takes the scope's lease before it builds the CRL and stores
+ * it with saveCrlAsHolder, which re-checks the lease in the transaction that switches the scope to
+ * the new CRL: the lease keeps two replicas from building the same CRL, and the fenced save keeps
+ * a replica that lost its lease (paused, partitioned, slow) from overwriting its successor's CRL.
+ * The CRL number (RFC 5280 §5.2.3) is the fencing token: a save below or at the stored number is
+ * refused whoever holds the lease. Lease times are the caller's `now` (see the implementations for
+ * the clock assumption); they say nothing of the CRL's thisUpdate/nextUpdate.
+ */
+export interface CrlLeases {
+  /**
+   * Takes (or extends) the scope's lease for `holder` until `until`, if it is free, expired at
+   * `now`, or already `holder`'s; false when another holder's lease runs past `now`.
+   */
+  acquire(scope: CrlScope, holder: string, until: Date, now: Date): Promise<boolean>;
+  /** Gives the lease up if `holder` has it (another replica may take it at once); else nothing. */
+  release(scope: CrlScope, holder: string): Promise<void>;
+  /**
+   * saveCrl, fenced: stores `s` as its scope's current CRL only if `holder` holds an unexpired
+   * lease on the scope at `now` and `s.crlNumber` is above the stored one, both checked in the
+   * transaction that stores it. False (nothing stored) otherwise.
+   */
+  saveCrlAsHolder(s: StoredCrl, holder: string, now: Date): Promise<boolean>;
 }

@@ -22,6 +22,10 @@ export interface TestPostgres {
   urlOf(database: string): string;
   /** CREATE DATABASE `name` (a fresh, empty one per test) and returns its URL. */
   createDatabase(name: string): Promise<string>;
+  /** Stops the server as a crash would (-m immediate), keeping its data: "the database is down". */
+  pause(): Promise<void>;
+  /** Starts it again on the same port, with what it had committed. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -121,14 +125,14 @@ export async function startPostgres(): Promise<TestPostgres> {
     // A port free a moment ago may be taken by the time the postmaster binds it (other test files
     // pick ports too): try again with another.
     let port = 0;
+    // -l: the postmaster's output goes to the log file, not to pipes that execFile would wait
+    // on after pg_ctl itself has exited. -k: the Unix socket in our directory, not
+    // /var/run/postgresql (where a system cluster may be). fsync=off: as --no-sync.
+    const options = () => `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      // -l: the postmaster's output goes to the log file, not to pipes that execFile would wait
-      // on after pg_ctl itself has exited. -k: the Unix socket in our directory, not
-      // /var/run/postgresql (where a system cluster may be). fsync=off: as --no-sync.
-      const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
       try {
-        await pgctl(["-D", data, "-l", log, "-w", "-t", "60", "-o", options, "start"]);
+        await pgctl(["-D", data, "-l", log, "-w", "-t", "60", "-o", options(), "start"]);
         break;
       } catch (e) {
         const why = existsSync(log) ? readFileSync(log, "utf8") : "";
@@ -162,6 +166,12 @@ export async function startPostgres(): Promise<TestPostgres> {
       url,
       urlOf,
       createDatabase,
+      async pause() {
+        await pgctl(["-D", data, "-m", "immediate", "-w", "stop"]);
+      },
+      async resume() {
+        await pgctl(["-D", data, "-l", log, "-w", "-t", "60", "-o", options(), "start"]);
+      },
       async stop() {
         running.delete(stopSync);
         // -m immediate: no checkpoint, nothing to keep.

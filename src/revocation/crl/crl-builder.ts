@@ -21,9 +21,11 @@ export interface CrlHeaderFields {
 /**
  * The entries, one page at a time, in ascending serial order: `afterSerial` is the last serial of
  * the previous page (null for the first). A page shorter than `pageSize` is the last one. A
- * store's pages come packed (CrlStore.revokedPage); a few rows (the root CRL's) may come as rows.
+ * store's pages come packed and asynchronously (CrlStore.revokedPage); a few rows held in memory
+ * (the root CRL's) may come as rows, at once. The next page is asked for only once the last is
+ * encoded: one page in flight, so memory stays bounded by a page.
  */
-export type RevokedPages = (afterSerial: string | null, pageSize: number) => RevokedPage | readonly RevokedRow[];
+export type RevokedPages = (afterSerial: string | null, pageSize: number) => Promise<RevokedPage> | readonly RevokedRow[];
 
 export interface BuiltCrl {
   der: Buffer;
@@ -78,7 +80,7 @@ export async function buildCrl(issuer: Issuer, h: CrlHeaderFields, pages: Revoke
   };
   const writer = new CrlWriter(crlHeadFields(header), expectedEntries);
   for (;;) {
-    const got = pages(writer.lastSerial, CRL_PAGE_SIZE);
+    const got = await pages(writer.lastSerial, CRL_PAGE_SIZE);
     const page = isRows(got) ? packRevokedRows(got) : got;
     writer.addPage(page);
     if (page.count < CRL_PAGE_SIZE) break;

@@ -110,8 +110,20 @@ export class CrlDirectory {
    * stop the daemon from starting (it reports the problem instead).
    */
   async start(): Promise<void> {
-    for (const r of this.#roots.values()) r.refresh();
+    await this.refreshRoots();
     await Promise.all(this.#publishers.map((p) => p.start()));
+  }
+
+  /**
+   * A root made while the daemon runs (`fleetca rotate root`): its CRL is served from now on. It
+   * is listed once its stored CRL has been read, so /crls.pem never names a root without its CRL
+   * only because the read was under way.
+   */
+  async addRoot(r: StoredRootCrl): Promise<void> {
+    if (this.#roots.has(r.keyIdHex)) return;
+    await r.refresh();
+    // Another addRoot of the same root may have finished while this one read: keep the first.
+    if (!this.#roots.has(r.keyIdHex)) this.#roots.set(r.keyIdHex, r);
   }
 
   /**
@@ -119,20 +131,13 @@ export class CrlDirectory {
    * one summary query per root, cheap enough for the daemon's one-second issuer poll, so a revoked
    * intermediate is on the served root CRL within seconds rather than at the next tick.
    */
-  /** A root made while the daemon runs (`fleetca rotate root`): its CRL is served from now on. */
-  addRoot(r: StoredRootCrl): void {
-    if (this.#roots.has(r.keyIdHex)) return;
-    r.refresh();
-    this.#roots.set(r.keyIdHex, r);
-  }
-
-  refreshRoots(): void {
-    for (const r of this.#roots.values()) r.refresh();
+  async refreshRoots(): Promise<void> {
+    await Promise.all([...this.#roots.values()].map((r) => r.refresh()));
   }
 
   /** The periodic job (daemon tick). */
   async regenerateDue(): Promise<void> {
-    for (const r of this.#roots.values()) r.refresh();
+    await this.refreshRoots();
     await Promise.all(this.#publishers.map((p) => p.regenerateIfDue()));
   }
 

@@ -21,6 +21,8 @@ export class CrlMirror implements CrlSource {
   readonly #crls = new Map<string, ServedCrl>();
   #known = new Set<string>();
   #refreshing: Promise<void> | null = null;
+  /** A refresh was asked for after the one under way began reading: it runs once more. */
+  #again = false;
   #closed = false;
   readonly #streamAbove: number;
 
@@ -45,26 +47,48 @@ export class CrlMirror implements CrlSource {
     this.issuerKeyIds = issuerKeyIds;
     this.rootKeyIds = rootKeyIds;
     this.currentKeyIdHex = currentKeyIdHex;
-    for (const k of [...this.#crls.keys()]) if (!issuerKeyIds.some((i) => k.startsWith(`${i}/`)) && !this.rootKeyIds.some((r) => k === scopeKey(r, null))) this.#crls.delete(k);
+    for (const k of [...this.#crls.keys()]) if (!this.#serves(k)) this.#crls.delete(k);
     return this.refresh();
   }
 
-  /** Looks for new CRL numbers and loads them; one refresh at a time (a tick while one runs joins it). */
+  /**
+   * Looks for new CRL numbers and loads them; one refresh at a time. One asked for while another
+   * runs is served by one more run after it (several such requests share it): the run under way
+   * may have read the catalog before what the caller waits for was committed, or before
+   * setIssuers changed what is served.
+   */
   refresh(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = null));
+    if (this.#refreshing) {
+      this.#again = true;
+      return this.#refreshing;
+    }
+    this.#refreshing = this.#refreshUntilCurrent().finally(() => (this.#refreshing = null));
     return this.#refreshing;
   }
 
+  async #refreshUntilCurrent(): Promise<void> {
+    do {
+      this.#again = false;
+      await this.#refresh();
+    } while (this.#again && !this.#closed);
+  }
+
+  /** True when `key` is a scope of an issuer or root served now (setIssuers may change them during a refresh). */
+  #serves(key: string): boolean {
+    return this.issuerKeyIds.some((i) => key.startsWith(`${i}/`)) || this.rootKeyIds.some((r) => key === scopeKey(r, null));
+  }
+
   async #refresh(): Promise<void> {
+    const registered = await this.catalog.registeredShards();
     const known = new Set<string>();
     for (const k of [...this.issuerKeyIds, ...this.rootKeyIds]) known.add(scopeKey(k, null));
-    for (const s of this.catalog.registeredShards()) if (this.issuerKeyIds.includes(s.issuerKeyId)) known.add(scopeKey(s.issuerKeyId, s.shard));
+    for (const s of registered) if (this.issuerKeyIds.includes(s.issuerKeyId)) known.add(scopeKey(s.issuerKeyId, s.shard));
     this.#known = known;
-    for (const s of this.catalog.storedCrls()) {
+    for (const s of await this.catalog.storedCrls()) {
       const key = scopeKey(s.issuerKeyId, s.shard);
       if (this.#closed) return;
-      if (!known.has(key) || (this.#crls.get(key)?.crlNumber ?? 0) >= s.crlNumber) continue;
+      if (!known.has(key) || !this.#serves(key) || (this.#crls.get(key)?.crlNumber ?? 0) >= s.crlNumber) continue;
       if (s.derLength > this.#streamAbove) {
         // Served from the store per request: only what the headers need is kept.
         this.#crls.set(key, { scope: { issuerKeyId: s.issuerKeyId, shard: s.shard }, crlNumber: s.crlNumber, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, length: s.derLength });
@@ -74,7 +98,7 @@ export class CrlMirror implements CrlSource {
         // Read in chunks with yields, so the OCSP answers this process serves meanwhile do not
         // wait. Null: replaced while read; the next refresh reads the newer one.
         const stored = await this.catalog.readCrl(s);
-        if (stored && stored.crlNumber > (this.#crls.get(key)?.crlNumber ?? 0)) this.#crls.set(key, publishedFrom(stored));
+        if (stored && this.#serves(key) && stored.crlNumber > (this.#crls.get(key)?.crlNumber ?? 0)) this.#crls.set(key, publishedFrom(stored));
       } catch (err) {
         // The previous CRL stays served; the primary, which wrote it, reports publication health.
         this.log.error({ err, issuer: s.issuerKeyId, shard: s.shard }, "loading a stored CRL failed");
@@ -88,7 +112,7 @@ export class CrlMirror implements CrlSource {
     await this.#refreshing;
   }
 
-  openSnapshot(): CrlSnapshot {
+  openSnapshot(): Promise<CrlSnapshot> {
     return this.catalog.openSnapshot();
   }
 

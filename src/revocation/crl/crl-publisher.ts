@@ -127,12 +127,14 @@ export class CrlPublisher {
     let state: StoredCrl | null = null;
     let why: string | null;
     try {
-      state = this.store.getCrl(this.scope);
+      state = await this.store.getCrl(this.scope);
       why = await this.#whyNotReuse(state);
     } catch (err) {
       why = `stored CRL unreadable: ${(err as Error).message}`;
     }
-    if (state) this.#current = publishedFrom(state);
+    // A regeneration (a revocation's) may have stored and served a newer CRL while these reads
+    // were awaited: the served number never goes back.
+    if (state && state.crlNumber > (this.#current?.crlNumber ?? 0)) this.#current = publishedFrom(state);
     if (state && why === null) {
       this.observer?.serving(this.scope, state.entries);
       this.log.info({ issuer: this.keyIdHex, shard: this.#shardField(), crlNumber: state.crlNumber, nextUpdate: state.nextUpdate }, "serving the stored CRL");
@@ -169,6 +171,10 @@ export class CrlPublisher {
   /**
    * Signs, stores and then serves a new CRL; rejects (and keeps serving the old one) on failure,
    * which is also logged and kept for problems(). Requests made while one runs share the next run.
+   * Every run goes through the build queue, which runs one job at a time: the store's reads and
+   * writes of one run are awaited, but no other run (of this scope or any) starts in between, so
+   * the number read, incremented and stored is never raced by this process (saveCrl's guard
+   * catches another process).
    */
   regenerate(why: string): Promise<PublishedCrl> {
     const run = this.queue.run(() => (this.#stopped ? Promise.reject(new Error("CRL publisher stopped")) : this.#regenerateNow(why)));
@@ -226,11 +232,11 @@ export class CrlPublisher {
     }
     // Revocations committed while the daemon was down (fleetca revoke): the stored list misses
     // them. Certificates that expired since may stay listed until the next interval (§3.3).
-    const touched = this.store.shardsRevokedAfter(this.keyIdHex, state.revocationSeq);
+    const touched = await this.store.shardsRevokedAfter(this.keyIdHex, state.revocationSeq);
     if (touched.some((s) => this.scope.shard === null || s === this.scope.shard)) return "revocations since the stored CRL was signed";
     // What the stored CRL was built from, counted again: catches a revocation written without
     // its log row (a restored backup, a hand edit), at the cost of one index scan.
-    if (this.store.countRevoked(this.scope, state.thisUpdate) !== state.entries) return "stored CRL does not list what the database holds";
+    if ((await this.store.countRevoked(this.scope, state.thisUpdate)) !== state.entries) return "stored CRL does not list what the database holds";
     return null;
   }
 
@@ -246,10 +252,10 @@ export class CrlPublisher {
     // here on marks the scope dirty again and is newer than the seq stored with this CRL.
     this.#dirty = false;
     try {
-      const revocationSeq = this.store.latestRevocationSeq();
+      const revocationSeq = await this.store.latestRevocationSeq();
       for (let attempt = 0; attempt < 3; attempt++) {
         // Only the number and size: reading a stored CRL of tens of megabytes here would stall.
-        const stored = this.store.crlSummaryOf(this.scope);
+        const stored = await this.store.crlSummaryOf(this.scope);
         const crlNumber = Math.max(stored?.crlNumber ?? 0, this.#current?.crlNumber ?? 0) + 1;
         // RFC 5280 §3.3 lets a CA drop an entry once the certificate has expired: a relying party
         // rejects an expired certificate anyway, and the CRL stays as small as the live fleet's.

@@ -18,7 +18,7 @@ export const ROOT_CRL_WARNING_MS = 7 * 24 * 3_600_000;
 export async function signRootCrl(
   root: Issuer,
   issuers: readonly IssuerRecord[],
-  store: CrlStore,
+  store: Pick<CrlStore, "crlSummaryOf" | "saveCrl">,
   clock: Clock,
   validityMs: number,
 ): Promise<StoredCrl> {
@@ -31,7 +31,7 @@ export async function signRootCrl(
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const scope = { issuerKeyId: root.keyIdHex, shard: null };
   for (let attempt = 0; attempt < 3; attempt++) {
-    const crlNumber = (store.crlSummaryOf(scope)?.crlNumber ?? 0) + 1;
+    const crlNumber = ((await store.crlSummaryOf(scope))?.crlNumber ?? 0) + 1;
     const built = await buildCrl(root, { crlNumber, thisUpdate, nextUpdate, distributionPointUrl: null }, (after, size) =>
       entries.filter((e) => after === null || e[0] > after).slice(0, size),
     );
@@ -48,6 +48,7 @@ export async function signRootCrl(
  */
 export class StoredRootCrl {
   #current: PublishedCrl | null = null;
+  #refreshing: Promise<void> | null = null;
 
   constructor(
     readonly keyIdHex: string,
@@ -55,12 +56,19 @@ export class StoredRootCrl {
     private readonly clock: Clock,
   ) {}
 
-  refresh(): void {
+  /** One read at a time: a refresh asked for while one runs joins it. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = null));
+    return this.#refreshing;
+  }
+
+  async #refresh(): Promise<void> {
     const scope = { issuerKeyId: this.keyIdHex, shard: null };
-    const n = this.store.crlSummaryOf(scope)?.crlNumber ?? null;
+    const n = (await this.store.crlSummaryOf(scope))?.crlNumber ?? null;
     if (n === null || (this.#current && n <= this.#current.crlNumber)) return;
-    const s = this.store.getCrl(scope);
-    if (s) this.#current = publishedFrom(s);
+    const s = await this.store.getCrl(scope);
+    // The served number never goes back (RFC 5280 §5.2.3), whatever was read meanwhile.
+    if (s && s.crlNumber > (this.#current?.crlNumber ?? 0)) this.#current = publishedFrom(s);
   }
 
   current(): PublishedCrl | null {

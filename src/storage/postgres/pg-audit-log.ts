@@ -3,7 +3,7 @@ import { encodeEntry, provisionerOf, sansOf, serialOf, type AuditEntry, type Aud
 import { leafHash } from "../../audit/merkle.js";
 import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../sqlite/sqlite-audit-log.js";
 import { takeAppendTurn } from "./pg-append-lock.js";
-import { asStoreError, inTransaction, query } from "./pg-transaction.js";
+import { asStoreError, query, storeTransaction } from "./pg-transaction.js";
 
 const ENTRY_COLUMNS = `idx, at, kind, serial, provisioner, entry, leaf_hash AS "leafHash"`;
 const HEAD_COLUMNS = `tree_size AS "treeSize", root_hash AS "rootHash", timestamp, key_name AS "keyName", key_spki AS "keySpki", signature`;
@@ -55,7 +55,7 @@ export class PgAuditLog {
 
   /** Appends one entry at time `at` in a transaction of its own; returns its leaf index. */
   append(fields: AuditFields, at: Date): Promise<number> {
-    return inTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }));
+    return storeTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }));
   }
 
   async serialTaken(serial: string): Promise<boolean> {

@@ -1,12 +1,10 @@
 import type pg from "pg";
 import type { IssuerLifecycleStore } from "../ports.js";
-import { inTransaction, query } from "./pg-transaction.js";
-
-/** IssuerLifecycleStore in its asynchronous form (ports.ts is made asynchronous port by port, issue 17). */
-export type AsyncIssuerLifecycleStore = { [K in keyof IssuerLifecycleStore]: (...a: Parameters<IssuerLifecycleStore[K]>) => Promise<Awaited<ReturnType<IssuerLifecycleStore[K]>>> };
+import type { Promised } from "./pending-async-ports.js";
+import { query, storeTransaction } from "./pg-transaction.js";
 
 /** IssuerLifecycleStore on PostgreSQL: sqlite-issuer-lifecycle.ts's statements and meaning, asynchronous. */
-export class PgIssuerLifecycle implements AsyncIssuerLifecycleStore {
+export class PgIssuerLifecycle implements Promised<IssuerLifecycleStore> {
   constructor(private readonly pool: pg.Pool) {}
 
   activateIntermediate(keyId: string, at: Date): Promise<boolean> {
@@ -14,7 +12,7 @@ export class PgIssuerLifecycle implements AsyncIssuerLifecycleStore {
     // decides the current issuer. Two replicas activating at once would each read the same MAX,
     // so the table is locked against other writers (SHARE ROW EXCLUSIVE conflicts with itself and
     // with row writes, not with reads) for this rare, operator-driven change.
-    return inTransaction(this.pool, async (client) => {
+    return storeTransaction(this.pool, async (client) => {
       await client.query("LOCK TABLE issuers IN SHARE ROW EXCLUSIVE MODE");
       const r = await client.query(
         `UPDATE issuers SET activated_at = GREATEST($1::bigint, (SELECT COALESCE(MAX(activated_at), 0) + 1 FROM issuers))

@@ -4,13 +4,8 @@ import type { SerialHex } from "../../core/serial.js";
 import type { RevocationEvent, RevocationOutcome } from "../ports.js";
 import { takeAppendTurn } from "./pg-append-lock.js";
 import { appendAuditEntry } from "./pg-audit-log.js";
+import { REVOCATION_CHANNEL } from "./pg-revocation-notifications.js";
 
-/**
- * The channel every revocation is announced on (pg_notify in the revoking transaction, so it is
- * delivered at COMMIT and never for a revocation rolled back; docs, "NOTIFY"): other replicas
- * LISTEN and read the revocation log after the seq in the payload, instead of waiting for a poll.
- */
-export const REVOCATION_CHANNEL = "fleetca_revocation";
 
 /** RFC 5280 §5.3.1 superseded: the reason an instance's older certificates are revoked with. */
 export const SUPERSEDED = CRL_REASONS.superseded as RevocationReason;

@@ -26,6 +26,7 @@ import type {
   RevocationOutcome,
   RevocationStore,
 } from "../ports.js";
+import type { Promised } from "./pending-async-ports.js";
 import { takeAppendTurn } from "./pg-append-lock.js";
 import { appendAuditEntry, PgAuditLog, serialTakenIn } from "./pg-audit-log.js";
 import { applyIssuance } from "./pg-issuance.js";
@@ -33,13 +34,7 @@ import { openPgPool, type PgSettings } from "./pg-pool.js";
 import { latestRevocationSeqOf, revocationsAfterOf, revokeIn } from "./pg-revocations.js";
 import { CERT_SELECT, certFromRow, issuerFromRow, provisionerKeyFromRow, bytea, type PgCertRow, type PgIssuerRow } from "./pg-rows.js";
 import { migratePostgres } from "./pg-schema.js";
-import { asStoreError, checkout, inTransaction, query } from "./pg-transaction.js";
-
-/**
- * A port in its asynchronous form: same methods, same parameters, `Promise<T>` for `T` (ports.ts
- * is being made asynchronous port by port, issue 17; for a port that already is, this is the port).
- */
-type AsyncPort<P> = { [K in keyof P]: P[K] extends (...a: infer A) => infer R ? (...a: A) => Promise<Awaited<R>> : P[K] };
+import { asStoreError, checkout, query, storeTransaction } from "./pg-transaction.js";
 
 /** How long a health probe may take in all (connection included) before it answers false. */
 const PING_TIMEOUT_MS = 2_000;
@@ -66,12 +61,12 @@ export class PgStore
     CertificateStatusLookup,
     CertificateLookup,
     RevocationStore,
-    AsyncPort<IssuerStore>,
-    AsyncPort<InventoryStore>,
-    AsyncPort<ProvisionerKeyStore>,
-    AsyncPort<RevocationLog>,
-    AsyncPort<Housekeeping>,
-    AsyncPort<HealthProbe>
+    Promised<IssuerStore>,
+    Promised<InventoryStore>,
+    Promised<ProvisionerKeyStore>,
+    RevocationLog,
+    Promised<Housekeeping>,
+    Promised<HealthProbe>
 {
   readonly pool: pg.Pool;
   /** The issuance log's tables (SqliteAuditLog's methods, asynchronous). */
@@ -142,7 +137,7 @@ export class PgStore
 
   /** One durable transaction per commit (pg-issuance.ts); resolves after COMMIT returned. */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
-    return inTransaction(this.pool, async (client) => {
+    return storeTransaction(this.pool, async (client) => {
       const outcome = await applyIssuance(client, c);
       return { result: outcome, commit: outcome === "committed" };
     });
@@ -155,7 +150,7 @@ export class PgStore
    * past this one's record before the certificate is handed out.
    */
   recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision"> {
-    return inTransaction(
+    return storeTransaction(
       this.pool,
       async (client) => {
         await takeAppendTurn(client);
@@ -169,7 +164,7 @@ export class PgStore
 
   /** Appends one issuance-log entry; committed, not flushed, when this resolves (as SQLite's). */
   async recordAudit(fields: AuditFields, at: Date): Promise<void> {
-    await inTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }), { durable: false });
+    await storeTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }), { durable: false });
   }
 
   // --- CertificateStatusLookup ---
@@ -187,7 +182,7 @@ export class PgStore
   // --- RevocationStore ---
 
   revokeCertificate(serial: SerialHex, revokedAt: Date, reason: RevocationReason): Promise<RevocationOutcome> {
-    return inTransaction(this.pool, async (client) => ({ result: await revokeIn(client, serial, revokedAt, reason), commit: true }));
+    return storeTransaction(this.pool, async (client) => ({ result: await revokeIn(client, serial, revokedAt, reason), commit: true }));
   }
 
   // --- RevocationLog ---

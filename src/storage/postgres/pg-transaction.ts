@@ -97,7 +97,7 @@ export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; 
  * the caller is told "unavailable" and a retry meets the stored token ("replayed") or its
  * Idempotency-Key (the certificate), as after any lost response.
  */
-export async function inTransaction<T>(
+export async function storeTransaction<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient) => Promise<{ result: T; commit: boolean }>,
   opts: { durable: boolean } = { durable: true },
@@ -140,5 +140,37 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: st
     return await pool.query<R>(text, values);
   } catch (e) {
     throw asStoreError(e);
+  }
+}
+
+/**
+ * Runs `work` in one transaction on one pooled client: BEGIN `mode`, COMMIT if it resolves,
+ * ROLLBACK if it throws (then rethrows, unmapped). A client whose ROLLBACK fails too (connection
+ * gone) is destroyed rather than handed back to the pool in an unknown state. (The CRL, OCSP,
+ * rate-limit and renewal-window stores' form; storeTransaction above adds the retries and the
+ * "unavailable" mapping the issuance path needs.)
+ */
+export async function inTransaction<T>(pool: pg.Pool, mode: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const { client, release } = await checkout(pool);
+  try {
+    await client.query(`BEGIN ${mode}`);
+  } catch (e) {
+    release(e as Error);
+    throw e;
+  }
+  let broken: Error | undefined;
+  try {
+    try {
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (e) {
+      await client.query("ROLLBACK").catch((rollbackError: Error) => {
+        broken = rollbackError;
+      });
+      throw e;
+    }
+  } finally {
+    release(broken);
   }
 }

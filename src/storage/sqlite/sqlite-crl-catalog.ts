@@ -16,7 +16,9 @@ const CHUNK_SQL = "SELECT bytes FROM crl_chunks WHERE issuer_key_id = ? AND shar
 
 /**
  * The crls, crl_chunks and crl_shards tables (migration v4) read over a SqliteStore's handle; reads
- * only. Snapshots (openSnapshot) each get a connection of their own: a read transaction belongs
+ * only. The port is asynchronous (a PostgreSQL catalog makes a round trip per read); here each
+ * read runs synchronously inside the call and its result is handed back as a resolved promise,
+ * so a read happens when asked, never later. Snapshots (openSnapshot) each get a connection of their own: a read transaction belongs
  * to a connection, and one held on the shared handle would freeze what every other request of
  * the process reads (OCSP statuses, the revocation feed) at that moment.
  */
@@ -35,12 +37,12 @@ export class SqliteCrlCatalog implements CrlCatalog {
     this.#openConnection = opts.openConnection ?? (() => new Database(db.name, { readonly: true, fileMustExist: true }));
   }
 
-  storedCrls(): StoredCrlHead[] {
+  async storedCrls(): Promise<StoredCrlHead[]> {
     const rows = this.#heads.all() as Array<{ issuer_key_id: string; shard: number; crl_number: number; this_update: number; next_update: number; der_length: number }>;
     return rows.map((r) => headOf(r.issuer_key_id, r.shard, r));
   }
 
-  registeredShards(): Array<{ issuerKeyId: string; shard: number }> {
+  async registeredShards(): Promise<Array<{ issuerKeyId: string; shard: number }>> {
     return (this.#shards.all() as Array<{ issuer_key_id: string; shard: number }>).map((r) => ({ issuerKeyId: r.issuer_key_id, shard: r.shard }));
   }
 
@@ -63,7 +65,7 @@ export class SqliteCrlCatalog implements CrlCatalog {
     return storedCrlOf(scope, r, der);
   }
 
-  openSnapshot(): CrlSnapshot {
+  async openSnapshot(): Promise<CrlSnapshot> {
     return new SqliteCrlSnapshot(this.#openConnection());
   }
 }
@@ -95,7 +97,7 @@ class SqliteCrlSnapshot implements CrlSnapshot {
     }
   }
 
-  head(scope: CrlScope): StoredCrlHead | null {
+  async head(scope: CrlScope): Promise<StoredCrlHead | null> {
     const shard = scope.shard ?? -1;
     const r = this.#row.get(scope.issuerKeyId, shard) as (Omit<CrlRow, "entries" | "revocation_seq">) | undefined;
     if (!r) return null;
@@ -104,14 +106,14 @@ class SqliteCrlSnapshot implements CrlSnapshot {
     return head;
   }
 
-  reader(head: StoredCrlHead): { next(): Uint8Array | null } {
+  reader(head: StoredCrlHead): { next(): Promise<Uint8Array | null> } {
     const writeId = this.#writes.get(head);
     if (writeId === undefined) throw new Error("a CRL head from another snapshot");
     const shard = head.shard ?? -1;
     let seq = 0;
     let at = 0;
     return {
-      next: () => {
+      next: async () => {
         if (at >= head.derLength) return null;
         const bytes = this.#chunk.get(head.issuerKeyId, shard, writeId, seq) as Buffer | undefined;
         // Only after release(): the primary stored a newer CRL and swept this one's chunks.
@@ -124,19 +126,24 @@ class SqliteCrlSnapshot implements CrlSnapshot {
     };
   }
 
-  release(): void {
-    if (!this.#inTransaction) return;
-    this.#inTransaction = false;
-    if (this.#db.open) this.#db.exec("COMMIT");
+  async release(): Promise<void> {
+    this.#commit();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (!this.#db.open) return;
     try {
-      this.release();
+      this.#commit();
     } finally {
       this.#db.close();
     }
+  }
+
+  /** Synchronous, so close() frees the connection in the same call whatever release() did. */
+  #commit(): void {
+    if (!this.#inTransaction) return;
+    this.#inTransaction = false;
+    if (this.#db.open) this.#db.exec("COMMIT");
   }
 }
 

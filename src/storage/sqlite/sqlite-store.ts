@@ -11,7 +11,6 @@ import type {
   CertificateStatusRecord,
   CommitOutcome,
   CrlScope,
-  CrlStore,
   HealthProbe,
   Housekeeping,
   IdempotencyRecord,
@@ -24,7 +23,6 @@ import type {
   ProvisionerKeyRecord,
   ProvisionerKeyStore,
   RevocationEvent,
-  RevocationLog,
   RevocationOutcome,
   RevokedPage,
   StoredCrl,
@@ -67,10 +65,11 @@ interface CertRow {
  * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup,
  * RevocationStore) are asynchronous; SqliteRequestPorts (sqlite-request-ports.ts) answers them
  * with the synchronous methods below, which the CLI, the tests and this class's own transactions
- * call directly.
+ * call directly. So do SqliteRevocationPorts (sqlite-revocation-ports.ts) for the asynchronous
+ * RevocationLog and CrlStore.
  */
 export class SqliteStore
-  implements IssuerStore, InventoryStore, ProvisionerKeyStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
+  implements IssuerStore, InventoryStore, ProvisionerKeyStore, Housekeeping, HealthProbe
 {
   readonly db: Database.Database;
   readonly #stmts;

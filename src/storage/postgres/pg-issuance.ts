@@ -1,0 +1,79 @@
+import type pg from "pg";
+import type { CommitOutcome, IssuanceCommit } from "../ports.js";
+import { appendAuditEntry } from "./pg-audit-log.js";
+import { logRevocationsIn, retireInstanceIn, SUPERSEDED, type Flipped } from "./pg-revocations.js";
+import { CERT_COLUMNS, certificateValues } from "./pg-rows.js";
+
+const INSERT_CERT = `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${CERT_COLUMNS.split(",").map((_, i) => `$${i + 1}`).join(", ")})
+  ON CONFLICT (serial) DO NOTHING`;
+
+/**
+ * One issuance's writes inside the caller's READ COMMITTED transaction (pg-transaction.ts): the
+ * PostgreSQL form of SqliteStore's #applyIssuance, with the same outcome in the same situation.
+ * Anything but "committed" is rolled back by the caller, as SQLite rolls back to the commit's
+ * savepoint.
+ *
+ * Several replicas may commit at once, so no outcome rests on a read followed by a write: each
+ * unique thing (token, serial, idempotency key) is claimed by an INSERT … ON CONFLICT on its
+ * unique index. A concurrent uncommitted claim of the same key makes PostgreSQL wait for that
+ * transaction and then either insert (it rolled back) or do nothing (it committed): two replicas
+ * spending one token get one "committed" and one "replayed". The leading SELECT on the serial only
+ * reproduces SQLite's precedence (a stored serial is a "serial_collision" before the token is
+ * looked at); the serial's INSERT … ON CONFLICT is what decides a race.
+ *
+ * The log rows go last (the retired certificates' revocations, then the "issued" entry): they take
+ * the append lock (pg-append-lock.ts), which must be the transaction's last lock and is held to
+ * COMMIT, so other appenders wait only for a few INSERTs and the COMMIT.
+ *
+ * One transaction (one WAL flush at COMMIT) per issuance: PostgreSQL's own commit_delay /
+ * group commit of concurrent backends' flushes stands in for sqlite/issuance-group-commit.ts's
+ * batching; batching several issuances per transaction is left until measured.
+ */
+export async function applyIssuance(client: pg.ClientBase, c: IssuanceCommit): Promise<CommitOutcome> {
+  const cert = c.certificate;
+  const stored = await client.query("SELECT 1 FROM certificates WHERE serial = $1", [cert.serial]);
+  if ((stored.rowCount ?? 0) > 0) return "serial_collision";
+  if (c.tokenUse) {
+    const t = c.tokenUse;
+    const r = await client.query(
+      "INSERT INTO used_tokens (token_id, provisioner, expires_at, used_at) VALUES ($1, $2, $3, $4) ON CONFLICT (token_id) DO NOTHING",
+      [t.tokenId, t.provisioner, t.expiresAt.getTime(), cert.createdAt.getTime()],
+    );
+    if (r.rowCount === 0) return "replayed";
+  }
+  const inserted = await client.query(INSERT_CERT, certificateValues(cert));
+  if (inserted.rowCount === 0) return "serial_collision";
+  // The predecessor is superseded by this renewal, once: a concurrent renewal of the same
+  // certificate waits on its row lock, then finds superseded_by set (the WHERE is re-checked on
+  // the committed row) and stores nothing.
+  if (c.supersedes !== undefined) {
+    const r = await client.query("UPDATE certificates SET superseded_by = $1 WHERE serial = $2 AND superseded_by IS NULL", [cert.serial, c.supersedes]);
+    if (r.rowCount === 0) return "superseded";
+  }
+  let retired: Flipped[] = [];
+  if (c.retireInstance && cert.instance) {
+    retired = await retireInstanceIn(client, { serial: cert.serial, provisioner: cert.provisioner, instance: cert.instance, createdAt: cert.createdAt });
+  }
+  if (c.supersedesPurpose) {
+    await client.query("UPDATE certificates SET superseded_by = $1 WHERE provisioner = $2 AND superseded_by IS NULL AND serial <> $1", [cert.serial, cert.provisioner]);
+  }
+  if (c.idempotency) {
+    const i = c.idempotency;
+    // As SQLite's #upsertIdempotency: a live row of the scope and key is left alone (conflict);
+    // an expired one not pruned yet is taken over, judged at the commit's own time.
+    const r = await client.query(
+      `INSERT INTO idempotency_keys (provisioner, subject, key, request_hash, token_id, serial, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (provisioner, subject, key) DO UPDATE SET
+         request_hash = excluded.request_hash, token_id = excluded.token_id, serial = excluded.serial,
+         expires_at = excluded.expires_at, created_at = excluded.created_at
+       WHERE idempotency_keys.expires_at <= excluded.created_at`,
+      [i.provisioner, i.subject, i.key, i.requestHash, i.tokenId, i.serial, i.expiresAt.getTime(), cert.createdAt.getTime()],
+    );
+    if (r.rowCount === 0) return "idempotency_conflict";
+  }
+  // The logs last, under the append lock, in SQLite's order: the retired certificates' revocations,
+  // then the "issued" entry.
+  await logRevocationsIn(client, retired, cert.createdAt, SUPERSEDED);
+  if (c.audit) await appendAuditEntry(client, c.audit, cert.createdAt);
+  return "committed";
+}

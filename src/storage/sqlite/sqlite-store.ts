@@ -12,8 +12,6 @@ import type {
   CommitOutcome,
   CrlScope,
   CrlStore,
-  HealthProbe,
-  Housekeeping,
   IdempotencyRecord,
   IdempotencyScope,
   InventoryQuery,
@@ -22,7 +20,6 @@ import type {
   IssuerRecord,
   IssuerStore,
   ProvisionerKeyRecord,
-  ProvisionerKeyStore,
   RevocationEvent,
   RevocationLog,
   RevocationOutcome,
@@ -70,7 +67,7 @@ interface CertRow {
  * call directly.
  */
 export class SqliteStore
-  implements IssuerStore, InventoryStore, ProvisionerKeyStore, RevocationLog, CrlStore, Housekeeping, HealthProbe
+  implements IssuerStore, InventoryStore, RevocationLog, CrlStore
 {
   readonly db: Database.Database;
   readonly #stmts;
@@ -614,7 +611,7 @@ export class SqliteStore
     return (this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some((c) => c.name === column);
   }
 
-  // --- ProvisionerKeyStore ---
+  // --- Provisioner keys (ProvisionerKeyStore, asynchronously: sqlite-operations-ports.ts) ---
 
   getProvisionerKey(name: string): ProvisionerKeyRecord | null {
     const r = this.#stmts.getProvKey.get(name) as { name: string; kid: string; public_jwk: string; created_at: number } | undefined;
@@ -625,7 +622,7 @@ export class SqliteStore
     this.#stmts.insertProvKey.run(r.name, r.kid, JSON.stringify(r.publicJwk), r.createdAt.getTime());
   }
 
-  // --- Housekeeping / HealthProbe ---
+  // --- Housekeeping / HealthProbe (asynchronously: sqlite-operations-ports.ts) ---
 
   pruneExpired(now: Date): number {
     const t = now.getTime();

@@ -23,6 +23,7 @@ import { CaClient, type Issued } from "./harness/ca-client.js";
 import { postApi, signBody } from "./harness/http.js";
 import { makeCsr } from "./harness/openssl.js";
 import { FLEETCA_BIN } from "./harness/paths.js";
+import { SqliteOperationsPorts } from "../src/storage/sqlite/sqlite-operations-ports.js";
 
 const ADMIN = "spiffe://example.org/admin";
 const OPS = "spiffe://example.org/ops";
@@ -224,7 +225,7 @@ provisioners:
       const t = await createBootstrapToken(
         { name: provisioner, maxTokenTtlMs: 3600_000, leewayMs: 60_000, ...settings },
         dd.keys,
-        dd.store,
+        new SqliteOperationsPorts(dd.store),
         { subject: "forged", sans, ttlMs: 300_000, audience: `${ca.apiUrl}/v1/sign`, admin },
         systemClock,
       );

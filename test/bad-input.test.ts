@@ -16,6 +16,7 @@ import { ManualClock } from "../src/core/clock.js";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { fetchRoots, postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { makeCsr, openssl } from "./harness/openssl.js";
+import { SqliteOperationsPorts } from "../src/storage/sqlite/sqlite-operations-ports.js";
 
 const SUB = "web-1";
 const SAN = "web-1.internal";
@@ -108,7 +109,7 @@ async function tokenAt(offsetMs: number): Promise<string> {
     const t = await createBootstrapToken(
       { name: "bootstrap", maxTokenTtlMs: 3600_000, leewayMs: 60_000 },
       dd.keys,
-      dd.store,
+      new SqliteOperationsPorts(dd.store),
       { subject: SUB, sans: [SAN], ttlMs: 300_000, audience: `${d.apiUrl}/v1/sign` },
       new ManualClock(new Date(Date.now() + offsetMs)),
     );

@@ -16,6 +16,7 @@ import { SqliteInventoryPorts } from "../src/storage/sqlite/sqlite-inventory-por
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import Database from "better-sqlite3";
+import { SqliteOperationsPorts } from "../src/storage/sqlite/sqlite-operations-ports.js";
 
 /**
  * Issue 15, the Idempotency-Key part: keys scoped to the verified token's identity (provisioner +
@@ -211,7 +212,7 @@ describe("an expired Idempotency-Key not yet pruned (in-process daemon, injected
           await createBootstrapToken(
             { name: "bootstrap", maxTokenTtlMs: 3_600_000, leewayMs: 60_000 },
             daemon.dataDir.keys,
-            daemon.dataDir.store,
+            new SqliteOperationsPorts(daemon.dataDir.store),
             { subject: "stale", sans: ["stale.internal"], ttlMs: 300_000, audience: `${daemon.apiUrl}/v1/sign` },
             clock,
           )
@@ -275,7 +276,7 @@ describe("a retry racing another API process's commit of the same request (the R
         await createBootstrapToken(
           { name: "bootstrap", maxTokenTtlMs: 3_600_000, leewayMs: 60_000 },
           a.dd.keys,
-          a.dd.store,
+          new SqliteOperationsPorts(a.dd.store),
           { subject: "retry", sans: ["retry.internal"], ttlMs: 300_000, audience },
           systemClock,
         )

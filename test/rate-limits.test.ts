@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient } from "./harness/ca-client.js";
 import { postApi, signBody, type ApiResponse } from "./harness/http.js";
@@ -19,6 +19,7 @@ import { createLogger } from "../src/log/logger.js";
 import { RateLimits, clientKey, type RateLimitRules } from "../src/registration/rate-limits.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { SqliteRateLimits } from "../src/storage/sqlite/sqlite-rate-limits.js";
+import type { RateLimitStore } from "../src/storage/ports.js";
 
 const LIMITED = "fleetca_rate_limited_total";
 /** One token per 100 s: nothing refills while a test runs, so Retry-After is close to 100. */
@@ -260,9 +261,9 @@ describe("shared token buckets", () => {
     return new RateLimits(rules, new SqliteRateLimits(store.db), clock, log);
   }
 
-  const refusedWith = (f: () => unknown): number | null => {
+  const refusedWith = async (f: () => Promise<unknown>): Promise<number | null> => {
     try {
-      f();
+      await f();
       return null;
     } catch (e) {
       expect((e as { code?: string }).code).toBe("rate_limited");
@@ -270,38 +271,101 @@ describe("shared token buckets", () => {
     }
   };
 
-  it("two processes' takes add up in the database: what they overspent between merges is owed, not forgotten", () => {
+  it("two processes' takes add up in the database: what they overspent between merges is owed, not forgotten", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
     const a = processOn("two.db", clock);
     const b = processOn("two.db", clock);
     // Between merges each sees a full bucket of 4 and takes 3: 6 in all.
     for (let i = 0; i < 3; i++) {
-      a.takeIssuance("p", "s");
-      b.takeIssuance("p", "s");
+      await a.takeIssuance("p", "s");
+      await b.takeIssuance("p", "s");
     }
-    a.merge();
-    b.merge();
+    await a.merge();
+    await b.merge();
     // a merged first and still holds what it saw then (4 − 3); its next merge (a second later,
     // from its timer) forgets it, so its next use reads the stored bucket.
-    a.merge();
+    await a.merge();
     // Stored: 4 − 6 = −2. A fresh process (a restart) and both old ones now refuse, until the
     // bucket has refilled 3 tokens (−2 → 1) at 0.5/s: 6 s.
     const c = processOn("two.db", clock);
-    for (const p of [a, b, c]) expect(refusedWith(() => p.takeIssuance("p", "s"))).toBe(6);
+    for (const p of [a, b, c]) expect(await refusedWith(() => p.takeIssuance("p", "s"))).toBe(6);
     clock.advance(6_000);
-    expect(refusedWith(() => c.takeIssuance("p", "s"))).toBeNull();
+    expect(await refusedWith(() => c.takeIssuance("p", "s"))).toBeNull();
     // Another subject was never touched.
-    expect(refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
+    expect(await refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
   });
 
-  it("a reservation given back (the request failed after all) is not counted", () => {
+  it("a reservation given back (the request failed after all) is not counted", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
     const a = processOn("refund.db", clock);
-    for (let i = 0; i < 10; i++) a.takeIssuance("p", "s").giveBack();
-    a.merge();
+    for (let i = 0; i < 10; i++) (await a.takeIssuance("p", "s")).giveBack();
+    await a.merge();
     const b = processOn("refund.db", clock);
-    for (let i = 0; i < 4; i++) expect(refusedWith(() => b.takeIssuance("p", "s"))).toBeNull();
-    expect(refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
+    for (let i = 0; i < 4; i++) expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBeNull();
+    expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
+  });
+
+  /** The real SQLite buckets, with each merge's commit held back until `release()`: a slow database. */
+  function slowMerges(file: string): { store: RateLimitStore; merges: () => number; release: () => void } {
+    const sqlite = new SqliteStore(join(dir, file));
+    stores.push(sqlite);
+    const inner = new SqliteRateLimits(sqlite.db);
+    let merges = 0;
+    let gate: { promise: Promise<void>; resolve: () => void } | null = null;
+    const store: RateLimitStore = {
+      readBucket: (b) => inner.readBucket(b),
+      bucketsMergedSince: (since) => inner.bucketsMergedSince(since),
+      mergeBuckets: async (buckets, merge, now) => {
+        merges++;
+        let resolve!: () => void;
+        gate = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+        await gate.promise;
+        await inner.mergeBuckets(buckets, merge, now);
+      },
+    };
+    return { store, merges: () => merges, release: () => gate?.resolve() };
+  }
+
+  it("takes made while a merge's transaction runs are kept for the next merge, and merges never overlap", async () => {
+    const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
+    const slow = slowMerges("slow.db");
+    const a = new RateLimits(rules, slow.store, clock, log);
+    await a.takeIssuance("p", "s");
+    const first = a.merge();
+    await vi.waitFor(() => expect(slow.merges()).toBe(1));
+    // During the merge: two more takes, and a second merge (the timer) that joins the first.
+    await a.takeIssuance("p", "s");
+    await a.takeIssuance("p", "s");
+    const second = a.merge();
+    expect(slow.merges()).toBe(1);
+    slow.release();
+    await Promise.all([first, second]);
+    // The bucket here still counts all three: one more take, then a refusal.
+    expect(await refusedWith(() => a.takeIssuance("p", "s"))).toBeNull();
+    expect(await refusedWith(() => a.takeIssuance("p", "s"))).toBe(2);
+    // close() merges the rest: a fresh process on the file sees all four taken.
+    const closed = a.close();
+    await vi.waitFor(() => expect(slow.merges()).toBe(2));
+    slow.release();
+    await closed;
+    const b = processOn("slow.db", clock);
+    expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
+  });
+
+  it("a bucket the database cannot read: 503 unavailable, not a 500 and not a free pass", async () => {
+    const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
+    const seed = processOn("down.db", clock);
+    await seed.takeIssuance("p", "s");
+    await seed.merge();
+    const failing: RateLimitStore = {
+      readBucket: () => Promise.reject(new Error("connection lost")),
+      bucketsMergedSince: (since) => new SqliteRateLimits(stores.at(-1)!.db).bucketsMergedSince(since),
+      mergeBuckets: () => Promise.reject(new Error("connection lost")),
+    };
+    const a = new RateLimits(rules, failing, clock, log);
+    await expect(a.takeIssuance("p", "s")).rejects.toMatchObject({ code: "unavailable" });
+    // A bucket with no stored row needs no read.
+    expect(await refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
   });
 
   it("counts an IPv6 client by its /64 and an IPv4-mapped one as IPv4", () => {

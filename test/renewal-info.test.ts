@@ -317,7 +317,7 @@ describe("GET /v1/renewal-info served by an API worker (listen.apiWorkers: 1)", 
     const store = new SqliteStore(join(ws.dataDir, "fleetca.db"));
     const now = new Date();
     try {
-      const r = new SqliteRenewalWindows(store.db).recordRenewalOverride(
+      const r = await new SqliteRenewalWindows(store.db).recordRenewalOverride(
         { kind: "serial", value: c.serial, start: now, end: new Date(now.getTime() + HOUR), createdAt: now },
         now,
       );
@@ -343,18 +343,18 @@ describe("renewalSelectorOf and pullRenewalWindows (the command's checks, in-pro
     expect(() => renewalSelectorOf({ serial: "xyz" }, known)).toThrow(/--serial: "xyz" is not a serial/);
     expect(() => renewalSelectorOf({ serial: "0c0d" }, known)).toThrow(/--serial: no certificate with serial 0c0d/);
   });
-  it("refuses a window under a minute before writing anything", () => {
+  it("refuses a window under a minute before writing anything", async () => {
     let writes = 0;
     const store = {
-      recordRenewalOverride: () => {
+      recordRenewalOverride: async () => {
         writes++;
         return { matched: 0 };
       },
     };
     const clock = new ManualClock(new Date("2026-12-02T10:00:00Z"));
-    expect(() => pullRenewalWindows(store, { kind: "issuer", value: "ab12cd" }, 59_999, clock)).toThrow(/--by: must be at least 1m/);
+    await expect(pullRenewalWindows(store, { kind: "issuer", value: "ab12cd" }, 59_999, clock)).rejects.toThrow(/--by: must be at least 1m/);
     expect(writes).toBe(0);
-    const r = pullRenewalWindows(store, { kind: "issuer", value: "ab12cd" }, 60_000, clock);
+    const r = await pullRenewalWindows(store, { kind: "issuer", value: "ab12cd" }, 60_000, clock);
     expect(writes).toBe(1);
     expect(r.window).toEqual({ start: clock.now(), end: new Date(clock.now().getTime() + 60_000) });
   });
@@ -435,7 +435,7 @@ describe("renewal_windows lookup stays indexed (2,000 certificates, many overrid
       const at = 1_000_000 + i * 3_000;
       const kind = (["issuer", "provisioner", "serial"] as const)[i % 3]!;
       const value = kind === "issuer" ? (i % 2 ? "aa" : "bb") : kind === "provisioner" ? (i % 2 ? "p1" : "p2") : (i * 5).toString(16).padStart(8, "0");
-      windows.recordRenewalOverride({ kind, value, start: new Date(at), end: new Date(at + HOUR + (i % 7) * 60_000), createdAt: new Date(at) }, new Date(at));
+      windows.recordOverride({ kind, value, start: new Date(at), end: new Date(at + HOUR + (i % 7) * 60_000), createdAt: new Date(at) }, new Date(at));
     }
     db.exec("ANALYZE");
   });

@@ -14,6 +14,13 @@ export interface HealthReport {
 const SIGNER_PROBE_CACHE_MS = 10_000;
 
 /**
+ * How long the database probe may take before it counts as not answering. A load balancer's
+ * health check typically times out after a few seconds; answering 503 before that tells it the
+ * truth, where a /healthz hung on a stuck database would look like a dead process, or pile up.
+ */
+export const DATABASE_PROBE_TIMEOUT_MS = 2_000;
+
+/**
  * The checks every process that serves /healthz makes for itself: its database connection
  * answers, and its signer makes a signature that verifies under the issuer's certificate (a key
  * that cannot sign is an outage even when everything else is up). `more` adds what the process
@@ -25,17 +32,39 @@ export function createHealthCheck(
   issuer: Issuer | (() => Issuer),
   clock: Clock,
   more: () => HealthReport | Promise<HealthReport>,
+  databaseTimeoutMs: number = DATABASE_PROBE_TIMEOUT_MS,
 ): () => Promise<HealthReport> {
   let lastProbe = { at: -Infinity, ok: false };
   return async () => {
     const errors: string[] = [];
-    if (!store.ping()) errors.push("database does not answer");
+    if (!(await databaseAnswers(store, databaseTimeoutMs))) errors.push("database does not answer");
     const now = clock.now().getTime();
     if (now - lastProbe.at > SIGNER_PROBE_CACHE_MS) lastProbe = { at: now, ok: await probeSigner(typeof issuer === "function" ? issuer() : issuer) };
     if (!lastProbe.ok) errors.push("signer does not answer");
     const m = await more();
     return { errors: [...errors, ...m.errors], warnings: m.warnings };
   };
+}
+
+/** The probe's answer, false when it rejects or has not answered within `timeoutMs`. */
+async function databaseAnswers(store: HealthProbe, timeoutMs: number): Promise<boolean> {
+  let ping: Promise<boolean>;
+  try {
+    ping = store.ping();
+  } catch {
+    return false;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+    timer.unref();
+  });
+  try {
+    // A ping that settles after the timeout is dropped (its rejection too: .catch is attached).
+    return await Promise.race([ping.catch(() => false), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function probeSigner(issuer: Issuer): Promise<boolean> {

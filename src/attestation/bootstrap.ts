@@ -117,12 +117,12 @@ export async function ensureBootstrapKey(
   store: ProvisionerKeyStore,
   clock: Clock,
 ): Promise<ProvisionerKeyRecord> {
-  const existing = store.getProvisionerKey(name);
+  const existing = await store.getProvisionerKey(name);
   if (existing) return existing;
   const signer = keys.has(bootstrapKeyName(name)) ? keys.load(bootstrapKeyName(name)) : await keys.generate(bootstrapKeyName(name), BOOTSTRAP_KEY_TYPE);
   const jwk = publicJwkOf(signer);
   const record: ProvisionerKeyRecord = { name, kid: await calculateJwkThumbprint(jwk as JWK), publicJwk: jwk, createdAt: clock.now() };
-  store.addProvisionerKey(record);
+  await store.addProvisionerKey(record);
   return record;
 }
 
@@ -160,7 +160,7 @@ export async function createBootstrapToken(
     throw new OperatorError((e as Error).message);
   }
   checkAdminRequest(settings, sans, req.admin === true);
-  const record = store.getProvisionerKey(settings.name);
+  const record = await store.getProvisionerKey(settings.name);
   if (!record) throw new OperatorError(`provisioner ${settings.name} has no key yet: run "fleetca init" or start the daemon once`);
   const signer = keys.load(bootstrapKeyName(settings.name));
   const now = Math.floor(clock.now().getTime() / 1000);

@@ -11,6 +11,7 @@ import { NamePolicy } from "../registration/name-policy.js";
 import { RateLimits, type RateLimitRules } from "../registration/rate-limits.js";
 import type { BucketRule } from "../registration/token-buckets.js";
 import { SqliteRateLimits } from "../storage/sqlite/sqlite-rate-limits.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
@@ -75,9 +76,9 @@ export async function registrationAuthorityFor(
   dd: OpenedDataDir,
   deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics; followIssuer?: (issuerKeyId: string) => Promise<void> },
 ): Promise<{ ra: RegistrationAuthority; provisioners: string[]; rateLimits: RateLimits }> {
-  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: dd.store, clock: deps.clock, log: deps.log });
+  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: new SqliteOperationsPorts(dd.store), clock: deps.clock, log: deps.log });
   // Each process keeps its own copy of the buckets and merges it into the shared database about
-  // once a second (registration/token-buckets.ts); close() merges the rest before the store closes.
+  // once a second (registration/token-buckets.ts); close() (awaited) merges the rest before the store closes.
   const rateLimits = new RateLimits(
     rateLimitRules(config.rateLimits),
     new SqliteRateLimits(dd.store.db),

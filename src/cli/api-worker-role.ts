@@ -83,7 +83,7 @@ export async function startApiRole(p: {
     close: async () => {
       await closeServer(server, WORKER_STOP_GRACE_MS);
       // After the last request: what this worker took from the rate-limit buckets, stored.
-      rateLimits.close();
+      await rateLimits.close();
     },
   };
 }

@@ -18,6 +18,7 @@ import { fromSinglePem, toPem } from "../x509/pem.js";
 import { DB_FILE, openDataDir, openInventory } from "./data-dir.js";
 import { bootstrapSettingsFor } from "./provisioners.js";
 import { signAudience } from "./token-audience.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 
 /** What `fleetca certificate` takes besides NAME (commander's parsed options). */
 export interface CertificateOptions {
@@ -187,7 +188,7 @@ async function mintToken(config: FleetcaConfig, name: string, sans: string[], o:
     return await createBootstrapToken(
       settings,
       dd.keys,
-      dd.store,
+      new SqliteOperationsPorts(dd.store),
       { subject: name, sans, ttlMs: Math.min(MINTED_TOKEN_TTL_MS, settings.maxTokenTtlMs), audience, admin: false },
       clock,
     );

@@ -36,6 +36,7 @@ import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
@@ -298,7 +299,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
-  const health = createHealthCheck(dd.store, () => ca.issuer, clock, () => {
+  const operations = new SqliteOperationsPorts(dd.store);
+  const health = createHealthCheck(operations, () => ca.issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];
     const w = workers?.status();
@@ -424,7 +426,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     await ocspPresigner.run();
     await ocsp.refresh();
     try {
-      const pruned = dd.store.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
+      const pruned = await operations.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
       if (pruned > 0) log.debug({ pruned }, "pruned expired token ids and idempotency keys");
     } catch (err) {
       log.error({ err }, "pruning failed");
@@ -463,7 +465,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       await ocspPresigner.close();
       await ocsp.close();
       // What this process took from the rate-limit buckets, stored for the next start.
-      rateLimits.close();
+      await rateLimits.close();
       // The last tree head covers everything this run wrote: the listeners (and workers) are
       // closed, the queued commits are written, then the head is signed.
       clearInterval(treeHeadTimer);

@@ -31,6 +31,7 @@ import { revokeIssuer } from "./issuer-kill-switch.js";
 import { caStatus, daemonState, formatStatus } from "./status.js";
 import { packageVersion } from "../core/package-version.js";
 import { certificateCommand, type CertificateOptions } from "./certificate-command.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -155,7 +156,7 @@ token
       const jwt = await createBootstrapToken(
         bootstrapSettingsFor(config, prov),
         dd.keys,
-        dd.store,
+        new SqliteOperationsPorts(dd.store),
         { subject: o.sub, sans: o.san, ttlMs, audience, admin: o.admin === true },
         systemClock,
       );
@@ -259,7 +260,7 @@ program
   .option("--serial <serial>", "one certificate, hex as `fleetca list` prints it")
   .requiredOption("--by <duration>", "renew within this long from now (at least 1m), e.g. 1h")
   .addOption(configOption())
-  .action((o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
+  .action(async (o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
     const { config } = load(o.config);
     const byMs = durationArg("--by")(o.by);
     const store = openDatabase(config.dataDir);
@@ -269,7 +270,7 @@ program
         provisioners: config.provisioners.map((p) => p.name),
         hasCertificate: (serial) => store.getCertificate(serial as SerialHex) !== null,
       });
-      const r = pullRenewalWindows(new SqliteRenewalWindows(store.db), selector, byMs, systemClock);
+      const r = await pullRenewalWindows(new SqliteRenewalWindows(store.db), selector, byMs, systemClock);
       process.stdout.write(
         `matched ${r.matched} live certificate${r.matched === 1 ? "" : "s"} (${selector.kind} ${selector.value}): renewal window ${r.window.start.toISOString()} to ${r.window.end.toISOString()}\n`,
       );

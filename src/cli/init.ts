@@ -12,6 +12,7 @@ import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { dataDirInitialised, openDataDir, type OpenedDataDir } from "./data-dir.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 
 export interface InitResult {
   rootKeyId: string;
@@ -87,7 +88,7 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
   })();
   // The root's CRL (empty): relying parties that check CRLs for the whole chain need one.
   await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
-  for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, dd.store, clock);
+  for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, new SqliteOperationsPorts(dd.store), clock);
   // The issuance log's own signing key (tree heads), made with the CA so the key set is complete from the start.
   await loadOrCreateAuditKey(dd.keys, new SqliteAuditLogPort(dd.store.audit), clock);
   return {

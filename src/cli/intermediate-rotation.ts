@@ -5,7 +5,7 @@ import type { RenewalWindow } from "../core/renewal-window.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createIntermediateCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer.js";
-import { pullRenewalWindows } from "../registration/renewal-override.js";
+import { renewalPull } from "../registration/renewal-override.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
@@ -119,7 +119,8 @@ export function activateIntermediate(
   return dd.store.db.transaction(() => {
     const at = clock.now();
     if (!lifecycle.activateIntermediate(prepared.keyId, at)) throw new OperatorError(`intermediate ${prepared.keyId} cannot be activated (revoked or gone)`);
-    const migration = pullRenewalWindows(windows, { kind: "issuer", value: previousKeyId }, migrateWithinMs, clock);
+    const pull = renewalPull({ kind: "issuer", value: previousKeyId }, migrateWithinMs, clock);
+    const migration = { matched: windows.recordOverride(pull.override, pull.override.createdAt).matched, window: pull.window };
     return { at, migration };
   })();
 }

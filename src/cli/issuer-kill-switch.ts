@@ -3,7 +3,7 @@ import { OperatorError } from "../core/errors.js";
 import type { RenewalWindow } from "../core/renewal-window.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { currentIntermediate } from "../issuance/issuer.js";
-import { MIN_PULL_MS, pullRenewalWindows } from "../registration/renewal-override.js";
+import { MIN_PULL_MS, renewalPull } from "../registration/renewal-override.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
@@ -70,8 +70,8 @@ export async function revokeIssuer(dd: OpenedDataDir, config: FleetcaConfig, clo
     const at = clock.now();
     if (!lifecycle.revokeIssuer(keyId, at, reason)) throw new OperatorError(`intermediate ${keyId} was revoked meanwhile`);
     if (replacement && !lifecycle.activateIntermediate(replacement.keyId, at)) throw new OperatorError(`the fresh intermediate ${replacement.keyId} could not be activated`);
-    const pulled = pullRenewalWindows(windows, { kind: "issuer", value: keyId }, MIN_PULL_MS, clock);
-    return { at, affected: pulled.matched, window: pulled.window };
+    const pulled = renewalPull({ kind: "issuer", value: keyId }, MIN_PULL_MS, clock);
+    return { at, affected: windows.recordOverride(pulled.override, pulled.override.createdAt).matched, window: pulled.window };
   })();
   const crl = await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
   return {

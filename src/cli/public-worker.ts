@@ -36,6 +36,7 @@ import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
 import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
+import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { CaMetrics } from "../metrics/ca-metrics.js";
 import type { MetricsExposition } from "../metrics/metrics-exposition.js";
@@ -248,7 +249,7 @@ async function startPublicRole(
       // Read per request, as the primary serves it: a root rotation shows at once.
       roots: async () => trustBundle(await issuers.listIssuers(), crossCertificates.all(), clock.now()),
       intermediate: () => current.der,
-      health: createHealthCheck(dd.store, () => current, clock, primaryHealth),
+      health: createHealthCheck(new SqliteOperationsPorts(dd.store), () => current, clock, primaryHealth),
       auditTreeHead: () => latestTreeHeadJson(auditLog),
     },
     clock,

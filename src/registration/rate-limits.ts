@@ -58,23 +58,24 @@ export class RateLimits {
     this.#buckets = new SharedTokenBuckets(store, clock);
   }
 
-  /** Starts merging into the database in the background. */
+  /** Starts merging into the database in the background (a merge still running is not overlapped). */
   start(): this {
-    this.#timer ??= setInterval(() => this.merge(), MERGE_EVERY_MS);
+    this.#timer ??= setInterval(() => void this.merge(), MERGE_EVERY_MS);
     this.#timer.unref();
     return this;
   }
 
-  /** Stops the background merges and merges what is left (call before the store closes). */
-  close(): void {
+  /** Stops the background merges and merges what is left, after the merge running (await it before the store closes). */
+  async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    this.merge();
+    await this.#buckets.flush().catch((err: unknown) => this.log.warn({ err }, "could not store the rate-limit buckets at close"));
   }
 
-  merge(): void {
+  /** Never rejects: a failure is logged. */
+  async merge(): Promise<void> {
     try {
-      this.#buckets.merge();
+      await this.#buckets.merge();
     } catch (err) {
       // A busy or failing store: the takes stay here and are merged at the next attempt.
       this.log.warn({ err }, "could not store the rate-limit buckets; retrying");
@@ -82,21 +83,28 @@ export class RateLimits {
   }
 
   /** POST /v1/sign, before the token is verified: 429 for an address over its failed verifications. */
-  refuseFailingClient(address: string | undefined): void {
+  async refuseFailingClient(address: string | undefined): Promise<void> {
     const rule = this.rules.failed_tokens_per_address;
     if (!rule || address === undefined) return;
-    const wait = this.#buckets.waitFor(bucket("failed_tokens_per_address", clientKey(address)), rule);
+    const wait = await this.#buckets.waitFor(bucket("failed_tokens_per_address", clientKey(address)), rule).catch(unavailable);
     if (wait !== null) this.#refuse("failed_tokens_per_address", wait);
   }
 
-  /** A token from `address` failed verification (or was replayed). */
+  /**
+   * A token from `address` failed verification (or was replayed). Not awaited by the refusal it
+   * comes with: counted within the call when this process holds the address's bucket, else once
+   * the bucket is read; a store that cannot read it is logged, and the failure goes uncounted.
+   */
   tokenRefused(address: string | undefined): void {
     const rule = this.rules.failed_tokens_per_address;
-    if (rule && address !== undefined) this.#buckets.charge(bucket("failed_tokens_per_address", clientKey(address)), rule);
+    if (!rule || address === undefined) return;
+    this.#buckets
+      .charge(bucket("failed_tokens_per_address", clientKey(address)), rule)
+      .catch((err: unknown) => this.log.warn({ err }, "could not count a failed token against its address"));
   }
 
   /** One issuance through `provisioner` for `subject`, or 429. */
-  takeIssuance(provisioner: string, subject: string): Reservation {
+  takeIssuance(provisioner: string, subject: string): Promise<Reservation> {
     const buckets: (readonly [BucketKey, BucketRule])[] = [];
     const { issuance_per_provisioner: perProvisioner, issuance_per_subject: perSubject } = this.rules;
     if (perProvisioner) buckets.push([bucket("issuance_per_provisioner", provisioner), perProvisioner]);
@@ -106,21 +114,22 @@ export class RateLimits {
   }
 
   /** One renewal of the certificate lineage `lineage` (renewalLineageOf), or 429. */
-  takeRenewal(lineage: string): Reservation {
+  takeRenewal(lineage: string): Promise<Reservation> {
     const rule = this.rules.renewals_per_lineage;
-    return rule ? this.#take([[bucket("renewals_per_lineage", lineage), rule]]) : NOTHING_TAKEN;
+    return rule ? this.#take([[bucket("renewals_per_lineage", lineage), rule]]) : Promise.resolve(NOTHING_TAKEN);
   }
 
-  #take(buckets: readonly (readonly [BucketKey, BucketRule])[]): Reservation {
+  async #take(buckets: readonly (readonly [BucketKey, BucketRule])[]): Promise<Reservation> {
     if (buckets.length === 0) return NOTHING_TAKEN;
-    const refused = this.#buckets.takeAll(buckets);
+    const refused = await this.#buckets.takeAll(buckets).catch(unavailable);
     if (refused) this.#refuse(refused.bucket.limit as RateLimitName, refused.retryAfterSeconds);
     let given = false;
     return {
       giveBack: () => {
         if (given) return;
         given = true;
-        this.#buckets.giveBack(buckets);
+        // Within the call while the buckets are held (the usual case: they were just taken from).
+        this.#buckets.giveBack(buckets).catch((err: unknown) => this.log.warn({ err }, "could not give back rate-limit tokens"));
       },
     };
   }
@@ -130,6 +139,14 @@ export class RateLimits {
     const retryAfterSeconds = Math.max(1, Math.ceil(seconds));
     throw new CaError("rate_limited", `${limit}: retry after ${retryAfterSeconds}s`, { retryAfterSeconds });
   }
+}
+
+/**
+ * A bucket the store could not read (only a bucket this process does not hold, with a stored
+ * row, is read): the request cannot be limited, so it is not served (503, retry later).
+ */
+function unavailable(err: unknown): never {
+  throw new CaError("unavailable", "rate limits: the database does not answer", { cause: err });
 }
 
 /**

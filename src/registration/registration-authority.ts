@@ -119,7 +119,7 @@ export class RegistrationAuthority {
     }
     const csrDer = decodeCsrPem(csrPem);
     // Before the token costs a signature check: an address sending bad tokens is refused here.
-    this.rateLimits?.refuseFailingClient(req.client);
+    await this.rateLimits?.refuseFailingClient(req.client);
     const now = this.clock.now();
     const auth = await this.provisioners.authorize(req.token, { now, audiences: this.audiences() }, provisioner).catch((e: unknown) => {
       this.#recordRefusal(e, provisioner ?? null, req.client);
@@ -164,7 +164,7 @@ export class RegistrationAuthority {
     }
 
     // Taken before the CSR's signature is checked, given back unless a certificate is committed.
-    const reservation = this.rateLimits?.takeIssuance(auth.provisioner, auth.subject);
+    const reservation = await this.rateLimits?.takeIssuance(auth.provisioner, auth.subject);
     let committed = false;
     try {
       return await this.#issueForToken(r, () => (committed = true));
@@ -282,7 +282,7 @@ export class RegistrationAuthority {
     const ttlMs = Math.min(requestedTtlMs ?? rules.defaultTtlMs, rules.maxTtlMs);
     // Given back when the renewal is not committed after all.
     await this.settings.followIssuer?.(current.issuerKeyId);
-    const reservation = this.rateLimits?.takeRenewal(renewalLineageOf(current));
+    const reservation = await this.rateLimits?.takeRenewal(renewalLineageOf(current));
     const outcome = await this.#issueWithoutToken(
       { ...key, sans: current.sans, ttlMs },
       { op: "renew", provisioner: current.provisioner, jti: null, client: client ?? null, renewedFrom: current.serial },

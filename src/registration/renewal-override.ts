@@ -2,7 +2,7 @@ import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
 import type { RenewalWindow } from "../core/renewal-window.js";
 import { normaliseSerial } from "../core/serial.js";
-import type { RenewalSelectorKind, RenewalWindowStore } from "../storage/ports.js";
+import type { RenewalSelectorKind, RenewalWindowOverride, RenewalWindowStore } from "../storage/ports.js";
 
 /** Which certificates `fleetca renew-window` names, as validated against the CA's own records. */
 export interface RenewalSelector {
@@ -51,10 +51,24 @@ export function renewalSelectorOf(o: { issuer?: string; provisioner?: string; se
  * window [now, now + by] unless its own ends sooner (applied when its renewal info is read, not by
  * rewriting its row). Returns how many live certificates it names, and the window.
  */
-export function pullRenewalWindows(store: RenewalWindowStore, selector: RenewalSelector, byMs: number, clock: Clock): { matched: number; window: RenewalWindow } {
+export async function pullRenewalWindows(
+  store: RenewalWindowStore,
+  selector: RenewalSelector,
+  byMs: number,
+  clock: Clock,
+): Promise<{ matched: number; window: RenewalWindow }> {
+  const { override, window } = renewalPull(selector, byMs, clock);
+  const { matched } = await store.recordRenewalOverride(override, override.createdAt);
+  return { matched, window };
+}
+
+/**
+ * The override a pull records, checked, and its window: for a caller that records it inside a
+ * transaction of its own (SqliteRenewalWindows.recordOverride), as pullRenewalWindows would.
+ */
+export function renewalPull(selector: RenewalSelector, byMs: number, clock: Clock): { override: RenewalWindowOverride; window: RenewalWindow } {
   if (byMs < MIN_PULL_MS) throw new OperatorError("--by: must be at least 1m, so the fleet's renewals spread over the window");
   const now = clock.now();
   const window = { start: now, end: new Date(now.getTime() + byMs) };
-  const { matched } = store.recordRenewalOverride({ ...selector, ...window, createdAt: now }, now);
-  return { matched, window };
+  return { override: { ...selector, ...window, createdAt: now }, window };
 }

@@ -37,13 +37,14 @@ const MERGED_SINCE_MARGIN_MS = 5_000;
  * Token buckets shared through the database by every process that limits the same things, at a
  * per-request cost of a few Map lookups: a bucket is read from the database only the first time
  * a process meets it after a merge, and only when a stored row exists for it (which the process
- * learns at each merge), so a new subject or address costs no SQLite call at all.
+ * learns at each merge), so a new subject or address costs no database call at all.
  *
  * Each process takes from its own copy of a bucket and remembers how much it took; `merge()`,
  * about once a second, subtracts that from the stored bucket in one write transaction (no
  * fsynced write per request on the event loop, which would cost more than a signature), adopts
  * the result, and forgets the buckets it did not touch since the last merge, so that the next use
- * reads what the other processes merged meanwhile. The stored row is therefore the sum of every
+ * reads what the other processes merged meanwhile. The store's port is asynchronous: requests go
+ * on taking while a merge's transaction runs, and what they take then waits for the next merge. The stored row is therefore the sum of every
  * process's takes, and a restart starts from it.
  *
  * Accuracy across processes (listen.apiWorkers now; replicas on one PostgreSQL, issue 17): a
@@ -58,123 +59,228 @@ const MERGED_SINCE_MARGIN_MS = 5_000;
  */
 export class SharedTokenBuckets {
   readonly #held = new Map<string, Held>();
-  /** Buckets taken from (or given back to) since the last merge. */
+  /** Buckets taken from (or given back to) since the last merge began. */
   readonly #dirty = new Set<string>();
   /** Buckets the database held a row for at the last merge (or merged since), with when each is full again. */
   readonly #stored = new Map<string, number>();
   /** Unix ms of the last look at what was merged. */
   #lookedAt: number;
+  /**
+   * The first look at what is stored (every row, since the epoch), started by the constructor;
+   * a bucket met before it is done waits for it, and one that fails is tried again by the next
+   * bucket met, so a restart never starts from full buckets it has not looked at.
+   */
+  #firstLook: Promise<void> | undefined;
+  #firstLookDone = false;
+  /** The merge running, so two never overlap (the timer and close()). */
+  #merging: Promise<void> | null = null;
 
   constructor(
     private readonly store: RateLimitStore,
     private readonly clock: Clock,
   ) {
     this.#lookedAt = clock.now().getTime();
-    this.#noteMerged(new Date(0));
+    // Its failure is met again (and reported) by the first bucket that waits for it.
+    this.#lookFirst().catch(() => {});
   }
 
   /**
    * Takes one token from each bucket, or from none when any of them holds less than one (the
    * refusal names the one that refills last). A bucket may be charged while held elsewhere, so
-   * "less than one" includes owed tokens.
+   * "less than one" includes owed tokens. Rejects only when a bucket cannot be read from the store.
    */
-  takeAll(buckets: readonly (readonly [BucketKey, BucketRule])[]): Refusal | null {
-    const now = this.clock.now().getTime();
+  async takeAll(buckets: readonly (readonly [BucketKey, BucketRule])[]): Promise<Refusal | null> {
+    const held = this.#heldNow(buckets) ?? (await this.#holdAll(buckets));
+    // Synchronous from here on: no other request takes between this check and the take.
     let refusal: Refusal | null = null;
-    for (const [b, rule] of buckets) {
-      const h = this.#hold(b, rule, now);
+    for (let i = 0; i < held.length; i++) {
+      const h = held[i]!;
       if (h.tokens >= 1) continue;
-      const retryAfterSeconds = (1 - h.tokens) / rule.perSecond;
+      const retryAfterSeconds = (1 - h.tokens) / buckets[i]![1].perSecond;
       if (!refusal || retryAfterSeconds > refusal.retryAfterSeconds) refusal = { bucket: h.bucket, retryAfterSeconds };
     }
     if (refusal) return refusal;
-    // Each #hold above left its bucket in the Map, refilled to `now`.
-    for (const [b, rule] of buckets) this.#change(this.#hold(b, rule, now), -1);
+    for (const h of held) this.#change(h, -1);
     return null;
   }
 
-  /** Gives back what takeAll took, for a request that in the end was not served. */
-  giveBack(buckets: readonly (readonly [BucketKey, BucketRule])[]): void {
-    const now = this.clock.now().getTime();
-    for (const [b, rule] of buckets) this.#change(this.#hold(b, rule, now), +1);
+  /**
+   * Gives back what takeAll took, for a request that in the end was not served: at once, within
+   * the call, for a bucket still held (the usual case); after reading it, for one a merge forgot.
+   */
+  giveBack(buckets: readonly (readonly [BucketKey, BucketRule])[]): Promise<void> {
+    const held = this.#heldNow(buckets);
+    if (!held) return this.#holdAll(buckets).then((h) => h.forEach((x) => this.#change(x, +1)));
+    for (const h of held) this.#change(h, +1);
+    return Promise.resolve();
   }
 
   /** Seconds until the bucket holds a token; null when it holds one now. Takes nothing. */
-  waitFor(b: BucketKey, rule: BucketRule): number | null {
-    const h = this.#hold(b, rule, this.clock.now().getTime());
-    return h.tokens >= 1 ? null : (1 - h.tokens) / rule.perSecond;
+  async waitFor(b: BucketKey, rule: BucketRule): Promise<number | null> {
+    const [h] = this.#heldNow([[b, rule]]) ?? (await this.#holdAll([[b, rule]]));
+    return h!.tokens >= 1 ? null : (1 - h!.tokens) / rule.perSecond;
   }
 
-  /** Takes one token whether or not the bucket holds one (it may owe up to one burst): for what already happened. */
-  charge(b: BucketKey, rule: BucketRule): void {
-    this.#change(this.#hold(b, rule, this.clock.now().getTime()), -1);
+  /**
+   * Takes one token whether or not the bucket holds one (it may owe up to one burst): for what
+   * already happened. Within the call when the bucket is held here, else once it is read.
+   */
+  charge(b: BucketKey, rule: BucketRule): Promise<void> {
+    const held = this.#heldNow([[b, rule]]);
+    if (!held) return this.#holdAll([[b, rule]]).then(([h]) => this.#change(h!, -1));
+    this.#change(held[0]!, -1);
+    return Promise.resolve();
   }
 
   /**
    * Merges this process's takes into the stored buckets (one transaction) and forgets the
    * buckets untouched since the last merge. When the store fails, nothing here changes: the
-   * takes are merged next time.
+   * takes are merged next time. A merge already running is joined, not started again.
    */
-  merge(): void {
+  merge(): Promise<void> {
+    this.#merging ??= this.#mergeOnce().finally(() => (this.#merging = null));
+    return this.#merging;
+  }
+
+  /** After the running merge (if any), one more, so that every take made so far is merged (a clean stop). */
+  async flush(): Promise<void> {
+    await this.#merging?.catch(() => {});
+    await this.merge();
+  }
+
+  async #mergeOnce(): Promise<void> {
     const now = this.clock.now().getTime();
-    const dirty = [...this.#dirty].map((k) => [k, this.#held.get(k)!] as const);
+    // What is merged is what was taken before this point: requests go on taking while the store
+    // works (its transaction is asynchronous), and those takes stay here for the next merge.
+    const sent = new Map<string, { h: Held; taken: number }>();
+    for (const k of this.#dirty) {
+      const h = this.#held.get(k)!;
+      sent.set(k, { h, taken: h.taken });
+    }
+    this.#dirty.clear();
     const merged = new Map<string, number>();
-    if (dirty.length > 0) {
-      const byKey = new Map(dirty);
-      this.store.mergeBuckets(
-        dirty.map(([, h]) => h.bucket),
-        (b, stored) => {
-          const h = byKey.get(heldKey(b))!;
-          const s = refilled(stored, h.rule, now);
-          const tokens = Math.max(-h.rule.burst, Math.min(h.rule.burst, s - h.taken));
-          merged.set(h.id, tokens);
-          return storedOf(tokens, h.rule, now);
-        },
-        new Date(now),
-      );
+    if (sent.size > 0) {
+      try {
+        await this.store.mergeBuckets(
+          [...sent.values()].map(({ h }) => h.bucket),
+          (b, stored) => {
+            const { h, taken } = sent.get(heldKey(b))!;
+            const tokens = clamp(refilled(stored, h.rule, now) - taken, h.rule);
+            merged.set(h.id, tokens);
+            return storedOf(tokens, h.rule, now);
+          },
+          new Date(now),
+        );
+      } catch (err) {
+        for (const k of sent.keys()) this.#dirty.add(k);
+        throw err;
+      }
     }
     for (const [k, h] of this.#held) {
       const tokens = merged.get(k);
       if (tokens === undefined) {
-        this.#held.delete(k);
+        // Untouched since the last merge: the next use reads what the other processes merged.
+        if (!this.#dirty.has(k)) this.#held.delete(k);
         continue;
       }
-      h.tokens = tokens;
+      // The stored bucket, less what was taken here while the merge ran (merged next time).
+      const since = h.taken - sent.get(k)!.taken;
+      h.tokens = clamp(tokens - since, h.rule);
       h.at = now;
-      h.taken = 0;
+      h.taken = since;
     }
-    this.#dirty.clear();
     for (const [k, fullAt] of this.#stored) if (fullAt <= now) this.#stored.delete(k);
-    this.#noteMerged(new Date(this.#lookedAt - MERGED_SINCE_MARGIN_MS));
+    // When this fails, #lookedAt stays: the next merge looks back from the same point.
+    await this.#noteMerged(new Date(this.#lookedAt - MERGED_SINCE_MARGIN_MS));
     this.#lookedAt = now;
   }
 
-  /** Learns which buckets have a stored row: those merged (by any process) since `since`. */
-  #noteMerged(since: Date): void {
-    for (const r of this.store.bucketsMergedSince(since)) this.#stored.set(heldKey(r), r.fullAt.getTime());
+  #lookFirst(): Promise<void> {
+    this.#firstLook ??= this.#noteMerged(new Date(0)).then(
+      () => {
+        this.#firstLookDone = true;
+      },
+      (err: unknown) => {
+        this.#firstLook = undefined;
+        throw err;
+      },
+    );
+    return this.#firstLook;
   }
 
-  #hold(b: BucketKey, rule: BucketRule, now: number): Held {
-    const k = heldKey(b);
-    let h = this.#held.get(k);
-    if (!h) {
-      // No row at the last look: a full bucket, unless another process merged one since (seen
-      // at the next merge; the overshoot that allows is the one described above).
-      const stored = this.#stored.has(k) ? this.store.readBucket(b) : null;
-      h = { id: k, bucket: b, rule, tokens: refilled(stored, rule, now), at: now, taken: 0 };
-      this.#held.set(k, h);
-    } else if (now > h.at) {
-      h.tokens = Math.min(rule.burst, h.tokens + ((now - h.at) / 1000) * rule.perSecond);
-      h.at = now;
+  /** Learns which buckets have a stored row: those merged (by any process) since `since`. */
+  async #noteMerged(since: Date): Promise<void> {
+    for (const r of await this.store.bucketsMergedSince(since)) this.#stored.set(heldKey(r), r.fullAt.getTime());
+  }
+
+  /** The buckets as held here, refilled to now, without awaiting anything; null when one is not held (then #holdAll). */
+  #heldNow(buckets: readonly (readonly [BucketKey, BucketRule])[]): Held[] | null {
+    const held: Held[] = [];
+    for (const [b] of buckets) {
+      const h = this.#held.get(heldKey(b));
+      if (!h) return null;
+      held.push(h);
     }
+    const now = this.clock.now().getTime();
+    for (const h of held) refill(h, now);
+    return held;
+  }
+
+  /**
+   * The buckets as held here, refilled to now. A bucket not held is read first (only when the
+   * store has a row for it); the refill and the return are synchronous, after the last read.
+   */
+  async #holdAll(buckets: readonly (readonly [BucketKey, BucketRule])[]): Promise<Held[]> {
+    const loaded: Held[] = [];
+    for (const [b, rule] of buckets) loaded.push(this.#held.get(heldKey(b)) ?? (await this.#load(b, rule)));
+    const now = this.clock.now().getTime();
+    return loaded.map((l) => {
+      let h = this.#held.get(l.id);
+      if (!h) {
+        // A merge forgot it while another bucket was read: adopt it again (it was untouched, so
+        // it owes the store nothing; it may miss what others merged since, as any held bucket does).
+        h = l;
+        this.#held.set(h.id, h);
+      }
+      refill(h, now);
+      return h;
+    });
+  }
+
+  /** Holds a bucket this process does not hold: full, unless the store has a row for it. */
+  async #load(b: BucketKey, rule: BucketRule): Promise<Held> {
+    const k = heldKey(b);
+    if (!this.#firstLookDone) await this.#lookFirst();
+    // No row at the last look: a full bucket, unless another process merged one since (seen
+    // at the next merge; the overshoot that allows is the one described above).
+    const stored = this.#stored.has(k) ? await this.store.readBucket(b) : null;
+    // Another request may have held it while this one read.
+    const held = this.#held.get(k);
+    if (held) return held;
+    const now = this.clock.now().getTime();
+    const h: Held = { id: k, bucket: b, rule, tokens: refilled(stored, rule, now), at: now, taken: 0 };
+    this.#held.set(k, h);
     return h;
   }
 
   #change(h: Held, by: 1 | -1): void {
-    h.tokens = Math.max(-h.rule.burst, Math.min(h.rule.burst, h.tokens + by));
+    h.tokens = clamp(h.tokens + by, h.rule);
     h.taken -= by;
     this.#dirty.add(h.id);
   }
+}
+
+/** Adds what the bucket refilled since it was counted (a clock that went back refills nothing). */
+function refill(h: Held, now: number): void {
+  if (now > h.at) {
+    h.tokens = Math.min(h.rule.burst, h.tokens + ((now - h.at) / 1000) * h.rule.perSecond);
+    h.at = now;
+  }
+}
+
+/** What a bucket may hold: at most its burst, and owe at most one burst. */
+function clamp(tokens: number, rule: BucketRule): number {
+  return Math.max(-rule.burst, Math.min(rule.burst, tokens));
 }
 
 function heldKey(b: BucketKey): string {

@@ -8,13 +8,12 @@ import type { RevocationReason } from "../core/revocation-reason.js";
  * storage/sqlite implements them all; tests implement only the one they stand behind.
  *
  * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup.getCertificate,
- * RevocationStore, RenewalInfoLookup), the CRL and revocation-feed ports (RevocationLog,
- * CrlStore, CrlCatalog, CrlSnapshot), the issuer and inventory ports (IssuerStore,
- * IssuerLifecycleStore, InventoryStore) and what the daemon reads and writes of the issuance log
- * (AuditLogStore) return promises, so an asynchronous driver (PostgreSQL, issue 17) can implement
- * them; SQLite answers them through sqlite/sqlite-request-ports.ts, sqlite-revocation-ports.ts,
- * sqlite-crl-catalog.ts, sqlite-inventory-ports.ts and sqlite-audit-log-port.ts. The other ports are still
- * synchronous (later increments).
+ * RevocationStore, RenewalInfoLookup) and by now every other port return promises, so an
+ * asynchronous driver (PostgreSQL, issue 17, storage/postgres) can implement them. SQLite answers
+ * them through thin facades over the synchronous SqliteStore (sqlite/sqlite-request-ports.ts,
+ * sqlite-revocation-ports.ts, sqlite-inventory-ports.ts, sqlite-audit-log-port.ts,
+ * sqlite-operations-ports.ts) or with classes that are asynchronous themselves (sqlite-crl-catalog.ts,
+ * sqlite-ocsp-store.ts, sqlite-rate-limits.ts, sqlite-renewal-windows.ts, sqlite-crl-leases.ts).
  */
 
 export type CertificateStatus = "valid" | "revoked";
@@ -316,17 +315,22 @@ export interface ProvisionerKeyRecord {
 }
 
 export interface ProvisionerKeyStore {
-  getProvisionerKey(name: string): ProvisionerKeyRecord | null;
-  addProvisionerKey(r: ProvisionerKeyRecord): void;
+  getProvisionerKey(name: string): Promise<ProvisionerKeyRecord | null>;
+  addProvisionerKey(r: ProvisionerKeyRecord): Promise<void>;
 }
 
 export interface Housekeeping {
   /** Drops used-token rows and idempotency keys that can no longer matter. Returns rows removed. */
-  pruneExpired(now: Date): number;
+  pruneExpired(now: Date): Promise<number>;
 }
 
 export interface HealthProbe {
-  ping(): boolean;
+  /**
+   * Whether the database answers a trivial query: true, or false when it does not. A caller
+   * treats a rejection as false too, and bounds its wait (api/health-check.ts), as a database
+   * that hangs must not hang /healthz.
+   */
+  ping(): Promise<boolean>;
 }
 
 /**
@@ -356,17 +360,17 @@ export interface OcspPresignCandidate {
 
 /** What the OCSP responder and its background pre-signer need. */
 export interface OcspAnswerStore {
-  getOcspAnswer(issuerKeyId: string, serial: SerialHex): StoredOcspAnswer | null;
+  getOcspAnswer(issuerKeyId: string, serial: SerialHex): Promise<StoredOcspAnswer | null>;
   /** Stores (replacing) the answers in one transaction. */
-  saveOcspAnswers(answers: StoredOcspAnswer[]): void;
+  saveOcspAnswers(answers: StoredOcspAnswer[]): Promise<void>;
   /**
    * The issuer's certificates unexpired at `now`, with serial after `afterSerial` (serial order,
    * at most `limit`), whose stored answer is missing, due for refresh at `now`, or signed for
    * another status than the inventory's.
    */
-  certificatesToPresign(issuerKeyId: string, now: Date, afterSerial: string, limit: number): OcspPresignCandidate[];
+  certificatesToPresign(issuerKeyId: string, now: Date, afterSerial: string, limit: number): Promise<OcspPresignCandidate[]>;
   /** Drops answers past their nextUpdate (their certificate expired or nobody refreshed them). */
-  deleteExpiredOcspAnswers(now: Date): number;
+  deleteExpiredOcspAnswers(now: Date): Promise<number>;
 }
 
 /** A stored CRL's row: what is known of it without reading its bytes. */
@@ -465,7 +469,7 @@ export interface RenewalWindowStore {
    * Stores `o` and returns how many certificates it names that are valid (not revoked) and
    * inside their validity at `now`, counted in the same transaction as the write.
    */
-  recordRenewalOverride(o: RenewalWindowOverride, now: Date): { matched: number };
+  recordRenewalOverride(o: RenewalWindowOverride, now: Date): Promise<{ matched: number }>;
 }
 
 /**
@@ -569,15 +573,22 @@ export interface BucketKey {
  */
 export interface RateLimitStore {
   /** The bucket as last merged by any process; null when none is stored (a full bucket). */
-  readBucket(b: BucketKey): StoredBucket | null;
+  readBucket(b: BucketKey): Promise<StoredBucket | null>;
   /**
    * In one write transaction: each bucket in `buckets` is read and replaced by what `merge`
    * makes of it (null, read or returned: a full bucket, stored as no row), and rows full before
-   * `now` are deleted.
+   * `now` are deleted. Resolves once that transaction committed. `merge` is synchronous and is
+   * called inside the transaction, once per bucket, with the row as locked there (PostgreSQL:
+   * SELECT … FOR UPDATE), so another process's merge of the same bucket waits for this one; it
+   * must not await anything. When the transaction fails, what `merge` returned is not stored.
    */
-  mergeBuckets(buckets: readonly BucketKey[], merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null, now: Date): void;
+  mergeBuckets(
+    buckets: readonly BucketKey[],
+    merge: (b: BucketKey, stored: StoredBucket | null) => StoredBucket | null,
+    now: Date,
+  ): Promise<void>;
   /** The stored buckets merged at or after `since` (all of them for the epoch): which ones a read would find. */
-  bucketsMergedSince(since: Date): (BucketKey & { fullAt: Date })[];
+  bucketsMergedSince(since: Date): Promise<(BucketKey & { fullAt: Date })[]>;
 }
 
 /**

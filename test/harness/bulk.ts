@@ -4,6 +4,7 @@ import { openDataDir } from "../../src/cli/data-dir.js";
 import { ManualClock } from "../../src/core/clock.js";
 import type { CaWorkspace } from "./fleetca-process.js";
 import type { ApiResponse, ClientIdentity } from "./http.js";
+import { SqliteOperationsPorts } from "../../src/storage/sqlite/sqlite-operations-ports.js";
 
 /**
  * Many requests to the real API quickly, as a fleet makes them: one keep-alive TLS agent with a
@@ -77,7 +78,7 @@ export async function mintTokens(ws: CaWorkspace, audience: string, n: number, s
       const t = await createBootstrapToken(
         { name: "bootstrap", maxTokenTtlMs: 3600_000, leewayMs: 60_000 },
         dd.keys,
-        dd.store,
+        new SqliteOperationsPorts(dd.store),
         { subject: `host-${i}`, sans: sans(i), ttlMs: 3000_000, audience },
         clock,
       );

@@ -12,6 +12,7 @@ import { bootstrapSettingsFor } from "../../src/cli/provisioners.js";
 import { createBootstrapToken } from "../../src/attestation/bootstrap.js";
 import { parseDuration } from "../../src/core/duration.js";
 import { systemClock } from "../../src/core/clock.js";
+import { SqliteOperationsPorts } from "../../src/storage/sqlite/sqlite-operations-ports.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -90,7 +91,7 @@ export class CaWorkspace {
     const jwt = await createBootstrapToken(
       bootstrapSettingsFor(config, prov),
       dd.keys,
-      dd.store,
+      new SqliteOperationsPorts(dd.store),
       { subject: sub, sans, ttlMs: parseDuration(opt("--ttl") ?? "5m"), audience: opt("--aud") ?? signAudience(config), admin },
       systemClock,
     );

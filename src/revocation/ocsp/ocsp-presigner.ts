@@ -92,7 +92,7 @@ export class OcspPresigner {
       if (first || signed > 0) this.log.info({ issuer: issuer.keyIdHex, signed, ms: Math.round(performance.now() - started) }, "OCSP pre-signing finished");
     }
     try {
-      this.store.deleteExpiredOcspAnswers(this.clock.now());
+      await this.store.deleteExpiredOcspAnswers(this.clock.now());
     } catch (err) {
       this.log.error({ err }, "dropping expired OCSP answers failed");
     }
@@ -105,7 +105,7 @@ export class OcspPresigner {
     let signed = 0;
     while (!this.#closed) {
       const now = this.clock.now();
-      const batch = this.store.certificatesToPresign(issuer.keyIdHex, now, cursor, batchSize);
+      const batch = await this.store.certificatesToPresign(issuer.keyIdHex, now, cursor, batchSize);
       if (batch.length === 0) break;
       // A few signatures in flight at once: a soft signer signs in libuv's thread pool, so they
       // overlap with each other and with the event loop, but leave CPU for the requests.
@@ -120,7 +120,7 @@ export class OcspPresigner {
         }
       };
       await Promise.all(Array.from({ length: this.opts.signaturesInFlight ?? DEFAULT_IN_FLIGHT }, lane));
-      this.store.saveOcspAnswers(answers);
+      await this.store.saveOcspAnswers(answers);
       signed += answers.length;
       cursor = batch[batch.length - 1]!.serial;
       if (batch.length < batchSize) break;

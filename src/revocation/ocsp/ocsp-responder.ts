@@ -320,7 +320,9 @@ export class OcspResponder {
       // pending detaches this flight (onRevocations), and the token checks below then keep its
       // answer out of the cache and the store, as for one reported during the signing.
       const answer = this.#answerFrom(query, issuer, query.serial === null ? null : await this.certificates.certificateStatus(query.serial as SerialHex));
-      const stored = this.#storedAnswer(query, issuer, answer, now);
+      // Both reads of the cache-miss path: the in-memory paths (answerFromMemory, a current cached
+      // entry in #presigned) never come here, so they await nothing.
+      const stored = await this.#storedAnswer(query, issuer, answer, now);
       let entry: PresignedResponse;
       if (stored) {
         entry = { key, query, issuer, status: answer.status, answer, der: stored.der, etag: etagOf(stored.der), thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate, refreshAt: stored.refreshAt, lastServedAt };
@@ -331,7 +333,7 @@ export class OcspResponder {
         const w = validityWindow(now, answer.status === "unknown" ? this.#unknownValidityMs : this.#validityMs, issuer.notAfter);
         const der = await signOcspResponse(issuer, [{ certIdDer: query.der, answer, thisUpdate: w.thisUpdate, nextUpdate: w.nextUpdate }], now);
         entry = { key, query, issuer, status: answer.status, answer, der, etag: etagOf(der), ...w, lastServedAt };
-        if (this.#inflight.get(key)?.token === token) this.#storeAnswer(query, issuer, entry);
+        if (this.#inflight.get(key)?.token === token) await this.#storeAnswer(query, issuer, entry);
       }
       // Detached by a revocation meanwhile: served to this request only, never remembered.
       if (this.#inflight.get(key)?.token === token) this.#cache.set(entry);
@@ -347,17 +349,22 @@ export class OcspResponder {
   }
 
   /** The stored answer for a SHA-1 CertID in OpenSSL's encoding, when it is current and for the inventory's status now. */
-  #storedAnswer(q: CertIdQuery, issuer: OcspIssuer, answer: CertStatusAnswer, now: Date): StoredOcspAnswer | null {
+  async #storedAnswer(q: CertIdQuery, issuer: OcspIssuer, answer: CertStatusAnswer, now: Date): Promise<StoredOcspAnswer | null> {
     if (!this.#store || answer.status === "unknown" || !this.#isStoredForm(q, issuer)) return null;
-    const row = this.#store.getOcspAnswer(issuer.keyIdHex, q.serial!);
+    const row = await this.#store.getOcspAnswer(issuer.keyIdHex, q.serial!);
     const status = answer.status === "good" ? "valid" : "revoked";
     return row && row.status === status && now < row.refreshAt ? row : null;
   }
 
-  #storeAnswer(q: CertIdQuery, issuer: OcspIssuer, e: PresignedResponse): void {
+  /**
+   * Shares a signed answer through the store; awaited by its flight. A failed write is logged and
+   * the answer still served (the pre-signer stores one later). A revocation reported during the write cannot leave a "good" row served: a reader
+   * takes a row only while the inventory still says its status (#storedAnswer).
+   */
+  async #storeAnswer(q: CertIdQuery, issuer: OcspIssuer, e: PresignedResponse): Promise<void> {
     if (!this.#store || !this.#shareSigned || e.status === "unknown" || !this.#isStoredForm(q, issuer)) return;
     try {
-      this.#store.saveOcspAnswers([
+      await this.#store.saveOcspAnswers([
         { issuerKeyId: issuer.keyIdHex, serial: q.serial!, status: e.status === "good" ? "valid" : "revoked", der: e.der, thisUpdate: e.thisUpdate, nextUpdate: e.nextUpdate, refreshAt: e.refreshAt },
       ]);
     } catch (err) {

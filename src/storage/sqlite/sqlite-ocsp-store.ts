@@ -20,6 +20,10 @@ interface CandidateRow {
 /**
  * The ocsp_answers table (migration v5) over the SqliteStore's own better-sqlite3 handle, so the
  * big store class stays as it is: the daemon opens one database and hands its handle here.
+ *
+ * The port is asynchronous (a PostgreSQL store answers over the network); better-sqlite3 is not,
+ * so each method does its work at once, inside the call, and returns a settled promise (as
+ * sqlite-request-ports.ts does): a save is on the database when the call returns.
  */
 export class SqliteOcspStore implements OcspAnswerStore {
   readonly #get: Database.Statement;
@@ -51,7 +55,7 @@ export class SqliteOcspStore implements OcspAnswerStore {
     });
   }
 
-  getOcspAnswer(issuerKeyId: string, serial: SerialHex): StoredOcspAnswer | null {
+  async getOcspAnswer(issuerKeyId: string, serial: SerialHex): Promise<StoredOcspAnswer | null> {
     const r = this.#get.get(issuerKeyId, serial) as AnswerRow | undefined;
     if (!r) return null;
     return {
@@ -71,7 +75,7 @@ export class SqliteOcspStore implements OcspAnswerStore {
    * batch blocked the event loop long enough to push OCSP's p99 past 100 ms during pre-signing.
    * better-sqlite3 is synchronous, so no other transaction can run between the two pragmas.
    */
-  saveOcspAnswers(answers: StoredOcspAnswer[]): void {
+  async saveOcspAnswers(answers: StoredOcspAnswer[]): Promise<void> {
     if (answers.length === 0) return;
     const before = this.#db.pragma("synchronous", { simple: true }) as number;
     this.#db.pragma("synchronous = NORMAL");
@@ -82,7 +86,7 @@ export class SqliteOcspStore implements OcspAnswerStore {
     }
   }
 
-  certificatesToPresign(issuerKeyId: string, now: Date, afterSerial: string, limit: number): OcspPresignCandidate[] {
+  async certificatesToPresign(issuerKeyId: string, now: Date, afterSerial: string, limit: number): Promise<OcspPresignCandidate[]> {
     const t = now.getTime();
     return (this.#candidates.all(issuerKeyId, t, afterSerial, t, limit) as CandidateRow[]).map((r) => ({
       serial: r.serial as SerialHex,
@@ -92,7 +96,7 @@ export class SqliteOcspStore implements OcspAnswerStore {
     }));
   }
 
-  deleteExpiredOcspAnswers(now: Date): number {
+  async deleteExpiredOcspAnswers(now: Date): Promise<number> {
     return this.#deleteExpired.run(now.getTime()).changes;
   }
 }

@@ -94,7 +94,17 @@ export class SqliteRenewalWindows implements RenewalWindowStore {
     }).deferred();
   }
 
-  recordRenewalOverride(o: RenewalWindowOverride, now: Date): { matched: number } {
+  /** The port (asynchronous for PostgreSQL): recordOverride, whose transaction runs whole within the call. */
+  async recordRenewalOverride(o: RenewalWindowOverride, now: Date): Promise<{ matched: number }> {
+    return this.recordOverride(o, now);
+  }
+
+  /**
+   * recordRenewalOverride, synchronously: for the kill switch and an intermediate's activation,
+   * which record the override inside their own better-sqlite3 transaction (where it nests as a
+   * savepoint), so the issuer's change and its renewal window commit together.
+   */
+  recordOverride(o: RenewalWindowOverride, now: Date): { matched: number } {
     const count = this.#db.prepare(LIVE_COUNT_SQL[o.kind]).pluck();
     const insert = this.#db.prepare(
       "INSERT INTO renewal_windows (kind, value, window_start, window_end, created_at) VALUES (?, ?, ?, ?, ?)",

@@ -11,15 +11,12 @@ import type {
   CertificateStatusRecord,
   CommitOutcome,
   CrlScope,
-  HealthProbe,
-  Housekeeping,
   IdempotencyRecord,
   IdempotencyScope,
   InventoryQuery,
   IssuanceCommit,
   IssuerRecord,
   ProvisionerKeyRecord,
-  ProvisionerKeyStore,
   RevocationEvent,
   RevocationOutcome,
   RevokedPage,
@@ -60,15 +57,12 @@ interface CertRow {
 /**
  * The embedded storage: one SQLite file in WAL mode with synchronous=FULL, so a COMMIT has been
  * fsynced before it returns, which is what "stored before handed out" needs on power loss.
- * The request-path ports (IssuanceStore, CertificateStatusLookup, CertificateLookup,
- * RevocationStore) are asynchronous; SqliteRequestPorts (sqlite-request-ports.ts) answers them
- * with the synchronous methods below, which the CLI, the tests and this class's own transactions
- * call directly. So do SqliteRevocationPorts (sqlite-revocation-ports.ts) for the asynchronous
- * RevocationLog and CrlStore.
+ * The ports (ports.ts) are asynchronous; the facades next to this file (sqlite-request-ports.ts,
+ * sqlite-revocation-ports.ts, sqlite-inventory-ports.ts, sqlite-operations-ports.ts, …) answer
+ * them with the synchronous methods below, which the CLI, the tests and this class's own
+ * transactions call directly.
  */
-export class SqliteStore
-  implements ProvisionerKeyStore, Housekeeping, HealthProbe
-{
+export class SqliteStore {
   readonly db: Database.Database;
   readonly #stmts;
   #insertCertStmt: Database.Statement | undefined;
@@ -611,7 +605,7 @@ export class SqliteStore
     return (this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some((c) => c.name === column);
   }
 
-  // --- ProvisionerKeyStore ---
+  // --- Provisioner keys (ProvisionerKeyStore, asynchronously: sqlite-operations-ports.ts) ---
 
   getProvisionerKey(name: string): ProvisionerKeyRecord | null {
     const r = this.#stmts.getProvKey.get(name) as { name: string; kid: string; public_jwk: string; created_at: number } | undefined;
@@ -622,7 +616,7 @@ export class SqliteStore
     this.#stmts.insertProvKey.run(r.name, r.kid, JSON.stringify(r.publicJwk), r.createdAt.getTime());
   }
 
-  // --- Housekeeping / HealthProbe ---
+  // --- Housekeeping / HealthProbe (asynchronously: sqlite-operations-ports.ts) ---
 
   pruneExpired(now: Date): number {
     const t = now.getTime();

@@ -45,7 +45,6 @@ import { PgOcspStore } from "../src/storage/postgres/pg-ocsp-store.js";
 import { PgRateLimits } from "../src/storage/postgres/pg-rate-limits.js";
 import { PgRenewalWindows } from "../src/storage/postgres/pg-renewal-windows.js";
 import { PgCrlLeases } from "../src/storage/postgres/pg-crl-leases.js";
-import type { Promised } from "../src/storage/postgres/pending-async-ports.js";
 import { SqliteRevocationPorts } from "../src/storage/sqlite/sqlite-revocation-ports.js";
 import { startPostgres, type TestPostgres } from "./harness/postgres.js";
 
@@ -61,10 +60,10 @@ interface Seed {
 interface Adapter {
   crl: CrlStore;
   catalog: CrlCatalog;
-  ocsp: Promised<OcspAnswerStore>;
-  rates: Promised<RateLimitStore>;
-  rates2: Promised<RateLimitStore>;
-  renewal: Promised<RenewalWindowStore> & RenewalInfoLookup;
+  ocsp: OcspAnswerStore;
+  rates: RateLimitStore;
+  rates2: RateLimitStore;
+  renewal: RenewalWindowStore & RenewalInfoLookup;
   leases: CrlLeases;
   leases2: CrlLeases;
   seed: Seed;
@@ -77,14 +76,6 @@ interface Adapter {
  * The async form over a synchronous SQLite class: each method resolves with what the class
  * returns. A stand-in for the SQLite facades the async ports will have (issue 17).
  */
-function promised<T extends object>(target: T): Promised<T> {
-  return new Proxy(target, {
-    get(t, key) {
-      const v = Reflect.get(t, key, t) as unknown;
-      return typeof v === "function" ? async (...args: unknown[]) => (v as (...a: unknown[]) => unknown).apply(t, args) : v;
-    },
-  }) as unknown as Promised<T>;
-}
 
 let server: TestPostgres;
 let dir: string;
@@ -108,11 +99,12 @@ async function sqliteAdapter(): Promise<Adapter> {
   return {
     crl: new SqliteRevocationPorts(store),
     catalog: new SqliteCrlCatalog(store.db),
-    ocsp: promised<OcspAnswerStore>(new SqliteOcspStore(store.db)),
-    rates: promised<RateLimitStore>(new SqliteRateLimits(store.db)),
-    rates2: promised<RateLimitStore>(new SqliteRateLimits(other.db)),
+    ocsp: new SqliteOcspStore(store.db),
+    rates: new SqliteRateLimits(store.db),
+    rates2: new SqliteRateLimits(other.db),
     renewal: {
-      recordRenewalOverride: async (o, now) => renewal.recordRenewalOverride(o, now),
+      recordRenewalOverride: (o, now) => renewal.recordRenewalOverride(o, now),
+      // SqliteRenewalWindows reads synchronously (SqliteRequestPorts is its asynchronous face).
       renewalSubject: async (serial) => renewal.renewalSubject(serial),
     },
     leases: new SqliteCrlLeases(store.db),

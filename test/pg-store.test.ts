@@ -32,7 +32,7 @@ import type {
 } from "../src/storage/ports.js";
 import { APPEND_LOCK } from "../src/storage/postgres/pg-append-lock.js";
 import { PgIssuerLifecycle } from "../src/storage/postgres/pg-issuer-lifecycle.js";
-import type { Promised } from "../src/storage/postgres/pending-async-ports.js";
+import type { Promised } from "./harness/promised.js";
 import { REVOCATION_CHANNEL } from "../src/storage/postgres/pg-revocation-notifications.js";
 import { PgStore } from "../src/storage/postgres/pg-store.js";
 import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../src/storage/sqlite/sqlite-audit-log.js";

@@ -1,10 +1,9 @@
 import type pg from "pg";
 import type { IssuerLifecycleStore } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 import { query, storeTransaction } from "./pg-transaction.js";
 
 /** IssuerLifecycleStore on PostgreSQL: sqlite-issuer-lifecycle.ts's statements and meaning, asynchronous. */
-export class PgIssuerLifecycle implements Promised<IssuerLifecycleStore> {
+export class PgIssuerLifecycle implements IssuerLifecycleStore {
   constructor(private readonly pool: pg.Pool) {}
 
   activateIntermediate(keyId: string, at: Date): Promise<boolean> {

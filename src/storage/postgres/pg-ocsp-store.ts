@@ -1,7 +1,6 @@
 import type pg from "pg";
 import type { SerialHex } from "../../core/serial.js";
 import type { CertificateStatus, OcspAnswerStore, OcspPresignCandidate, StoredOcspAnswer } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 import { inTransaction } from "./pg-transaction.js";
 
 interface AnswerRow {
@@ -23,7 +22,7 @@ interface CandidateRow {
  * The ocsp_answers table (migration v5) on PostgreSQL, SqliteOcspStore's counterpart: every
  * replica serves the same pre-signed bytes.
  */
-export class PgOcspStore implements Promised<OcspAnswerStore> {
+export class PgOcspStore implements OcspAnswerStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async getOcspAnswer(issuerKeyId: string, serial: SerialHex): Promise<StoredOcspAnswer | null> {

@@ -1,6 +1,5 @@
 import type pg from "pg";
 import type { BucketKey, RateLimitStore, StoredBucket } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 import { inTransaction } from "./pg-transaction.js";
 
 type BucketRow = { tokens: number; at: number; full_at: number };
@@ -19,7 +18,7 @@ function compareKeys(a: BucketKey, b: BucketKey): number {
  * merge safe by running it in an IMMEDIATE transaction (one writer at a time); PostgreSQL runs
  * merges of several replicas at once, so each merge locks the rows it reads instead.
  */
-export class PgRateLimits implements Promised<RateLimitStore> {
+export class PgRateLimits implements RateLimitStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async readBucket(b: BucketKey): Promise<StoredBucket | null> {

@@ -1,7 +1,6 @@
 import type pg from "pg";
 import type { SerialHex } from "../../core/serial.js";
 import type { CertificateStatus, RenewalInfoLookup, RenewalSelectorKind, RenewalSubject, RenewalWindowOverride, RenewalWindowStore } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 import { inTransaction } from "./pg-transaction.js";
 
 interface SubjectRow {
@@ -48,7 +47,7 @@ const LIVE_COUNT_SQL: Record<RenewalSelectorKind, string> = {
 };
 
 /** The renewal_windows table (migration v7) on PostgreSQL: RenewalWindowStore and RenewalInfoLookup. */
-export class PgRenewalWindows implements Promised<RenewalWindowStore>, RenewalInfoLookup {
+export class PgRenewalWindows implements RenewalWindowStore, RenewalInfoLookup {
   constructor(private readonly pool: pg.Pool) {}
 
   async renewalSubject(serial: SerialHex): Promise<RenewalSubject | null> {

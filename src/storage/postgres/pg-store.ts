@@ -26,7 +26,6 @@ import type {
   RevocationOutcome,
   RevocationStore,
 } from "../ports.js";
-import type { Promised } from "./pending-async-ports.js";
 import { takeAppendTurn } from "./pg-append-lock.js";
 import { appendAuditEntry, PgAuditLog, serialTakenIn } from "./pg-audit-log.js";
 import { applyIssuance } from "./pg-issuance.js";
@@ -61,12 +60,12 @@ export class PgStore
     CertificateStatusLookup,
     CertificateLookup,
     RevocationStore,
-    Promised<IssuerStore>,
-    Promised<InventoryStore>,
-    Promised<ProvisionerKeyStore>,
+    IssuerStore,
+    InventoryStore,
+    ProvisionerKeyStore,
     RevocationLog,
-    Promised<Housekeeping>,
-    Promised<HealthProbe>
+    Housekeeping,
+    HealthProbe
 {
   readonly pool: pg.Pool;
   /** The issuance log's tables (SqliteAuditLog's methods, asynchronous). */

@@ -47,6 +47,9 @@ export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.e
   const base = path ? dirname(resolve(path)) : process.cwd();
   const config = r.data;
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(base, config.dataDir);
+  if (config.storage.type === "postgres" && config.storage.passwordFile && !isAbsolute(config.storage.passwordFile)) {
+    config.storage.passwordFile = resolve(base, config.storage.passwordFile);
+  }
   if (config.passphraseFile) {
     config.passphraseFile = isAbsolute(config.passphraseFile) ? config.passphraseFile : resolve(base, config.passphraseFile);
   }

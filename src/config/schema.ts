@@ -33,6 +33,44 @@ const baseUrl = (schemes: string[]) =>
     }
   }, `expected an absolute ${schemes.join(" or ")} URL without query`).transform((s) => s.replace(/\/+$/, ""));
 
+/**
+ * storage.url of a PostgreSQL store: postgres:// or postgresql://, a host and a database, query
+ * parameters allowed (node-postgres reads sslmode, sslrootcert, … from them). A password in it is
+ * refused: the URL is logged and shown by `fleetca status`, and a secret must not be in a URL
+ * (storage.passwordFile, or PGPASSWORD, hold it instead).
+ */
+const postgresUrl = z.string().superRefine((s, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    ctx.addIssue({ code: "custom", message: "expected postgres://USER@HOST:PORT/DATABASE" });
+    return;
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") ctx.addIssue({ code: "custom", message: "expected a postgres:// or postgresql:// URL" });
+  else if (u.password) ctx.addIssue({ code: "custom", message: "must not hold a password: put it in storage.passwordFile (or PGPASSWORD)" });
+  else if (!u.hostname) ctx.addIssue({ code: "custom", message: "must name a host" });
+  else if (u.pathname.length <= 1) ctx.addIssue({ code: "custom", message: "must name a database (postgres://USER@HOST:PORT/DATABASE)" });
+});
+
+/**
+ * Where the CA's state lives. SQLite (the default): dataDir/fleetca.db, one machine, nothing to
+ * run. PostgreSQL: a database shared by several replicas (docs/ha.md), which then keep only their
+ * own API serving certificate in dataDir.
+ */
+const storage = z
+  .discriminatedUnion("type", [
+    z.strictObject({ type: z.literal("sqlite") }),
+    z.strictObject({
+      type: z.literal("postgres"),
+      url: postgresUrl,
+      passwordFile: z.string().min(1).optional(),
+      /** Connections each process keeps at most. */
+      pool: z.number().int().min(1, "must be at least 1").max(1000, "must be at most 1000").default(10),
+    }),
+  ])
+  .prefault({ type: "sqlite" });
+
 /** An admin identity is matched against SANs, so it must be one (classified as the CLI does). */
 const adminSan = z.string().refine((s) => {
   try {
@@ -225,6 +263,7 @@ const rateLimit = (perSecond: number, burst: number) =>
 export const configSchema = z
   .strictObject({
     dataDir: z.string().min(1).default("./ca-data"),
+    storage,
     listen: z
       .strictObject({
         api: listenAddress.default("127.0.0.1:8443"),

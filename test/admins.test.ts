@@ -224,7 +224,7 @@ provisioners:
     try {
       const t = await createBootstrapToken(
         { name: provisioner, maxTokenTtlMs: 3600_000, leewayMs: 60_000, ...settings },
-        dd.keys,
+        dd.caKeys,
         new SqliteOperationsPorts(dd.store),
         { subject: "forged", sans, ttlMs: 300_000, audience: `${ca.apiUrl}/v1/sign`, admin },
         systemClock,

@@ -108,7 +108,7 @@ async function tokenAt(offsetMs: number): Promise<string> {
   try {
     const t = await createBootstrapToken(
       { name: "bootstrap", maxTokenTtlMs: 3600_000, leewayMs: 60_000 },
-      dd.keys,
+      dd.caKeys,
       new SqliteOperationsPorts(dd.store),
       { subject: SUB, sans: [SAN], ttlMs: 300_000, audience: `${d.apiUrl}/v1/sign` },
       new ManualClock(new Date(Date.now() + offsetMs)),

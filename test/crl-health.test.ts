@@ -89,9 +89,8 @@ describe("a CRL that cannot be published is loud (in-process daemon, injected si
     const clock = new ManualClock(new Date(Math.floor(Date.now() / 1000) * 1000));
     let { daemon, logs } = await startInProcess(ws, clock);
     try {
-      const rootCrlNext = (await daemon.dataDir.store.listIssuers())
-        .filter((i) => i.role === "root")
-        .map((i) => daemon.dataDir.store.getCrl({ issuerKeyId: i.keyId, shard: null })!.nextUpdate)[0]!;
+      const root = (await daemon.dataDir.storage.issuers.listIssuers()).find((i) => i.role === "root")!;
+      const rootCrlNext = (await daemon.dataDir.storage.crls.getCrl({ issuerKeyId: root.keyId, shard: null }))!.nextUpdate;
       clock.set(new Date(rootCrlNext.getTime() - 6 * DAY));
       await daemon.tick();
       const warned = await health(daemon.publicUrl);

@@ -10,13 +10,13 @@ import { Secret } from "../src/core/secret.js";
 import { loadConfig } from "../src/config/load.js";
 import { createLogger } from "../src/log/logger.js";
 import { openDataDir } from "../src/cli/data-dir.js";
+import { SqliteRequestPorts } from "../src/storage/sqlite/sqlite-request-ports.js";
 import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/api-service.js";
 import { LiveIssuers } from "../src/issuance/live-issuers.js";
 import { SqliteInventoryPorts } from "../src/storage/sqlite/sqlite-inventory-ports.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import Database from "better-sqlite3";
-import { SqliteOperationsPorts } from "../src/storage/sqlite/sqlite-operations-ports.js";
 
 /**
  * Issue 15, the Idempotency-Key part: keys scoped to the verified token's identity (provisioner +
@@ -211,8 +211,8 @@ describe("an expired Idempotency-Key not yet pruned (in-process daemon, injected
         (
           await createBootstrapToken(
             { name: "bootstrap", maxTokenTtlMs: 3_600_000, leewayMs: 60_000 },
-            daemon.dataDir.keys,
-            new SqliteOperationsPorts(daemon.dataDir.store),
+            daemon.dataDir.caKeys,
+            daemon.dataDir.storage.operations,
             { subject: "stale", sans: ["stale.internal"], ttlMs: 300_000, audience: `${daemon.apiUrl}/v1/sign` },
             clock,
           )
@@ -264,10 +264,10 @@ describe("a retry racing another API process's commit of the same request (the R
       const dd = openDataDir(ws.dataDir, undefined, { create: false });
       opened.push(dd);
       const inventory = new SqliteInventoryPorts(dd.store);
-      const live = new LiveIssuers(inventory, inventory, dd.keys, systemClock);
+      const live = new LiveIssuers(inventory, inventory, dd.caKeys, systemClock);
       const lineup = (await live.refresh())!;
       const ca = certificateAuthorityFor(config, lineup.current, systemClock);
-      const { ra } = await registrationAuthorityFor(config, () => ca, { ...dd, store: wrap(dd.store) }, { clock: systemClock, log, audiences: () => [audience] });
+      const { ra } = await registrationAuthorityFor(config, () => ca, { ...dd, storage: { ...dd.storage, requests: new SqliteRequestPorts(wrap(dd.store)) } }, { clock: systemClock, log, audiences: () => [audience] });
       return { ra, dd };
     };
     try {
@@ -275,8 +275,8 @@ describe("a retry racing another API process's commit of the same request (the R
       const token = (
         await createBootstrapToken(
           { name: "bootstrap", maxTokenTtlMs: 3_600_000, leewayMs: 60_000 },
-          a.dd.keys,
-          new SqliteOperationsPorts(a.dd.store),
+          a.dd.caKeys,
+          a.dd.storage.operations,
           { subject: "retry", sans: ["retry.internal"], ttlMs: 300_000, audience },
           systemClock,
         )

@@ -47,7 +47,7 @@ describe("LiveIssuers", () => {
         return records;
       },
     };
-    const live = new LiveIssuers(catalog, inventory, dd.keys, systemClock);
+    const live = new LiveIssuers(catalog, inventory, dd.caKeys, systemClock);
     const before = (await live.refresh())!;
 
     let open!: () => void;
@@ -81,7 +81,7 @@ describe("LiveIssuers", () => {
         return inventory.listIssuers();
       },
     };
-    const live = new LiveIssuers(catalog, inventory, dd.keys, systemClock);
+    const live = new LiveIssuers(catalog, inventory, dd.caKeys, systemClock);
     const first = (await live.refresh())!;
     fail = true;
     await expect(live.refresh()).rejects.toThrow("database unavailable");

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { generateKeyPairSync } from "node:crypto";
 import { purposeOf, countSignatures } from "../src/metrics/signature-counter.js";
 import { tokenRejectionOf } from "../src/metrics/token-outcome.js";
 import { CaMetrics } from "../src/metrics/ca-metrics.js";

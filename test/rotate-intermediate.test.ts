@@ -1,3 +1,4 @@
+import type { OpenedDataDir } from "../src/cli/data-dir.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -267,7 +268,7 @@ describe("an old intermediate after its last certificate expires (in-process, ma
       const oldKeyId = keyIdOf(ca.intermediatePem);
       await ca.issue("short-lived");
       const { config } = loadConfig(ws.configPath, {});
-      const r = await rotateIntermediate(daemon.dataDir, config, clock, { migrateWithinMs: 3_600_000 });
+      const r = await rotateIntermediate(daemon.dataDir as OpenedDataDir, config, clock, { migrateWithinMs: 3_600_000 });
       expect(r.previousKeyId).toBe(oldKeyId);
       await daemon.tick();
       expect(await intermediateOf(daemon.publicUrl)).not.toBe(ca.intermediatePem);

@@ -7,7 +7,7 @@ import { sansFromList, sansToList } from "../core/sans.js";
 import { Secret } from "../core/secret.js";
 import { signCompactJws } from "../signing/jws.js";
 import type { Signer } from "../signing/signer.js";
-import type { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { CaKeyStore } from "../signing/ca-key-store.js";
 import type { ProvisionerKeyRecord, ProvisionerKeyStore } from "../storage/ports.js";
 import { holdBackAdminSans, type AdminIssuance } from "./admin-sans.js";
 import type { Authorization, AuthorizeContext, Provisioner } from "./provisioner.js";
@@ -113,13 +113,13 @@ export class BootstrapProvisioner implements Provisioner {
  */
 export async function ensureBootstrapKey(
   name: string,
-  keys: SoftKeyStore,
+  keys: CaKeyStore,
   store: ProvisionerKeyStore,
   clock: Clock,
 ): Promise<ProvisionerKeyRecord> {
   const existing = await store.getProvisionerKey(name);
   if (existing) return existing;
-  const signer = keys.has(bootstrapKeyName(name)) ? keys.load(bootstrapKeyName(name)) : await keys.generate(bootstrapKeyName(name), BOOTSTRAP_KEY_TYPE);
+  const signer = (await keys.has(bootstrapKeyName(name))) ? await keys.load(bootstrapKeyName(name)) : await keys.generate(bootstrapKeyName(name), BOOTSTRAP_KEY_TYPE);
   const jwk = publicJwkOf(signer);
   const record: ProvisionerKeyRecord = { name, kid: await calculateJwkThumbprint(jwk as JWK), publicJwk: jwk, createdAt: clock.now() };
   await store.addProvisionerKey(record);
@@ -143,7 +143,7 @@ export interface TokenRequest {
 /** Mints a one-time bootstrap token (what `fleetca token create` prints). */
 export async function createBootstrapToken(
   settings: BootstrapSettings,
-  keys: SoftKeyStore,
+  keys: CaKeyStore,
   store: ProvisionerKeyStore,
   req: TokenRequest,
   clock: Clock,
@@ -162,7 +162,7 @@ export async function createBootstrapToken(
   checkAdminRequest(settings, sans, req.admin === true);
   const record = await store.getProvisionerKey(settings.name);
   if (!record) throw new OperatorError(`provisioner ${settings.name} has no key yet: run "fleetca init" or start the daemon once`);
-  const signer = keys.load(bootstrapKeyName(settings.name));
+  const signer = await keys.load(bootstrapKeyName(settings.name));
   const now = Math.floor(clock.now().getTime() / 1000);
   const token = await signCompactJws(
     signer,

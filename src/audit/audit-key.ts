@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.js";
 import type { Signer } from "../signing/signer.js";
-import type { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { CaKeyStore } from "../signing/ca-key-store.js";
 import type { AuditLogStore } from "../storage/ports.js";
 
 /** The audit key's rows. */
@@ -12,10 +12,10 @@ export type AuditKeyStore = Pick<AuditLogStore, "auditKeys" | "addAuditKey">;
  * rest like the CA keys. Always ECDSA P-256 with SHA-256, what every verifier has. Made by
  * `fleetca init`, or at the first start of a CA made before the log existed.
  */
-export async function loadOrCreateAuditKey(keys: SoftKeyStore, store: AuditKeyStore, clock: Clock): Promise<{ name: string; signer: Signer; created: boolean }> {
+export async function loadOrCreateAuditKey(keys: CaKeyStore, store: AuditKeyStore, clock: Clock): Promise<{ name: string; signer: Signer; created: boolean }> {
   const latest = (await store.auditKeys()).at(-1);
   if (latest) {
-    const signer = keys.load(latest.keyName);
+    const signer = await keys.load(latest.keyName);
     if (!Buffer.from(signer.publicKeySpki).equals(latest.keySpki)) throw new Error(`audit key ${latest.keyName} does not match its recorded public key`);
     return { name: latest.keyName, signer, created: false };
   }

@@ -35,6 +35,11 @@ export class TreeHeadPublisher {
      * They differ after a head could not be signed (fleetca_audit_signed_tree_size lags behind).
      */
     private readonly onSize: (treeSize: number, signedTreeSize: number) => void = () => {},
+    /**
+     * Replicas sharing one database: only the one holding the lease signs heads (null: this
+     * process is the only signer). The others keep the frontier current and sign nothing.
+     */
+    private readonly mayPublish: (() => boolean) | null = null,
   ) {}
 
   /** Why the log and its latest signed head disagree (set once, reported by /healthz), or null. */
@@ -90,6 +95,12 @@ export class TreeHeadPublisher {
   async #publish(): Promise<void> {
     await this.#catchUp(null);
     const treeSize = this.#frontier.size;
+    if (this.mayPublish) {
+      if (!this.mayPublish()) return;
+      // A lease just taken over: the previous holder's heads count as signed.
+      const latest = await this.store.latestTreeHead();
+      if (latest) this.#lastHeadSize = Math.max(this.#lastHeadSize, latest.treeSize);
+    }
     this.onSize(treeSize, this.#lastHeadSize);
     if (treeSize === 0 || treeSize <= this.#lastHeadSize) return;
     const head = { treeSize, rootHash: this.#frontier.root(), timestamp: this.clock.now().getTime() };

@@ -10,9 +10,6 @@ import { RegistrationAuthority } from "../registration/registration-authority.js
 import { NamePolicy } from "../registration/name-policy.js";
 import { RateLimits, type RateLimitRules } from "../registration/rate-limits.js";
 import type { BucketRule } from "../registration/token-buckets.js";
-import { SqliteRateLimits } from "../storage/sqlite/sqlite-rate-limits.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
-import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { crlShardOf, crlUrl } from "../revocation/crl/crl-shard.js";
 import { CONNECTIONS_CHECK_MS, hardenTimeouts } from "../api/listener.js";
 import { connectionLimitsOf, guardConnections } from "../api/connection-guard.js";
@@ -20,7 +17,7 @@ import { toPem } from "../x509/pem.js";
 import { DEFAULT_GROUP_COMMIT, type GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import { builtWriterThreadScript } from "../storage/sqlite/commit-writer.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
-import type { OpenedDataDir } from "./data-dir.js";
+import type { OpenedCa } from "./data-dir.js";
 import { buildProvisioners } from "./provisioners.js";
 import { lifecyclesFromConfig } from "../registration/provisioner-lifecycle.js";
 
@@ -73,15 +70,15 @@ export async function registrationAuthorityFor(
   config: FleetcaConfig,
   /** The CA of the current intermediate: a getter, as a rotation replaces it while the RA runs. */
   ca: () => CertificateAuthority,
-  dd: OpenedDataDir,
+  dd: OpenedCa,
   deps: { clock: Clock; log: Logger; audiences: () => readonly string[]; metrics?: CaMetrics; followIssuer?: (issuerKeyId: string) => Promise<void> },
 ): Promise<{ ra: RegistrationAuthority; provisioners: string[]; rateLimits: RateLimits }> {
-  const provisioners = await buildProvisioners(config, { keys: dd.keys, store: new SqliteOperationsPorts(dd.store), clock: deps.clock, log: deps.log });
+  const provisioners = await buildProvisioners(config, { keys: dd.caKeys, store: dd.storage.operations, clock: deps.clock, log: deps.log });
   // Each process keeps its own copy of the buckets and merges it into the shared database about
   // once a second (registration/token-buckets.ts); close() (awaited) merges the rest before the store closes.
   const rateLimits = new RateLimits(
     rateLimitRules(config.rateLimits),
-    new SqliteRateLimits(dd.store.db),
+    dd.storage.rateLimits,
     deps.clock,
     deps.log,
     deps.metrics && ((limit) => deps.metrics!.rateLimited(limit)),
@@ -89,7 +86,7 @@ export async function registrationAuthorityFor(
   const ra = new RegistrationAuthority(
     new ProvisionerRegistry(provisioners),
     ca,
-    new SqliteRequestPorts(dd.store),
+    dd.storage.requests,
     deps.clock,
     {
       lifecycles: lifecyclesFromConfig(config.provisioners, config.issuance, config.admins),

@@ -5,16 +5,13 @@ import type { IssuerLineup } from "../issuance/live-issuers.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { RevokeService } from "../revocation/revoke-service.js";
-import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
-import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
 import { createApiApp } from "../api/api-router.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { connectionLimitsOf } from "../api/connection-guard.js";
 import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, registrationAuthorityFor, type ServingKeyPair } from "./api-service.js";
 import type { CaMetrics } from "../metrics/ca-metrics.js";
-import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
-import type { OpenedDataDir } from "./data-dir.js";
+import { trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
+import type { OpenedCa } from "./data-dir.js";
 
 /**
  * A worker's API role (listen.apiWorkers): the same CA, RA, client authentication and revocation
@@ -26,7 +23,7 @@ import type { OpenedDataDir } from "./data-dir.js";
  */
 export async function startApiRole(p: {
   config: FleetcaConfig;
-  dd: OpenedDataDir;
+  dd: OpenedCa;
   /** The intermediates as this worker first read them; `onIssuers` is told of every change. */
   lineup: IssuerLineup;
   clock: Clock;
@@ -54,14 +51,12 @@ export async function startApiRole(p: {
   };
   const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, dd, { clock, log, audiences: () => p.audiences, metrics: p.metrics, followIssuer });
   // Renewal info reads the shared file: an override `fleetca renew-window` wrote is seen by every worker at once.
-  const ports = new SqliteRequestPorts(dd.store, new SqliteRenewalWindows(dd.store.db));
+  const ports = dd.storage.requests;
   const clients = new ClientAuthenticator(ports, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   const revocations = new RevokeService(ports, clock, log, p.onRevoked);
   const renewalInfo = new RenewalInfoService(ports, clock);
   // The roots as the primary serves them (a root rotation shows at once): read per request.
-  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
-  const issuers = new SqliteInventoryPorts(dd.store);
-  const roots = async () => trustBundle(await issuers.listIssuers(), crossCertificates.all(), clock.now());
+  const roots = async () => trustBundle(await dd.storage.issuers.listIssuers(), await dd.storage.crossCertificates.allCrossCertificates(), clock.now());
   const app = createApiApp({ ra, clients, revocations, certificates: ports, renewalInfo, log, roots, metrics: p.metrics });
   const server = createApiListener(config, credentials, app, log, clientCas, p.metrics);
   const [host] = splitHostPort(config.listen.api);

@@ -187,7 +187,7 @@ async function mintToken(config: FleetcaConfig, name: string, sans: string[], o:
   try {
     return await createBootstrapToken(
       settings,
-      dd.keys,
+      dd.caKeys,
       new SqliteOperationsPorts(dd.store),
       { subject: name, sans, ttlMs: Math.min(MINTED_TOKEN_TTL_MS, settings.maxTokenTtlMs), audience, admin: false },
       clock,

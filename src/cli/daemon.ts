@@ -12,13 +12,13 @@ import { derivedPublicUrlWarning, publicUrlFromListen } from "../config/public-u
 import type { FleetcaConfig } from "../config/schema.js";
 import type { Issuer } from "../issuance/issuer.js";
 import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
-import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
-import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { ClientAuthenticator } from "../registration/client-authentication.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
 import { CrlDirectory } from "../revocation/crl/crl-directory.js";
-import { CrlBuildQueue, CrlPublisher } from "../revocation/crl/crl-publisher.js";
+import { CrlBuildQueue, CrlPublisher, type CrlWriterLease } from "../revocation/crl/crl-publisher.js";
+import { LeaseKeeper, newHolderId } from "../cluster/lease-keeper.js";
+import type { CrlScope } from "../storage/ports.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
@@ -29,24 +29,20 @@ import { loadOrCreateAuditKey } from "../audit/audit-key.js";
 import { recordStart } from "../audit/start-record.js";
 import { TreeHeadPublisher } from "../audit/tree-head-publisher.js";
 import { latestTreeHeadJson } from "../audit/tree-head-view.js";
-import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
+import { trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
 import { closeServer, isWildcard, listen, splitHostPort, urlHost } from "../api/listener.js";
 import { connectionLimitsOf, openFileLimitProblem } from "../api/connection-guard.js";
 import { passphraseFrom } from "../config/load.js";
 import { OcspPresigner } from "../revocation/ocsp/ocsp-presigner.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
-import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
-import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { RenewalInfoService } from "../registration/renewal-info.js";
 import { ServingCertificate, type TlsCredentials } from "../api/serving-certificate.js";
 import { freePort, PublicWorkers } from "./public-workers.js";
 import { certificateAuthorityFor, clientCaPems, createApiListener, installApiCredentials, issuanceWrites, registrationAuthorityFor } from "./api-service.js";
 import { acquireServeLock, assertPortsFree } from "./serve-lock.js";
-import { dataDirInitialised, openDataDir, SERVE_STATE_FILE, type OpenedDataDir } from "./data-dir.js";
-import { initHierarchy } from "./init.js";
+import { SERVE_STATE_FILE, type OpenedCa } from "./data-dir.js";
+import { openCa } from "./open-ca.js";
+import { caInitialised, initHierarchy } from "./init.js";
 import { CaMetrics, shortKeyId } from "../metrics/ca-metrics.js";
 import { createMetricsServer } from "../metrics/metrics-endpoint.js";
 import { daemonExposition } from "../metrics/metrics-exposition.js";
@@ -56,7 +52,7 @@ export interface Daemon {
   apiUrl: string;
   publicUrl: string;
   servingCertificate: ServingCertificate;
-  dataDir: OpenedDataDir;
+  dataDir: OpenedCa;
   /** This process's metrics (its workers report their own to it): for more gauges, e.g. trackExpiry, setAuditTreeSize. */
   metrics: CaMetrics;
   /** Runs the periodic jobs now (serving-cert renewal, pruning); the timers call the same. */
@@ -109,6 +105,14 @@ export const ISSUER_POLL_MS = 1_000;
 /** Revocations this close together share one new CRL (a burst of 1000 is a few signatures, not 1000). */
 const CRL_DEBOUNCE_MS = 250;
 const CRL_WARNING_EVERY_MS = 3_600_000;
+/**
+ * Replicas on PostgreSQL: a CRL scope's lease runs this long, so a dead writer's CRLs move to
+ * another replica within it (well inside crl.interval), and is renewed three times per lease.
+ */
+export const CRL_LEASE_MS = 15_000;
+const CRL_LEASE_RENEW_MS = 5_000;
+/** Replicas: how often the scopes another replica writes are checked for a newer stored CRL. */
+const CRL_FOLLOW_MS = 1_000;
 
 export async function startDaemon(configured: FleetcaConfig, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
@@ -124,16 +128,23 @@ export async function startDaemon(configured: FleetcaConfig, opts: DaemonOptions
   ]);
   const lock = acquireServeLock(config.dataDir);
   try {
-    if (!dataDirInitialised(config.dataDir)) {
+    if (!(await caInitialised(config))) {
       // Loud, with the config it came from: a config read from an unexpected place (a relative
       // dataDir resolves against the config file) makes a new CA, not an error (SPEC), so the
       // operator must be able to tell at once (issue 16).
       const source = opts.configSource === undefined ? {} : { config: opts.configSource ?? "(built-in defaults)" };
-      log.warn({ dataDir: config.dataDir, ...source }, "dataDir holds no CA: INITIALISING A NEW CA (a new root) there; if you meant an existing CA, stop and pass its config with --config or FLEETCA_CONFIG");
-      const r = await initHierarchy(config, opts.passphrase, clock);
-      log.warn({ dataDir: config.dataDir, rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "new CA initialised: pin this root fingerprint (cert-agent --root-fingerprint)");
+      const where = config.storage.type === "postgres" ? { storage: config.storage.url } : { dataDir: config.dataDir };
+      log.warn({ ...where, ...source }, `${config.storage.type === "postgres" ? "the database" : "dataDir"} holds no CA: INITIALISING A NEW CA (a new root) there; if you meant an existing CA, stop and pass its config with --config or FLEETCA_CONFIG`);
+      try {
+        const r = await initHierarchy(config, opts.passphrase, clock);
+        log.warn({ dataDir: config.dataDir, rootFingerprint: r.rootFingerprint, intermediate: r.intermediateKeyId }, "new CA initialised: pin this root fingerprint (cert-agent --root-fingerprint)");
+      } catch (e) {
+        // Replicas started together on an empty database: another one made the CA first.
+        if (config.storage.type !== "postgres" || !(await caInitialised(config))) throw e;
+        log.info("another replica initialised the CA meanwhile; serving it");
+      }
     }
-    const dd = openDataDir(config.dataDir, opts.passphrase, { create: false, ...issuanceWrites(log) });
+    const dd = await openCa(config, opts.passphrase, { create: false, ...issuanceWrites(log), log });
     try {
       const daemon = await run(config, dd, opts);
       return {
@@ -147,7 +158,7 @@ export async function startDaemon(configured: FleetcaConfig, opts: DaemonOptions
         },
       };
     } catch (e) {
-      dd.store.close();
+      await dd.storage.close();
       throw e;
     }
   } catch (e) {
@@ -156,7 +167,7 @@ export async function startDaemon(configured: FleetcaConfig, opts: DaemonOptions
   }
 }
 
-async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions): Promise<Daemon> {
+async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Promise<Daemon> {
   const { clock, log } = opts;
   if (dd.kek.mode === "development") {
     log.warn(
@@ -172,23 +183,46 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     const counted = countSignatures(s, metrics.signaturesBy(keyIdHex));
     return opts.wrapSigner ? opts.wrapSigner(counted) : counted;
   };
-  const inventory = new SqliteInventoryPorts(dd.store);
-  const liveIssuers = new LiveIssuers(inventory, inventory, dd.keys, clock, wrap);
+  const storage = dd.storage;
+  const liveIssuers = new LiveIssuers(storage.issuers, storage.issuerLifecycle, dd.caKeys, clock, wrap);
   const lineup = (await liveIssuers.refresh())!;
   const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
   // /roots.pem: the active roots, and the cross certificates between them during a root rotation.
-  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
-  const rootsBundle = async () => trustBundle(liveIssuers.lineup.records, crossCertificates.all(), clock.now());
+  const rootsBundle = async () => trustBundle(liveIssuers.lineup.records, await storage.crossCertificates.allCrossCertificates(), clock.now());
   const issuer = lineup.current;
   // The issuance log: the keys this process loaded and the configuration it runs with are its
   // first entries of the run; tree heads are signed by this (primary) process only.
-  const auditLog = new SqliteAuditLogPort(dd.store.audit);
-  const auditKey = await loadOrCreateAuditKey(dd.keys, auditLog, clock);
+  const auditLog = storage.audit;
+  const auditKey = await loadOrCreateAuditKey(dd.caKeys, auditLog, clock);
   await recordStart(auditLog, config, clock.now(), [
     ...lineup.answering.map((i) => ({ key: lineup.records.find((r) => r.keyId === i.keyIdHex)?.keyName ?? i.keyIdHex, role: "intermediate", spki: i.signer.publicKeySpki })),
     { key: auditKey.name, role: "audit", spki: auditKey.signer.publicKeySpki },
   ]);
-  const treeHeads = new TreeHeadPublisher(auditLog, auditKey, clock, log, (size, signed) => metrics.setAuditTreeSize(size, signed));
+  // Replicas sharing PostgreSQL (issue 17): one writer per CRL scope, the holder of its lease;
+  // the holder of the current intermediate's full-CRL lease also signs tree heads and pre-signs
+  // OCSP answers, so that work is done once, by one replica at a time.
+  const leases =
+    storage.kind === "postgres"
+      ? new LeaseKeeper<CrlScope>(
+          storage.crlLeases,
+          newHolderId(),
+          (s) => `crl/${s.issuerKeyId}/${s.shard ?? "full"}`,
+          clock,
+          { leaseMs: CRL_LEASE_MS, renewEveryMs: CRL_LEASE_RENEW_MS },
+          log,
+          (scope, held) => {
+            // A lease just taken over: publish now if due (the dead holder's CRL may be old).
+            if (held) void crlsRef?.publisherOf(scope)?.regenerateIfDue();
+          },
+        )
+      : null;
+  let crlsRef: CrlDirectory | null = null;
+  let singletonScope: CrlScope = { issuerKeyId: lineup.current.keyIdHex, shard: null };
+  const doesSingletonWork = (): boolean => leases === null || leases.holds(singletonScope);
+  const writerLease: CrlWriterLease | undefined = leases
+    ? { holds: (s) => leases.holds(s), save: (s) => storage.crlLeases.saveCrlAsHolder(s, leases.holder, clock.now()) }
+    : undefined;
+  const treeHeads = new TreeHeadPublisher(auditLog, auditKey, clock, log, (size, signed) => metrics.setAuditTreeSize(size, signed), leases ? doesSingletonWork : null);
   await treeHeads.start();
   // Replaced when a rotation makes another intermediate current (followIssuers below).
   const answering = (k: string) => liveIssuers.lineup.answering.find((i) => i.keyIdHex === k);
@@ -224,11 +258,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
 
   // The request-path ports (asynchronous, ports.ts) over the store. GET /v1/renewal-info reads
   // overrides that `fleetca renew-window` (another process) writes to the same file.
-  const ports = new SqliteRequestPorts(dd.store, new SqliteRenewalWindows(dd.store.db));
+  const ports = storage.requests;
   const clients = new ClientAuthenticator(ports, clock, config.admins, (p) => config.provisioners.some((c) => c.name === p && c.renewAfterExpiry));
   // Revocation publication: the feed tells CRL/OCSP publishers about every committed revocation.
-  const revocationPorts = new SqliteRevocationPorts(dd.store);
-  const revocationFeed = new RevocationFeed(revocationPorts, REVOCATION_POLL_MS, log);
+  const revocationPorts = storage.crls;
+  const revocationFeed = new RevocationFeed(storage.revocationLog, REVOCATION_POLL_MS, log);
   // (CRL and OCSP publishers are wired here.)
   // CRLs: for each issuer that answers for its certificates (the current intermediate, and older
   // ones until their last certificate expires), its full CRL and one per partition ever assigned
@@ -238,12 +272,13 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   const crlPublishersFor = async (i: Issuer): Promise<CrlPublisher[]> => {
     if (config.crl.shards > 1) await revocationPorts.registerCrlShards(i.keyIdHex, Array.from({ length: config.crl.shards }, (_, n) => n));
     return [
-      new CrlPublisher(i, null, null, revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver),
-      ...(await revocationPorts.crlShards(i.keyIdHex)).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver)),
+      new CrlPublisher(i, null, null, revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver, writerLease),
+      ...(await revocationPorts.crlShards(i.keyIdHex)).map((n) => new CrlPublisher(i, n, crlUrl(config.publicUrl, i.keyIdHex, n), revocationPorts, clock, crlCadence, log, crlQueue, metrics.crlObserver, writerLease)),
     ];
   };
   const rootCrls = roots.map((r) => new StoredRootCrl(r.keyId, revocationPorts, clock));
   const crls = new CrlDirectory((await Promise.all(lineup.answering.map(crlPublishersFor))).flat(), rootCrls, issuer.keyIdHex);
+  crlsRef = crls;
   revocationFeed.subscribe(crls.onRevocations);
   // OCSP: the issuers answer for their own certificates (RFC 6960 §4.2.2.2); the list follows
   // rotations. Pre-signed answers are re-signed at once on every revocation.
@@ -251,7 +286,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Pre-signed answers live in the database (shared by every process that serves /ocsp) and are
   // signed in the background after start-up; requests that need a fresh signature are bounded
   // per client (config ocsp.rateLimit).
-  const ocspStore = new SqliteOcspStore(dd.store.db);
+  const ocspStore = storage.ocspAnswers;
   const ocsp = new OcspResponder(ocspIssuers, ports, clock, log, {
     validityMs: config.ocsp.validity,
     store: ocspStore,
@@ -263,7 +298,18 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // Loaded (or signed) after the feed took its cursor, so a revocation committed meanwhile is
   // either in the first CRL or reported by the feed; and before any listener opens. It never
   // throws: a CRL that cannot be built is reported by /healthz and the log, not a failed start.
+  if (leases) {
+    // The leases before the first CRLs: a scope's first holder signs it, the others serve its CRL.
+    leases.track(crls.scopes());
+    await leases.start();
+  }
   await crls.start();
+  // Replicas: revocations another replica commits reach the feed at once (LISTEN), and the scopes
+  // another replica writes follow what it stored.
+  const revocationWatch = storage.watchRevocations?.(() => void revocationFeed.poll(), log) ?? null;
+  const followTimer = leases ? setInterval(() => void crls.refreshFromStore(), CRL_FOLLOW_MS) : null;
+  followTimer?.unref();
+  const presign = (): Promise<unknown> => (doesSingletonWork() ? ocspPresigner.run() : Promise.resolve());
   // Errors on every tick, for as long as they last; a warning (a root CRL due within 7 days)
   // once an hour, so a week of it stays readable.
   let lastWarnedAt = -Infinity;
@@ -299,7 +345,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   // The public listener: served here, or by `listen.publicWorkers` processes (public-workers.ts)
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
-  const operations = new SqliteOperationsPorts(dd.store);
+  const operations = storage.operations;
   const health = createHealthCheck(operations, () => ca.issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];
@@ -373,9 +419,9 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
   log.info({ url: publicUrl, ...(workerCount > 0 && { workers: workerCount }) }, "public listening");
   // The root fingerprint(s) at every start, not only the first: what hosts pin (issue 16).
   const rootFingerprints = roots.map((r) => createHash("sha256").update(r.der).digest("hex"));
-  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners, rootFingerprint: rootFingerprints.join(","), dataDir: dd.dir, publicUrl: config.publicUrl }, "fleetca ready");
+  log.info({ intermediate: issuer.keyIdHex, notAfter: issuer.info.notAfter, provisioners, rootFingerprint: rootFingerprints.join(","), dataDir: dd.dir, storage: storage.location, publicUrl: config.publicUrl }, "fleetca ready");
   // Every unexpired certificate's answer, signed in the background (it yields between batches).
-  void ocspPresigner.run();
+  void presign();
 
   // A rotation or revocation of an intermediate, written by another process: publishers and OCSP
   // for a new one first (so its first certificate has a status), then issuance switches to it and
@@ -387,6 +433,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     for (const i of next.answering) if (!crls.issuerKeyIds().includes(i.keyIdHex)) await crls.addIssuer(await crlPublishersFor(i));
     crls.setCurrent(next.current.keyIdHex);
     for (const k of crls.issuerKeyIds()) if (!next.answering.some((i) => i.keyIdHex === k)) await crls.dropIssuer(k);
+    singletonScope = { issuerKeyId: next.current.keyIdHex, shard: null };
+    leases?.track(crls.scopes());
     ocsp.setIssuers(next.answering);
     ocspPresigner.setIssuers(ocsp.issuers);
     clientCas = clientCaPems(next.answering);
@@ -400,7 +448,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       if (apiServer) installApiCredentials(apiServer, serving.current, clientCas);
       log.info({ intermediate: next.current.keyIdHex, answering: next.answering.map((i) => i.keyIdHex) }, "intermediates changed");
     }
-    void ocspPresigner.run();
+    void presign();
   };
   let following: Promise<void> | null = null;
   const followIssuers = (): Promise<void> =>
@@ -423,7 +471,7 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
     reportCrlHealth();
     // Pre-signs new certificates' answers and re-signs stored ones past half their life, then
     // refreshes the ones in memory (from the store when it can); both log their own failures.
-    await ocspPresigner.run();
+    await presign();
     await ocsp.refresh();
     try {
       const pruned = await operations.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
@@ -460,6 +508,8 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
         metricsServer ? closeServer(metricsServer) : null,
         workers?.close(),
       ]);
+      if (followTimer) clearInterval(followTimer);
+      await revocationWatch?.stop();
       await revocationFeed.stop();
       await crls.stop();
       await ocspPresigner.close();
@@ -469,9 +519,11 @@ async function run(config: FleetcaConfig, dd: OpenedDataDir, opts: DaemonOptions
       // The last tree head covers everything this run wrote: the listeners (and workers) are
       // closed, the queued commits are written, then the head is signed.
       clearInterval(treeHeadTimer);
-      await dd.store.flushCommits();
+      await storage.flushCommits();
       await treeHeads.publish();
-      dd.store.close();
+      // Handed back, so another replica takes this one's CRL scopes at once, not after the lease runs out.
+      await leases?.stop();
+      await storage.close();
       if (existsSync(statePath)) unlinkSync(statePath);
     },
   };

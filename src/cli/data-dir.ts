@@ -7,16 +7,30 @@ import { SoftKeyStore } from "../signing/soft-keystore.js";
 import { completeInterruptedRotation } from "../signing/kek-rotation.js";
 import type { GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
 import { SqliteStore } from "../storage/sqlite/sqlite-store.js";
+import type { CaStorage } from "../storage/ca-storage.js";
+import { sqliteCaStorage } from "../storage/sqlite/sqlite-ca-storage.js";
+import { FileKeyStore, type CaKeyStore } from "../signing/ca-key-store.js";
 
 export const DB_FILE = "fleetca.db";
 export const KEYS_DIR = "keys";
 export const SERVE_STATE_FILE = "serve.json";
 
-export interface OpenedDataDir {
+/**
+ * A CA opened for serving, whichever adapter keeps its state: the daemon and its workers use
+ * only this (storage ports and the key store), never an adapter's own class.
+ */
+export interface OpenedCa {
+  /** This replica's data dir: serve.json and the serve lock; with SQLite, the database and keys too. */
   dir: string;
+  storage: CaStorage;
+  caKeys: CaKeyStore;
+  kek: Kek;
+}
+
+/** A SQLite data dir, opened: OpenedCa plus the synchronous store and key files the CLI commands use. */
+export interface OpenedDataDir extends OpenedCa {
   store: SqliteStore;
   keys: SoftKeyStore;
-  kek: Kek;
 }
 
 /** True when dataDir already holds a hierarchy (a database with issuers, or key files). */
@@ -50,7 +64,7 @@ export function openDataDir(
     ...(opts.writerThread && { writerThread: opts.writerThread }),
     ...(opts.onWriterLost && { onWriterLost: opts.onWriterLost }),
   });
-  return { dir, store, keys, kek };
+  return { dir, store, keys, kek, storage: sqliteCaStorage(store, join(dir, DB_FILE)), caKeys: new FileKeyStore(keys) };
 }
 
 /**

@@ -155,7 +155,7 @@ token
       const audience = o.aud ?? signAudience(config);
       const jwt = await createBootstrapToken(
         bootstrapSettingsFor(config, prov),
-        dd.keys,
+        dd.caKeys,
         new SqliteOperationsPorts(dd.store),
         { subject: o.sub, sans: o.san, ttlMs, audience, admin: o.admin === true },
         systemClock,

@@ -5,14 +5,13 @@ import type { Secret } from "../core/secret.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { ensureBootstrapKey } from "../attestation/bootstrap.js";
 import { loadOrCreateAuditKey } from "../audit/audit-key.js";
-import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { createIntermediateCertificate, createRootCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer } from "../issuance/issuer.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
-import { dataDirInitialised, openDataDir, type OpenedDataDir } from "./data-dir.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
+import { openPgCaStorage } from "../storage/postgres/pg-ca-storage.js";
+import { dataDirInitialised, type OpenedCa } from "./data-dir.js";
+import { openCa } from "./open-ca.js";
 
 export interface InitResult {
   rootKeyId: string;
@@ -27,26 +26,46 @@ export interface InitResult {
  * and the bootstrap provisioners' keys. Refuses to touch a data dir that already has one.
  */
 export async function initHierarchy(config: FleetcaConfig, passphrase: Secret | undefined, clock: Clock): Promise<InitResult> {
-  if (dataDirInitialised(config.dataDir)) {
+  if (config.storage.type === "sqlite" && dataDirInitialised(config.dataDir)) {
     throw new OperatorError(`${config.dataDir} already holds a CA; refusing to overwrite it`);
   }
-  const dd = openDataDir(config.dataDir, passphrase, { create: true });
+  const dd = await openCa(config, passphrase, { create: true });
   try {
-    return await createHierarchy(dd, config, clock);
+    // Replicas starting together on an empty database: one makes the CA, the others find it.
+    return await dd.storage.exclusively("init", async () => {
+      if (config.storage.type === "postgres" && (await dd.storage.issuers.listIssuers()).length > 0) {
+        throw new OperatorError(`the database at ${dd.storage.location} already holds a CA; refusing to overwrite it`);
+      }
+      return createHierarchy(dd, config, clock);
+    });
   } finally {
-    dd.store.close();
+    await dd.storage.close();
   }
 }
 
-async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: Clock): Promise<InitResult> {
+/**
+ * True when the config's storage already holds a hierarchy: the data dir's (SQLite), or the
+ * database's issuers (PostgreSQL; opening it also brings its schema up to date).
+ */
+export async function caInitialised(config: FleetcaConfig): Promise<boolean> {
+  if (config.storage.type === "sqlite") return dataDirInitialised(config.dataDir);
+  const { storage } = await openPgCaStorage({ url: config.storage.url, pool: 1, ...(config.storage.passwordFile && { passwordFile: config.storage.passwordFile }) });
+  try {
+    return (await storage.issuers.listIssuers()).length > 0;
+  } finally {
+    await storage.close();
+  }
+}
+
+async function createHierarchy(dd: OpenedCa, config: FleetcaConfig, clock: Clock): Promise<InitResult> {
   const stamp = clock.now().toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
   const rootKeyName = `root-${stamp}`;
-  const rootSigner = await dd.keys.generate(rootKeyName, config.ca.keyType);
+  const rootSigner = await dd.caKeys.generate(rootKeyName, config.ca.keyType);
   const rootDer = await createRootCertificate(rootSigner, { caName: config.ca.name, validityMs: config.ca.rootValidity, clock });
   const root = await bindIssuer(rootDer, rootSigner);
 
   const intKeyName = `intermediate-${stamp}`;
-  const intSigner = await dd.keys.generate(intKeyName, config.ca.keyType);
+  const intSigner = await dd.caKeys.generate(intKeyName, config.ca.keyType);
   const intDer = await createIntermediateCertificate(root, intSigner, {
     caName: config.ca.name,
     validityMs: config.ca.intermediateValidity,
@@ -56,8 +75,8 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
   const intermediate = await bindIssuer(intDer, intSigner);
 
   const now = clock.now();
-  dd.store.db.transaction(() => {
-    dd.store.addIssuer({
+  await dd.storage.issuers.addIssuers([
+    {
       keyId: root.keyIdHex,
       role: "root",
       keyName: rootKeyName,
@@ -70,8 +89,8 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       revokedAt: null,
       revocationReason: null,
       activatedAt: null,
-    });
-    dd.store.addIssuer({
+    },
+    {
       keyId: intermediate.keyIdHex,
       role: "intermediate",
       keyName: intKeyName,
@@ -84,13 +103,13 @@ async function createHierarchy(dd: OpenedDataDir, config: FleetcaConfig, clock: 
       revokedAt: null,
       revocationReason: null,
       activatedAt: now,
-    });
-  })();
+    },
+  ]);
   // The root's CRL (empty): relying parties that check CRLs for the whole chain need one.
-  await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
-  for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.keys, new SqliteOperationsPorts(dd.store), clock);
+  await signRootCrl(root, await dd.storage.issuers.listIssuers(), dd.storage.crls, clock, config.crl.rootValidity);
+  for (const p of config.provisioners) if (p.type === "bootstrap") await ensureBootstrapKey(p.name, dd.caKeys, dd.storage.operations, clock);
   // The issuance log's own signing key (tree heads), made with the CA so the key set is complete from the start.
-  await loadOrCreateAuditKey(dd.keys, new SqliteAuditLogPort(dd.store.audit), clock);
+  await loadOrCreateAuditKey(dd.caKeys, dd.storage.audit, clock);
   return {
     rootKeyId: root.keyIdHex,
     intermediateKeyId: intermediate.keyIdHex,

@@ -8,13 +8,13 @@ import { JwtProvisioner } from "../attestation/jwt.js";
 import { DEFAULT_K8S_SANS, KubernetesProvisioner } from "../attestation/kubernetes.js";
 import type { PlatformAlgorithm } from "../attestation/platform-token.js";
 import type { Provisioner } from "../attestation/provisioner.js";
-import type { SoftKeyStore } from "../signing/soft-keystore.js";
+import type { CaKeyStore } from "../signing/ca-key-store.js";
 import type { ProvisionerKeyStore } from "../storage/ports.js";
 
 /** Builds the configured provisioners; bootstrap ones get their key created on first use. */
 export async function buildProvisioners(
   config: FleetcaConfig,
-  deps: { keys: SoftKeyStore; store: ProvisionerKeyStore; clock: Clock; log: Logger },
+  deps: { keys: CaKeyStore; store: ProvisionerKeyStore; clock: Clock; log: Logger },
 ): Promise<Provisioner[]> {
   const out: Provisioner[] = [];
   for (const p of config.provisioners) {

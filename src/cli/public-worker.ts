@@ -13,7 +13,7 @@
  * API role (sign, renew, revoke): api-worker-role.ts.
  */
 import cluster from "node:cluster";
-import { SqliteCrossCertificates, trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
+import { trustBundle } from "../storage/sqlite/sqlite-cross-certificates.js";
 import { latestTreeHeadJson } from "../audit/tree-head-view.js";
 import type { Server } from "node:http";
 import { systemClock } from "../core/clock.js";
@@ -23,8 +23,6 @@ import { passphraseFrom } from "../config/load.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { createLogger } from "../log/logger.js";
 import { LiveIssuers, type IssuerLineup } from "../issuance/live-issuers.js";
-import { SqliteInventoryPorts } from "../storage/sqlite/sqlite-inventory-ports.js";
-import { SqliteAuditLogPort } from "../storage/sqlite/sqlite-audit-log-port.js";
 import { createHealthCheck, type HealthReport } from "../api/health-check.js";
 import { closeServer, listen, splitHostPort } from "../api/listener.js";
 import { createPublicServer } from "../api/public-server.js";
@@ -33,15 +31,12 @@ import { CrlMirror } from "../revocation/crl/crl-mirror.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { SigningBudget } from "../revocation/ocsp/signing-budget.js";
 import { RevocationFeed } from "../revocation/revocation-feed.js";
-import { SqliteCrlCatalog } from "../storage/sqlite/sqlite-crl-catalog.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
-import { SqliteOcspStore } from "../storage/sqlite/sqlite-ocsp-store.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
-import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
 import { CaMetrics } from "../metrics/ca-metrics.js";
 import type { MetricsExposition } from "../metrics/metrics-exposition.js";
 import { countSignatures } from "../metrics/signature-counter.js";
-import { openDataDir } from "./data-dir.js";
+import type { OpenedCa } from "./data-dir.js";
+import type { IssuerRecord } from "../storage/ports.js";
+import { openCa } from "./open-ca.js";
 import type { FromWorker, ToWorker } from "./public-worker-protocol.js";
 
 /** How often a worker looks for new CRLs and revocations made elsewhere; SPEC allows 5 s. */
@@ -65,15 +60,16 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
   // worker that issues: a worker that only answers OCSP and CRLs stays ~2 MB smaller.
   const apiModules = start.api ? { service: await import("./api-service.js"), role: await import("./api-worker-role.js") } : null;
   // Read-only unless this worker issues: a public worker must not be able to write.
-  const dd = openDataDir(config.dataDir, passphraseFrom(config), {
+  const dd = await openCa(config, passphraseFrom(config), {
     create: false,
     readonlyStore: !start.api,
     ...(apiModules && apiModules.service.issuanceWrites(log)),
+    log,
   });
   const closers: (() => Promise<void> | void)[] = [
     async () => {
-      await dd.store.flushCommits();
-      dd.store.close();
+      await dd.storage.flushCommits();
+      await dd.storage.close();
     },
   ];
   // This worker's counters; the primary asks for them on every scrape and merges them with its own.
@@ -91,8 +87,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
   try {
     // The intermediates this worker signs with, followed as the primary follows them (a rotation
     // or `fleetca revoke-issuer` is read from the shared database, within FOLLOW_MS).
-    const inventory = new SqliteInventoryPorts(dd.store);
-    const liveIssuers = new LiveIssuers(inventory, inventory, dd.keys, clock, (s, keyIdHex) => countSignatures(s, metrics.signaturesBy(keyIdHex)));
+    const liveIssuers = new LiveIssuers(dd.storage.issuers, dd.storage.issuerLifecycle, dd.caKeys, clock, (s, keyIdHex) => countSignatures(s, metrics.signaturesBy(keyIdHex)));
     const lineup = (await liveIssuers.refresh())!;
     const roots = lineup.records.filter((i) => i.role === "root" && i.status === "active");
     const followers: Array<(l: IssuerLineup) => void | Promise<void>> = [];
@@ -111,7 +106,7 @@ async function runWorker(start: Extract<ToWorker, { t: "start" }>): Promise<{ cl
         .finally(() => (following = null)));
     const followIssuers = setInterval(() => void followNow(), FOLLOW_MS);
     closers.push(() => clearInterval(followIssuers));
-    const feed = new RevocationFeed(new SqliteRevocationPorts(dd.store), FOLLOW_MS, log);
+    const feed = new RevocationFeed(dd.storage.revocationLog, FOLLOW_MS, log);
     closers.push(() => feed.stop());
     process.on("message", (m: ToWorker) => {
       if (m.t === "revocations") void feed.poll();
@@ -156,9 +151,9 @@ async function startPublicRole(
   role: { port: number; workers: number },
   p: {
     config: FleetcaConfig;
-    dd: ReturnType<typeof openDataDir>;
+    dd: OpenedCa;
     lineup: IssuerLineup;
-    roots: ReturnType<ReturnType<typeof openDataDir>["store"]["listIssuers"]>;
+    roots: IssuerRecord[];
     feed: RevocationFeed;
     clock: typeof systemClock;
     log: ReturnType<typeof createLogger>;
@@ -175,9 +170,9 @@ async function startPublicRole(
     burst: Math.max(1, Math.ceil(share(config.ocsp.rateLimit.burst))),
     totalPerSecond: share(config.ocsp.rateLimit.totalPerSecond),
   });
-  const ocsp = new OcspResponder([...p.lineup.answering], new SqliteRequestPorts(dd.store), clock, log, {
+  const ocsp = new OcspResponder([...p.lineup.answering], dd.storage.requests, clock, log, {
     validityMs: config.ocsp.validity,
-    store: new SqliteOcspStore(dd.store.db),
+    store: dd.storage.ocspAnswers,
     shareSigned: false,
     budget,
     // One worker per core: a request's signature is made on its own thread (OcspResponderOptions).
@@ -185,7 +180,7 @@ async function startPublicRole(
   });
   feed.subscribe((events) => ocsp.onRevocations(events));
   const keyIds = (l: IssuerLineup) => l.answering.map((i) => i.keyIdHex);
-  const crls = new CrlMirror(new SqliteCrlCatalog(dd.store.db), keyIds(p.lineup), roots.map((r) => r.keyId), current.keyIdHex, log, {
+  const crls = new CrlMirror(dd.storage.crlCatalog, keyIds(p.lineup), roots.map((r) => r.keyId), current.keyIdHex, log, {
     streamAbove: config.crl.streamAbove,
   });
   await crls.refresh();
@@ -239,18 +234,16 @@ async function startPublicRole(
   });
 
   const limits = connectionLimitsOf(config.listen, "public");
-  const crossCertificates = new SqliteCrossCertificates(dd.store.db);
-  const issuers = new SqliteInventoryPorts(dd.store);
-  const auditLog = new SqliteAuditLogPort(dd.store.audit);
+  const storage = dd.storage;
   const server: Server = createPublicServer({
     ocsp,
     crls,
     sources: {
       // Read per request, as the primary serves it: a root rotation shows at once.
-      roots: async () => trustBundle(await issuers.listIssuers(), crossCertificates.all(), clock.now()),
+      roots: async () => trustBundle(await storage.issuers.listIssuers(), await storage.crossCertificates.allCrossCertificates(), clock.now()),
       intermediate: () => current.der,
-      health: createHealthCheck(new SqliteOperationsPorts(dd.store), () => current, clock, primaryHealth),
-      auditTreeHead: () => latestTreeHeadJson(auditLog),
+      health: createHealthCheck(storage.operations, () => current, clock, primaryHealth),
+      auditTreeHead: () => latestTreeHeadJson(storage.audit),
     },
     clock,
     log,

@@ -44,7 +44,7 @@ export class LiveIssuers {
   constructor(
     private readonly catalog: IssuerCatalog,
     private readonly lifecycle: Pick<IssuerLifecycleStore, "lastCertificateExpiry">,
-    private readonly keys: { load(keyName: string): Signer },
+    private readonly keys: { load(keyName: string): Promise<Signer> },
     private readonly clock: Clock,
     private readonly wrapSigner: (s: Signer, keyIdHex: string) => Signer = (s) => s,
   ) {}
@@ -89,7 +89,7 @@ export class LiveIssuers {
   }
 
   async #bind(r: IssuerRecord): Promise<Issuer> {
-    const issuer = await bindIssuer(r.der, this.wrapSigner(this.keys.load(r.keyName), r.keyId));
+    const issuer = await bindIssuer(r.der, this.wrapSigner(await this.keys.load(r.keyName), r.keyId));
     this.#bound.set(r.keyId, issuer);
     return issuer;
   }

@@ -1,6 +1,4 @@
 import {
-  createPrivateKey,
-  createPublicKey,
   generateKeyPair,
   createSign,
   sign as cryptoSign,

@@ -721,14 +721,13 @@ CREATE TABLE crl_leases (
   },
   {
     version: 15,
-    name: "CA keys and KEK parameters in the database; leases of singleton work",
+    name: "CA keys and KEK parameters in the database",
     // A PostgreSQL deployment keeps what every replica needs in the database, so replicas share
     // no filesystem (issue 17): the wrapped CA keys (the same texts as SQLite's keys/*.key.json,
     // still wrapped: the KEK itself is derived from the passphrase and is never stored) and the
     // KEK's scrypt parameters (kek.json: salt and check value, no secret). A SQLite CA keeps
     // both in its data dir as before and leaves these tables empty; `fleetca migrate-store`
-    // copies the files into them. leases: work one replica does at a time that is not a CRL
-    // scope (signing tree heads), as crl_leases (v14).
+    // copies the files into them.
     sqlite: `
 CREATE TABLE ca_keys (
   name        TEXT PRIMARY KEY,
@@ -739,11 +738,6 @@ CREATE TABLE kek_params (
   version     INTEGER PRIMARY KEY CHECK (version >= 1),
   params      TEXT NOT NULL,                     -- kek.json's text (signing/kek.ts)
   created_at  INTEGER NOT NULL
-) STRICT;
-CREATE TABLE leases (
-  name          TEXT PRIMARY KEY,
-  holder        TEXT NOT NULL,
-  leased_until  INTEGER NOT NULL                 -- unix ms
 ) STRICT;
 `,
     postgres: `
@@ -756,11 +750,6 @@ CREATE TABLE kek_params (
   version     BIGINT PRIMARY KEY CHECK (version >= 1),
   params      TEXT COLLATE "C" NOT NULL,
   created_at  BIGINT NOT NULL
-);
-CREATE TABLE leases (
-  name          TEXT COLLATE "C" PRIMARY KEY,
-  holder        TEXT COLLATE "C" NOT NULL,
-  leased_until  BIGINT NOT NULL
 );
 `,
   },

@@ -290,6 +290,8 @@ export interface IssuerStore {
   /** Every issuer row, roots included, oldest first. */
   listIssuers(): Promise<IssuerRecord[]>;
   addIssuer(r: IssuerRecord): Promise<void>;
+  /** Adds them all in one transaction, or none (init: a root without its intermediate is no CA). */
+  addIssuers(rs: readonly IssuerRecord[]): Promise<void>;
 }
 
 export interface InventoryQuery {

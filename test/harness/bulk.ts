@@ -77,7 +77,7 @@ export async function mintTokens(ws: CaWorkspace, audience: string, n: number, s
     for (let i = 0; i < n; i++) {
       const t = await createBootstrapToken(
         { name: "bootstrap", maxTokenTtlMs: 3600_000, leewayMs: 60_000 },
-        dd.keys,
+        dd.caKeys,
         new SqliteOperationsPorts(dd.store),
         { subject: `host-${i}`, sans: sans(i), ttlMs: 3000_000, audience },
         clock,

@@ -6,13 +6,13 @@ import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { FLEETCA_BIN } from "./paths.js";
 import { loadConfig, passphraseFrom } from "../../src/config/load.js";
-import { openDataDir, type OpenedDataDir } from "../../src/cli/data-dir.js";
+import type { OpenedCa } from "../../src/cli/data-dir.js";
+import { openCa } from "../../src/cli/open-ca.js";
 import { signAudience } from "../../src/cli/token-audience.js";
 import { bootstrapSettingsFor } from "../../src/cli/provisioners.js";
 import { createBootstrapToken } from "../../src/attestation/bootstrap.js";
 import { parseDuration } from "../../src/core/duration.js";
 import { systemClock } from "../../src/core/clock.js";
-import { SqliteOperationsPorts } from "../../src/storage/sqlite/sqlite-operations-ports.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -84,21 +84,27 @@ export class CaWorkspace {
     // The data directory is opened (the KEK derived) once per workspace and passphrase.
     const pass = this.env.FLEETCA_PASSPHRASE ?? "";
     if (!this.#opened || this.#opened.pass !== pass || this.#opened.dir !== config.dataDir) {
-      this.#opened?.dd.store.close();
-      this.#opened = { pass, dir: config.dataDir, dd: openDataDir(config.dataDir, passphraseFrom(config, this.env), { create: false }) };
+      this.#closeOpened();
+      // One open shared by concurrent callers (a promise), whichever storage the config names.
+      this.#opened = { pass, dir: config.dataDir, dd: openCa(config, passphraseFrom(config, this.env), { create: false }) };
     }
-    const { dd } = this.#opened;
+    const dd = await this.#opened.dd;
     const jwt = await createBootstrapToken(
       bootstrapSettingsFor(config, prov),
-      dd.keys,
-      new SqliteOperationsPorts(dd.store),
+      dd.caKeys,
+      dd.storage.operations,
       { subject: sub, sans, ttlMs: parseDuration(opt("--ttl") ?? "5m"), audience: opt("--aud") ?? signAudience(config), admin },
       systemClock,
     );
     return jwt.reveal();
   }
 
-  #opened: { pass: string; dir: string; dd: OpenedDataDir } | null = null;
+  #opened: { pass: string; dir: string; dd: Promise<OpenedCa> } | null = null;
+
+  #closeOpened(): void {
+    void this.#opened?.dd.then((dd) => dd.storage.close()).catch(() => {});
+    this.#opened = null;
+  }
 
   /** Row counts of every table a request could write to. */
   rowCounts(): Record<string, number> {
@@ -120,8 +126,7 @@ export class CaWorkspace {
   }
 
   remove(): void {
-    this.#opened?.dd.store.close();
-    this.#opened = null;
+    this.#closeOpened();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-import type { RevocationEvent } from "../../storage/ports.js";
+import type { CrlScope, RevocationEvent } from "../../storage/ports.js";
 import type { CrlPublisher, PublishedCrl } from "./crl-publisher.js";
 import type { StoredRootCrl } from "./root-crl.js";
 
@@ -133,6 +133,21 @@ export class CrlDirectory {
    */
   async refreshRoots(): Promise<void> {
     await Promise.all([...this.#roots.values()].map((r) => r.refresh()));
+  }
+
+  /** Every scope (issuer and shard) a publisher keeps: what the replicas' CRL leases are over. */
+  scopes(): CrlScope[] {
+    return this.#publishers.map((p) => p.scope);
+  }
+
+  /** Replicas: the scopes another replica writes follow what it stored (each second or so). */
+  async refreshFromStore(): Promise<void> {
+    await Promise.all(this.#publishers.map((p) => p.refreshFromStore().catch(() => {})));
+  }
+
+  /** The publisher of a scope, if any (a lease just gained: publish now if due). */
+  publisherOf(scope: CrlScope): CrlPublisher | undefined {
+    return this.#byScope.get(scopeKey(scope.issuerKeyId, scope.shard));
   }
 
   /** The periodic job (daemon tick). */

@@ -32,6 +32,17 @@ export interface CrlPublicationObserver {
   serving(scope: CrlScope, entries: number): void;
 }
 
+/**
+ * Replicas sharing one database (issue 17): one writer per CRL scope, the holder of its lease
+ * (cluster/lease-keeper.ts); the others serve the latest CRL the holder stored.
+ */
+export interface CrlWriterLease {
+  /** True while this process holds the scope's lease. */
+  holds(scope: CrlScope): boolean;
+  /** saveCrl fenced by the lease (CrlLeases.saveCrlAsHolder): refused once another replica holds it. */
+  save(s: StoredCrl): Promise<boolean>;
+}
+
 /** How long start-up waits for a CRL being rebuilt before it serves the stored one meanwhile. */
 const START_WAIT_MS = 5_000;
 
@@ -90,6 +101,8 @@ export class CrlPublisher {
     private readonly log: Logger,
     private readonly queue: CrlBuildQueue = new CrlBuildQueue(),
     private readonly observer?: CrlPublicationObserver,
+    /** Absent: this process is the only writer (SQLite). */
+    private readonly lease?: CrlWriterLease,
   ) {
     if (!(cadence.intervalMs > 0) || cadence.debounceMs < 0) throw new Error("invalid CRL cadence");
     // A CRL must be replaced before it expires, or relying parties that hard-fail see none valid.
@@ -124,6 +137,11 @@ export class CrlPublisher {
    * (problems(), the log), not a reason for the daemon not to start.
    */
   async start(): Promise<void> {
+    if (this.lease && !this.lease.holds(this.scope)) {
+      // Another replica writes this scope: serve what it stored (none yet: it is being signed).
+      await this.refreshFromStore().catch(() => {});
+      return;
+    }
     let state: StoredCrl | null = null;
     let why: string | null;
     try {
@@ -161,9 +179,27 @@ export class CrlPublisher {
     }, this.cadence.debounceMs);
   }
 
+  /**
+   * A scope another replica writes (it holds the lease): serve the latest CRL it stored, read only
+   * when its number is above the one served. Called every second or so; a no-op for the writer.
+   */
+  async refreshFromStore(): Promise<void> {
+    if (!this.lease || this.lease.holds(this.scope) || this.#stopped) return;
+    const summary = await this.store.crlSummaryOf(this.scope);
+    if (!summary || summary.crlNumber <= (this.#current?.crlNumber ?? 0)) return;
+    const state = await this.store.getCrl(this.scope);
+    if (!state || state.crlNumber <= (this.#current?.crlNumber ?? 0)) return;
+    this.#current = publishedFrom(state);
+    this.#lastEntries = state.entries;
+    this.#dirty = false;
+    this.#failure = null;
+    this.observer?.serving(this.scope, state.entries);
+  }
+
   /** The periodic job: re-signs when the interval has passed, or when an earlier attempt left work. */
   async regenerateIfDue(): Promise<void> {
     if (this.#running) return;
+    if (this.lease && !this.lease.holds(this.scope)) return this.refreshFromStore().catch(() => {});
     const why = this.#whyDue();
     if (why) await this.regenerate(why).catch(() => {});
   }
@@ -241,6 +277,12 @@ export class CrlPublisher {
   }
 
   async #regenerateNow(why: string): Promise<PublishedCrl> {
+    if (this.lease && !this.lease.holds(this.scope)) {
+      // Not ours to sign: the holder publishes (a revocation reached it too); serve its CRL.
+      await this.refreshFromStore();
+      if (!this.#current) throw new Error("no CRL stored yet; the replica holding this scope's lease signs it");
+      return this.#current;
+    }
     const started = performance.now();
     // UTCTime / GeneralizedTime carry whole seconds (RFC 5280 §5.1.2.4): truncate first, so
     // the store, Last-Modified and the signed bytes all say the same instant.
@@ -265,8 +307,12 @@ export class CrlPublisher {
           Math.max(stored?.entries ?? 0, this.#lastEntries),
         );
         const state: StoredCrl = { ...this.scope, crlNumber, thisUpdate, nextUpdate, entries: built.entries, revocationSeq, der: built.der };
-        // Store before hand-out: the guarded write fails if this number was already used.
-        if (!(await this.store.saveCrl(state))) continue;
+        // Store before hand-out: the guarded write fails if this number was already used, or
+        // (replicas) if this process no longer holds the scope's lease.
+        if (!(await (this.lease ? this.lease.save(state) : this.store.saveCrl(state)))) {
+          if (this.lease && !this.lease.holds(this.scope)) return this.#regenerateNow(why);
+          continue;
+        }
         this.#current = publishedFrom(state);
         this.#lastEntries = built.entries;
         this.#failure = null;

@@ -1,3 +1,4 @@
+import { CaError } from "../../core/errors.js";
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
@@ -182,7 +183,18 @@ export class OcspResponder {
         }
         return answerOf(e, "presigned");
       }
-      if (!this.#budget || this.#budget.take(client)) return await this.#signNow(certIds, issuer, nonce);
+      if (!this.#budget || this.#budget.take(client)) {
+        try {
+          return await this.#signNow(certIds, issuer, nonce);
+        } catch (err) {
+          // The status cannot be read now (the database is down): a single CertID still gets the
+          // answer held in memory, its nonce ignored as RFC 6960 §4.4.1 allows; better than none.
+          const held = certIds.length === 1 ? this.#heldAnswer(certIds[0]!) : undefined;
+          if (!held) throw err;
+          this.log.warn({ err: (err as Error).message, serial: certIds[0]!.serial }, "OCSP status unreadable; serving the pre-signed answer held in memory, without the nonce");
+          return { ...answerOf(held, "presigned"), freshness: null };
+        }
+      }
       // Over this client's budget. RFC 6960 §4.4.1 lets a responder ignore the nonce: a single
       // CertID gets its pre-signed answer (no signature); several CertIDs are to be asked again later.
       if (certIds.length > 1) return failure("tryLater");
@@ -190,9 +202,20 @@ export class OcspResponder {
       if (typeof e === "string") return failure(e);
       return { ...answerOf(e, "presigned"), freshness: null };
     } catch (err) {
+      // The store unreachable is temporary: tryLater (RFC 6960 §2.3) tells the client to ask again.
+      if (err instanceof CaError && err.code === "unavailable") {
+        this.log.warn({ err: err.message }, "OCSP status unreadable: the database is unavailable; answering tryLater");
+        return failure("tryLater");
+      }
       this.log.error({ err }, "OCSP response could not be produced");
       return failure("internalError");
     }
+  }
+
+  /** The pre-signed answer held in memory for a CertID, while it is still valid. */
+  #heldAnswer(q: CertIdQuery): PresignedResponse | undefined {
+    const e = this.#cache.get(certIdKey(q));
+    return e && !e.retired && this.clock.now() < e.nextUpdate ? e : undefined;
   }
 
   /**

@@ -36,23 +36,28 @@ const typeParsers = {
 } as pg.CustomTypesConfig;
 
 /**
+ * Where and as whom to connect: the URL, and the password from storage.passwordFile when there
+ * is one (read at each call: a rotated password is picked up by the next connection made).
+ */
+export function pgConnection(s: PgSettings): { connectionString: string; password?: string } {
+  if (s.passwordFile === undefined) return { connectionString: s.url };
+  try {
+    const password = readFileSync(s.passwordFile, "utf8").split(/\r?\n/, 1)[0]!;
+    return { connectionString: s.url, password };
+  } catch (err) {
+    throw new OperatorError(`storage.passwordFile ${s.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? "unreadable"}`);
+  }
+}
+
+/**
  * Opens the connection pool the PostgreSQL adapter runs on. Connecting is lazy (the first query),
  * so a database that is down makes queries fail with "unavailable", not the open. An idle client's
  * error (the server restarted, a failover) is caught here: node-postgres emits it on the pool, and
  * an unhandled 'error' event would end the process; the next query simply gets a new connection.
  */
 export function openPgPool(s: PgSettings, onIdleError?: (err: Error) => void): pg.Pool {
-  let password: string | undefined;
-  if (s.passwordFile !== undefined) {
-    try {
-      password = readFileSync(s.passwordFile, "utf8").split(/\r?\n/, 1)[0];
-    } catch (err) {
-      throw new OperatorError(`storage.passwordFile ${s.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? "unreadable"}`);
-    }
-  }
   const pool = new pg.Pool({
-    connectionString: s.url,
-    ...(password !== undefined && { password }),
+    ...pgConnection(s),
     max: s.pool ?? 10,
     types: typeParsers,
     // A connection attempt to a database that is down gives up rather than hang a request.

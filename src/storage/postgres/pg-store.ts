@@ -213,12 +213,20 @@ export class PgStore
   }
 
   async addIssuer(r: IssuerRecord): Promise<void> {
-    await query(
-      this.pool,
-      `INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at, activated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [r.keyId, r.role, r.keyName, r.parentKeyId, bytea(r.der), r.notBefore.getTime(), r.notAfter.getTime(), r.status, r.createdAt.getTime(), r.activatedAt?.getTime() ?? null],
-    );
+    await this.addIssuers([r]);
+  }
+
+  async addIssuers(rs: readonly IssuerRecord[]): Promise<void> {
+    await storeTransaction(this.pool, async (client) => {
+      for (const r of rs) {
+        await client.query(
+          `INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at, activated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [r.keyId, r.role, r.keyName, r.parentKeyId, bytea(r.der), r.notBefore.getTime(), r.notAfter.getTime(), r.status, r.createdAt.getTime(), r.activatedAt?.getTime() ?? null],
+        );
+      }
+      return { result: undefined, commit: true };
+    });
   }
 
   // --- InventoryStore ---

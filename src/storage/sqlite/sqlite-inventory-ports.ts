@@ -32,6 +32,12 @@ export class SqliteInventoryPorts implements IssuerStore, IssuerLifecycleStore, 
     this.#store.addIssuer(r);
   }
 
+  async addIssuers(rs: readonly IssuerRecord[]): Promise<void> {
+    this.#store.db.transaction(() => {
+      for (const r of rs) this.#store.addIssuer(r);
+    })();
+  }
+
   // --- IssuerLifecycleStore ---
 
   async activateIntermediate(keyId: string, at: Date): Promise<boolean> {

@@ -15,10 +15,10 @@ import { httpsRequest, type HttpAnswer, type SignAnswer } from "../agent/ca-clie
 import { LEAF_KEY_TYPES, makeKeyAndCsr, type LeafKeyType } from "../agent/csr.js";
 import { describeCertificate } from "../x509/certificate-info.js";
 import { fromSinglePem, toPem } from "../x509/pem.js";
-import { DB_FILE, openDataDir, openInventory } from "./data-dir.js";
+import { DB_FILE, openInventory } from "./data-dir.js";
+import { openCa } from "./open-ca.js";
 import { bootstrapSettingsFor } from "./provisioners.js";
 import { signAudience } from "./token-audience.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 
 /** What `fleetca certificate` takes besides NAME (commander's parsed options). */
 export interface CertificateOptions {
@@ -183,17 +183,17 @@ async function mintToken(config: FleetcaConfig, name: string, sans: string[], o:
     audience = `${o.ca.replace(/\/+$/, "")}/v1/sign`;
   }
   const settings = bootstrapSettingsFor(config, prov);
-  const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+  const dd = await openCa(config, passphraseFrom(config), { create: false });
   try {
     return await createBootstrapToken(
       settings,
       dd.caKeys,
-      new SqliteOperationsPorts(dd.store),
+      dd.storage.operations,
       { subject: name, sans, ttlMs: Math.min(MINTED_TOKEN_TTL_MS, settings.maxTokenTtlMs), audience, admin: false },
       clock,
     );
   } finally {
-    dd.store.close();
+    await dd.storage.close();
   }
 }
 

@@ -15,6 +15,7 @@ import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { bindIssuer } from "../issuance/issuer.js";
 import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
+import { openCa } from "./open-ca.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { registerAuditCommands } from "./audit-commands.js";
@@ -54,10 +55,14 @@ let configRead: { source: string | null } | undefined;
  * and no publicUrl, certificates made offline (init, rotations) name the running daemon's bound
  * public URL, as tokens name its bound API URL (token-audience.ts).
  */
-function load(path: string | undefined): LoadedConfig {
+function load(path: string | undefined, sqliteOnly?: string): LoadedConfig {
   const loaded = loadConfig(path);
   configRead = loaded;
   const { config } = loaded;
+  if (sqliteOnly !== undefined && config.storage.type === "postgres") {
+    // Said plainly rather than run against the data dir's (absent or stale) SQLite file.
+    throw new OperatorError(`fleetca ${sqliteOnly} does not support storage type postgres yet; ${sqliteOnly === "revoke" ? "revoke over the API (POST /v1/revoke with an admin client certificate)" : "the replicas' API and `fleetca token create` do"}`);
+  }
   if (config.publicUrlSource === "listen.public" && config.listen.public.endsWith(":0")) {
     const running = liveServeState(config.dataDir);
     if (running) config.publicUrl = running.publicUrl;
@@ -149,14 +154,14 @@ token
     const bootstrap = config.provisioners.flatMap((p) => (p.type === "bootstrap" ? [p] : []));
     const prov = o.provisioner ? bootstrap.find((p) => p.name === o.provisioner) : bootstrap[0];
     if (!prov) throw new OperatorError(o.provisioner ? `no bootstrap provisioner named ${o.provisioner}` : "no bootstrap provisioner configured");
-    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
+    const dd = await openCa(config, passphraseFrom(config), { create: false });
     try {
       const ttlMs = durationArg("--ttl")(o.ttl);
       const audience = o.aud ?? signAudience(config);
       const jwt = await createBootstrapToken(
         bootstrapSettingsFor(config, prov),
         dd.caKeys,
-        new SqliteOperationsPorts(dd.store),
+        dd.storage.operations,
         { subject: o.sub, sans: o.san, ttlMs, audience, admin: o.admin === true },
         systemClock,
       );
@@ -166,7 +171,7 @@ token
         process.stdout.write(`${JSON.stringify({ token: jwt.reveal(), subject: o.sub, sans: o.san, audience, provisioner: prov.name, admin: o.admin === true, expiresAt })}\n`);
       } else process.stdout.write(jwt.reveal() + "\n");
     } finally {
-      dd.store.close();
+      await dd.storage.close();
     }
   });
 
@@ -186,7 +191,7 @@ program
   .option("--json", "one JSON object: serial, notAfter, sans, files")
   .addOption(configOption())
   .action(async (name: string, o: CertificateOptions & { config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "certificate");
     process.stdout.write(await certificateCommand(config, name, o, systemClock));
   });
 
@@ -199,7 +204,7 @@ program
   .option("--json", "one JSON array with full records")
   .addOption(configOption())
   .action((o: { expiring?: string; revoked?: boolean; all?: boolean; json?: boolean; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "list");
     const now = systemClock.now();
     const store = openInventory(config.dataDir);
     try {
@@ -232,7 +237,7 @@ program
   .option("--json", "one JSON object")
   .addOption(configOption())
   .action(async (serial: string, o: { reason?: string; json?: boolean; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "revoke");
     let reason: RevocationReason;
     try {
       reason = parseRevocationReason(o.reason);
@@ -261,7 +266,7 @@ program
   .requiredOption("--by <duration>", "renew within this long from now (at least 1m), e.g. 1h")
   .addOption(configOption())
   .action(async (o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "renew-window");
     const byMs = durationArg("--by")(o.by);
     const store = openDatabase(config.dataDir);
     try {
@@ -286,7 +291,7 @@ rotate
   .option("--new-passphrase-file <file>", "file holding the new passphrase (mode 0600); default: $FLEETCA_NEW_PASSPHRASE")
   .addOption(configOption())
   .action((o: { newPassphraseFile?: string; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "rotate kek");
     process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
   });
 rotate
@@ -294,7 +299,7 @@ rotate
   .description("new root key and certificate, cross-signed by the current root; /roots.pem serves both until `fleetca retire root` (unwraps the root key: needs the passphrase)")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "rotate root");
     const r = await rotateRoot(config, passphraseFrom(config), systemClock);
     process.stdout.write(
       [
@@ -313,7 +318,7 @@ program
   .argument("<keyid>", "the root's key id")
   .addOption(configOption())
   .action((keyId: string, o: { config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "retire root");
     const r = retireRoot(config, keyId, systemClock);
     process.stdout.write(`retired root ${r.retired}; trusted roots now: ${r.remaining.join(", ")}\n`);
   });
@@ -324,7 +329,7 @@ rotate
   .option("--migrate-within <duration>", "the old intermediate's certificates are due for renewal within this long (at least 1m)", "24h")
   .addOption(configOption())
   .action(async (o: { migrateWithin: string; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "rotate intermediate");
     const migrateWithinMs = o.migrateWithin === undefined ? DEFAULT_MIGRATE_WITHIN_MS : durationArg("--migrate-within")(o.migrateWithin);
     if (migrateWithinMs < MIN_PULL_MS) throw new OperatorError("--migrate-within: must be at least 1m, so the fleet's renewals spread over the window");
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
@@ -353,7 +358,7 @@ program
   .requiredOption("--reason <reason>", `RFC 5280 reason: ${ISSUER_REVOCATION_REASONS.join(", ")} (or its code)`)
   .addOption(configOption())
   .action(async (keyId: string, o: { reason: string; config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "revoke-issuer");
     let reason: number;
     try {
       reason = parseIssuerRevocationReason(o.reason);
@@ -389,7 +394,7 @@ crl
   .description("re-sign each active root's CRL (unwraps the root key: needs the passphrase); the daemon serves it within a minute")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = load(o.config);
+    const { config } = load(o.config, "crl sign-root");
     const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
     try {
       const issuers = dd.store.listIssuers();
@@ -412,7 +417,8 @@ program
   .option("--json", "one JSON object")
   .option("--health", "only whether the running daemon answers /healthz with 200: exit 0, else 1 (a container's health check)")
   .action(async (o: { config?: string; json?: boolean; health?: boolean }) => {
-    const { config, source } = load(o.config);
+    // --health reads only this replica's serve.json and /healthz: it works whatever the storage.
+    const { config, source } = load(o.config, o.health ? undefined : "status");
     if (o.health) {
       const d = await daemonState(config.dataDir);
       const healthy = d.running && d.healthz.startsWith("200 ");
@@ -424,7 +430,7 @@ program
     process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : formatStatus(s));
   });
 
-registerAuditCommands(program, configOption, load);
+registerAuditCommands(program, configOption, (path) => load(path, "audit"));
 
 async function main(): Promise<void> {
   try {

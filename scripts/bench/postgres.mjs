@@ -134,14 +134,17 @@ export async function startBenchPostgres(ctx, label) {
  * commits each fsync carried. One connection of its own; its queries are a few per 100 ms.
  *
  * Returns { endWindow() → { samples, busyPerSample, waits: [[event, share of busy samples]] },
- * totals() → { commits, walSyncs } }. Call totals() after the daemons have stopped: a backend
+ * totals() → { commits, walSyncs }, close() }. Call totals() after the daemons have stopped: a backend
  * sends its counters to the statistics system at most once a second while busy and up to 10 s
  * after it went idle (PostgreSQL 15+), but always when it exits. The watcher's own queries are
  * not counted in commits.
  */
 async function watchDatabase(url) {
   const c = new pg.Client({ connectionString: url });
+  // Should the job fail mid-window and the server be stopped under it: an error to ignore, not a crash of the harness.
+  c.on("error", () => {});
   await c.connect();
+  let ended = false;
   let own = 0;
   const query = (text) => {
     own++;
@@ -154,6 +157,7 @@ async function watchDatabase(url) {
   let samples = 0;
   let busy = 0;
   let stopped = false;
+  // A failed sample (the server gone under a failing job) ends the sampling; never an unhandled rejection.
   const loop = (async () => {
     while (!stopped) {
       const { rows } = await query(
@@ -167,7 +171,7 @@ async function watchDatabase(url) {
       }
       await sleep(100);
     }
-  })();
+  })().catch(() => {});
   return {
     async endWindow() {
       stopped = true;
@@ -186,8 +190,16 @@ async function watchDatabase(url) {
       await query("SELECT pg_stat_force_next_flush()").catch(() => {});
       const ours = own;
       const after = await counters();
+      ended = true;
       await c.end();
       return { commits: Number(after.commits) - Number(before.commits) - ours, walSyncs: Number(after.syncs) - Number(before.syncs) };
+    },
+    /** Ends the watcher's connection if totals() did not (a job that failed before it). */
+    async close() {
+      stopped = true;
+      await loop;
+      if (!ended) await c.end().catch(() => {});
+      ended = true;
     },
   };
 }

@@ -32,6 +32,7 @@ function signPgJob({ name, replicas, prefix }) {
       const platform = benchPlatform(dir);
       const db = await startBenchPostgres(ctx, name);
       const daemons = [];
+      let watcher = null;
       try {
         const passphrase = randomBytes(18).toString("base64url");
         const config = [platform.provisionersLine, `storage: { type: postgres, url: "${db.url}" }`, `publicUrl: ${PUBLIC_URL}`, `apiUrl: ${API_URL}`];
@@ -44,7 +45,6 @@ function signPgJob({ name, replicas, prefix }) {
           daemons.push(await ctx.startDaemon(rdir, { extraConfig: config }));
         }
         const roots = await fetchRoots(dir, daemons[0]);
-        let watcher = null;
         let pgCpu = null;
         const during = async () => {
           watcher = await db.watch();
@@ -72,6 +72,7 @@ function signPgJob({ name, replicas, prefix }) {
             `busy sessions ${round(m.during.busyPerSample, 1)} on average: ${waits}; ${totals?.commits} commits, ${totals?.walSyncs} WAL flushes${perSync}`,
         };
       } finally {
+        await watcher?.close();
         for (const d of daemons) await d.stop();
         await db.stop();
       }

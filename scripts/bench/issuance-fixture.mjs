@@ -19,12 +19,21 @@ const BODIES = join(import.meta.dirname, "sign-bodies.mjs");
 export const BODIES_PER_S = 4_000;
 
 /**
- * A fresh daemon for an issuance job: its own temp dataDir and an ES256 platform key (0600 in
- * that dir) whose public half is the JWKS of a `jwt` provisioner `bench-jwt` (aud
- * BENCH_AUDIENCE, SANs `{sub}.bench.internal`); the bootstrap provisioner stays configured.
+ * A fresh daemon for an issuance job: its own temp dataDir and the bench platform (benchPlatform).
  */
 export async function startIssuanceDaemon(ctx, label) {
   const dir = ctx.tempDir(label);
+  const platform = benchPlatform(dir);
+  const daemon = await ctx.startDaemon(dir, { extraConfig: [platform.provisionersLine] });
+  return { dir, daemon, jwtKey: platform.jwtKey, ...(await fetchRoots(dir, daemon)) };
+}
+
+/**
+ * The bench platform in `dir`: an ES256 platform key (0600) whose public half is the JWKS of a
+ * `jwt` provisioner `bench-jwt` (aud BENCH_AUDIENCE, SANs `{sub}.bench.internal`); the bootstrap
+ * provisioner stays configured. Returns { jwtKey (its path), provisionersLine (config YAML) }.
+ */
+export function benchPlatform(dir) {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const jwtKey = join(dir, "platform-key.pem");
   writeFileSync(jwtKey, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
@@ -34,10 +43,14 @@ export async function startIssuanceDaemon(ctx, label) {
     { name: "bootstrap", type: "bootstrap" },
     { name: "bench-jwt", type: "jwt", issuer: BENCH_ISSUER, audience: BENCH_AUDIENCE, jwks: { file: jwks }, algorithms: ["ES256"], sans: { dns: ["{sub}.bench.internal"] } },
   ];
-  const daemon = await ctx.startDaemon(dir, { extraConfig: [`provisioners: ${JSON.stringify(provisioners)}`] });
+  return { jwtKey, provisionersLine: `provisioners: ${JSON.stringify(provisioners)}` };
+}
+
+/** The daemon's /roots.pem, also written to `dir`/roots.pem (for `openssl verify`): { roots, rootsFile }. */
+export async function fetchRoots(dir, daemon) {
   const roots = await fetchText(`${daemon.publicUrl}/roots.pem`);
   writeFileSync(join(dir, "roots.pem"), roots);
-  return { dir, daemon, roots, rootsFile: join(dir, "roots.pem"), jwtKey };
+  return { roots, rootsFile: join(dir, "roots.pem") };
 }
 
 /**

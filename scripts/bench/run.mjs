@@ -92,6 +92,12 @@ async function main() {
     // A job with an absolute target (no peer to divide by) says where it stands in the same column.
     const own = job.target && ours.status === "ok" ? job.target(ours.figures) : "";
     if (own) row.ratio = row.ratio ? `${row.ratio}, ${own}` : own;
+    // Ratios to another job's figure of this same run (sign_pg_* over sign_16: one machine, one load).
+    for (const r of job.inRunRatios ?? []) {
+      results[r.key] = ratio(results[r.ours], results[r.base]);
+      const text = results[r.key] === null ? "" : `${results[r.key]} ${r.label}`;
+      if (text) row.ratio = row.ratio ? `${row.ratio}, ${text}` : text;
+    }
     row.notes = `${Math.round((Date.now() - t0) / 1000)} s`;
     rows.push(row);
   }

@@ -14,13 +14,17 @@ function have(bin) {
 export function ensureTools(bins) {
   const missing = bins.filter((b) => !have(b));
   if (missing.length === 0) return;
-  const pkgs = [...new Set(missing.map((b) => PACKAGES[b] ?? b))];
+  aptInstall([...new Set(missing.map((b) => PACKAGES[b] ?? b))], missing);
+  const still = missing.filter((b) => !have(b));
+  if (still.length) throw new Error(`still missing after install: ${still.join(", ")}`);
+}
+
+/** `apt-get install` of Debian packages, saying which and why; throws when apt-get fails. */
+export function aptInstall(pkgs, missing) {
   console.log(`bench: installing ${pkgs.join(", ")} (missing: ${missing.join(", ")})`);
   const r = spawnSync("sh", ["-c", `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs.join(" ")}`], {
     stdio: "inherit",
     timeout: 300_000,
   });
   if (r.status !== 0) throw new Error(`apt-get install ${pkgs.join(" ")} failed (exit ${r.status})`);
-  const still = missing.filter((b) => !have(b));
-  if (still.length) throw new Error(`still missing after install: ${still.join(", ")}`);
 }

@@ -4,10 +4,23 @@
 -- thread runs out it starts over and counts the wrap in "wrapped" (fleetca refuses a replayed
 -- one-time token, so the job fails; cfssl has no such rule and may cycle). Prints one JSON line
 -- at the end, like wrk-post.lua, plus p50 and the wrap count.
+-- With $TARGETS ("127.0.0.1:PORT,127.0.0.1:PORT", the API of each replica on one database),
+-- thread k connects to target k mod n instead of the URL's address: the load is spread over the
+-- replicas by connection, as a load balancer in front of them would (the URL names the first).
 local threads = {}
 local next_id = 0
+local targets = nil
 
 function setup(thread)
+  local t = os.getenv("TARGETS")
+  if t and #t > 0 and not targets then
+    targets = {}
+    for hp in t:gmatch("[^,]+") do
+      local host, port = hp:match("^(.*):(%d+)$")
+      targets[#targets + 1] = wrk.lookup(host, port)[1]
+    end
+  end
+  if targets then thread.addr = targets[(next_id % #targets) + 1] end
   thread:set("id", next_id)
   next_id = next_id + 1
   table.insert(threads, thread)

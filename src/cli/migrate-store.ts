@@ -144,7 +144,7 @@ async function verifyCounts(store: SqliteStore, pool: pg.Pool, copied: Map<strin
     client.release();
   }
   const tables: Record<string, number> = {};
-  for (const table of copiedTables(store.db)) {
+  for (const table of copiedTables(store.db).sort()) {
     let source = store.db.prepare(`SELECT count(*) FROM "${table}"`).pluck().get() as number;
     if (table === "ca_keys") source += keys.keys.length;
     if (table === "kek_params") source += 1;

@@ -210,6 +210,7 @@ describe("fleetca migrate-store: a SQLite CA moves into PostgreSQL", () => {
     expect(report.tables).not.toHaveProperty("crl_leases");
     expect(report.audit.ok).toBe(true);
     expect(report.audit.entries).toBeGreaterThan(2 * CERTS);
+    expect(report.audit.treeHeads).toBeGreaterThanOrEqual(1); // the stopping daemon signed a last head: its signature verified in the copy
     expect(report.keysVerified).toBe(report.tables.ca_keys);
     expect(report.crlsVerified).toBeGreaterThanOrEqual(1);
     expect(report.storage).toEqual({ type: "postgres", url: target });
@@ -226,6 +227,17 @@ describe("fleetca migrate-store: a SQLite CA moves into PostgreSQL", () => {
     }
 
     expectRefused(await src.cli(["migrate-store", "--to", target]), /target database is not empty: .*certificates \(\d+ rows\).*issuers \(\d+ rows\)/);
+
+    // Without --json: the summary and the config to paste, the password file named, never read out.
+    const passwordFile = join(src.dir, "db.password");
+    writeFileSync(passwordFile, "unused-by-a-trust-cluster\n", { mode: 0o600 });
+    const second = await db.createDatabase("target_text");
+    const text = await src.cli(["migrate-store", "--to", second, "--password-file", passwordFile]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`certificates +${report.tables.certificates} rows`));
+    expect(text.stdout).toMatch(/issuance log verified in the target: \d+ entries, \d+ signed tree heads/);
+    expect(text.stdout).toContain(`storage:\n  type: postgres\n  url: "${second}"\n  passwordFile: ${passwordFile}\n`);
+    expect(text.stdout).not.toContain("unused-by-a-trust-cluster");
   }, 120_000);
 
   it("a daemon on the copy serves the same CA: roots, intermediate, CRL, OCSP; old certificates renew, new ones issue and revoke", async () => {

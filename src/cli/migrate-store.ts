@@ -86,15 +86,21 @@ export async function migrateStore(config: FleetcaConfig, passphrase: Secret | u
       } finally {
         client.release();
       }
-      return {
-        source: dir,
-        target: opts.to,
-        tables: await verifyCounts(store, pool, copied, keys),
-        audit: await verifyAudit(pool),
-        keysVerified: await verifyKeys(pool, passphrase, keys),
-        crlsVerified: await verifyCrls(store, pool),
-        storage: { type: "postgres", url: opts.to, ...(opts.passwordFile && { passwordFile: resolvePath(opts.passwordFile) }) },
-      };
+      try {
+        return {
+          source: dir,
+          target: opts.to,
+          tables: await verifyCounts(store, pool, copied, keys),
+          audit: await verifyAudit(pool),
+          keysVerified: await verifyKeys(pool, passphrase, keys),
+          crlsVerified: await verifyCrls(store, pool),
+          storage: { type: "postgres", url: opts.to, ...(opts.passwordFile && { passwordFile: resolvePath(opts.passwordFile) }) },
+        };
+      } catch (e) {
+        // The copy is committed: say so, since a second run refuses the now non-empty target.
+        const why = e instanceof OperatorError ? e.message : `verification failed: ${(e as Error).message.split("\n")[0]}`;
+        throw new OperatorError(`${why} (the copy is committed: do not serve it; drop and recreate the target database before trying again)`);
+      }
     } finally {
       await pool.end();
       store.close();

@@ -81,7 +81,7 @@ export async function copySqliteToPostgres(db: Database.Database, client: pg.Cli
       for (const table of tables) {
         if (!target.has(table)) throw new OperatorError(`the target database has no table ${table}: its schema differs from the source's`);
         copied.set(table, await copyTable(db, client, table));
-        await advanceIdentities(client, table);
+        await advanceIdentities(client, table, autoincrementHigh(db, table));
       }
       for (const k of keys.keys) {
         await client.query("INSERT INTO ca_keys (name, record, created_at) VALUES ($1, $2, $3)", [k.name, k.record, k.createdAt]);
@@ -170,17 +170,30 @@ function* rowsOf(db: Database.Database, table: string, columns: string[]): Itera
   }
 }
 
-/** Sets each identity column's sequence past the largest value copied (docs, setval). */
-async function advanceIdentities(client: pg.ClientBase, table: string): Promise<void> {
+/**
+ * The largest value SQLite's AUTOINCREMENT ever handed out for a table (sqlite_sequence), which
+ * may exceed the largest one still stored: AUTOINCREMENT never reuses a value, nor must the copy.
+ */
+function autoincrementHigh(db: Database.Database, table: string): number {
+  const hasSequence = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'").get() !== undefined;
+  if (!hasSequence) return 0;
+  return (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = ?").pluck().get(table) as number | undefined) ?? 0;
+}
+
+/**
+ * Sets each identity column's sequence past the largest value copied and past `floor` (what
+ * SQLite's AUTOINCREMENT handed out), so the next value PostgreSQL generates is new (docs, setval).
+ */
+async function advanceIdentities(client: pg.ClientBase, table: string, floor: number): Promise<void> {
   const { rows } = await client.query<{ name: string }>(
     "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND is_identity = 'YES'",
     [table],
   );
   for (const { name } of rows) {
-    // is_called false with MAX + 1 (or 1 for an empty table): the next nextval returns exactly it.
+    // is_called false with the high mark + 1 (1 for an empty table): the next nextval returns exactly it.
     await client.query(
-      `SELECT setval(pg_get_serial_sequence($1, $2), COALESCE((SELECT MAX(${quote(name)}) FROM ${quote(table)}), 0) + 1, false)`,
-      [quote(table), name],
+      `SELECT setval(pg_get_serial_sequence($1, $2), GREATEST(COALESCE((SELECT MAX(${quote(name)}) FROM ${quote(table)}), 0), $3::bigint) + 1, false)`,
+      [quote(table), name, floor],
     );
   }
 }

@@ -4,16 +4,23 @@ import { decodeEntry, type AuditEntry } from "./audit-entry.js";
 import { leafHash, MerkleFrontier } from "./merkle.js";
 import { spkiSha256, verifyTreeHead } from "./tree-head.js";
 
-/** What `fleetca audit verify` reads: the log, its heads, the trusted keys and the inventory. */
+/** A value now (SQLite answers at once) or later (PostgreSQL). */
+type Answer<T> = T | Promise<T>;
+
+/**
+ * What `fleetca audit verify` reads: the log, its heads, the trusted keys and the inventory.
+ * Either adapter's store can answer: synchronously (SQLite) or with a promise (PostgreSQL,
+ * `fleetca migrate-store` verifying its copy).
+ */
 export interface AuditVerifySource {
-  entries(from: number, limit: number): Array<{ idx: number; at: number; kind: string; serial: string | null; entry: Buffer; leafHash: Buffer }>;
-  treeHeads(): Array<{ treeSize: number; rootHash: Buffer; timestamp: number; keyName: string; keySpki: Buffer; signature: Buffer }>;
+  entries(from: number, limit: number): Answer<Array<{ idx: number; at: number; kind: string; serial: string | null; entry: Buffer; leafHash: Buffer }>>;
+  treeHeads(): Answer<Array<{ treeSize: number; rootHash: Buffer; timestamp: number; keyName: string; keySpki: Buffer; signature: Buffer }>>;
   /** The audit public keys this CA made (audit_keys rows that match their key files). */
-  trustedKeys(): Map<string, string>;
+  trustedKeys(): Answer<Map<string, string>>;
   /** The stored certificate for a serial: its DER and status. */
-  certificate(serial: string): { der: Uint8Array; status: string; issuerKeyId: string } | null;
+  certificate(serial: string): Answer<{ der: Uint8Array; status: string; issuerKeyId: string } | null>;
   /** Serials of certificates stored at or after `sinceMs` (created_at), to find ones the log never announced. */
-  certificatesSince(sinceMs: number): Iterable<string>;
+  certificatesSince(sinceMs: number): Answer<Iterable<string>>;
 }
 
 export interface AuditVerifyReport {
@@ -37,9 +44,9 @@ const PAGE = 10_000;
  * are roots of prefixes of the same leaves) and its signature against the CA's audit keys, and
  * the log against the certificate inventory in both directions. Stops at the first failure.
  */
-export function verifyAuditLog(src: AuditVerifySource): AuditVerifyReport {
-  const heads = src.treeHeads();
-  const trusted = src.trustedKeys();
+export async function verifyAuditLog(src: AuditVerifySource): Promise<AuditVerifyReport> {
+  const heads = await src.treeHeads();
+  const trusted = await src.trustedKeys();
   const frontier = new MerkleFrontier();
   const intents = new Map<string, string>(); // serial → tbs_sha256 of its intent
   const issued = new Set<string>();
@@ -72,7 +79,7 @@ export function verifyAuditLog(src: AuditVerifySource): AuditVerifyReport {
   };
 
   for (let from = 0; ; from += PAGE) {
-    const rows = src.entries(from, PAGE);
+    const rows = await src.entries(from, PAGE);
     for (const row of rows) {
       const i = frontier.size;
       if (row.idx !== i) return report({ index: i, message: `entry ${i} is missing (the next stored entry is ${row.idx})` });
@@ -85,7 +92,7 @@ export function verifyAuditLog(src: AuditVerifySource): AuditVerifyReport {
       }
       if (e.i !== i) return report({ index: i, message: `entry ${i} says it is entry ${e.i}: moved` });
       if (e.kind !== row.kind || e.t !== row.at) return report({ index: i, message: `entry ${i}: its index columns disagree with its bytes` });
-      const problem = crossCheck(e, src, intents, issued);
+      const problem = await crossCheck(e, src, intents, issued);
       if (problem) return report({ index: i, message: `entry ${i} (${e.kind}${"serial" in e ? ` ${e.serial}` : ""}): ${problem}` });
       firstEntryAt ??= e.t;
       frontier.push(row.leafHash);
@@ -102,14 +109,14 @@ export function verifyAuditLog(src: AuditVerifySource): AuditVerifyReport {
   }
   // Every certificate stored since the log began must have been announced and recorded.
   if (firstEntryAt !== null) {
-    for (const serial of src.certificatesSince(firstEntryAt)) {
+    for (const serial of await src.certificatesSince(firstEntryAt)) {
       if (!issued.has(serial)) return report({ index: null, message: `certificate ${serial} is stored but the issuance log has no "issued" entry for it` });
     }
   }
   return report(null);
 }
 
-function crossCheck(e: AuditEntry, src: AuditVerifySource, intents: Map<string, string>, issued: Set<string>): string | null {
+async function crossCheck(e: AuditEntry, src: AuditVerifySource, intents: Map<string, string>, issued: Set<string>): Promise<string | null> {
   switch (e.kind) {
     case "intent":
       intents.set(e.serial, e.tbs_sha256);
@@ -117,7 +124,7 @@ function crossCheck(e: AuditEntry, src: AuditVerifySource, intents: Map<string, 
     case "issued": {
       const tbsHash = intents.get(e.serial);
       if (tbsHash === undefined) return "no intent was recorded before it";
-      const cert = src.certificate(e.serial);
+      const cert = await src.certificate(e.serial);
       if (!cert) return "the certificate is not in the inventory";
       if (sha256Hex(cert.der) !== e.cert_sha256) return "the stored certificate differs from the one recorded";
       if (sha256Hex(tbsOf(cert.der)) !== tbsHash) return "the certificate's TBS differs from the one its intent announced";
@@ -126,7 +133,7 @@ function crossCheck(e: AuditEntry, src: AuditVerifySource, intents: Map<string, 
       return null;
     }
     case "revoked": {
-      const cert = src.certificate(e.serial);
+      const cert = await src.certificate(e.serial);
       if (!cert) return "the certificate is not in the inventory";
       if (cert.status !== "revoked") return "the inventory does not have it revoked";
       return null;

@@ -28,10 +28,11 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .description("recompute every entry and tree head, check every signature and the inventory; exit 1 naming the first bad entry")
     .option("--json", "one JSON object")
     .addOption(configOption())
-    .action((o: { json?: boolean; config?: string }) => {
+    .action(async (o: { json?: boolean; config?: string }) => {
       const { config } = load(o.config);
-      withStore(config.dataDir, (store) => {
-        const r = verifyAuditLog(verifySource(store, config.dataDir));
+      const store = openInventory(config.dataDir);
+      try {
+        const r = await verifyAuditLog(verifySource(store, config.dataDir));
         if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
         else {
           const head = r.latest ? `latest tree head: size ${r.latest.treeSize}, root ${r.latest.rootHash}, ${new Date(r.latest.timestamp).toISOString()}` : "no signed tree head yet";
@@ -43,7 +44,9 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
           if (!o.json) process.stderr.write(`fleetca: issuance log FAILED: ${r.failure!.message}\n`);
           process.exitCode = 1;
         }
-      });
+      } finally {
+        store.close();
+      }
     });
 
   audit

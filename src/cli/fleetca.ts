@@ -33,6 +33,7 @@ import { caStatus, daemonState, formatStatus } from "./status.js";
 import { packageVersion } from "../core/package-version.js";
 import { certificateCommand, type CertificateOptions } from "./certificate-command.js";
 import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
+import { formatMigrateStore, migrateStore } from "./migrate-store.js";
 
 const program = new Command("fleetca")
   .description("fleetca: a private certificate authority for service fleets")
@@ -428,6 +429,19 @@ program
     }
     const s = await caStatus(config, source, systemClock);
     process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : formatStatus(s));
+  });
+
+program
+  .command("migrate-store")
+  .description("copy this SQLite CA (dataDir) into an empty PostgreSQL database in one transaction, verify the copy, print the config to serve it (stop the daemon first; needs the passphrase)")
+  .requiredOption("--to <url>", "the target: postgres://USER@HOST:PORT/DATABASE (no password in it)")
+  .option("--password-file <file>", "file holding the database password (first line); default: $PGPASSWORD")
+  .option("--json", "one JSON object")
+  .addOption(configOption())
+  .action(async (o: { to: string; passwordFile?: string; json?: boolean; config?: string }) => {
+    const { config } = load(o.config);
+    const r = await migrateStore(config, passphraseFrom(config), { to: o.to, ...(o.passwordFile !== undefined && { passwordFile: o.passwordFile }) });
+    process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : formatMigrateStore(r));
   });
 
 registerAuditCommands(program, configOption, (path) => load(path, "audit"));

@@ -309,7 +309,8 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
   const revocationWatch = storage.watchRevocations?.(() => void revocationFeed.poll(), log) ?? null;
   const followTimer = leases ? setInterval(() => void crls.refreshFromStore(), CRL_FOLLOW_MS) : null;
   followTimer?.unref();
-  const presign = (): Promise<unknown> => (doesSingletonWork() ? ocspPresigner.run() : Promise.resolve());
+  const presign = (): Promise<unknown> =>
+    (doesSingletonWork() ? ocspPresigner.run() : Promise.resolve()).catch((err: unknown) => log.error({ err }, "OCSP pre-signing failed"));
   // Errors on every tick, for as long as they last; a warning (a root CRL due within 7 days)
   // once an hour, so a week of it stays readable.
   let lastWarnedAt = -Infinity;
@@ -464,21 +465,29 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
     })().finally(() => (following = null)));
   followIssuersNow = followIssuers;
 
+  // Each step of the periodic job on its own: one that fails (the database unreachable, say) is
+  // logged and tried again next tick, and does not keep the others from running. A rejection
+  // must not escape the timer either: an unhandled one ends the process.
+  const step = async (what: string, work: () => Promise<unknown>): Promise<void> => {
+    try {
+      await work();
+    } catch (err) {
+      log.error({ err }, `${what} failed; the next tick tries again`);
+    }
+  };
   const tick = async () => {
-    await followIssuers();
-    await serving.renewIfDue();
-    await crls.regenerateDue();
+    await step("following the issuers table", followIssuers);
+    await step("renewing the API serving certificate", () => serving.renewIfDue());
+    await step("CRL publication", () => crls.regenerateDue());
     reportCrlHealth();
     // Pre-signs new certificates' answers and re-signs stored ones past half their life, then
-    // refreshes the ones in memory (from the store when it can); both log their own failures.
-    await presign();
-    await ocsp.refresh();
-    try {
+    // refreshes the ones in memory (from the store when it can).
+    await step("OCSP pre-signing", presign);
+    await step("refreshing OCSP answers", () => ocsp.refresh());
+    await step("pruning expired token ids and idempotency keys", async () => {
       const pruned = await operations.pruneExpired(new Date(clock.now().getTime() - config.tokens.leeway));
       if (pruned > 0) log.debug({ pruned }, "pruned expired token ids and idempotency keys");
-    } catch (err) {
-      log.error({ err }, "pruning failed");
-    }
+    });
   };
   // Tick often enough to renew the serving cert well inside its last third, even for a tiny maxTTL.
   const tickMs = opts.tickMs ?? Math.max(1_000, Math.min(60_000, Math.floor(servingLifetimeMs / 10)));

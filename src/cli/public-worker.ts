@@ -252,8 +252,10 @@ async function startPublicRole(
     // With listen.metrics, the primary alone serves /metrics on that listener.
     metrics: { recorder: metrics, exposition: config.listen.metrics ? null : daemonMetrics },
   });
-  const follow = setInterval(() => void crls.refresh(), FOLLOW_MS);
-  const sweep = setInterval(() => void ocsp.refresh(), SWEEP_MS);
+  // A failed read (the database unreachable) is logged and tried again; a rejection must not
+  // escape a timer (an unhandled one ends the process).
+  const follow = setInterval(() => void crls.refresh().catch((err: unknown) => log.warn({ err }, "reading the stored CRLs failed")), FOLLOW_MS);
+  const sweep = setInterval(() => void ocsp.refresh().catch((err: unknown) => log.warn({ err }, "refreshing OCSP answers failed")), SWEEP_MS);
   const [host] = splitHostPort(config.listen.public);
   await listen(server, host, role.port, "listen.public", limits.maxConnections);
   return {

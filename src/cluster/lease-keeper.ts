@@ -88,7 +88,9 @@ export class LeaseKeeper<K> {
   }
 
   start(): Promise<void> {
-    this.#timer = setInterval(() => void this.tick(), this.timing.renewEveryMs);
+    this.#timer = setInterval(() => {
+      this.tick().catch((err: unknown) => this.log.error({ err }, "renewing leases failed"));
+    }, this.timing.renewEveryMs);
     this.#timer.unref();
     return this.tick();
   }

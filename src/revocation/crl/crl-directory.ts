@@ -152,8 +152,11 @@ export class CrlDirectory {
 
   /** The periodic job (daemon tick). */
   async regenerateDue(): Promise<void> {
-    await this.refreshRoots();
+    // The publishers run whether or not the root CRLs could be read; a failed read still rejects.
+    const roots = this.refreshRoots();
+    roots.catch(() => {});
     await Promise.all(this.#publishers.map((p) => p.regenerateIfDue()));
+    await roots;
   }
 
   health(): CrlHealth {

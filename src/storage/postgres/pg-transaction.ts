@@ -116,7 +116,18 @@ export async function storeTransaction<T>(
       // in a Simple Query"). Not durable: the COMMIT returns once its WAL record is written to
       // the server's WAL buffers, not flushed (docs, "Asynchronous Commit"); any later durable
       // commit flushes the WAL up to its own record, this one's included.
-      await client.query(opts.durable ? BEGIN : `${BEGIN}; SET LOCAL synchronous_commit = off`);
+      try {
+        await client.query(opts.durable ? BEGIN : `${BEGIN}; SET LOCAL synchronous_commit = off`);
+      } catch (e) {
+        // A pooled connection the server dropped while it sat idle (a restart, a failover) that
+        // the pool has not noticed yet fails at its first statement: nothing was done, so
+        // another connection may try.
+        if (e instanceof Error && isConnectionFailure(e) && attempt < MAX_ATTEMPTS) {
+          broken = e;
+          continue;
+        }
+        throw e;
+      }
       const { result, commit } = await work(client);
       await client.query(commit ? "COMMIT" : "ROLLBACK");
       return result;
@@ -136,10 +147,17 @@ export async function storeTransaction<T>(
 
 /** One statement outside a transaction (a read, or a single-statement write), errors mapped. */
 export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-  try {
-    return await pool.query<R>(text, values);
-  } catch (e) {
-    throw asStoreError(e);
+  // A read is safe to send again: once, on another connection, when the first one turns out to
+  // have been dropped by the server while idle (see storeTransaction). A write is not: its fate
+  // is unknown when the connection fails under it.
+  const read = /^\s*SELECT\b/i.test(text);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await pool.query<R>(text, values);
+    } catch (e) {
+      if (read && attempt === 1 && e instanceof Error && isConnectionFailure(e)) continue;
+      throw asStoreError(e);
+    }
   }
 }
 

@@ -149,6 +149,11 @@ describe("three replicas on one PostgreSQL", () => {
       expect(seen.elapsedMs).toBeLessThan(5_000);
       await eventually(5_000, "the CRL another replica serves lists it", () => crlOf(r), (crl) => crl.serials.includes(serialHex));
     }
+    // Its answer was re-signed once, by the replica holding the singleton lease; the others dropped theirs.
+    const said = (r: Replica, what: string) => new RegExp(`msg="OCSP responses ${what}[^"]*"[^\n]*serial=${cert.serial}`, "i").test(r.d.output);
+    await eventually(5_000, "every replica handled the revocation", async () => replicas.filter((r) => said(r, "re-signed") || said(r, "dropped")).length, (n) => n === 3);
+    expect(replicas.filter((r) => said(r, "re-signed"))).toHaveLength(1);
+    expect(replicas.filter((r) => said(r, "dropped"))).toHaveLength(2);
   }, 60_000);
 
   it("one replica killed with SIGKILL under load: the others keep issuing, its CRL lease moves within the lease time, CRL numbers only go up", async () => {

@@ -291,6 +291,8 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
     validityMs: config.ocsp.validity,
     store: ocspStore,
     budget: new SigningBudget(clock, config.ocsp.rateLimit),
+    // Replicas: a revocation's answers are signed once, by the holder of the singleton lease.
+    ...(leases && { resignOnRevocation: () => doesSingletonWork() }),
   });
   const ocspPresigner = new OcspPresigner([...ocsp.issuers], ocspStore, clock, log, { validityMs: config.ocsp.validity });
   revocationFeed.subscribe((events) => ocsp.onRevocations(events));

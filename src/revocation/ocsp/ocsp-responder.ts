@@ -31,6 +31,12 @@ export interface OcspResponderOptions {
    * A public worker reads the store and writes nothing: the primary's pre-signer keeps it.
    */
   shareSigned?: boolean;
+  /**
+   * Whether a revocation's answers are re-signed here at once (default: always). Replicas on one
+   * database: only the lease holder re-signs (and stores) them; the others drop theirs and take
+   * the stored answer at the next request, or sign one then if it is not stored yet.
+   */
+  resignOnRevocation?: () => boolean;
   /** Bounds the fresh signatures requests may cause, per client; without it they are not bounded. */
   budget?: SigningBudget;
   /**
@@ -105,6 +111,7 @@ export class OcspResponder {
   readonly #store: OcspAnswerStore | undefined;
   readonly #budget: SigningBudget | undefined;
   readonly #shareSigned: boolean;
+  readonly #resignOnRevocation: () => boolean;
   readonly #signOnThisThread: boolean;
   /** The running sweep, so a second tick does not start another and close() can wait for it. */
   #sweep: Promise<{ refreshed: number; dropped: number }> | null = null;
@@ -127,6 +134,7 @@ export class OcspResponder {
     this.#store = opts.store;
     this.#budget = opts.budget;
     this.#shareSigned = opts.shareSigned ?? true;
+    this.#resignOnRevocation = opts.resignOnRevocation ?? (() => true);
     this.#signOnThisThread = opts.signOnThisThread ?? false;
   }
 
@@ -225,6 +233,7 @@ export class OcspResponder {
    */
   onRevocations(events: RevocationEvent[]): void {
     if (this.#closed) return;
+    const resign = this.#resignOnRevocation();
     for (const ev of events) {
       const issuer = this.#issuers.find((i) => i.keyIdHex === ev.issuerKeyId);
       if (!issuer) continue;
@@ -234,7 +243,7 @@ export class OcspResponder {
       for (const [key, f] of this.#inflight) {
         if (f.issuer === issuer && f.query.serial === ev.serial && !stale.has(key)) stale.set(key, { query: f.query, lastServedAt: now });
       }
-      if (this.#store) {
+      if (this.#store && resign) {
         const q = issuer.sha1CertId(ev.serial);
         const key = certIdKey(q);
         if (!stale.has(key)) stale.set(key, { query: q, lastServedAt: now });
@@ -242,11 +251,13 @@ export class OcspResponder {
       for (const [key, s] of stale) {
         this.#cache.delete(key);
         this.#inflight.delete(key);
+        if (!resign) continue;
         this.#presign(key, s.query, issuer, s.lastServedAt, null).catch((err) =>
           this.log.error({ err, serial: ev.serial }, "re-signing the OCSP response of a revoked certificate failed"),
         );
       }
-      this.log.info({ serial: ev.serial, responses: stale.size }, "OCSP responses re-signed after revocation");
+      if (resign) this.log.info({ serial: ev.serial, responses: stale.size }, "OCSP responses re-signed after revocation");
+      else this.log.info({ serial: ev.serial, responses: stale.size }, "OCSP responses dropped after revocation; the lease holder re-signs and stores them");
     }
   }
 

@@ -36,7 +36,7 @@ import type { Promised } from "./harness/promised.js";
 import { REVOCATION_CHANNEL } from "../src/storage/postgres/pg-revocation-notifications.js";
 import { PgStore } from "../src/storage/postgres/pg-store.js";
 import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../src/storage/sqlite/sqlite-audit-log.js";
-import { SqliteIssuerLifecycle } from "../src/storage/sqlite/sqlite-issuer-lifecycle.js";
+import { SqliteInventoryPorts } from "../src/storage/sqlite/sqlite-inventory-ports.js";
 import { SqliteRequestPorts } from "../src/storage/sqlite/sqlite-request-ports.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { startPostgres, type TestPostgres } from "./harness/postgres.js";
@@ -68,7 +68,12 @@ type Store = IssuanceStore &
   Promised<ProvisionerKeyStore> &
   Promised<RevocationLog> &
   Promised<Housekeeping> &
-  Promised<HealthProbe> & { audit: AsyncAuditLog; lifecycle: Promised<IssuerLifecycleStore> };
+  Promised<HealthProbe> & {
+    audit: AsyncAuditLog;
+    lifecycle: Promised<IssuerLifecycleStore>;
+    /** Rows in one table, read directly: what a port leaves behind that no port reads back. */
+    countRows(table: "renewal_windows" | "cross_certificates"): Promise<number>;
+  };
 
 interface Backend {
   /** A fresh, empty, migrated database; open(0) and open(1) are two replicas on it. */
@@ -87,9 +92,10 @@ function promisified<T extends object>(target: T, names: readonly string[]): Rec
 
 const AUDIT_METHODS = ["append", "serialTaken", "size", "leafHashes", "entries", "lastEntryOfKind", "entriesForSerial", "query", "latestTreeHead", "treeHeads", "addTreeHead", "auditKeys", "addAuditKey"];
 
-/** The SQLite store wrapped for the asynchronous ports (the lead swaps in the real SQLite facades at merge). */
+/** The SQLite store wrapped for the asynchronous ports (the issuer lifecycle: the real facade, SqliteInventoryPorts). */
 function sqliteStore(store: SqliteStore): Store {
   const request = new SqliteRequestPorts(store);
+  const inventory = new SqliteInventoryPorts(store);
   const sync = promisified(store, ["listIssuers", "addIssuer", "listCertificates", "getProvisionerKey", "addProvisionerKey", "latestRevocationSeq", "revocationsAfter", "pruneExpired", "ping"]);
   return {
     isTokenUsed: (t) => request.isTokenUsed(t),
@@ -102,13 +108,16 @@ function sqliteStore(store: SqliteStore): Store {
     revokeCertificate: (s, at, r) => request.revokeCertificate(s, at, r),
     ...sync,
     audit: promisified(store.audit, AUDIT_METHODS) as unknown as AsyncAuditLog,
-    lifecycle: promisified(new SqliteIssuerLifecycle(store.db), ["activateIntermediate", "revokeIssuer", "lastCertificateExpiry", "countLiveCertificates"]) as unknown as Promised<IssuerLifecycleStore>,
+    lifecycle: inventory as Promised<IssuerLifecycleStore>,
+    inventorySummary: (now: Date, internal: readonly string[]) => inventory.inventorySummary(now, internal),
+    countRows: async (table: string) => store.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number,
   } as Store;
 }
 
 function pgStore(store: PgStore): Store {
   const lifecycle = new PgIssuerLifecycle(store.pool);
-  return Object.assign(store, { lifecycle }) as unknown as Store;
+  const countRows = async (table: string) => (await store.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
+  return Object.assign(store, { lifecycle, countRows }) as unknown as Store;
 }
 
 let server: TestPostgres;
@@ -550,6 +559,60 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
     expect(await L.lastCertificateExpiry(ISSUER)).toEqual(new Date(T0 + 5 * DAY));
     expect(await L.countLiveCertificates(ISSUER, new Date(T0))).toBe(2);
     expect(await L.countLiveCertificates(ISSUER, new Date(T0 + 2 * DAY))).toBe(1);
+  });
+
+  it("issuer changes commit whole with their renewal window, or not at all; a new root comes with its cross certificate; retirement once", async () => {
+    const s = await one();
+    const root = issuer("bb".repeat(20), { role: "root", activatedAt: null, createdAt: new Date(T0 - 2 * DAY) });
+    const fresh = "cc".repeat(20);
+    await s.addIssuer(root);
+    await s.addIssuer(issuer(fresh, { parentKeyId: root.keyId, activatedAt: null, createdAt: new Date(T0) }));
+    await s.commitIssuance(commitOf(1, { notAfter: T0 + DAY }));
+    await s.commitIssuance(commitOf(2, { notAfter: T0 + DAY }));
+    const windowsCount = () => s.countRows("renewal_windows");
+    const override = (at: number) => ({ kind: "issuer" as const, value: ISSUER, start: new Date(at), end: new Date(at + 60_000), createdAt: new Date(at) });
+    const L = s.lifecycle;
+
+    // Refused: nothing of the change stays (no revocation, no window).
+    expect(await L.changeIssuers({ revoke: { keyId: ISSUER, reason: 1 }, activate: "dd".repeat(20), renewalOverride: override(T0 + 1) }, new Date(T0 + 1))).toEqual({ outcome: "activate_refused" });
+    expect((await s.listIssuers()).find((i) => i.keyId === ISSUER)!.revokedAt).toBeNull();
+    expect(await windowsCount()).toBe(0);
+    expect(await L.changeIssuers({ revoke: { keyId: "ee".repeat(20), reason: 1 }, renewalOverride: override(T0 + 1) }, new Date(T0 + 1))).toEqual({ outcome: "revoke_refused" });
+    expect(await windowsCount()).toBe(0);
+
+    // The kill switch's change: revoked, the fresh one issuing, its two live certificates pulled.
+    expect(await L.changeIssuers({ revoke: { keyId: ISSUER, reason: 1 }, activate: fresh, renewalOverride: override(T0 + 2) }, new Date(T0 + 2))).toEqual({ outcome: "changed", matched: 2 });
+    const after = await s.listIssuers();
+    expect(after.find((i) => i.keyId === ISSUER)).toMatchObject({ revokedAt: new Date(T0 + 2), revocationReason: 1 });
+    expect(after.find((i) => i.keyId === fresh)!.activatedAt!.getTime()).toBeGreaterThan(after.find((i) => i.keyId === ISSUER)!.activatedAt!.getTime());
+    expect(await windowsCount()).toBe(1);
+    expect(await L.changeIssuers({ revoke: { keyId: ISSUER, reason: 4 }, renewalOverride: override(T0 + 3) }, new Date(T0 + 3))).toEqual({ outcome: "revoke_refused" });
+
+    // A rotation's new root and its cross certificate; the old root retired once.
+    const newRoot = issuer("ff".repeat(20), { role: "root", activatedAt: null, createdAt: new Date(T0 + 4) });
+    await L.addRootWithCross(newRoot, { subjectKeyId: newRoot.keyId, issuerKeyId: root.keyId, der: new Uint8Array([1, 2, 3]), notAfter: new Date(T0 + 9 * DAY), createdAt: new Date(T0 + 4) });
+    expect((await s.listIssuers()).filter((i) => i.role === "root").map((i) => i.keyId)).toEqual([root.keyId, newRoot.keyId]);
+    // A second root of the same key id is refused, and its cross certificate is not stored either.
+    await expect(L.addRootWithCross(newRoot, { subjectKeyId: newRoot.keyId, issuerKeyId: root.keyId, der: new Uint8Array([4]), notAfter: new Date(T0 + 9 * DAY), createdAt: new Date(T0 + 5) })).rejects.toThrow();
+    expect(await s.countRows("cross_certificates")).toBe(1);
+    expect(await L.retireRoot(root.keyId)).toBe(true);
+    expect(await L.retireRoot(root.keyId)).toBe(false);
+    expect(await L.retireRoot(fresh)).toBe(false);
+    expect((await s.listIssuers()).find((i) => i.keyId === root.keyId)!.status).toBe("retired");
+  });
+
+  it("inventory summary: the fleet's and the CA's own certificates counted apart, by state; the stored CRLs", async () => {
+    const s = await one();
+    await s.commitIssuance(commitOf(1, { notAfter: T0 + 2 * DAY }));
+    await s.commitIssuance(commitOf(2, { notAfter: T0 + 3_600_000 }));
+    await s.commitIssuance(commitOf(3, { notAfter: T0 + 2 * DAY }));
+    await s.commitIssuance(commitOf(4, { notAfter: T0 - 1, at: T0 - DAY }));
+    await s.commitIssuance(commitOf(5, { notAfter: T0 + DAY, provisioner: "fleetca-api" }));
+    await s.revokeCertificate(serialOf(3), new Date(T0), 1 as RevocationReason);
+    const summary = await s.inventorySummary(new Date(T0), ["fleetca-api"]);
+    expect(summary.fleet).toEqual({ valid: 2, expiringWithin24h: 1, revoked: 1, expired: 1 });
+    expect(summary.internal).toEqual({ valid: 1, expiringWithin24h: 0, revoked: 0, expired: 0 });
+    expect(summary.crls).toEqual([]);
   });
 
   it("provisioner keys; pruneExpired drops used tokens and idempotency keys past expiry only; ping", async () => {

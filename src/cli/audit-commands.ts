@@ -1,18 +1,16 @@
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Command, Option } from "commander";
 import { decodeEntry } from "../audit/audit-entry.js";
-import { verifyAuditLog, type AuditVerifySource } from "../audit/audit-verifier.js";
+import { verifyAuditLog } from "../audit/audit-verifier.js";
 import { consistencyProof, inclusionProof, rootOf, verifyConsistency, verifyInclusion } from "../audit/merkle.js";
-import { spkiSha256, treeHeadJson } from "../audit/tree-head.js";
+import { treeHeadJson } from "../audit/tree-head.js";
 import type { LoadedConfig } from "../config/load.js";
 import { systemClock } from "../core/clock.js";
 import { parseDuration } from "../core/duration.js";
 import { OperatorError } from "../core/errors.js";
-import type { SerialHex } from "../core/serial.js";
-import type { SqliteStore } from "../storage/sqlite/sqlite-store.js";
-import type { StoredAuditEntry } from "../storage/sqlite/sqlite-audit-log.js";
-import { KEYS_DIR, openInventory } from "./data-dir.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import type { CaStorage } from "../storage/ca-storage.js";
+import type { StoredAuditEntry } from "../storage/ports.js";
+import { openCaStorage } from "./open-ca.js";
 
 /**
  * `fleetca audit …`: the issuance log, read-only (no passphrase: nothing is unwrapped). verify
@@ -30,9 +28,8 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .addOption(configOption())
     .action(async (o: { json?: boolean; config?: string }) => {
       const { config } = load(o.config);
-      const store = openInventory(config.dataDir);
-      try {
-        const r = await verifyAuditLog(verifySource(store, config.dataDir));
+      await withStorage(config, async (storage) => {
+        const r = await verifyAuditLog(storage.auditVerifySource());
         if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
         else {
           const head = r.latest ? `latest tree head: size ${r.latest.treeSize}, root ${r.latest.rootHash}, ${new Date(r.latest.timestamp).toISOString()}` : "no signed tree head yet";
@@ -44,9 +41,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
           if (!o.json) process.stderr.write(`fleetca: issuance log FAILED: ${r.failure!.message}\n`);
           process.exitCode = 1;
         }
-      } finally {
-        store.close();
-      }
+      });
     });
 
   audit
@@ -59,15 +54,15 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .option("--limit <n>", "at most this many entries", "1000")
     .option("--json", "one JSON object per line")
     .addOption(configOption())
-    .action((o: { serial?: string; provisioner?: string; subject?: string; since?: string; limit: string; json?: boolean; config?: string }) => {
+    .action(async (o: { serial?: string; provisioner?: string; subject?: string; since?: string; limit: string; json?: boolean; config?: string }) => {
       const { config } = load(o.config);
       if (o.serial === undefined && o.provisioner === undefined && o.subject === undefined && o.since === undefined) {
         throw new OperatorError("audit query needs --serial, --provisioner, --subject or --since");
       }
       const limit = Number(o.limit);
       if (!Number.isSafeInteger(limit) || limit < 1) throw new OperatorError(`--limit: expected a positive integer, got ${o.limit}`);
-      withStore(config.dataDir, (store) => {
-        const rows = store.audit.query(
+      await withStorage(config, async (storage) => {
+        const rows = await storage.audit.query(
           {
             ...(o.serial !== undefined && { serial: o.serial.toLowerCase() }),
             ...(o.provisioner !== undefined && { provisioner: o.provisioner }),
@@ -78,7 +73,7 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
         );
         for (const row of rows) {
           const entry = decodeEntry(row.entry);
-          const unfinished = entry.kind === "intent" && !store.audit.entriesForSerial(entry.serial).some((r) => r.kind === "issued");
+          const unfinished = entry.kind === "intent" && !(await storage.audit.entriesForSerial(entry.serial)).some((r) => r.kind === "issued");
           if (o.json) process.stdout.write(JSON.stringify({ ...entry, ...(unfinished && { unfinished: true }) }) + "\n");
           else process.stdout.write(formatEntry(row, entry, unfinished) + "\n");
         }
@@ -91,15 +86,15 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .description("inclusion proof (RFC 9162 §2.1.3) of a certificate's issuance-log entry against the latest signed tree head, as JSON")
     .argument("<serial>", "serial number, hex as `fleetca list` prints it")
     .addOption(configOption())
-    .action((serial: string, o: { config?: string }) => {
+    .action(async (serial: string, o: { config?: string }) => {
       const { config } = load(o.config);
-      withStore(config.dataDir, (store) => {
-        const rows = store.audit.entriesForSerial(serial.toLowerCase());
+      await withStorage(config, async (storage) => {
+        const rows = await storage.audit.entriesForSerial(serial.toLowerCase());
         const row = rows.find((r) => r.kind === "issued") ?? rows.find((r) => r.kind === "intent");
         if (!row) throw new OperatorError(`the issuance log has no entry for serial ${serial}`);
-        const head = store.audit.latestTreeHead();
+        const head = await storage.audit.latestTreeHead();
         if (!head || head.treeSize <= row.idx) throw new OperatorError(`entry ${row.idx} is not yet covered by a signed tree head (the daemon signs one every audit.treeHeadInterval); try again later`);
-        const leaves = store.audit.leafHashes(0, head.treeSize);
+        const leaves = await storage.audit.leafHashes(0, head.treeSize);
         const path = inclusionProof(leaves, row.idx, head.treeSize);
         // Checked before it is printed: a proof this command prints always verifies against the head.
         if (!verifyInclusion(row.leafHash, row.idx, head.treeSize, path, head.rootHash)) throw new Error("inclusion proof does not verify against the tree head");
@@ -128,21 +123,21 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     .argument("<n>", "the smaller tree size")
     .argument("<m>", "the larger tree size")
     .addOption(configOption())
-    .action((nArg: string, mArg: string, o: { config?: string }) => {
+    .action(async (nArg: string, mArg: string, o: { config?: string }) => {
       const { config } = load(o.config);
       const n = Number(nArg);
       const m = Number(mArg);
-      withStore(config.dataDir, (store) => {
-        const size = store.audit.size();
+      await withStorage(config, async (storage) => {
+        const size = await storage.audit.size();
         if (!Number.isSafeInteger(n) || !Number.isSafeInteger(m) || n < 1 || n > m || m > size) {
           throw new OperatorError(`expected tree sizes 1 ≤ N ≤ M ≤ ${size} (the log's size), got ${nArg} ${mArg}`);
         }
-        const leaves = store.audit.leafHashes(0, m);
+        const leaves = await storage.audit.leafHashes(0, m);
         const proof = consistencyProof(leaves, n, m);
         const first = rootOf(leaves, 0, n);
         const second = rootOf(leaves, 0, m);
         if (!verifyConsistency(n, m, proof, first, second)) throw new Error("consistency proof does not verify");
-        const heads = new Map(store.audit.treeHeads().map((h) => [h.treeSize, h]));
+        const heads = new Map((await storage.audit.treeHeads()).map((h) => [h.treeSize, h]));
         const signed = (k: number) => {
           const h = heads.get(k);
           return h ? treeHeadJson(h) : null;
@@ -166,45 +161,14 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
     });
 }
 
-function withStore(dataDir: string, f: (store: SqliteStore) => void): void {
-  const store = openInventory(dataDir);
+/** Runs `f` on the CA's storage, read-only where the adapter allows (SQLite's file), closed after. */
+async function withStorage(config: FleetcaConfig, f: (storage: CaStorage) => Promise<void>): Promise<void> {
+  const storage = await openCaStorage(config, { readonly: true });
   try {
-    f(store);
+    await f(storage);
   } finally {
-    store.close();
+    await storage.close();
   }
-}
-
-function verifySource(store: SqliteStore, dataDir: string): AuditVerifySource {
-  return {
-    entries: (from, limit) => store.audit.entries(from, limit),
-    treeHeads: () => store.audit.treeHeads(),
-    trustedKeys: () => trustedAuditKeys(store, dataDir),
-    certificate: (serial) => {
-      const c = store.getCertificate(serial as SerialHex);
-      return c ? { der: c.der, status: c.status, issuerKeyId: c.issuerKeyId } : null;
-    },
-    certificatesSince: (sinceMs) => store.db.prepare("SELECT serial FROM certificates WHERE created_at >= ?").pluck().iterate(sinceMs) as Iterable<string>,
-  };
-}
-
-/**
- * The audit keys to trust: each audit_keys row whose wrapped key file (keys/<name>.key.json)
- * records the same public key. A head signed by any other key fails, whatever the table says.
- */
-function trustedAuditKeys(store: SqliteStore, dataDir: string): Map<string, string> {
-  const trusted = new Map<string, string>();
-  for (const k of store.audit.auditKeys()) {
-    const file = join(dataDir, KEYS_DIR, `${k.keyName}.key.json`);
-    if (!existsSync(file)) continue;
-    try {
-      const spki = Buffer.from((JSON.parse(readFileSync(file, "utf8")) as { publicKeySpki: string }).publicKeySpki, "base64");
-      if (spki.equals(k.keySpki)) trusted.set(spkiSha256(spki), k.keyName);
-    } catch {
-      // An unreadable key file vouches for nothing.
-    }
-  }
-  return trusted;
 }
 
 function sinceArg(v: string): number {

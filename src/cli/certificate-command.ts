@@ -15,8 +15,8 @@ import { httpsRequest, type HttpAnswer, type SignAnswer } from "../agent/ca-clie
 import { LEAF_KEY_TYPES, makeKeyAndCsr, type LeafKeyType } from "../agent/csr.js";
 import { describeCertificate } from "../x509/certificate-info.js";
 import { fromSinglePem, toPem } from "../x509/pem.js";
-import { DB_FILE, openInventory } from "./data-dir.js";
-import { openCa } from "./open-ca.js";
+import { DB_FILE } from "./data-dir.js";
+import { openCa, openCaStorage } from "./open-ca.js";
 import { bootstrapSettingsFor } from "./provisioners.js";
 import { signAudience } from "./token-audience.js";
 
@@ -70,7 +70,7 @@ export async function certificateCommand(config: FleetcaConfig, name: string, o:
   refuseExisting(dir, paths, o.force === true);
 
   if (o.ca !== undefined) checkedCaUrl(o.ca);
-  const roots = trustedRoots(config.dataDir, o.ca);
+  const roots = await trustedRoots(config, o.ca);
   const caBase = o.ca !== undefined ? o.ca.replace(/\/+$/, "") : signAudience(config).replace(/\/v1\/sign$/, "");
   const signUrl = `${caBase}/v1/sign`;
   const token = o.token !== undefined ? new Secret(o.token) : o.tokenFile !== undefined ? tokenFromFile(o.tokenFile) : await mintToken(config, name, sans, o, clock);
@@ -136,19 +136,20 @@ function refuseExisting(dir: string, paths: Record<FileRole, string>, force: boo
  * the path must end at an anchor we chose). With --ca there must still be a local CA to read
  * them from; trusting whatever the URL presents would hand the token to anyone on the path.
  */
-function trustedRoots(dataDir: string, caFlag: string | undefined): string {
-  if (!existsSync(join(dataDir, DB_FILE))) {
+async function trustedRoots(config: FleetcaConfig, caFlag: string | undefined): Promise<string> {
+  const dataDir = config.dataDir;
+  if (config.storage.type === "sqlite" && !existsSync(join(dataDir, DB_FILE))) {
     if (caFlag === undefined) throw new NoCaError(`no CA in ${dataDir}`);
     throw new OperatorError(`--ca ${caFlag}: no CA database in ${dataDir} to take the trust roots from (only the CA's own roots are trusted): pass --config for the CA's dataDir`);
   }
-  const store = openInventory(dataDir);
+  const storage = await openCaStorage(config, { readonly: true });
   try {
     // The same roots /roots.pem serves (trustBundle): active ones; a retired root is no anchor.
-    const roots = store.listIssuers().filter((r) => r.role === "root" && r.status === "active");
-    if (roots.length === 0) throw new OperatorError(`no active root in ${dataDir}: run "fleetca init"`);
+    const roots = (await storage.issuers.listIssuers()).filter((r) => r.role === "root" && r.status === "active");
+    if (roots.length === 0) throw new OperatorError(`no active root in ${storage.location}: run "fleetca init"`);
     return roots.map((r) => toPem(r.der, "CERTIFICATE")).join("");
   } finally {
-    store.close();
+    await storage.close();
   }
 }
 

@@ -64,7 +64,7 @@ export function openDataDir(
     ...(opts.writerThread && { writerThread: opts.writerThread }),
     ...(opts.onWriterLost && { onWriterLost: opts.onWriterLost }),
   });
-  return { dir, store, keys, kek, storage: sqliteCaStorage(store, join(dir, DB_FILE)), caKeys: new FileKeyStore(keys) };
+  return { dir, store, keys, kek, storage: sqliteCaStorage(store, join(dir, DB_FILE), join(dir, KEYS_DIR)), caKeys: new FileKeyStore(keys) };
 }
 
 /**

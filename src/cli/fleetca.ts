@@ -12,10 +12,13 @@ import { createLogger } from "../log/logger.js";
 import { crlReasonName, ISSUER_REVOCATION_REASONS, LEAF_REVOCATION_REASONS, parseIssuerRevocationReason, parseRevocationReason, type RevocationReason } from "../core/revocation-reason.js";
 import { RevokeService } from "../revocation/revoke-service.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
 import { bindIssuer } from "../issuance/issuer.js";
-import { openDatabase, openDataDir, openInventory } from "./data-dir.js";
-import { openCa } from "./open-ca.js";
+import { openCa, openCaStorage } from "./open-ca.js";
+import type { OpenedCa } from "./data-dir.js";
+import type { CaStorage } from "../storage/ca-storage.js";
+import type { FleetcaConfig } from "../config/schema.js";
+import { recordOperatorEvent } from "./operator-event.js";
+import { normaliseSerial } from "../core/serial.js";
 import { startDaemon } from "./daemon.js";
 import { initHierarchy } from "./init.js";
 import { registerAuditCommands } from "./audit-commands.js";
@@ -24,15 +27,11 @@ import { retireRoot, rotateRoot } from "./rotate-root.js";
 import { signAudience } from "./token-audience.js";
 import { bootstrapSettingsFor } from "./provisioners.js";
 import { MIN_PULL_MS, pullRenewalWindows, renewalSelectorOf } from "../registration/renewal-override.js";
-import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import { SqliteRequestPorts } from "../storage/sqlite/sqlite-request-ports.js";
-import type { SerialHex } from "../core/serial.js";
 import { DEFAULT_MIGRATE_WITHIN_MS, rotateIntermediate } from "./intermediate-rotation.js";
 import { revokeIssuer } from "./issuer-kill-switch.js";
 import { caStatus, daemonState, formatStatus } from "./status.js";
 import { packageVersion } from "../core/package-version.js";
 import { certificateCommand, type CertificateOptions } from "./certificate-command.js";
-import { SqliteOperationsPorts } from "../storage/sqlite/sqlite-operations-ports.js";
 import { formatMigrateStore, migrateStore } from "./migrate-store.js";
 
 const program = new Command("fleetca")
@@ -192,7 +191,7 @@ program
   .option("--json", "one JSON object: serial, notAfter, sans, files")
   .addOption(configOption())
   .action(async (name: string, o: CertificateOptions & { config?: string }) => {
-    const { config } = load(o.config, "certificate");
+    const { config } = load(o.config);
     process.stdout.write(await certificateCommand(config, name, o, systemClock));
   });
 
@@ -204,12 +203,11 @@ program
   .option("--all", "also certificates a renewal or a newer API serving certificate superseded (still valid until they expire)")
   .option("--json", "one JSON array with full records")
   .addOption(configOption())
-  .action((o: { expiring?: string; revoked?: boolean; all?: boolean; json?: boolean; config?: string }) => {
-    const { config } = load(o.config, "list");
+  .action(async (o: { expiring?: string; revoked?: boolean; all?: boolean; json?: boolean; config?: string }) => {
+    const { config } = load(o.config);
     const now = systemClock.now();
-    const store = openInventory(config.dataDir);
-    try {
-      const rows = store.listCertificates({
+    await withCaStorage(config, { readonly: true }, async (storage) => {
+      const rows = await storage.issuers.listCertificates({
         notExpiredAt: now,
         ...(o.revoked && { revoked: true }),
         ...(o.all && { includeSuperseded: true }),
@@ -225,9 +223,7 @@ program
       );
       const header = ["SERIAL".padEnd(32), "STATUS".padEnd(7), "NOT AFTER".padEnd(24), "EXPIRES IN", "PROVISIONER".padEnd(12), "SANS"].join("  ");
       process.stdout.write([header, ...lines].join("\n") + "\n");
-    } finally {
-      store.close();
-    }
+    });
   });
 
 program
@@ -238,24 +234,22 @@ program
   .option("--json", "one JSON object")
   .addOption(configOption())
   .action(async (serial: string, o: { reason?: string; json?: boolean; config?: string }) => {
-    const { config } = load(o.config, "revoke");
+    const { config } = load(o.config);
     let reason: RevocationReason;
     try {
       reason = parseRevocationReason(o.reason);
     } catch (e) {
       throw new OperatorError(`--reason: ${(e as Error).message}`);
     }
-    const store = openDatabase(config.dataDir);
-    try {
+    await withCaStorage(config, {}, async (storage) => {
       // stdout carries the one result line; the daemon's log line for a revoke is not wanted here.
-      const service = new RevokeService(new SqliteRequestPorts(store), systemClock, createLogger({ level: "silent", format: "logfmt" }));
-      // Awaited before the finally closes the store (SQLite answers at once; an async driver would not).
+      // Replicas on PostgreSQL hear of it at once (NOTIFY at commit); a SQLite daemon's revocation
+      // feed polls the file every second.
+      const service = new RevokeService(storage.requests, systemClock, createLogger({ level: "silent", format: "logfmt" }));
       const r = await service.revokeAsOperator(serial, reason);
       if (o.json) process.stdout.write(`${JSON.stringify({ serial: r.serial, revokedAt: r.revokedAt.toISOString(), reason: crlReasonName(reason), alreadyRevoked: r.alreadyRevoked })}\n`);
       else process.stdout.write(`revoked ${r.serial} at ${r.revokedAt.toISOString()}${r.alreadyRevoked ? " (already revoked; unchanged)" : ""}\n`);
-    } finally {
-      store.close();
-    }
+    });
   });
 
 program
@@ -267,22 +261,22 @@ program
   .requiredOption("--by <duration>", "renew within this long from now (at least 1m), e.g. 1h")
   .addOption(configOption())
   .action(async (o: { issuer?: string; provisioner?: string; serial?: string; by: string; config?: string }) => {
-    const { config } = load(o.config, "renew-window");
+    const { config } = load(o.config);
     const byMs = durationArg("--by")(o.by);
-    const store = openDatabase(config.dataDir);
-    try {
+    await withCaStorage(config, {}, async (storage) => {
+      // The one certificate --serial names, looked up first (the selector's checks are synchronous).
+      const serial = o.serial === undefined ? null : normaliseSerial(o.serial.trim());
+      const named = serial === null ? null : await storage.requests.getCertificate(serial);
       const selector = renewalSelectorOf(o, {
-        issuerKeyIds: store.listIssuers().map((i) => i.keyId),
+        issuerKeyIds: (await storage.issuers.listIssuers()).map((i) => i.keyId),
         provisioners: config.provisioners.map((p) => p.name),
-        hasCertificate: (serial) => store.getCertificate(serial as SerialHex) !== null,
+        hasCertificate: (s) => named !== null && named.serial === s,
       });
-      const r = await pullRenewalWindows(new SqliteRenewalWindows(store.db), selector, byMs, systemClock);
+      const r = await pullRenewalWindows(storage.renewalWindows, selector, byMs, systemClock);
       process.stdout.write(
         `matched ${r.matched} live certificate${r.matched === 1 ? "" : "s"} (${selector.kind} ${selector.value}): renewal window ${r.window.start.toISOString()} to ${r.window.end.toISOString()}\n`,
       );
-    } finally {
-      store.close();
-    }
+    });
   });
 
 const rotate = program.command("rotate").description("rotate CA key material");
@@ -300,7 +294,7 @@ rotate
   .description("new root key and certificate, cross-signed by the current root; /roots.pem serves both until `fleetca retire root` (unwraps the root key: needs the passphrase)")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = load(o.config, "rotate root");
+    const { config } = load(o.config);
     const r = await rotateRoot(config, passphraseFrom(config), systemClock);
     process.stdout.write(
       [
@@ -318,9 +312,9 @@ program
   .description("stop trusting a root: it leaves /roots.pem (refused for the only root, or while the issuing intermediate chains to it)")
   .argument("<keyid>", "the root's key id")
   .addOption(configOption())
-  .action((keyId: string, o: { config?: string }) => {
-    const { config } = load(o.config, "retire root");
-    const r = retireRoot(config, keyId, systemClock);
+  .action(async (keyId: string, o: { config?: string }) => {
+    const { config } = load(o.config);
+    const r = await withCaStorage(config, {}, (storage) => retireRoot(storage, keyId, systemClock));
     process.stdout.write(`retired root ${r.retired}; trusted roots now: ${r.remaining.join(", ")}\n`);
   });
 
@@ -330,16 +324,17 @@ rotate
   .option("--migrate-within <duration>", "the old intermediate's certificates are due for renewal within this long (at least 1m)", "24h")
   .addOption(configOption())
   .action(async (o: { migrateWithin: string; config?: string }) => {
-    const { config } = load(o.config, "rotate intermediate");
+    const { config } = load(o.config);
     const migrateWithinMs = o.migrateWithin === undefined ? DEFAULT_MIGRATE_WITHIN_MS : durationArg("--migrate-within")(o.migrateWithin);
     if (migrateWithinMs < MIN_PULL_MS) throw new OperatorError("--migrate-within: must be at least 1m, so the fleet's renewals spread over the window");
-    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
-    try {
-      const r = await rotateIntermediate(dd, config, systemClock, { migrateWithinMs });
-      dd.store.audit.append(
-        { kind: "event", event: "intermediate_rotated", details: { new_intermediate: r.current.keyId, previous: r.previousKeyId, migrate_within_ms: migrateWithinMs, live_certificates: r.migration.matched } },
-        systemClock.now(),
-      );
+    await withCa(config, async (ca) => {
+      const r = await rotateIntermediate(ca, config, systemClock, { migrateWithinMs });
+      await recordOperatorEvent(ca.storage, "intermediate_rotated", {
+        new_intermediate: r.current.keyId,
+        previous: r.previousKeyId,
+        migrate_within_ms: migrateWithinMs,
+        live_certificates: r.migration.matched,
+      });
       process.stdout.write(
         [
           `new intermediate key id:       ${r.current.keyId} (valid until ${r.current.notAfter.toISOString()})`,
@@ -347,9 +342,7 @@ rotate
           `renewal window for its ${r.migration.matched} live certificate${r.migration.matched === 1 ? "" : "s"}: ${r.migration.window.start.toISOString()} to ${r.migration.window.end.toISOString()}`,
         ].join("\n") + "\n",
       );
-    } finally {
-      dd.store.close();
-    }
+    });
   });
 
 program
@@ -359,24 +352,22 @@ program
   .requiredOption("--reason <reason>", `RFC 5280 reason: ${ISSUER_REVOCATION_REASONS.join(", ")} (or its code)`)
   .addOption(configOption())
   .action(async (keyId: string, o: { reason: string; config?: string }) => {
-    const { config } = load(o.config, "revoke-issuer");
+    const { config } = load(o.config);
     let reason: number;
     try {
       reason = parseIssuerRevocationReason(o.reason);
     } catch (e) {
       throw new OperatorError(`--reason: ${(e as Error).message}`);
     }
-    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
-    try {
-      const r = await revokeIssuer(dd, config, systemClock, keyId, reason);
-      dd.store.audit.append(
-        {
-          kind: "event",
-          event: "issuer_revoked",
-          details: { intermediate: r.revokedKeyId, reason, root_crl_number: r.rootCrl.crlNumber, replacement: r.replacement?.keyId ?? null, affected: r.affected },
-        },
-        systemClock.now(),
-      );
+    await withCa(config, async (ca) => {
+      const r = await revokeIssuer(ca, config, systemClock, keyId, reason);
+      await recordOperatorEvent(ca.storage, "issuer_revoked", {
+        intermediate: r.revokedKeyId,
+        reason,
+        root_crl_number: r.rootCrl.crlNumber,
+        replacement: r.replacement?.keyId ?? null,
+        affected: r.affected,
+      });
       process.stdout.write(
         [
           `revoked intermediate ${r.revokedKeyId} at ${r.at.toISOString()} (${o.reason}): on root CRL #${r.rootCrl.crlNumber} of ${r.rootCrl.rootKeyId}`,
@@ -384,9 +375,7 @@ program
           `affected: ${r.affected} live certificate${r.affected === 1 ? "" : "s"}, due for renewal now (window ${r.window.start.toISOString()} to ${r.window.end.toISOString()})`,
         ].join("\n") + "\n",
       );
-    } finally {
-      dd.store.close();
-    }
+    });
   });
 
 const crl = program.command("crl").description("certificate revocation lists");
@@ -395,20 +384,17 @@ crl
   .description("re-sign each active root's CRL (unwraps the root key: needs the passphrase); the daemon serves it within a minute")
   .addOption(configOption())
   .action(async (o: { config?: string }) => {
-    const { config } = load(o.config, "crl sign-root");
-    const dd = openDataDir(config.dataDir, passphraseFrom(config), { create: false });
-    try {
-      const issuers = dd.store.listIssuers();
+    const { config } = load(o.config);
+    await withCa(config, async (ca) => {
+      const issuers = await ca.storage.issuers.listIssuers();
       const roots = issuers.filter((i) => i.role === "root" && i.status === "active");
-      if (roots.length === 0) throw new OperatorError(`no active root in ${config.dataDir}`);
+      if (roots.length === 0) throw new OperatorError(`no active root in ${ca.storage.location}`);
       for (const r of roots) {
-        const root = await bindIssuer(r.der, dd.keys.load(r.keyName));
-        const s = await signRootCrl(root, issuers, new SqliteRevocationPorts(dd.store), systemClock, config.crl.rootValidity);
+        const root = await bindIssuer(r.der, await ca.caKeys.load(r.keyName));
+        const s = await signRootCrl(root, issuers, ca.storage.crls, systemClock, config.crl.rootValidity);
         process.stdout.write(`signed root CRL #${s.crlNumber} of ${r.keyId}: ${s.entries} revoked intermediate(s), next update ${s.nextUpdate.toISOString()}\n`);
       }
-    } finally {
-      dd.store.close();
-    }
+    });
   });
 
 program
@@ -418,8 +404,8 @@ program
   .option("--json", "one JSON object")
   .option("--health", "only whether the running daemon answers /healthz with 200: exit 0, else 1 (a container's health check)")
   .action(async (o: { config?: string; json?: boolean; health?: boolean }) => {
-    // --health reads only this replica's serve.json and /healthz: it works whatever the storage.
-    const { config, source } = load(o.config, o.health ? undefined : "status");
+    // --health reads only this replica's serve.json and /healthz.
+    const { config, source } = load(o.config);
     if (o.health) {
       const d = await daemonState(config.dataDir);
       const healthy = d.running && d.healthz.startsWith("200 ");
@@ -444,7 +430,27 @@ program
     process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : formatMigrateStore(r));
   });
 
-registerAuditCommands(program, configOption, (path) => load(path, "audit"));
+registerAuditCommands(program, configOption, (path) => load(path));
+
+/** Runs `work` on the CA's storage (no key, no passphrase), closed after. */
+async function withCaStorage<T>(config: FleetcaConfig, opts: { readonly?: boolean }, work: (storage: CaStorage) => Promise<T>): Promise<T> {
+  const storage = await openCaStorage(config, opts);
+  try {
+    return await work(storage);
+  } finally {
+    await storage.close();
+  }
+}
+
+/** Runs `work` on the opened CA: storage and key store (the passphrase unwraps a key when one is loaded). */
+async function withCa<T>(config: FleetcaConfig, work: (ca: OpenedCa) => Promise<T>): Promise<T> {
+  const ca = await openCa(config, passphraseFrom(config), { create: false });
+  try {
+    return await work(ca);
+  } finally {
+    await ca.storage.close();
+  }
+}
 
 async function main(): Promise<void> {
   try {

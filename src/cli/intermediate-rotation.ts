@@ -8,14 +8,12 @@ import { bindIssuer, currentIntermediate, type Issuer } from "../issuance/issuer
 import { renewalPull } from "../registration/renewal-override.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import type { IssuerRecord } from "../storage/ports.js";
-import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
-import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import type { OpenedDataDir } from "./data-dir.js";
+import type { OpenedCa } from "./data-dir.js";
 
 /** `fleetca rotate intermediate` without --migrate-within: the old intermediate's fleet renews within a day. */
 export const DEFAULT_MIGRATE_WITHIN_MS = 24 * 3_600_000;
 
-/** A new intermediate stored (key wrapped in the keystore, certificate and row in the database) but not issuing yet. */
+/** A new intermediate stored (key wrapped in the key store, certificate and row in the database) but not issuing yet. */
 export interface PreparedIntermediate {
   keyId: string;
   keyName: string;
@@ -43,13 +41,13 @@ export interface RotationResult {
  * (after `fleetca rotate root`, the new one: that is how issuance moves under it); the root key is unwrapped for this signature only (and dropped with this
  * function's scope). The row is stored with no activation time: nothing issues from it yet.
  */
-export async function prepareIntermediate(dd: OpenedDataDir, config: FleetcaConfig, clock: Clock, root?: Issuer): Promise<PreparedIntermediate> {
+export async function prepareIntermediate(ca: OpenedCa, config: FleetcaConfig, clock: Clock, root?: Issuer): Promise<PreparedIntermediate> {
   const now = clock.now();
-  root ??= await unwrapNewestRoot(dd, now);
+  root ??= await unwrapNewestRoot(ca, now);
   const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
   // The random suffix keeps two rotations in the same second from refusing each other's key file.
   const keyName = `intermediate-${stamp}-${randomBytes(3).toString("hex")}`;
-  const signer = await dd.keys.generate(keyName, config.ca.keyType);
+  const signer = await ca.caKeys.generate(keyName, config.ca.keyType);
   const der = await createIntermediateCertificate(root, signer, {
     caName: config.ca.name,
     validityMs: config.ca.intermediateValidity,
@@ -71,33 +69,32 @@ export async function prepareIntermediate(dd: OpenedDataDir, config: FleetcaConf
     revocationReason: null,
     activatedAt: null,
   };
-  dd.store.addIssuer(record);
+  await ca.storage.issuers.addIssuer(record);
   return { keyId: record.keyId, keyName, rootKeyId: root.keyIdHex, notBefore: record.notBefore, notAfter: record.notAfter };
 }
 
 /** The newest active, valid root, with its key unwrapped. */
-async function unwrapNewestRoot(dd: OpenedDataDir, now: Date): Promise<Issuer> {
-  const roots = dd.store
-    .listIssuers()
+async function unwrapNewestRoot(ca: OpenedCa, now: Date): Promise<Issuer> {
+  const roots = (await ca.storage.issuers.listIssuers())
     .filter((i) => i.role === "root" && i.status === "active" && i.notBefore <= now && i.notAfter > now)
     .sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime() || b.createdAt.getTime() - a.createdAt.getTime());
   const newest = roots[0];
   if (!newest) throw new OperatorError("no active, valid root to certify a new intermediate; rotate the root first");
-  return bindIssuer(newest.der, dd.keys.load(newest.keyName));
+  return bindIssuer(newest.der, await ca.caKeys.load(newest.keyName));
 }
 
 /**
  * The root that certified this intermediate, with its key unwrapped (the only time a command
  * holds it: to certify a new intermediate or sign the root's CRL). It must be active and valid.
  */
-export async function unwrapRootOf(dd: OpenedDataDir, intermediateKeyId: string, now: Date): Promise<Issuer> {
-  const issuers = dd.store.listIssuers();
+export async function unwrapRootOf(ca: OpenedCa, intermediateKeyId: string, now: Date): Promise<Issuer> {
+  const issuers = await ca.storage.issuers.listIssuers();
   const parent = issuers.find((i) => i.keyId === intermediateKeyId)?.parentKeyId;
   const rootRecord = issuers.find((i) => i.keyId === parent && i.role === "root");
   if (!rootRecord || rootRecord.status !== "active" || rootRecord.notAfter <= now) {
     throw new OperatorError(`the root that signed intermediate ${intermediateKeyId} is not active and valid; rotate the root first`);
   }
-  return bindIssuer(rootRecord.der, dd.keys.load(rootRecord.keyName));
+  return bindIssuer(rootRecord.der, await ca.caKeys.load(rootRecord.keyName));
 }
 
 /**
@@ -107,33 +104,29 @@ export async function unwrapRootOf(dd: OpenedDataDir, intermediateKeyId: string,
  * instead of at the end of each certificate's life. The previous intermediate stays active: its
  * CRLs and OCSP answers go on until its last certificate expires.
  */
-export function activateIntermediate(
-  dd: OpenedDataDir,
+export async function activateIntermediate(
+  ca: OpenedCa,
   prepared: PreparedIntermediate,
   previousKeyId: string,
   migrateWithinMs: number,
   clock: Clock,
-): { at: Date; migration: { matched: number; window: RenewalWindow } } {
-  const lifecycle = new SqliteIssuerLifecycle(dd.store.db);
-  const windows = new SqliteRenewalWindows(dd.store.db);
-  return dd.store.db.transaction(() => {
-    const at = clock.now();
-    if (!lifecycle.activateIntermediate(prepared.keyId, at)) throw new OperatorError(`intermediate ${prepared.keyId} cannot be activated (revoked or gone)`);
-    const pull = renewalPull({ kind: "issuer", value: previousKeyId }, migrateWithinMs, clock);
-    const migration = { matched: windows.recordOverride(pull.override, pull.override.createdAt).matched, window: pull.window };
-    return { at, migration };
-  })();
+): Promise<{ at: Date; migration: { matched: number; window: RenewalWindow } }> {
+  const at = clock.now();
+  const pull = renewalPull({ kind: "issuer", value: previousKeyId }, migrateWithinMs, clock);
+  const r = await ca.storage.issuerLifecycle.changeIssuers({ activate: prepared.keyId, renewalOverride: pull.override }, at);
+  if (r.outcome !== "changed") throw new OperatorError(`intermediate ${prepared.keyId} cannot be activated (revoked or gone)`);
+  return { at, migration: { matched: r.matched, window: pull.window } };
 }
 
 /** `fleetca rotate intermediate`: prepare, then activate. Works while the daemon runs (it follows the database). */
 export async function rotateIntermediate(
-  dd: OpenedDataDir,
+  ca: OpenedCa,
   config: FleetcaConfig,
   clock: Clock,
   opts: { migrateWithinMs: number } = { migrateWithinMs: DEFAULT_MIGRATE_WITHIN_MS },
 ): Promise<RotationResult> {
-  const previous = currentIntermediate(dd.store.listIssuers(), clock.now());
-  const current = await prepareIntermediate(dd, config, clock);
-  const { at, migration } = activateIntermediate(dd, current, previous.keyId, opts.migrateWithinMs, clock);
+  const previous = currentIntermediate(await ca.storage.issuers.listIssuers(), clock.now());
+  const current = await prepareIntermediate(ca, config, clock);
+  const { at, migration } = await activateIntermediate(ca, current, previous.keyId, opts.migrateWithinMs, clock);
   return { event: "intermediate-rotated", at, current, previousKeyId: previous.keyId, migration };
 }

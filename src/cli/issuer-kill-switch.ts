@@ -5,10 +5,7 @@ import type { FleetcaConfig } from "../config/schema.js";
 import { currentIntermediate } from "../issuance/issuer.js";
 import { MIN_PULL_MS, renewalPull } from "../registration/renewal-override.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
-import { SqliteIssuerLifecycle } from "../storage/sqlite/sqlite-issuer-lifecycle.js";
-import { SqliteRenewalWindows } from "../storage/sqlite/sqlite-renewal-windows.js";
-import type { OpenedDataDir } from "./data-dir.js";
+import type { OpenedCa } from "./data-dir.js";
 import { prepareIntermediate, unwrapRootOf, type PreparedIntermediate } from "./intermediate-rotation.js";
 
 /**
@@ -44,9 +41,9 @@ export interface IssuerRevocationResult {
  * The revoked intermediate's leaves are not revoked one by one: their chain is no longer valid
  * (RFC 5280 §6.3), and their holders renew through the fresh intermediate.
  */
-export async function revokeIssuer(dd: OpenedDataDir, config: FleetcaConfig, clock: Clock, keyIdText: string, reason: number): Promise<IssuerRevocationResult> {
+export async function revokeIssuer(ca: OpenedCa, config: FleetcaConfig, clock: Clock, keyIdText: string, reason: number): Promise<IssuerRevocationResult> {
   const keyId = keyIdText.trim().toLowerCase().replace(/:/g, "");
-  const issuers = dd.store.listIssuers();
+  const issuers = await ca.storage.issuers.listIssuers();
   const target = issuers.find((i) => i.keyId === keyId);
   if (!target) {
     const known = issuers.filter((i) => i.role === "intermediate").map((i) => i.keyId);
@@ -55,25 +52,26 @@ export async function revokeIssuer(dd: OpenedDataDir, config: FleetcaConfig, clo
   if (target.role !== "intermediate") throw new OperatorError(`${keyId} is a root; revoke-issuer revokes an intermediate on its root's CRL`);
   if (target.revokedAt !== null) throw new OperatorError(`intermediate ${keyId} was already revoked at ${target.revokedAt.toISOString()}`);
   const now = clock.now();
-  const root = await unwrapRootOf(dd, keyId, now);
+  const root = await unwrapRootOf(ca, keyId, now);
   let issuing: string | null;
   try {
     issuing = currentIntermediate(issuers, now).keyId;
   } catch {
     issuing = null;
   }
-  const replacement = issuing === keyId || issuing === null ? await prepareIntermediate(dd, config, clock, root) : null;
+  const replacement = issuing === keyId || issuing === null ? await prepareIntermediate(ca, config, clock, root) : null;
 
-  const lifecycle = new SqliteIssuerLifecycle(dd.store.db);
-  const windows = new SqliteRenewalWindows(dd.store.db);
-  const { at, affected, window } = dd.store.db.transaction(() => {
-    const at = clock.now();
-    if (!lifecycle.revokeIssuer(keyId, at, reason)) throw new OperatorError(`intermediate ${keyId} was revoked meanwhile`);
-    if (replacement && !lifecycle.activateIntermediate(replacement.keyId, at)) throw new OperatorError(`the fresh intermediate ${replacement.keyId} could not be activated`);
-    const pulled = renewalPull({ kind: "issuer", value: keyId }, MIN_PULL_MS, clock);
-    return { at, affected: windows.recordOverride(pulled.override, pulled.override.createdAt).matched, window: pulled.window };
-  })();
-  const crl = await signRootCrl(root, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
+  const at = clock.now();
+  const pulled = renewalPull({ kind: "issuer", value: keyId }, MIN_PULL_MS, clock);
+  const change = await ca.storage.issuerLifecycle.changeIssuers(
+    { revoke: { keyId, reason }, ...(replacement && { activate: replacement.keyId }), renewalOverride: pulled.override },
+    at,
+  );
+  if (change.outcome === "revoke_refused") throw new OperatorError(`intermediate ${keyId} was revoked meanwhile`);
+  if (change.outcome === "activate_refused") throw new OperatorError(`the fresh intermediate ${replacement?.keyId} could not be activated`);
+  const affected = change.matched;
+  const window = pulled.window;
+  const crl = await signRootCrl(root, await ca.storage.issuers.listIssuers(), ca.storage.crls, clock, config.crl.rootValidity);
   return {
     event: "issuer-revoked",
     at,

@@ -1,4 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { FleetcaConfig } from "../config/schema.js";
 import { OperatorError } from "../core/errors.js";
@@ -6,7 +7,10 @@ import type { Secret } from "../core/secret.js";
 import { openPgCaStorage } from "../storage/postgres/pg-ca-storage.js";
 import { openPgKek } from "../storage/postgres/pg-key-store.js";
 import type { GroupCommitSettings } from "../storage/sqlite/issuance-group-commit.js";
-import { openDataDir, type OpenedCa } from "./data-dir.js";
+import { NoCaError } from "../core/errors.js";
+import type { CaStorage } from "../storage/ca-storage.js";
+import { sqliteCaStorage } from "../storage/sqlite/sqlite-ca-storage.js";
+import { DB_FILE, KEYS_DIR, openDatabase, openDataDir, openInventory, type OpenedCa } from "./data-dir.js";
 
 export interface OpenCaOptions {
   /** Create the KEK (and, with PostgreSQL, its parameters in the database) when there is none: init. */
@@ -42,4 +46,26 @@ export async function openCa(config: FleetcaConfig, passphrase: Secret | undefin
     await storage.close();
     throw e;
   }
+}
+
+/**
+ * Opens only the CA's storage: no key store, no KEK, no passphrase. For the commands that read or
+ * change the inventory and never sign (`fleetca list`, `revoke`, `renew-window`, `retire root`,
+ * `status`, `audit`). SQLite: the data dir's database (read-only when `readonly`), which must
+ * exist; PostgreSQL: the shared database, which must hold a CA.
+ */
+export async function openCaStorage(config: FleetcaConfig, opts: { readonly?: boolean } = {}): Promise<CaStorage> {
+  if (config.storage.type === "sqlite") {
+    const path = join(config.dataDir, DB_FILE);
+    if (!existsSync(path)) throw new NoCaError(`no database at ${path}`);
+    return sqliteCaStorage(opts.readonly ? openInventory(config.dataDir) : openDatabase(config.dataDir), path, join(config.dataDir, KEYS_DIR));
+  }
+  const { storage } = await openPgCaStorage({ url: config.storage.url, pool: 2, ...(config.storage.passwordFile && { passwordFile: config.storage.passwordFile }) });
+  try {
+    if ((await storage.issuers.listIssuers()).length === 0) throw new NoCaError(`no CA in ${storage.location} (run fleetca init with this config)`);
+  } catch (e) {
+    await storage.close();
+    throw e;
+  }
+  return storage;
 }

@@ -5,7 +5,7 @@ import type { FleetcaConfig } from "../config/schema.js";
 import { readPassphraseFile } from "../signing/kek.js";
 import { rotateKek, type RotationStep } from "../signing/kek-rotation.js";
 import { openKeyStore } from "./data-dir.js";
-import { recordOperatorEvent } from "./operator-event.js";
+import { recordOperatorEventInDataDir } from "./operator-event.js";
 
 /**
  * Test hook: names a protocol step after which the process kills itself with SIGKILL, so the
@@ -31,7 +31,7 @@ export function rotateKekCommand(config: FleetcaConfig, opts: { newPassphraseFil
     if (step === crashAfter) process.kill(process.pid, "SIGKILL");
   };
   const r = rotateKek(config.dataDir, opened, next, onStep);
-  recordOperatorEvent(config.dataDir, "kek_rotated", {
+  recordOperatorEventInDataDir(config.dataDir, "kek_rotated", {
     from: r.from.mode === "development" ? "development" : `version ${r.from.version}`,
     to_version: r.to.version,
     keys: r.rewrapped.length,

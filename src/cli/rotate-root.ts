@@ -3,15 +3,14 @@ import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
 import type { Secret } from "../core/secret.js";
 import type { FleetcaConfig } from "../config/schema.js";
+import type { CaStorage } from "../storage/ca-storage.js";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
 import { createCrossCertificate, createRootCertificate } from "../issuance/hierarchy.js";
 import { bindIssuer, currentIntermediate } from "../issuance/issuer.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
-import { SqliteRevocationPorts } from "../storage/sqlite/sqlite-revocation-ports.js";
-import { SqliteCrossCertificates } from "../storage/sqlite/sqlite-cross-certificates.js";
-import { openDatabase, openDataDir } from "./data-dir.js";
+import { openCa } from "./open-ca.js";
 import { recordOperatorEvent } from "./operator-event.js";
 
 export interface RootRotation {
@@ -30,18 +29,18 @@ export interface RootRotation {
  * intermediate under it; the old root stays trusted until `fleetca retire root`.
  */
 export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | undefined, clock: Clock): Promise<RootRotation> {
-  const dd = openDataDir(config.dataDir, passphrase, { create: false });
+  const ca = await openCa(config, passphrase, { create: false });
   try {
-    const issuers = dd.store.listIssuers();
+    const issuers = await ca.storage.issuers.listIssuers();
     const roots = issuers.filter((i) => i.role === "root" && i.status === "active").sort((a, b) => b.notBefore.getTime() - a.notBefore.getTime());
     const current = roots[0];
-    if (!current) throw new OperatorError(`no active root in ${config.dataDir}`);
-    const oldRoot = await bindIssuer(current.der, dd.keys.load(current.keyName));
+    if (!current) throw new OperatorError(`no active root in ${ca.storage.location}`);
+    const oldRoot = await bindIssuer(current.der, await ca.caKeys.load(current.keyName));
     const now = clock.now();
     const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
     const keyName = `root-${stamp}`;
-    if (dd.keys.has(keyName)) throw new OperatorError(`a root was already made at ${now.toISOString()}; wait a second and run it again`);
-    const signer = await dd.keys.generate(keyName, config.ca.keyType);
+    if (await ca.caKeys.has(keyName)) throw new OperatorError(`a root was already made at ${now.toISOString()}; wait a second and run it again`);
+    const signer = await ca.caKeys.generate(keyName, config.ca.keyType);
     // The new root keeps the old root's name: the cross certificate is then self-issued (issuer
     // name = subject name), which RFC 5280 §4.2.1.9 leaves out of path length, so the old root's
     // pathLenConstraint 1 still admits new-leaf → new-intermediate → cross → old root. This is
@@ -56,9 +55,8 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
       { clock, crlUrl: crlUrl(config.publicUrl, oldRoot.keyIdHex, null) },
     );
     const cross = await bindIssuer(crossDer, signer);
-    const crossCerts = new SqliteCrossCertificates(dd.store.db);
-    dd.store.db.transaction(() => {
-      dd.store.addIssuer({
+    await ca.storage.issuerLifecycle.addRootWithCross(
+      {
         keyId: newRoot.keyIdHex,
         role: "root",
         keyName,
@@ -72,18 +70,18 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
         revocationReason: null,
         // Roots never issue leaves: only intermediates are activated (migration v10).
         activatedAt: null,
-      });
-      crossCerts.add({ subjectKeyId: newRoot.keyIdHex, issuerKeyId: oldRoot.keyIdHex, der: crossDer, notAfter: cross.info.notAfter, createdAt: now });
-    })();
+      },
+      { subjectKeyId: newRoot.keyIdHex, issuerKeyId: oldRoot.keyIdHex, der: crossDer, notAfter: cross.info.notAfter, createdAt: now },
+    );
     // Relying parties that check CRLs for the whole chain need one from the new root too.
-    await signRootCrl(newRoot, dd.store.listIssuers(), new SqliteRevocationPorts(dd.store), clock, config.crl.rootValidity);
+    await signRootCrl(newRoot, await ca.storage.issuers.listIssuers(), ca.storage.crls, clock, config.crl.rootValidity);
     const result: RootRotation = {
       oldRootKeyId: oldRoot.keyIdHex,
       newRootKeyId: newRoot.keyIdHex,
       newRootFingerprint: createHash("sha256").update(rootDer).digest("hex"),
       crossCertificateSerial: cross.info.serial,
     };
-    recordOperatorEvent(config.dataDir, "root_rotated", {
+    await recordOperatorEvent(ca.storage, "root_rotated", {
       old_root: result.oldRootKeyId,
       new_root: result.newRootKeyId,
       new_root_sha256: result.newRootFingerprint,
@@ -91,7 +89,7 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
     });
     return result;
   } finally {
-    dd.store.close();
+    await ca.storage.close();
   }
 }
 
@@ -101,23 +99,18 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
  * chains to it (rotate the intermediate under the new root first: leaves must not outlive trust
  * in their root on hosts that refresh ca.pem).
  */
-export function retireRoot(config: FleetcaConfig, keyId: string, clock: Clock): { retired: string; remaining: string[] } {
-  const store = openDatabase(config.dataDir);
-  try {
-    const issuers = store.listIssuers();
-    const root = issuers.find((i) => i.keyId === keyId.toLowerCase());
-    if (!root || root.role !== "root") throw new OperatorError(`no root with key id ${keyId} (fleetca status / the issuers table lists them)`);
-    if (root.status !== "active") throw new OperatorError(`root ${root.keyId} is already retired`);
-    const others = issuers.filter((i) => i.role === "root" && i.status === "active" && i.keyId !== root.keyId);
-    if (others.length === 0) throw new OperatorError(`root ${root.keyId} is the only active root; run "fleetca rotate root" first`);
-    const issuing = currentIntermediate(issuers, clock.now());
-    if (issuing.parentKeyId === root.keyId) {
-      throw new OperatorError(`the issuing intermediate ${issuing.keyId} chains to root ${root.keyId}; run "fleetca rotate intermediate" (under the new root) first`);
-    }
-    if (!new SqliteCrossCertificates(store.db).retireRoot(root.keyId)) throw new OperatorError(`root ${root.keyId} could not be retired (changed meanwhile)`);
-    recordOperatorEvent(config.dataDir, "root_retired", { root: root.keyId, remaining: others.map((o) => o.keyId).join(",") });
-    return { retired: root.keyId, remaining: others.map((o) => o.keyId) };
-  } finally {
-    store.close();
+export async function retireRoot(storage: CaStorage, keyId: string, clock: Clock): Promise<{ retired: string; remaining: string[] }> {
+  const issuers = await storage.issuers.listIssuers();
+  const root = issuers.find((i) => i.keyId === keyId.toLowerCase());
+  if (!root || root.role !== "root") throw new OperatorError(`no root with key id ${keyId} (fleetca status / the issuers table lists them)`);
+  if (root.status !== "active") throw new OperatorError(`root ${root.keyId} is already retired`);
+  const others = issuers.filter((i) => i.role === "root" && i.status === "active" && i.keyId !== root.keyId);
+  if (others.length === 0) throw new OperatorError(`root ${root.keyId} is the only active root; run "fleetca rotate root" first`);
+  const issuing = currentIntermediate(issuers, clock.now());
+  if (issuing.parentKeyId === root.keyId) {
+    throw new OperatorError(`the issuing intermediate ${issuing.keyId} chains to root ${root.keyId}; run "fleetca rotate intermediate" (under the new root) first`);
   }
+  if (!(await storage.issuerLifecycle.retireRoot(root.keyId))) throw new OperatorError(`root ${root.keyId} could not be retired (changed meanwhile)`);
+  await recordOperatorEvent(storage, "root_retired", { root: root.keyId, remaining: others.map((o) => o.keyId).join(",") });
+  return { retired: root.keyId, remaining: others.map((o) => o.keyId) };
 }

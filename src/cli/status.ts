@@ -5,8 +5,9 @@ import type { Clock } from "../core/clock.js";
 import { NoCaError } from "../core/errors.js";
 import type { FleetcaConfig } from "../config/schema.js";
 import { DEV_KEK_FILE, KEK_PARAMS_FILE } from "../signing/kek.js";
-import { inventorySummary, type CertificateCounts, type CrlSummary } from "../storage/sqlite/sqlite-status.js";
-import { dataDirInitialised, openInventory } from "./data-dir.js";
+import type { CertificateCounts, CrlSummary } from "../storage/ports.js";
+import { dataDirInitialised } from "./data-dir.js";
+import { openCaStorage } from "./open-ca.js";
 import { liveServeState } from "./serve-state.js";
 
 /** The internal certificates' provisioner names (api/serving-certificate.ts). */
@@ -14,6 +15,8 @@ const INTERNAL = ["fleetca-api"];
 
 export interface CaStatus {
   dataDir: string;
+  /** Where the CA's state is: the SQLite file, or the PostgreSQL URL (which holds no password). */
+  storage: { type: "sqlite" | "postgres"; location: string };
   configFile: string | null;
   protection: "passphrase" | "development";
   issuers: Array<{ role: string; keyId: string; subject: string; sha256: string; notAfter: string; status: string; current: boolean }>;
@@ -27,16 +30,17 @@ export interface CaStatus {
  * `fleetca status`: what an operator asks first (issue 16): where the CA lives and how it is
  * protected, its roots and intermediates, each CRL's number and nextUpdate, how many
  * certificates are live, expiring or revoked, and whether a daemon runs and answers /healthz.
- * Reads only (the database read-only, no key, no passphrase), so it is safe on a live CA.
+ * Reads only (no key, no passphrase; SQLite's file read-only), so it is safe on a live CA. With
+ * PostgreSQL the CA is the shared database and the daemon is this replica's (its dataDir).
  */
 export async function caStatus(config: FleetcaConfig, configFile: string | null, clock: Clock): Promise<CaStatus> {
-  if (!dataDirInitialised(config.dataDir)) {
+  if (config.storage.type === "sqlite" && !dataDirInitialised(config.dataDir)) {
     throw new NoCaError(`no CA in ${config.dataDir}`);
   }
   const now = clock.now();
-  const store = openInventory(config.dataDir);
+  const storage = await openCaStorage(config, { readonly: true });
   try {
-    const records = store.listIssuers();
+    const records = await storage.issuers.listIssuers();
     // The issuing intermediate: the active, unrevoked, unexpired one activated last (live-issuers.ts).
     const current = records
       .filter((r) => r.role === "intermediate" && r.status === "active" && r.revokedAt === null && r.notAfter > now)
@@ -53,11 +57,14 @@ export async function caStatus(config: FleetcaConfig, configFile: string | null,
       status: r.revokedAt !== null ? "revoked" : r.notAfter <= now ? "expired" : r.status,
       current: r === current,
     }));
-    const summary = inventorySummary(store.db, now, INTERNAL);
+    const summary = await storage.issuers.inventorySummary(now, INTERNAL);
     return {
       dataDir: config.dataDir,
+      storage: { type: storage.kind, location: storage.location },
       configFile: configFile === null ? null : resolve(configFile),
-      protection: existsSync(join(config.dataDir, KEK_PARAMS_FILE)) && !existsSync(join(config.dataDir, DEV_KEK_FILE)) ? "passphrase" : "development",
+      // PostgreSQL deployments always derive the KEK from the passphrase (pg-key-store.ts).
+      protection:
+        storage.kind === "postgres" || (existsSync(join(config.dataDir, KEK_PARAMS_FILE)) && !existsSync(join(config.dataDir, DEV_KEK_FILE))) ? "passphrase" : "development",
       issuers,
       crls: summary.crls.map((c) => ({ ...c, thisUpdate: c.thisUpdate.toISOString(), nextUpdate: c.nextUpdate.toISOString() })),
       certificates: summary.fleet,
@@ -65,7 +72,7 @@ export async function caStatus(config: FleetcaConfig, configFile: string | null,
       daemon: await daemonState(config.dataDir),
     };
   } finally {
-    store.close();
+    await storage.close();
   }
 }
 
@@ -87,6 +94,7 @@ export async function daemonState(dataDir: string): Promise<CaStatus["daemon"]> 
 export function formatStatus(s: CaStatus): string {
   const lines = [
     `dataDir:      ${s.dataDir}`,
+    ...(s.storage.type === "postgres" ? [`storage:      PostgreSQL ${s.storage.location} (shared by the replicas)`] : []),
     `config:       ${s.configFile ?? "(built-in defaults)"}`,
     `protection:   ${s.protection === "passphrase" ? "passphrase (KEK derived with scrypt; keys wrapped at rest)" : "DEVELOPMENT: no passphrase, the KEK is dataDir/kek.key (fleetca rotate kek gives it one)"}`,
     "",

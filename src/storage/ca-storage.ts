@@ -12,6 +12,7 @@ import type {
   IssuerLifecycleStore,
   IssuerStore,
   OcspAnswerStore,
+  CrossCertificateRecord,
   ProvisionerKeyStore,
   RateLimitStore,
   RenewalInfoLookup,
@@ -20,7 +21,7 @@ import type {
   RevocationStore,
 } from "./ports.js";
 import type { Logger } from "pino";
-import type { CrossCertificateRecord } from "./sqlite/sqlite-cross-certificates.js";
+import type { AuditVerifySource } from "../audit/audit-verifier.js";
 
 /** The cross certificates between roots (a root rotation), as /roots.pem reads them. */
 export interface CrossCertificateLookup {
@@ -51,6 +52,11 @@ export interface CaStorage {
   readonly issuerLifecycle: IssuerLifecycleStore;
   readonly audit: AuditLogStore;
   readonly crossCertificates: CrossCertificateLookup;
+  /**
+   * What `fleetca audit verify` reads (audit/audit-verifier.ts): the log, the inventory, and the
+   * audit keys to trust, each vouched for by the CA's key store (key files, or ca_keys rows).
+   */
+  auditVerifySource(): AuditVerifySource;
   /**
    * Runs `work` while no other process on this storage runs exclusive work of the same name: two
    * replicas starting on an empty PostgreSQL database must not both make a root. SQLite's data

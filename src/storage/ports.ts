@@ -305,8 +305,39 @@ export interface InventoryQuery {
   limit?: number;
 }
 
+/** Certificate counts for `fleetca status`, judged at one moment. */
+export interface CertificateCounts {
+  /** Valid and unexpired. */
+  valid: number;
+  /** Of those, expiring within the next 24 h. */
+  expiringWithin24h: number;
+  revoked: number;
+  expired: number;
+}
+
+/** One stored CRL as `fleetca status` lists it. */
+export interface CrlSummary {
+  issuerKeyId: string;
+  /** null: the issuer's full CRL; n: partition n. */
+  shard: number | null;
+  crlNumber: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: number;
+}
+
+export interface InventorySummary {
+  /** Certificates of every provisioner but the internal ones. */
+  fleet: CertificateCounts;
+  /** The CA's own (its API serving certificates). */
+  internal: CertificateCounts;
+  crls: CrlSummary[];
+}
+
 export interface InventoryStore {
   listCertificates(q: InventoryQuery): Promise<CertificateRecord[]>;
+  /** What `fleetca status` counts, from one read (SQLite: one connection; PostgreSQL: one statement per part). */
+  inventorySummary(now: Date, internalProvisioners: readonly string[]): Promise<InventorySummary>;
 }
 
 export interface ProvisionerKeyRecord {
@@ -487,7 +518,44 @@ export interface IssuerLifecycleStore {
   lastCertificateExpiry(issuerKeyId: string): Promise<Date | null>;
   /** Certificates of this issuer that are valid (not revoked) and unexpired at `now`. */
   countLiveCertificates(issuerKeyId: string, now: Date): Promise<number>;
+  /**
+   * The operator's change of which intermediate issues (`fleetca rotate intermediate`, the kill
+   * switch `fleetca revoke-issuer`), in ONE transaction with the renewal window it gives the
+   * affected fleet: a crash or a lost connection leaves either no change or all of it, never a
+   * revoked intermediate without a successor or a switch without its migration window.
+   */
+  changeIssuers(change: IssuerChange, at: Date): Promise<IssuerChangeOutcome>;
+  /** A new root and the cross certificate its predecessor signed for it (`fleetca rotate root`), together. */
+  addRootWithCross(root: IssuerRecord, cross: CrossCertificateRecord): Promise<void>;
+  /** Marks an active root retired: it leaves /roots.pem (with the cross certificates naming it); false when it was not active. */
+  retireRoot(keyId: string): Promise<boolean>;
 }
+
+/** A cross certificate between two roots (a root rotation, RFC 4210 §4.4 "NewWithOld"). */
+export interface CrossCertificateRecord {
+  subjectKeyId: string;
+  issuerKeyId: string;
+  der: Uint8Array;
+  notAfter: Date;
+  createdAt: Date;
+}
+
+/** See IssuerLifecycleStore.changeIssuers. */
+export interface IssuerChange {
+  /** The intermediate to mark revoked by its root (it goes on the root's CRL, RFC 5280 §5). */
+  revoke?: { keyId: string; reason: number };
+  /** The prepared intermediate to make the issuing one. */
+  activate?: string;
+  /** The renewal window (RFC 9773) for the certificates the change moves. */
+  renewalOverride: RenewalWindowOverride;
+}
+
+export type IssuerChangeOutcome =
+  | { outcome: "changed"; matched: number }
+  /** Nothing was changed: the intermediate to revoke is unknown or was revoked meanwhile. */
+  | { outcome: "revoke_refused" }
+  /** Nothing was changed: the intermediate to activate is unknown, revoked or retired. */
+  | { outcome: "activate_refused" };
 
 /** One issuance-log entry as stored (migration v8): its leaf index, time, and the encoded entry and its RFC 9162 §2.1.1 leaf hash. */
 export interface StoredAuditEntry {
@@ -533,7 +601,7 @@ export interface AuditQuery {
  * What the daemon reads and writes of the issuance log outside the issuance path (which appends
  * through IssuanceStore): its start record (audit/start-record.ts), the audit key
  * (audit/audit-key.ts), the tree heads it signs (audit/tree-head-publisher.ts) and serves
- * (audit/tree-head-view.ts). The CLI's audit commands read the log through the SQLite store.
+ * (audit/tree-head-view.ts); and what the CLI's `fleetca audit` commands read of it.
  */
 export interface AuditLogStore {
   /**
@@ -553,6 +621,14 @@ export interface AuditLogStore {
   /** Every audit key recorded, oldest first. */
   auditKeys(): Promise<AuditKeyRecord[]>;
   addAuditKey(k: AuditKeyRecord): Promise<void>;
+  /** Entries [from, from + limit) in index order. */
+  entries(from: number, limit: number): Promise<StoredAuditEntry[]>;
+  /** Every entry naming this serial, in index order. */
+  entriesForSerial(serial: string): Promise<StoredAuditEntry[]>;
+  /** Entries matching every given field, in index order, at most `limit`. */
+  query(q: AuditQuery, limit: number): Promise<StoredAuditEntry[]>;
+  /** Every signed tree head, smallest first. */
+  treeHeads(): Promise<StoredTreeHead[]>;
 }
 
 /** A token bucket as stored: what it held at `at` (negative: owed, see registration/token-buckets.ts). */

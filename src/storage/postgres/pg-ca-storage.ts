@@ -3,6 +3,9 @@ import type { RevocationReason } from "../../core/revocation-reason.js";
 import type { SerialHex } from "../../core/serial.js";
 import type { CaStorage } from "../ca-storage.js";
 import type {
+  AuditQuery,
+  CrossCertificateRecord,
+  StoredAuditEntry,
   AuditKeyRecord,
   AuditLogStore,
   CertificateLookup,
@@ -21,8 +24,8 @@ import type {
   RevocationStore,
   StoredTreeHead,
 } from "../ports.js";
-import type { CrossCertificateRecord } from "../sqlite/sqlite-cross-certificates.js";
 import { appendAuditEntry, type PgAuditLog } from "./pg-audit-log.js";
+import { pgAuditVerifySource } from "./pg-audit-verify-source.js";
 import { PgCrlCatalog } from "./pg-crl-catalog.js";
 import { PgCrlLeases } from "./pg-crl-leases.js";
 import { PgCrlStore } from "./pg-crl-store.js";
@@ -103,6 +106,18 @@ class PgAuditLogPort implements AuditLogStore {
   addAuditKey(k: AuditKeyRecord): Promise<void> {
     return this.log.addAuditKey(k);
   }
+  entries(from: number, limit: number): Promise<StoredAuditEntry[]> {
+    return this.log.entries(from, limit);
+  }
+  entriesForSerial(serial: string): Promise<StoredAuditEntry[]> {
+    return this.log.entriesForSerial(serial);
+  }
+  query(q: AuditQuery, limit: number): Promise<StoredAuditEntry[]> {
+    return this.log.query(q, limit);
+  }
+  treeHeads(): Promise<StoredTreeHead[]> {
+    return this.log.treeHeads();
+  }
 }
 
 /**
@@ -133,6 +148,7 @@ export async function openPgCaStorage(settings: PgSettings, onIdleError?: (err: 
     issuers: store,
     issuerLifecycle: new PgIssuerLifecycle(pool),
     audit: new PgAuditLogPort(store, store.audit),
+    auditVerifySource: () => pgAuditVerifySource(pool),
     crossCertificates: {
       async allCrossCertificates(): Promise<CrossCertificateRecord[]> {
         const r = await pool.query<{ subject_key_id: string; issuer_key_id: string; der: Buffer; not_after: number; created_at: number }>(

@@ -71,16 +71,22 @@ export class PgRenewalWindows implements RenewalWindowStore, RenewalInfoLookup {
 
   /** The insert and the count in one transaction, as SQLite's IMMEDIATE one. */
   async recordRenewalOverride(o: RenewalWindowOverride, now: Date): Promise<{ matched: number }> {
-    return inTransaction(this.pool, "", async (client) => {
-      await client.query("INSERT INTO renewal_windows (kind, value, window_start, window_end, created_at) VALUES ($1, $2, $3, $4, $5)", [
-        o.kind,
-        o.value,
-        o.start.getTime(),
-        o.end.getTime(),
-        o.createdAt.getTime(),
-      ]);
-      const r = await client.query<{ n: number }>(LIVE_COUNT_SQL[o.kind], [o.value, now.getTime()]);
-      return { matched: r.rows[0]!.n };
-    });
+    return inTransaction(this.pool, "", (client) => recordOverrideIn(client, o, now));
   }
+}
+
+/**
+ * Stores the override and counts the live certificates it names, inside the caller's transaction
+ * (the issuer changes of pg-issuer-lifecycle.ts commit it with the change it belongs to).
+ */
+export async function recordOverrideIn(client: pg.ClientBase, o: RenewalWindowOverride, now: Date): Promise<{ matched: number }> {
+  await client.query("INSERT INTO renewal_windows (kind, value, window_start, window_end, created_at) VALUES ($1, $2, $3, $4, $5)", [
+    o.kind,
+    o.value,
+    o.start.getTime(),
+    o.end.getTime(),
+    o.createdAt.getTime(),
+  ]);
+  const r = await client.query<{ n: number }>(LIVE_COUNT_SQL[o.kind], [o.value, now.getTime()]);
+  return { matched: r.rows[0]!.n };
 }

@@ -15,6 +15,7 @@ import type {
   IdempotencyScope,
   InventoryQuery,
   InventoryStore,
+  InventorySummary,
   IssuanceCommit,
   IssuanceStore,
   IssuerRecord,
@@ -29,10 +30,12 @@ import type {
 import { takeAppendTurn } from "./pg-append-lock.js";
 import { appendAuditEntry, PgAuditLog, serialTakenIn } from "./pg-audit-log.js";
 import { applyIssuance } from "./pg-issuance.js";
+import { insertIssuerIn } from "./pg-issuer-lifecycle.js";
 import { openPgPool, type PgSettings } from "./pg-pool.js";
 import { latestRevocationSeqOf, revocationsAfterOf, revokeIn } from "./pg-revocations.js";
 import { CERT_SELECT, certFromRow, issuerFromRow, provisionerKeyFromRow, bytea, type PgCertRow, type PgIssuerRow } from "./pg-rows.js";
 import { migratePostgres } from "./pg-schema.js";
+import { pgInventorySummary } from "./pg-status.js";
 import { asStoreError, checkout, query, storeTransaction } from "./pg-transaction.js";
 
 /** How long a health probe may take in all (connection included) before it answers false. */
@@ -218,13 +221,7 @@ export class PgStore
 
   async addIssuers(rs: readonly IssuerRecord[]): Promise<void> {
     await storeTransaction(this.pool, async (client) => {
-      for (const r of rs) {
-        await client.query(
-          `INSERT INTO issuers (key_id, role, key_name, parent_key_id, der, not_before, not_after, status, created_at, activated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-          [r.keyId, r.role, r.keyName, r.parentKeyId, bytea(r.der), r.notBefore.getTime(), r.notAfter.getTime(), r.status, r.createdAt.getTime(), r.activatedAt?.getTime() ?? null],
-        );
-      }
+      for (const r of rs) await insertIssuerIn(client, r);
       return { result: undefined, commit: true };
     });
   }
@@ -242,6 +239,10 @@ export class PgStore
     const sql = `SELECT ${CERT_SELECT} FROM certificates ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY not_after, serial LIMIT ${arg(q.limit ?? 1_000_000)}`;
     const { rows } = await query<PgCertRow>(this.pool, sql, args);
     return rows.map(certFromRow);
+  }
+
+  inventorySummary(now: Date, internalProvisioners: readonly string[]): Promise<InventorySummary> {
+    return pgInventorySummary(this.pool, now, internalProvisioners);
   }
 
   // --- ProvisionerKeyStore ---

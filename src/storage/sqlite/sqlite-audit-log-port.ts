@@ -1,5 +1,5 @@
 import type { AuditFields } from "../../audit/audit-entry.js";
-import type { AuditKeyRecord, AuditLogStore, StoredTreeHead } from "../ports.js";
+import type { AuditKeyRecord, AuditLogStore, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../ports.js";
 import type { SqliteAuditLog } from "./sqlite-audit-log.js";
 
 /**
@@ -47,5 +47,21 @@ export class SqliteAuditLogPort implements AuditLogStore {
 
   async addAuditKey(k: AuditKeyRecord): Promise<void> {
     this.#log.addAuditKey(k);
+  }
+
+  async entries(from: number, limit: number): Promise<StoredAuditEntry[]> {
+    return this.#log.entries(from, limit);
+  }
+
+  async entriesForSerial(serial: string): Promise<StoredAuditEntry[]> {
+    return this.#log.entriesForSerial(serial);
+  }
+
+  async query(q: AuditQuery, limit: number): Promise<StoredAuditEntry[]> {
+    return this.#log.query(q, limit);
+  }
+
+  async treeHeads(): Promise<StoredTreeHead[]> {
+    return this.#log.treeHeads();
   }
 }

@@ -1,5 +1,6 @@
 import type { CaStorage } from "../ca-storage.js";
 import { SqliteAuditLogPort } from "./sqlite-audit-log-port.js";
+import { sqliteAuditVerifySource } from "./sqlite-audit-verify-source.js";
 import { SqliteCrlCatalog } from "./sqlite-crl-catalog.js";
 import { SqliteCrlLeases } from "./sqlite-crl-leases.js";
 import { SqliteCrossCertificates } from "./sqlite-cross-certificates.js";
@@ -15,9 +16,10 @@ import type { SqliteStore } from "./sqlite-store.js";
 /**
  * The embedded store's ports: the facades over one SqliteStore (its file, its writer). Statements
  * of each are prepared when first used, as before, so a read-only open (a public worker) prepares
- * no write statement it will never run.
+ * no write statement it will never run. `keysDir` holds the wrapped key files, which vouch for
+ * the audit keys `fleetca audit verify` trusts.
  */
-export function sqliteCaStorage(store: SqliteStore, path: string): CaStorage {
+export function sqliteCaStorage(store: SqliteStore, path: string, keysDir: string): CaStorage {
   const windows = new SqliteRenewalWindows(store.db);
   const inventory = new SqliteInventoryPorts(store);
   const revocations = new SqliteRevocationPorts(store);
@@ -55,6 +57,7 @@ export function sqliteCaStorage(store: SqliteStore, path: string): CaStorage {
     issuerLifecycle: inventory,
     audit: new SqliteAuditLogPort(store.audit),
     crossCertificates: { allCrossCertificates: async () => cross.all() },
+    auditVerifySource: () => sqliteAuditVerifySource(store, keysDir),
     exclusively: (_name, work) => work(),
     flushCommits: () => store.flushCommits(),
     async close() {

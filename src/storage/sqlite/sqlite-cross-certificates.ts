@@ -1,12 +1,8 @@
 import type Database from "better-sqlite3";
 
-export interface CrossCertificateRecord {
-  subjectKeyId: string;
-  issuerKeyId: string;
-  der: Uint8Array;
-  notAfter: Date;
-  createdAt: Date;
-}
+import type { CrossCertificateRecord } from "../ports.js";
+
+export type { CrossCertificateRecord };
 
 /** The cross_certificates table (migration v9) and the root's retirement flag. */
 export class SqliteCrossCertificates {

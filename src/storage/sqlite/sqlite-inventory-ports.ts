@@ -1,5 +1,19 @@
-import type { CertificateRecord, InventoryQuery, InventoryStore, IssuerLifecycleStore, IssuerRecord, IssuerStore } from "../ports.js";
+import type {
+  CertificateRecord,
+  CrossCertificateRecord,
+  InventoryQuery,
+  InventoryStore,
+  InventorySummary,
+  IssuerChange,
+  IssuerChangeOutcome,
+  IssuerLifecycleStore,
+  IssuerRecord,
+  IssuerStore,
+} from "../ports.js";
+import { SqliteCrossCertificates } from "./sqlite-cross-certificates.js";
 import { SqliteIssuerLifecycle } from "./sqlite-issuer-lifecycle.js";
+import { SqliteRenewalWindows } from "./sqlite-renewal-windows.js";
+import { inventorySummary } from "./sqlite-status.js";
 import type { SqliteStore } from "./sqlite-store.js";
 
 /**
@@ -9,9 +23,9 @@ import type { SqliteStore } from "./sqlite-store.js";
  * call, and returns its result as a resolved promise: the read happens exactly when it did before
  * the ports became asynchronous; a throw becomes a rejection.
  *
- * SqliteStore and SqliteIssuerLifecycle keep their synchronous methods: `fleetca rotate
- * intermediate` and `fleetca revoke-issuer` call them inside one better-sqlite3 transaction
- * (which cannot span an await), and `fleetca list` and `status` read them directly.
+ * The operator's issuer changes (changeIssuers, addRootWithCross) run their statements inside
+ * one better-sqlite3 transaction, which cannot span an await: the whole change happens within
+ * the call, as before the commands went through the ports.
  */
 export class SqliteInventoryPorts implements IssuerStore, IssuerLifecycleStore, InventoryStore {
   readonly #store: SqliteStore;
@@ -56,9 +70,46 @@ export class SqliteInventoryPorts implements IssuerStore, IssuerLifecycleStore, 
     return this.#lifecycle.countLiveCertificates(issuerKeyId, now);
   }
 
+  async changeIssuers(change: IssuerChange, at: Date): Promise<IssuerChangeOutcome> {
+    const windows = new SqliteRenewalWindows(this.#store.db);
+    // A refusal throws out of the transaction (rolling back what it did), then becomes an outcome.
+    class Refused extends Error {
+      constructor(readonly outcome: "revoke_refused" | "activate_refused") {
+        super(outcome);
+      }
+    }
+    try {
+      return this.#store.db.transaction((): IssuerChangeOutcome => {
+        if (change.revoke && !this.#lifecycle.revokeIssuer(change.revoke.keyId, at, change.revoke.reason)) throw new Refused("revoke_refused");
+        if (change.activate !== undefined && !this.#lifecycle.activateIntermediate(change.activate, at)) throw new Refused("activate_refused");
+        const { matched } = windows.recordOverride(change.renewalOverride, change.renewalOverride.createdAt);
+        return { outcome: "changed", matched };
+      })();
+    } catch (e) {
+      if (e instanceof Refused) return { outcome: e.outcome };
+      throw e;
+    }
+  }
+
+  async addRootWithCross(root: IssuerRecord, cross: CrossCertificateRecord): Promise<void> {
+    const crossCerts = new SqliteCrossCertificates(this.#store.db);
+    this.#store.db.transaction(() => {
+      this.#store.addIssuer(root);
+      crossCerts.add(cross);
+    })();
+  }
+
+  async retireRoot(keyId: string): Promise<boolean> {
+    return new SqliteCrossCertificates(this.#store.db).retireRoot(keyId);
+  }
+
   // --- InventoryStore ---
 
   async listCertificates(q: InventoryQuery): Promise<CertificateRecord[]> {
     return this.#store.listCertificates(q);
+  }
+
+  async inventorySummary(now: Date, internalProvisioners: readonly string[]): Promise<InventorySummary> {
+    return inventorySummary(this.#store.db, now, internalProvisioners);
   }
 }

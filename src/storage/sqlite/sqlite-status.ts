@@ -1,30 +1,15 @@
 import type Database from "better-sqlite3";
 
-export interface CertificateCounts {
-  /** Valid and unexpired. */
-  valid: number;
-  /** Of those, expiring within the next 24 h. */
-  expiringWithin24h: number;
-  revoked: number;
-  expired: number;
-}
+import type { CertificateCounts, CrlSummary, InventorySummary } from "../ports.js";
 
-export interface CrlSummary {
-  issuerKeyId: string;
-  /** null: the issuer's full CRL; n: partition n. */
-  shard: number | null;
-  crlNumber: number;
-  thisUpdate: Date;
-  nextUpdate: Date;
-  entries: number;
-}
+export type { CertificateCounts, CrlSummary };
 
 /**
  * What `fleetca status` reads from the database: counts by state, and each published CRL's
  * number and nextUpdate. Internal certificates (the API's serving certificate) are counted
  * apart from the fleet's: they are the CA's own.
  */
-export function inventorySummary(db: Database.Database, now: Date, internalProvisioners: readonly string[]): { fleet: CertificateCounts; internal: CertificateCounts; crls: CrlSummary[] } {
+export function inventorySummary(db: Database.Database, now: Date, internalProvisioners: readonly string[]): InventorySummary {
   const t = now.getTime();
   const counts = (internal: boolean): CertificateCounts => {
     const marks = internalProvisioners.map(() => "?").join(", ") || "''";

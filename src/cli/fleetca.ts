@@ -291,9 +291,9 @@ rotate
   .description("re-wrap every key under a new KEK from a new passphrase (also: development mode -> passphrase)")
   .option("--new-passphrase-file <file>", "file holding the new passphrase (mode 0600); default: $FLEETCA_NEW_PASSPHRASE")
   .addOption(configOption())
-  .action((o: { newPassphraseFile?: string; config?: string }) => {
-    const { config } = load(o.config, "rotate kek");
-    process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
+  .action(async (o: { newPassphraseFile?: string; config?: string }) => {
+    const { config } = load(o.config);
+    process.stdout.write((await rotateKekCommand(config, o)).join("\n") + "\n");
   });
 rotate
   .command("root")

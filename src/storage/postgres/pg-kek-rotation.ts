@@ -53,7 +53,9 @@ export async function rotatePgKek(pool: pg.Pool, current: Kek, newPassphrase: Se
         `the KEK changed meanwhile: kek_params' newest version is ${row ? row.version : "gone"}, not version ${current.version} this rotation started from (another "fleetca rotate kek" finished first); nothing changed: run it again with the current passphrase`,
       );
     }
-    const keys = await client.query<{ name: string; record: string }>("SELECT name, record FROM ca_keys ORDER BY name FOR UPDATE");
+    // No FOR UPDATE: rows are never updated but by a rotation (which holds the lock above), and a
+    // new row cannot be inserted while it is held (PgKeyStore.generate); each UPDATE below locks its row.
+    const keys = await client.query<{ name: string; record: string }>("SELECT name, record FROM ca_keys ORDER BY name");
     if (keys.rows.length === 0) throw new OperatorError("no keys in the database (ca_keys is empty): nothing to rotate");
     for (const { name, record } of keys.rows) {
       const where = `key ${name} in the database`;

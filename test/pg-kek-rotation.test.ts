@@ -5,6 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyAuditLog } from "../src/audit/audit-verifier.js";
 import { Secret } from "../src/core/secret.js";
+import { newPassphraseKek } from "../src/signing/kek.js";
 import { pgAuditVerifySource } from "../src/storage/postgres/pg-audit-verify-source.js";
 import { openPgKek } from "../src/storage/postgres/pg-key-store.js";
 import { openPgPool } from "../src/storage/postgres/pg-pool.js";
@@ -210,6 +211,35 @@ describe("fleetca rotate kek on PostgreSQL", () => {
     await expect(openPgKek(sql, new Secret(OLD), { create: false, now: new Date() })).rejects.toThrow(/wrong passphrase/);
     const events = (await sql.query<{ entry: Buffer }>("SELECT entry FROM audit_log WHERE kind = 'event'")).rows.filter((e) => JSON.parse(e.entry.toString("utf8")).event === "kek_rotated");
     expect(events).toHaveLength(1);
+  }, 120_000);
+
+  it("a key generated while a rotation holds kek_params waits for it, then is refused, not left wrapped by the retired KEK", async () => {
+    const { sql } = await pgCa();
+    const { keys } = await openPgKek(sql, new Secret(OLD), { create: false, now: new Date() });
+    // This connection plays the rotation: the same lock, then version 2 recorded and committed.
+    const rotation = await sql.connect();
+    try {
+      await rotation.query("BEGIN; LOCK TABLE kek_params IN EXCLUSIVE MODE");
+      let settled = false;
+      const late = keys.generate("late-key", "ecdsa-p256").finally(() => {
+        settled = true;
+      });
+      late.catch(() => {});
+      await eventually(
+        30_000,
+        "generate waits for the rotation's lock",
+        async () => (await sql.query("SELECT 1 FROM pg_locks WHERE relation = 'kek_params'::regclass AND NOT granted")).rowCount,
+        (waiting) => waiting === 1,
+      );
+      expect(settled).toBe(false);
+      await rotation.query("INSERT INTO kek_params (version, params, created_at) VALUES (2, $1, 0)", [newPassphraseKek(new Secret(NEW), 2, null).paramsFile]);
+      await rotation.query("COMMIT");
+      await expect(late).rejects.toThrow(/cannot create key late-key: the KEK was rotated since this process started/);
+    } finally {
+      rotation.release();
+    }
+    expect(await keys.has("late-key")).toBe(false);
+    expect(keys.kekCurrent).toBe(false);
   }, 120_000);
 
   /**

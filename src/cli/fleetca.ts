@@ -55,14 +55,10 @@ let configRead: { source: string | null } | undefined;
  * and no publicUrl, certificates made offline (init, rotations) name the running daemon's bound
  * public URL, as tokens name its bound API URL (token-audience.ts).
  */
-function load(path: string | undefined, sqliteOnly?: string): LoadedConfig {
+function load(path: string | undefined): LoadedConfig {
   const loaded = loadConfig(path);
   configRead = loaded;
   const { config } = loaded;
-  if (sqliteOnly !== undefined && config.storage.type === "postgres") {
-    // Said plainly rather than run against the data dir's (absent or stale) SQLite file.
-    throw new OperatorError(`fleetca ${sqliteOnly} does not support storage type postgres yet; ${sqliteOnly === "revoke" ? "revoke over the API (POST /v1/revoke with an admin client certificate)" : "the replicas' API and `fleetca token create` do"}`);
-  }
   if (config.publicUrlSource === "listen.public" && config.listen.public.endsWith(":0")) {
     const running = liveServeState(config.dataDir);
     if (running) config.publicUrl = running.publicUrl;
@@ -285,9 +281,9 @@ rotate
   .description("re-wrap every key under a new KEK from a new passphrase (also: development mode -> passphrase)")
   .option("--new-passphrase-file <file>", "file holding the new passphrase (mode 0600); default: $FLEETCA_NEW_PASSPHRASE")
   .addOption(configOption())
-  .action((o: { newPassphraseFile?: string; config?: string }) => {
-    const { config } = load(o.config, "rotate kek");
-    process.stdout.write(rotateKekCommand(config, o).join("\n") + "\n");
+  .action(async (o: { newPassphraseFile?: string; config?: string }) => {
+    const { config } = load(o.config);
+    process.stdout.write((await rotateKekCommand(config, o)).join("\n") + "\n");
   });
 rotate
   .command("root")

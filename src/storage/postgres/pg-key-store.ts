@@ -6,6 +6,7 @@ import type { CaKeyStore } from "../../signing/ca-key-store.js";
 import { kekFromParams, kekIdOfParams, newPassphraseKek, type Kek } from "../../signing/kek.js";
 import type { Signer } from "../../signing/signer.js";
 import { openWrappedKey, sealNewKey } from "../../signing/wrapped-key.js";
+import { inTransaction } from "./pg-transaction.js";
 
 const KEY_NAME = /^[a-z0-9][a-z0-9._-]{0,100}$/;
 const WHERE = "the database";
@@ -51,8 +52,13 @@ async function latestParams(pool: pg.Pool): Promise<{ version: number; params: s
 /**
  * The CA's wrapped keys in the database (ca_keys, migration 15): the same texts a SQLite CA keeps
  * in keys/*.key.json, still wrapped by the KEK, so every replica can load the intermediate's key
- * and none needs a shared filesystem. Rows are only ever inserted: a key is never overwritten
- * (the primary key refuses a second one of a name, whichever replica or command tries).
+ * and none needs a shared filesystem. A key is inserted once and never replaced by another (the
+ * primary key refuses a second one of a name, whichever replica or command tries); the one write
+ * that changes rows is `fleetca rotate kek` (pg-kek-rotation.ts), which re-wraps every row's DEK
+ * under the new KEK and records the new kek_params version in one transaction: the private keys
+ * stay the same, and a replica sees either all rows under the old KEK or all under the new one.
+ * Running replicas keep the keys they already unwrapped; they must restart with the new
+ * passphrase to load a key again or to generate one.
  */
 export class PgKeyStore implements CaKeyStore {
   #kek: Kek;
@@ -87,14 +93,23 @@ export class PgKeyStore implements CaKeyStore {
 
   async generate(name: string, keyType: CaKeyType): Promise<Signer> {
     checkName(name);
-    const latest = await latestParams(this.pool);
-    if (latest === null || kekIdOfParams(latest.params, WHERE) !== this.#kek.id) {
+    const { text, signer } = await sealNewKey(name, keyType, this.#kek);
+    // The check that this KEK is still the newest and the insert are one transaction, the newest
+    // kek_params row read FOR SHARE: its ROW SHARE table lock conflicts with the EXCLUSIVE lock a
+    // rotation holds (pg-kek-rotation.ts), so a key is either inserted before a rotation reads
+    // ca_keys (and re-wrapped by it) or refused after it (never left wrapped by a retired KEK).
+    const inserted = await inTransaction(this.pool, "ISOLATION LEVEL READ COMMITTED", async (client) => {
+      const r = await client.query<{ params: string }>("SELECT params FROM kek_params ORDER BY version DESC LIMIT 1 FOR SHARE");
+      const latest = r.rows[0];
+      if (latest === undefined || kekIdOfParams(latest.params, WHERE) !== this.#kek.id) return "rotated" as const;
+      const ins = await client.query("INSERT INTO ca_keys (name, record, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", [name, text, Date.now()]);
+      return ins.rowCount === 1 ? ("inserted" as const) : ("exists" as const);
+    });
+    if (inserted === "rotated") {
       this.kekCurrent = false;
       throw new OperatorError(`cannot create key ${name}: the KEK was rotated since this process started; restart it with the new passphrase`);
     }
-    const { text, signer } = await sealNewKey(name, keyType, this.#kek);
-    const r = await this.pool.query("INSERT INTO ca_keys (name, record, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", [name, text, Date.now()]);
-    if (r.rowCount !== 1) throw new OperatorError(`key ${name} already exists in the database; refusing to overwrite`);
+    if (inserted === "exists") throw new OperatorError(`key ${name} already exists in the database; refusing to overwrite`);
     return signer;
   }
 

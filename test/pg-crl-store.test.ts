@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type pg from "pg";
+import pg from "pg";
 import type { SerialHex } from "../src/core/serial.js";
 import type { RevocationReason } from "../src/core/revocation-reason.js";
 import type {
@@ -560,5 +560,44 @@ describe.each([
     expect(await wl.acquire(scope, winner, until(200_000), until(110_000))).toBe(true);
     expect(await wl.saveCrlAsHolder(storedCrl(scope, 4, Uint8Array.of(4)), winner, until(120_000))).toBe(true);
     expect((await a.crl.crlSummaryOf(scope))!.crlNumber).toBe(4);
+  });
+});
+
+describe("PostgreSQL: a CRL snapshot whose connection the server ends", () => {
+  it("fails its next read and closes cleanly; the process does not die of an unheard 'error' event", async () => {
+    const url = await server.createDatabase(`crl${++databases}`);
+    const pool = openPgPool({ url, pool: 4 });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const client = await pool.connect();
+      await migratePostgres(client);
+      client.release();
+      await pgSeed(pool).issuer(ISSUER);
+      const crls = new PgCrlStore(pool);
+      expect(await crls.saveCrl(storedCrl(FULL, 1, randomBytes(600_000)))).toBe(true);
+      const snapshot = await new PgCrlCatalog(pool).openSnapshot();
+      const reader = snapshot.reader((await snapshot.head(FULL))!);
+      expect(await reader.next()).not.toBeNull();
+      // As a failover or an operator's pg_terminate_backend would, while a slow client is mid-CRL.
+      const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'");
+      expect(killed.rowCount).toBe(1);
+      await new Promise((done) => setTimeout(done, 300));
+      await expect(reader.next()).rejects.toThrow();
+      await snapshot.close();
+      // The pool dropped the dead connection: the next snapshot reads the whole CRL.
+      const again = await new PgCrlCatalog(pool).openSnapshot();
+      try {
+        const r = again.reader((await again.head(FULL))!);
+        let n = 0;
+        for (let c = await r.next(); c !== null; c = await r.next()) n += c.length;
+        expect(n).toBe(600_000);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await admin.end();
+      await pool.end();
+    }
   });
 });

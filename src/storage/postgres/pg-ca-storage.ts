@@ -36,7 +36,7 @@ import { RevocationNotifications } from "./pg-revocation-notifications.js";
 import { PgRateLimits } from "./pg-rate-limits.js";
 import { PgRenewalWindows } from "./pg-renewal-windows.js";
 import { PgStore } from "./pg-store.js";
-import { storeTransaction } from "./pg-transaction.js";
+import { checkout, storeTransaction } from "./pg-transaction.js";
 
 /** The request-path ports from PgStore, with renewal info from PgRenewalWindows. */
 class PgRequestPorts implements IssuanceStore, CertificateStatusLookup, CertificateLookup, RevocationStore, RenewalInfoLookup {
@@ -160,16 +160,22 @@ export async function openPgCaStorage(settings: PgSettings, onIdleError?: (err: 
     async exclusively<T>(name: string, work: () => Promise<T>): Promise<T> {
       // A session-level advisory lock on a client of its own, held across `work` (which uses
       // other pooled clients); released explicitly, and by the server if this process dies.
-      const client = await pool.connect();
+      // checkout(): the connection ending while `work` runs (which may take a while: init signs
+      // a hierarchy) must surface as the unlock's error, not as an unheard 'error' event.
+      const { client, release } = await checkout(pool);
+      let broken: Error | undefined;
       try {
         await client.query("SELECT pg_advisory_lock(hashtext($1))", [`fleetca:${name}`]);
         try {
           return await work();
         } finally {
-          await client.query("SELECT pg_advisory_unlock(hashtext($1))", [`fleetca:${name}`]);
+          await client.query("SELECT pg_advisory_unlock(hashtext($1))", [`fleetca:${name}`]).catch((e: Error) => {
+            // The session is gone, and its lock with it (the server releases a session's locks).
+            broken = e;
+          });
         }
       } finally {
-        client.release();
+        release(broken);
       }
     },
     watchRevocations(onRevocation, log) {

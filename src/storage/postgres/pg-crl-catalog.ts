@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { CrlCatalog, CrlScope, CrlSnapshot, StoredCrl, StoredCrlHead } from "../ports.js";
 import { shardColumn, storedCrlOfRow, type PgCrlRow } from "./pg-crl-store.js";
+import { checkout } from "./pg-transaction.js";
 
 interface HeadRow {
   issuer_key_id: string;
@@ -60,17 +61,19 @@ export class PgCrlCatalog implements CrlCatalog {
   }
 
   async openSnapshot(): Promise<CrlSnapshot> {
-    const client = await this.pool.connect();
+    // checkout(): a snapshot is held while a large CRL streams to a slow client; a connection the
+    // server ends meanwhile must fail the next read, not end the process with an unheard 'error'.
+    const { client, release } = await checkout(this.pool);
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       // The snapshot is taken by the transaction's first statement, not by BEGIN: take it now,
       // so it dates from the open, as SqliteCrlSnapshot's does.
       await client.query("SELECT 1 FROM crls LIMIT 1");
     } catch (e) {
-      client.release(e as Error);
+      release(e as Error);
       throw e;
     }
-    return new PgCrlSnapshot(this.pool, client);
+    return new PgCrlSnapshot(this.pool, client, release);
   }
 }
 
@@ -78,12 +81,14 @@ export class PgCrlCatalog implements CrlCatalog {
 class PgCrlSnapshot implements CrlSnapshot {
   readonly #pool: pg.Pool;
   #client: pg.PoolClient | null;
+  readonly #release: (err?: Error) => void;
   /** The write each head handed out belongs to: its chunks are (scope, write_id, seq). */
   readonly #writes = new WeakMap<StoredCrlHead, string>();
 
-  constructor(pool: pg.Pool, client: pg.PoolClient) {
+  constructor(pool: pg.Pool, client: pg.PoolClient, release: (err?: Error) => void) {
     this.#pool = pool;
     this.#client = client;
+    this.#release = release;
   }
 
   async head(scope: CrlScope): Promise<StoredCrlHead | null> {
@@ -126,10 +131,10 @@ class PgCrlSnapshot implements CrlSnapshot {
       await client.query("COMMIT");
     } catch (e) {
       // The connection is unusable: the pool must not hand it out again.
-      client.release(e as Error);
+      this.#release(e as Error);
       return;
     }
-    client.release();
+    this.#release();
   }
 
   /** Nothing beyond release() is held: idempotent. */

@@ -41,7 +41,15 @@ export interface StorageBackend {
    * (pg-store.ts and its ports read every answer from the database).
    */
   reused(): { next(): Promise<CaStorage> };
+  /**
+   * Plain SQL on the database `storage` (from fresh()) is on, for what a test must set up or look
+   * at below the ports (rows no port would write, leftovers of a crash). `?` placeholders on both
+   * adapters; the rows come back as arrays of column values, as better-sqlite3's raw() gives them.
+   */
+  sql(storage: CaStorage): Sql;
 }
+
+export type Sql = (text: string, params?: readonly unknown[]) => Promise<unknown[][]>;
 
 /**
  * Every table but schema_migrations emptied and every identity started over: what a new database
@@ -81,6 +89,7 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
   let server: TestPostgres | undefined;
   let made = 0;
   const closers: Array<() => Promise<void>> = [];
+  const sqlOf = new WeakMap<CaStorage, Sql>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "fleetca-storage-"));
@@ -96,18 +105,39 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
 
   const openSqlite = (): { storage: CaStorage; path: string } => {
     const path = join(dir, `ca-${++made}.db`);
-    return { storage: sqliteCaStorage(new SqliteStore(path), path), path };
+    const store = new SqliteStore(path);
+    const storage = sqliteCaStorage(store, path);
+    sqlOf.set(storage, async (text, params = []) => {
+      const stmt = store.db.prepare(text);
+      if (!stmt.reader) {
+        stmt.run(...params);
+        return [];
+      }
+      return stmt.raw().all(...params) as unknown[][];
+    });
+    return { storage, path };
   };
   const removeSqlite = (path: string): void => {
     for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
   };
   const openPg = async (): Promise<{ storage: CaStorage; store: PgStore }> => {
     if (!server) throw new Error("the PostgreSQL cluster is not started: call fresh() from a test, not while collecting");
-    return openPgCaStorage({ url: await server.createDatabase(`t${++made}`), pool: 4 });
+    const opened = await openPgCaStorage({ url: await server.createDatabase(`t${++made}`), pool: 4 });
+    sqlOf.set(opened.storage, async (text, params = []) => {
+      let n = 0;
+      const r = await opened.store.pool.query({ text: text.replace(/\?/g, () => `$${++n}`), values: [...params], rowMode: "array" });
+      return r.rows as unknown[][];
+    });
+    return opened;
   };
 
   return {
     name,
+    sql(storage) {
+      const sql = sqlOf.get(storage);
+      if (!sql) throw new Error("not a storage this backend opened");
+      return sql;
+    },
     async fresh() {
       if (name === "SQLite") {
         const { storage, path } = openSqlite();

@@ -47,6 +47,11 @@ export interface StorageBackend {
    * adapters; the rows come back as arrays of column values, as better-sqlite3's raw() gives them.
    */
   sql(storage: CaStorage): Sql;
+  /**
+   * Another process on the database `storage` (from fresh()) is on: its own connection to the
+   * SQLite file, its own pool on PostgreSQL. Closed after the test.
+   */
+  another(storage: CaStorage): Promise<CaStorage>;
 }
 
 export type Sql = (text: string, params?: readonly unknown[]) => Promise<unknown[][]>;
@@ -90,6 +95,8 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
   let made = 0;
   const closers: Array<() => Promise<void>> = [];
   const sqlOf = new WeakMap<CaStorage, Sql>();
+  /** Where each storage fresh() made is: the SQLite file, or the PostgreSQL URL. */
+  const whereOf = new WeakMap<CaStorage, string>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "fleetca-storage-"));
@@ -103,8 +110,7 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const openSqlite = (): { storage: CaStorage; path: string } => {
-    const path = join(dir, `ca-${++made}.db`);
+  const openSqlite = (path = join(dir, `ca-${++made}.db`)): { storage: CaStorage; path: string } => {
     const store = new SqliteStore(path);
     const storage = sqliteCaStorage(store, path);
     sqlOf.set(storage, async (text, params = []) => {
@@ -115,14 +121,17 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
       }
       return stmt.raw().all(...params) as unknown[][];
     });
+    whereOf.set(storage, path);
     return { storage, path };
   };
   const removeSqlite = (path: string): void => {
     for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
   };
-  const openPg = async (): Promise<{ storage: CaStorage; store: PgStore }> => {
+  const openPg = async (existing?: string): Promise<{ storage: CaStorage; store: PgStore }> => {
     if (!server) throw new Error("the PostgreSQL cluster is not started: call fresh() from a test, not while collecting");
-    const opened = await openPgCaStorage({ url: await server.createDatabase(`t${++made}`), pool: 4 });
+    const url = existing ?? (await server.createDatabase(`t${++made}`));
+    const opened = await openPgCaStorage({ url, pool: 4 });
+    whereOf.set(opened.storage, url);
     sqlOf.set(opened.storage, async (text, params = []) => {
       let n = 0;
       const r = await opened.store.pool.query({ text: text.replace(/\?/g, () => `$${++n}`), values: [...params], rowMode: "array" });
@@ -133,6 +142,13 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
 
   return {
     name,
+    async another(storage) {
+      const where = whereOf.get(storage);
+      if (where === undefined) throw new Error("not a storage this backend opened");
+      const other = name === "SQLite" ? openSqlite(where).storage : (await openPg(where)).storage;
+      closers.push(() => other.close());
+      return other;
+    },
     sql(storage) {
       const sql = sqlOf.get(storage);
       if (!sql) throw new Error("not a storage this backend opened");

@@ -49,9 +49,10 @@ export interface StorageBackend {
   sql(storage: CaStorage): Sql;
   /**
    * Another process on the database `storage` (from fresh()) is on: its own connection to the
-   * SQLite file, its own pool on PostgreSQL. Closed after the test.
+   * SQLite file, its own pool on PostgreSQL. Closed after the test. `readonly`: as a public
+   * worker opens it, a read-only handle on SQLite (PostgreSQL workers use an ordinary pool).
    */
-  another(storage: CaStorage): Promise<CaStorage>;
+  another(storage: CaStorage, opts?: { readonly?: boolean }): Promise<CaStorage>;
 }
 
 export type Sql = (text: string, params?: readonly unknown[]) => Promise<unknown[][]>;
@@ -110,8 +111,8 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const openSqlite = (path = join(dir, `ca-${++made}.db`)): { storage: CaStorage; path: string } => {
-    const store = new SqliteStore(path);
+  const openSqlite = (path = join(dir, `ca-${++made}.db`), readonly = false): { storage: CaStorage; path: string } => {
+    const store = new SqliteStore(path, { readonly });
     const storage = sqliteCaStorage(store, path);
     sqlOf.set(storage, async (text, params = []) => {
       const stmt = store.db.prepare(text);
@@ -142,10 +143,10 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
 
   return {
     name,
-    async another(storage) {
+    async another(storage, opts = {}) {
       const where = whereOf.get(storage);
       if (where === undefined) throw new Error("not a storage this backend opened");
-      const other = name === "SQLite" ? openSqlite(where).storage : (await openPg(where)).storage;
+      const other = name === "SQLite" ? openSqlite(where, opts.readonly).storage : (await openPg(where)).storage;
       closers.push(() => other.close());
       return other;
     },

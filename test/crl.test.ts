@@ -15,7 +15,7 @@ import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import type { SerialHex } from "../src/core/serial.js";
 import type { CrlStore, RevokedPage, RevokedRow } from "../src/storage/ports.js";
-import { SqliteRevocationPorts } from "../src/storage/sqlite/sqlite-revocation-ports.js";
+import { STORAGE_BACKENDS, useStorageBackend } from "./harness/storage-backends.js";
 import { packRevokedRows, unpackRevokedPage } from "../src/storage/revoked-page.js";
 import { CrlWriter } from "../src/revocation/crl/crl-encoder.js";
 
@@ -335,98 +335,95 @@ describe("CRL cadence against the injected clock (in-process daemon)", () => {
   });
 });
 
-describe("CrlStore (SQLite, through SqliteRevocationPorts)", () => {
-  const ws = new CaWorkspace();
-  afterAll(() => ws.remove());
+describe.each(STORAGE_BACKENDS)("CrlStore on %s (CaStorage.crls)", (name) => {
+  const backend = useStorageBackend(name);
 
   it("never lets the stored CRL number go down, and lists only the issuer's unexpired revocations", async () => {
-    const store = new SqliteStore(join(ws.dir, "store.db"));
-    const crls: CrlStore = new SqliteRevocationPorts(store);
-    try {
-      for (const keyId of ["aa", "bb"]) {
-        store.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
-      }
-      const full = { issuerKeyId: "aa", shard: null };
-      const state = (n: number, shard: number | null = null) => ({
-        issuerKeyId: "aa", shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array([n]),
-      });
-      expect(await crls.getCrl(full)).toBeNull();
-      expect(await crls.saveCrl(state(3))).toBe(true);
-      expect(await crls.saveCrl(state(3))).toBe(false);
-      expect(await crls.saveCrl(state(2))).toBe(false);
-      expect(await crls.getCrl(full)).toEqual(state(3));
-      expect(await crls.saveCrl(state(7))).toBe(true);
-      expect((await crls.getCrl(full))?.crlNumber).toBe(7);
-      // A CRL of many chunks comes back byte for byte; the replaced one's chunks are gone.
-      const big = { ...state(8), der: new Uint8Array(randomBytes(1_300_000)) };
-      expect(await crls.saveCrl(big)).toBe(true);
-      expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from(big.der))).toBe(true);
-      expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
-      expect(await crls.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
-      // Two writers with the same number at once (chunks interleaved): one wins, whole; a
-      // crashed write's leftover chunks are swept by the next save.
-      store.db.prepare("INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES ('aa', -1, 8, 'crashed', 0, x'00')").run();
-      const a = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
-      const b = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
-      const [wa, wb] = await Promise.all([crls.saveCrl(a), crls.saveCrl(b)]);
-      expect([wa, wb].sort()).toEqual([false, true]);
-      expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from((wa ? a : b).der))).toBe(true);
-      expect(store.db.prepare("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1").pluck().get()).toBe(1);
-      // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
-      expect(await crls.saveCrl(state(1, 2))).toBe(true);
-      expect(await crls.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
-      expect((await crls.getCrl(full))?.crlNumber).toBe(9);
-
-      const insert = store.db.prepare(
-        `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
-         VALUES (?, ?, '{"dns":[],"ip":[],"uri":[]}', NULL, 0, ?, x'00', 'bootstrap', NULL, ?, ?, ?, 0)`,
-      );
-      insert.run("01", "aa", 5_000, "revoked", 1_200_700, 1);
-      insert.run("02", "aa", 1_000, "revoked", 100, 4); // expired by t=2000
-      insert.run("03", "aa", 5_000, "valid", null, null);
-      insert.run("04", "bb", 5_000, "revoked", 50, 0); // another issuer's
-      insert.run("05", "aa", 5_000, "revoked", -1_500, null); // seconds are floored, also before 1970
-      insert.run("06", "aa", 5_000, "revoked", 250_000, 5);
-      insert.run("ff00", "aa", 5_000, "revoked", 3_000, 0);
-      // Serial order, only this issuer's unexpired revocations, page by page after a serial.
-      const scope = { issuerKeyId: "aa", shard: null };
-      const page = (after: string | null, limit: number) => crls.revokedPage(scope, new Date(2_000), after as SerialHex | null, limit);
-      expect(unpackRevokedPage(await page(null, 10))).toEqual([
-        ["01", 1_200_000, 1],
-        ["05", -2_000, null],
-        ["06", 250_000, 5],
-        ["ff00", 3_000, 0],
-      ]);
-      expect(await page(null, 2)).toMatchObject({ count: 2, lastSerial: "05" });
-      expect(unpackRevokedPage(await page(null, 2))).toEqual([
-        ["01", 1_200_000, 1],
-        ["05", -2_000, null],
-      ]);
-      expect(unpackRevokedPage(await page("05", 2))).toEqual([["06", 250_000, 5], ["ff00", 3_000, 0]]);
-      expect(await page("ff00", 2)).toEqual({ count: 0, lastSerial: null, bytes: Buffer.alloc(0) });
-      // The SQL packing equals the slow path: the rows as the driver reads them, packed in JS.
-      const rows = store.db
-        .prepare("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = 'aa' AND status = 'revoked' AND not_after > 2000 ORDER BY serial")
-        .raw()
-        .all() as RevokedRow[];
-      expect(Buffer.from((await page(null, 10)).bytes).equals(Buffer.from(packRevokedRows(rows).bytes))).toBe(true);
-      expect(await crls.countRevoked(scope, new Date(2_000))).toBe(4);
-      expect(await crls.countRevoked(scope, new Date(500))).toBe(5);
-      // A serial the store should never hold (odd length, too long, not hex) fails the page or
-      // the build at that entry; it never shifts the entries after it.
-      const odd = { issuerKeyId: "bb", shard: null };
-      insert.run("abc", "bb", 5_000, "revoked", 0, null);
-      insert.run("abcd", "bb", 5_000, "revoked", 0, null);
-      await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
-      store.db.prepare("DELETE FROM certificates WHERE serial = 'abc'").run();
-      insert.run("ab".repeat(21), "bb", 5_000, "revoked", 0, null);
-      const tooLong = await crls.revokedPage(odd, new Date(2_000), null, 10);
-      expect(() => encodePage(tooLong)).toThrow(/bad serial/);
-      store.db.prepare("UPDATE certificates SET serial = 'zz' WHERE serial = ?").run("ab".repeat(21));
-      await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
-    } finally {
-      store.close();
+    const storage = await backend.fresh();
+    const sql = backend.sql(storage);
+    const crls: CrlStore = storage.crls;
+    for (const keyId of ["aa", "bb"]) {
+      await storage.issuers.addIssuer({ keyId, role: "intermediate", keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
     }
+    const full = { issuerKeyId: "aa", shard: null };
+    const state = (n: number, shard: number | null = null) => ({
+      issuerKeyId: "aa", shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array([n]),
+    });
+    expect(await crls.getCrl(full)).toBeNull();
+    expect(await crls.saveCrl(state(3))).toBe(true);
+    expect(await crls.saveCrl(state(3))).toBe(false);
+    expect(await crls.saveCrl(state(2))).toBe(false);
+    expect(await crls.getCrl(full)).toEqual(state(3));
+    expect(await crls.saveCrl(state(7))).toBe(true);
+    expect((await crls.getCrl(full))?.crlNumber).toBe(7);
+    // A CRL of many chunks comes back byte for byte; the replaced one's chunks are gone.
+    const big = { ...state(8), der: new Uint8Array(randomBytes(1_300_000)) };
+    expect(await crls.saveCrl(big)).toBe(true);
+    expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from(big.der))).toBe(true);
+    expect(await sql("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1")).toEqual([[1]]);
+    expect(await crls.crlSummaryOf(full)).toEqual({ crlNumber: 8, entries: 0 });
+    // Two writers with the same number at once (chunks interleaved): one wins, whole; a
+    // crashed write's leftover chunks are swept by the next save.
+    await sql("INSERT INTO crl_chunks (issuer_key_id, shard, crl_number, write_id, seq, bytes) VALUES ('aa', -1, 8, 'crashed', 0, ?)", [Buffer.of(0)]);
+    const a = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
+    const b = { ...state(9), der: new Uint8Array(randomBytes(600_000)) };
+    const [wa, wb] = await Promise.all([crls.saveCrl(a), crls.saveCrl(b)]);
+    expect([wa, wb].sort()).toEqual([false, true]);
+    expect(Buffer.from((await crls.getCrl(full))!.der).equals(Buffer.from((wa ? a : b).der))).toBe(true);
+    expect(await sql("SELECT COUNT(DISTINCT write_id) FROM crl_chunks WHERE shard = -1")).toEqual([[1]]);
+    // Each partition has its own number (RFC 5280 §5.2.3 per CRL scope).
+    expect(await crls.saveCrl(state(1, 2))).toBe(true);
+    expect(await crls.getCrl({ issuerKeyId: "aa", shard: 2 })).toEqual(state(1, 2));
+    expect((await crls.getCrl(full))?.crlNumber).toBe(9);
+
+    // Rows as SQL writes them, not through commitIssuance: states no request could make.
+    const insert = { run: (...values: unknown[]) => sql(
+      `INSERT INTO certificates (serial, issuer_key_id, sans, subject_cn, not_before, not_after, der, provisioner, token_id, status, revoked_at, revocation_reason, created_at)
+       VALUES (?, ?, '{"dns":[],"ip":[],"uri":[]}', NULL, 0, ?, ?, 'bootstrap', NULL, ?, ?, ?, 0)`,
+      [values[0], values[1], values[2], Buffer.of(0), ...values.slice(3)],
+    ) };
+    await insert.run("01", "aa", 5_000, "revoked", 1_200_700, 1);
+    await insert.run("02", "aa", 1_000, "revoked", 100, 4); // expired by t=2000
+    await insert.run("03", "aa", 5_000, "valid", null, null);
+    await insert.run("04", "bb", 5_000, "revoked", 50, 0); // another issuer's
+    await insert.run("05", "aa", 5_000, "revoked", -1_500, null); // seconds are floored, also before 1970
+    await insert.run("06", "aa", 5_000, "revoked", 250_000, 5);
+    await insert.run("ff00", "aa", 5_000, "revoked", 3_000, 0);
+    // Serial order, only this issuer's unexpired revocations, page by page after a serial.
+    const scope = { issuerKeyId: "aa", shard: null };
+    const page = (after: string | null, limit: number) => crls.revokedPage(scope, new Date(2_000), after as SerialHex | null, limit);
+    expect(unpackRevokedPage(await page(null, 10))).toEqual([
+      ["01", 1_200_000, 1],
+      ["05", -2_000, null],
+      ["06", 250_000, 5],
+      ["ff00", 3_000, 0],
+    ]);
+    expect(await page(null, 2)).toMatchObject({ count: 2, lastSerial: "05" });
+    expect(unpackRevokedPage(await page(null, 2))).toEqual([
+      ["01", 1_200_000, 1],
+      ["05", -2_000, null],
+    ]);
+    expect(unpackRevokedPage(await page("05", 2))).toEqual([["06", 250_000, 5], ["ff00", 3_000, 0]]);
+    expect(await page("ff00", 2)).toEqual({ count: 0, lastSerial: null, bytes: Buffer.alloc(0) });
+    // The SQL packing equals the slow path: the rows as the driver reads them, packed in JS.
+    const rows = (await sql(
+      "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = 'aa' AND status = 'revoked' AND not_after > 2000 ORDER BY serial",
+    )) as unknown as RevokedRow[];
+    expect(Buffer.from((await page(null, 10)).bytes).equals(Buffer.from(packRevokedRows(rows).bytes))).toBe(true);
+    expect(await crls.countRevoked(scope, new Date(2_000))).toBe(4);
+    expect(await crls.countRevoked(scope, new Date(500))).toBe(5);
+    // A serial the store should never hold (odd length, too long, not hex) fails the page or
+    // the build at that entry; it never shifts the entries after it.
+    const odd = { issuerKeyId: "bb", shard: null };
+    await insert.run("abc", "bb", 5_000, "revoked", 0, null);
+    await insert.run("abcd", "bb", 5_000, "revoked", 0, null);
+    await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
+    await sql("DELETE FROM certificates WHERE serial = 'abc'");
+    await insert.run("ab".repeat(21), "bb", 5_000, "revoked", 0, null);
+    const tooLong = await crls.revokedPage(odd, new Date(2_000), null, 10);
+    expect(() => encodePage(tooLong)).toThrow(/bad serial/);
+    await sql("UPDATE certificates SET serial = 'zz' WHERE serial = ?", ["ab".repeat(21)]);
+    await expect(crls.revokedPage(odd, new Date(2_000), null, 10)).rejects.toThrow(/not hex/);
   });
 });
 

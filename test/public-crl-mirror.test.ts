@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import express from "express";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -6,34 +6,33 @@ import { systemClock } from "../src/core/clock.js";
 import { createCrlRouter } from "../src/api/crl-router.js";
 import type { CrlCatalog, CrlSnapshot } from "../src/storage/ports.js";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { pino } from "pino";
-import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
-import { SqliteCrlCatalog } from "../src/storage/sqlite/sqlite-crl-catalog.js";
 import { CrlMirror } from "../src/revocation/crl/crl-mirror.js";
 import type { StoredCrl } from "../src/storage/ports.js";
 import type { ServedCrl } from "../src/api/crl-router.js";
+import { STORAGE_BACKENDS, useStorageBackend } from "./harness/storage-backends.js";
 
-/** What a public worker serves: the CRLs the primary stored, exactly, read in chunks. */
-describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
-  // On /dev/shm when there is one: the same SQLite calls without a disk's fsync latency.
-  const dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "fleetca-mirror-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/**
+ * What a public worker serves: the CRLs the primary stored, exactly, read in chunks. The primary
+ * writes through its storage's CrlStore; the worker, another process on the same database, reads
+ * through its own storage's CrlCatalog.
+ */
+describe.each(STORAGE_BACKENDS)("CrlMirror over the %s catalog (a public worker's CRLs)", (backendName) => {
+  const backend = useStorageBackend(backendName);
   const log = pino({ level: "silent" });
 
-  function setUp() {
-    const store = new SqliteStore(join(dir, `${randomBytes(4).toString("hex")}.db`));
+  async function setUp() {
+    const primary = await backend.fresh();
+    const store = primary.crls;
     for (const [keyId, role] of [["aa", "intermediate"], ["rr", "root"]] as const) {
-      store.addIssuer({ keyId, role, keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
+      await primary.issuers.addIssuer({ keyId, role, keyName: keyId, parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
     }
-    store.registerCrlShards("aa", [0, 1]);
-    // A worker opens the database read-only; the catalog must work over such a handle.
-    const reader = new SqliteStore(store.db.name, { readonly: true });
-    const catalog = new SqliteCrlCatalog(reader.db);
+    await store.registerCrlShards("aa", [0, 1]);
+    // A worker opens a SQLite database read-only; the catalog must work over such a handle.
+    const worker = await backend.another(primary, { readonly: true });
+    const catalog = worker.crlCatalog;
     // Everything in memory here (the streamed path has its own tests below).
-    return { store, reader, catalog, mirror: new CrlMirror(catalog, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 }) };
+    return { primary, store, sql: backend.sql(primary), catalog, mirror: new CrlMirror(catalog, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 }) };
   }
   const crl = (issuerKeyId: string, shard: number | null, n: number, size = 100): StoredCrl => ({
     issuerKeyId, shard, crlNumber: n, thisUpdate: new Date(n * 1000), nextUpdate: new Date(n * 1000 + 500), entries: 0, revocationSeq: n, der: new Uint8Array(randomBytes(size)),
@@ -44,103 +43,88 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
   };
 
   it("knows every scope before anything is stored, then serves each stored CRL byte for byte, in /crls.pem order", async () => {
-    const { store, reader, catalog, mirror } = setUp();
-    try {
-      await mirror.refresh();
-      expect([mirror.knows("aa", null), mirror.knows("aa", 0), mirror.knows("aa", 1), mirror.knows("rr", null)]).toEqual([true, true, true, true]);
-      expect([mirror.knows("aa", 2), mirror.knows("bb", null), mirror.knows("rr", 0)]).toEqual([false, false, false]);
-      expect(mirror.currentCrl()).toBeUndefined();
-      expect(mirror.all()).toEqual([]);
+    const { store, catalog, mirror } = await setUp();
+    await mirror.refresh();
+    expect([mirror.knows("aa", null), mirror.knows("aa", 0), mirror.knows("aa", 1), mirror.knows("rr", null)]).toEqual([true, true, true, true]);
+    expect([mirror.knows("aa", 2), mirror.knows("bb", null), mirror.knows("rr", 0)]).toEqual([false, false, false]);
+    expect(mirror.currentCrl()).toBeUndefined();
+    expect(mirror.all()).toEqual([]);
 
-      const full = crl("aa", null, 3, 1_300_000); // 11 chunks of 128 KiB
-      const s1 = crl("aa", 1, 1);
-      const s0 = crl("aa", 0, 2);
-      const root = crl("rr", null, 1);
-      for (const c of [full, s1, s0, root]) expect(await store.saveCrl(c)).toBe(true);
-      expect(same((await catalog.readCrl({ issuerKeyId: "aa", shard: null }))?.der, full.der)).toBe(true);
-      await mirror.refresh();
-      expect(same(mirror.currentCrl(), full.der)).toBe(true);
-      expect(mirror.crlFor("aa", 0)?.crlNumber).toBe(2);
-      // (Compared by Buffer.equals: a deep equality over 1.3 M elements takes seconds.)
-      const all = mirror.all();
-      expect(all).toHaveLength(4);
-      [root, full, s0, s1].forEach((c, i) => expect(same(all[i], c.der), `bundle entry ${i}`).toBe(true));
-      // A new number is picked up by the next refresh; the others are not read again.
-      const next = crl("aa", null, 4, 200_000);
-      expect(await store.saveCrl(next)).toBe(true);
-      await mirror.refresh();
-      expect(same(mirror.currentCrl(), next.der)).toBe(true);
-    } finally {
-      reader.close();
-      store.close();
-    }
+    const full = crl("aa", null, 3, 1_300_000); // 11 chunks of 128 KiB
+    const s1 = crl("aa", 1, 1);
+    const s0 = crl("aa", 0, 2);
+    const root = crl("rr", null, 1);
+    for (const c of [full, s1, s0, root]) expect(await store.saveCrl(c)).toBe(true);
+    expect(same((await catalog.readCrl({ issuerKeyId: "aa", shard: null }))?.der, full.der)).toBe(true);
+    await mirror.refresh();
+    expect(same(mirror.currentCrl(), full.der)).toBe(true);
+    expect(mirror.crlFor("aa", 0)?.crlNumber).toBe(2);
+    // (Compared by Buffer.equals: a deep equality over 1.3 M elements takes seconds.)
+    const all = mirror.all();
+    expect(all).toHaveLength(4);
+    [root, full, s0, s1].forEach((c, i) => expect(same(all[i], c.der), `bundle entry ${i}`).toBe(true));
+    // A new number is picked up by the next refresh; the others are not read again.
+    const next = crl("aa", null, 4, 200_000);
+    expect(await store.saveCrl(next)).toBe(true);
+    await mirror.refresh();
+    expect(same(mirror.currentCrl(), next.der)).toBe(true);
   });
 
   it("reads in chunks with yields; a CRL replaced while it is read is not served half, the previous one stays until the next refresh", async () => {
-    const { store, reader, catalog, mirror } = setUp();
-    try {
-      const first = crl("aa", null, 1, 400_000);
-      expect(await store.saveCrl(first)).toBe(true);
-      await mirror.refresh();
-      const second = crl("aa", null, 2, 900_000);
-      expect(await store.saveCrl(second)).toBe(true);
-      // The read takes chunk 0 before its first yield; the primary's sweep of a replaced write then
-      // removes the rest (simulated by deleting one chunk): the read gives up instead of mixing.
-      const reading = catalog.readCrl({ issuerKeyId: "aa", shard: null });
-      const refreshing = mirror.refresh();
-      store.db.prepare("DELETE FROM crl_chunks WHERE issuer_key_id = 'aa' AND shard = -1 AND seq = 4").run();
-      expect(await reading).toBeNull();
-      await refreshing;
-      expect(same(mirror.currentCrl(), first.der)).toBe(true);
-      const third = crl("aa", null, 3, 500_000);
-      expect(await store.saveCrl(third)).toBe(true);
-      await mirror.refresh();
-      expect(same(mirror.currentCrl(), third.der)).toBe(true);
-    } finally {
-      reader.close();
-      store.close();
-    }
+    const { store, sql, catalog, mirror } = await setUp();
+    const first = crl("aa", null, 1, 400_000);
+    expect(await store.saveCrl(first)).toBe(true);
+    await mirror.refresh();
+    const second = crl("aa", null, 2, 900_000);
+    expect(await store.saveCrl(second)).toBe(true);
+    // The read takes chunk 0 before its first yield; the primary's sweep of a replaced write then
+    // removes the rest (simulated by deleting one chunk): the read gives up instead of mixing.
+    const reading = catalog.readCrl({ issuerKeyId: "aa", shard: null });
+    const refreshing = mirror.refresh();
+    await sql("DELETE FROM crl_chunks WHERE issuer_key_id = 'aa' AND shard = -1 AND seq = 4");
+    expect(await reading).toBeNull();
+    await refreshing;
+    expect(same(mirror.currentCrl(), first.der)).toBe(true);
+    const third = crl("aa", null, 3, 500_000);
+    expect(await store.saveCrl(third)).toBe(true);
+    await mirror.refresh();
+    expect(same(mirror.currentCrl(), third.der)).toBe(true);
   });
 
   it("a refresh asked for while one reads (a tick, setIssuers after a rotation) gets a read of its own after it: a new issuer's CRL is loaded, a dropped one's is not put back", async () => {
-    const { store, reader, catalog } = setUp();
-    try {
-      store.addIssuer({ keyId: "bb", role: "intermediate", keyName: "bb", parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
-      const aa = crl("aa", null, 1);
-      const bb = crl("bb", null, 1);
-      for (const c of [aa, bb]) expect(await store.saveCrl(c)).toBe(true);
-      // The real catalog, its list of stored CRLs answered 30 ms late (a database across a network).
-      let lists = 0;
-      const slow: CrlCatalog = {
-        storedCrls: async () => {
-          lists++;
-          const heads = await catalog.storedCrls();
-          await new Promise((r) => setTimeout(r, 30));
-          return heads;
-        },
-        registeredShards: () => catalog.registeredShards(),
-        readCrl: (scope) => catalog.readCrl(scope),
-        openSnapshot: () => catalog.openSnapshot(),
-      };
-      const mirror = new CrlMirror(slow, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 });
-      const first = mirror.refresh();
-      await new Promise((r) => setTimeout(r, 5));
-      // The rotation: bb is current, aa no longer answers; asked while the first read is under way.
-      await mirror.setIssuers(["bb"], "bb");
-      await first;
-      expect(lists).toBe(2);
-      expect(same(mirror.currentCrl(), bb.der)).toBe(true);
-      expect(mirror.crlFor("aa", null)).toBeUndefined();
-      expect([mirror.knows("bb", null), mirror.knows("aa", null)]).toEqual([true, false]);
-    } finally {
-      reader.close();
-      store.close();
-    }
+    const { primary, store, catalog } = await setUp();
+    await primary.issuers.addIssuer({ keyId: "bb", role: "intermediate", keyName: "bb", parentKeyId: null, der: new Uint8Array([0]), notBefore: new Date(0), notAfter: new Date(10_000), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
+    const aa = crl("aa", null, 1);
+    const bb = crl("bb", null, 1);
+    for (const c of [aa, bb]) expect(await store.saveCrl(c)).toBe(true);
+    // The real catalog, its list of stored CRLs answered 30 ms late (a database across a network).
+    let lists = 0;
+    const slow: CrlCatalog = {
+      storedCrls: async () => {
+        lists++;
+        const heads = await catalog.storedCrls();
+        await new Promise((r) => setTimeout(r, 30));
+        return heads;
+      },
+      registeredShards: () => catalog.registeredShards(),
+      readCrl: (scope) => catalog.readCrl(scope),
+      openSnapshot: () => catalog.openSnapshot(),
+    };
+    const mirror = new CrlMirror(slow, ["aa"], ["rr"], "aa", log, { streamAbove: 100_000_000 });
+    const first = mirror.refresh();
+    await new Promise((r) => setTimeout(r, 5));
+    // The rotation: bb is current, aa no longer answers; asked while the first read is under way.
+    await mirror.setIssuers(["bb"], "bb");
+    await first;
+    expect(lists).toBe(2);
+    expect(same(mirror.currentCrl(), bb.der)).toBe(true);
+    expect(mirror.crlFor("aa", null)).toBeUndefined();
+    expect([mirror.knows("bb", null), mirror.knows("aa", null)]).toEqual([true, false]);
   });
 
   describe("large CRLs streamed from the store (crl.streamAbove)", () => {
     /** The catalog as the worker has it, counting the snapshots open and the chunks read. */
-    function counting(catalog: SqliteCrlCatalog) {
+    function counting(catalog: CrlCatalog) {
       const stats = { open: 0, chunks: 0 };
       const wrapped: CrlCatalog = {
         storedCrls: () => catalog.storedCrls(),
@@ -169,7 +153,7 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
     }
 
     async function serve(opts: { snapshotMs?: number; stallMs?: number } = {}) {
-      const base = setUp();
+      const base = await setUp();
       const { wrapped, stats } = counting(base.catalog);
       const mirror = new CrlMirror(wrapped, ["aa"], ["rr"], "aa", log, { streamAbove: 1_000 });
       const app = express();
@@ -180,8 +164,6 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
       const close = async () => {
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
-        base.reader.close();
-        base.store.close();
       };
       return { ...base, mirror, stats, url, server, close };
     }
@@ -269,7 +251,7 @@ describe("CrlMirror over the SQLite catalog (a public worker's CRLs)", () => {
         const next = crl("aa", null, 2, 3_000_000);
         expect(await t.store.saveCrl(next)).toBe(true);
         // The old chunks are gone from the database: the rest can only come from the snapshot.
-        expect(t.store.db.prepare("SELECT COUNT(*) FROM crl_chunks WHERE crl_number = 1").pluck().get()).toBe(0);
+        expect(await t.sql("SELECT COUNT(*) FROM crl_chunks WHERE crl_number = 1")).toEqual([[0]]);
         await t.mirror.refresh();
         slow.resume();
         const got = await slow.done;

@@ -17,8 +17,8 @@ import { loadConfig } from "../src/config/load.js";
 import { ManualClock } from "../src/core/clock.js";
 import { createLogger } from "../src/log/logger.js";
 import { RateLimits, clientKey, type RateLimitRules } from "../src/registration/rate-limits.js";
-import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
-import { SqliteRateLimits } from "../src/storage/sqlite/sqlite-rate-limits.js";
+import type { CaStorage } from "../src/storage/ca-storage.js";
+import { STORAGE_BACKENDS, useStorageBackend } from "./harness/storage-backends.js";
 import type { RateLimitStore } from "../src/storage/ports.js";
 
 const LIMITED = "fleetca_rate_limited_total";
@@ -234,7 +234,8 @@ describe("with API workers (listen.apiWorkers: 2): one set of buckets for every 
   });
 });
 
-describe("shared token buckets", () => {
+describe.each(STORAGE_BACKENDS)("shared token buckets on %s", (backendName) => {
+  const backend = useStorageBackend(backendName);
   const rules: RateLimitRules = {
     issuance_per_provisioner: null,
     issuance_per_subject: { perSecond: 0.5, burst: 4 },
@@ -242,23 +243,10 @@ describe("shared token buckets", () => {
     failed_tokens_per_address: null,
   };
   const log = createLogger({ level: "silent", format: "json", write: () => {} });
-  let dir: string;
-  let stores: SqliteStore[];
 
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), "fleetca-buckets-"));
-    stores = [];
-  });
-  afterAll(() => {
-    for (const s of stores) s.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  /** A process of its own: its own connection to the one database file. */
-  function processOn(file: string, clock: ManualClock): RateLimits {
-    const store = new SqliteStore(join(dir, file));
-    stores.push(store);
-    return new RateLimits(rules, new SqliteRateLimits(store.db), clock, log);
+  /** A process of its own on the test's one database: its own connection (SQLite) or pool (PostgreSQL). */
+  async function processOn(db: CaStorage, clock: ManualClock): Promise<RateLimits> {
+    return new RateLimits(rules, (await backend.another(db)).rateLimits, clock, log);
   }
 
   const refusedWith = async (f: () => Promise<unknown>): Promise<number | null> => {
@@ -273,8 +261,9 @@ describe("shared token buckets", () => {
 
   it("two processes' takes add up in the database: what they overspent between merges is owed, not forgotten", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
-    const a = processOn("two.db", clock);
-    const b = processOn("two.db", clock);
+    const db = await backend.fresh();
+    const a = await processOn(db, clock);
+    const b = await processOn(db, clock);
     // Between merges each sees a full bucket of 4 and takes 3: 6 in all.
     for (let i = 0; i < 3; i++) {
       await a.takeIssuance("p", "s");
@@ -287,7 +276,7 @@ describe("shared token buckets", () => {
     await a.merge();
     // Stored: 4 − 6 = −2. A fresh process (a restart) and both old ones now refuse, until the
     // bucket has refilled 3 tokens (−2 → 1) at 0.5/s: 6 s.
-    const c = processOn("two.db", clock);
+    const c = await processOn(db, clock);
     for (const p of [a, b, c]) expect(await refusedWith(() => p.takeIssuance("p", "s"))).toBe(6);
     clock.advance(6_000);
     expect(await refusedWith(() => c.takeIssuance("p", "s"))).toBeNull();
@@ -297,19 +286,18 @@ describe("shared token buckets", () => {
 
   it("a reservation given back (the request failed after all) is not counted", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
-    const a = processOn("refund.db", clock);
+    const db = await backend.fresh();
+    const a = await processOn(db, clock);
     for (let i = 0; i < 10; i++) (await a.takeIssuance("p", "s")).giveBack();
     await a.merge();
-    const b = processOn("refund.db", clock);
+    const b = await processOn(db, clock);
     for (let i = 0; i < 4; i++) expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBeNull();
     expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
   });
 
-  /** The real SQLite buckets, with each merge's commit held back until `release()`: a slow database. */
-  function slowMerges(file: string): { store: RateLimitStore; merges: () => number; release: () => void } {
-    const sqlite = new SqliteStore(join(dir, file));
-    stores.push(sqlite);
-    const inner = new SqliteRateLimits(sqlite.db);
+  /** The real buckets, with each merge's commit held back until `release()`: a slow database. */
+  function slowMerges(db: CaStorage): { store: RateLimitStore; merges: () => number; release: () => void } {
+    const inner = db.rateLimits;
     let merges = 0;
     let gate: { promise: Promise<void>; resolve: () => void } | null = null;
     const store: RateLimitStore = {
@@ -328,7 +316,8 @@ describe("shared token buckets", () => {
 
   it("takes made while a merge's transaction runs are kept for the next merge, and merges never overlap", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
-    const slow = slowMerges("slow.db");
+    const db = await backend.fresh();
+    const slow = slowMerges(db);
     const a = new RateLimits(rules, slow.store, clock, log);
     await a.takeIssuance("p", "s");
     const first = a.merge();
@@ -348,18 +337,19 @@ describe("shared token buckets", () => {
     await vi.waitFor(() => expect(slow.merges()).toBe(2));
     slow.release();
     await closed;
-    const b = processOn("slow.db", clock);
+    const b = await processOn(db, clock);
     expect(await refusedWith(() => b.takeIssuance("p", "s"))).toBe(2);
   });
 
   it("a bucket the database cannot read: 503 unavailable, not a 500 and not a free pass", async () => {
     const clock = new ManualClock(new Date("2026-12-01T00:00:00Z"));
-    const seed = processOn("down.db", clock);
+    const db = await backend.fresh();
+    const seed = await processOn(db, clock);
     await seed.takeIssuance("p", "s");
     await seed.merge();
     const failing: RateLimitStore = {
       readBucket: () => Promise.reject(new Error("connection lost")),
-      bucketsMergedSince: (since) => new SqliteRateLimits(stores.at(-1)!.db).bucketsMergedSince(since),
+      bucketsMergedSince: (since) => db.rateLimits.bucketsMergedSince(since),
       mergeBuckets: () => Promise.reject(new Error("connection lost")),
     };
     const a = new RateLimits(rules, failing, clock, log);
@@ -367,7 +357,9 @@ describe("shared token buckets", () => {
     // A bucket with no stored row needs no read.
     expect(await refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
   });
+});
 
+describe("rate-limit client keys", () => {
   it("counts an IPv6 client by its /64 and an IPv4-mapped one as IPv4", () => {
     expect(clientKey("2001:db8:1:2:aaaa::1")).toBe(clientKey("2001:0db8:0001:0002:ffff:1:2:3"));
     expect(clientKey("2001:db8:1:2::1")).not.toBe(clientKey("2001:db8:1:3::1"));

@@ -18,6 +18,7 @@ import { ManualClock } from "../src/core/clock.js";
 import { OperatorError } from "../src/core/errors.js";
 import { pullRenewalWindows, renewalSelectorOf } from "../src/registration/renewal-override.js";
 import { RENEWAL_OVERRIDE_SQL, RENEWAL_SUBJECT_SQL, SqliteRenewalWindows } from "../src/storage/sqlite/sqlite-renewal-windows.js";
+import { STORAGE_BACKENDS, useStorageBackend } from "./harness/storage-backends.js";
 
 const HOUR = 3_600_000;
 
@@ -454,25 +455,55 @@ describe("renewal_windows lookup stays indexed (2,000 certificates, many overrid
     expect(searches, override.join("\n")).toHaveLength(3);
     for (const l of [...subject, ...override]) expect(l, [...subject, ...override].join("\n")).not.toMatch(/^SCAN/);
   });
+});
 
-  it("applies the override that ends first among those recorded after the certificate", () => {
-    const windows = new SqliteRenewalWindows(store.db);
+/**
+ * Which override applies, on each adapter (the query plan above is SQLite's own): the same
+ * certificates and overrides, the choice checked against a plain query of the table.
+ */
+describe.each(STORAGE_BACKENDS)("renewal override selection on %s (2,000 certificates, 300 overrides)", (backendName) => {
+  const backend = useStorageBackend(backendName);
+
+  it("applies the override that ends first among those recorded after the certificate", async () => {
+    const storage = await backend.fresh();
+    const sql = backend.sql(storage);
+    for (const keyId of ["aa", "bb"]) {
+      await storage.issuers.addIssuer({ keyId, role: "intermediate", keyName: `k-${keyId}`, parentKeyId: null, der: Uint8Array.of(0), notBefore: new Date(0), notAfter: new Date(4e12), status: "active", createdAt: new Date(0), revokedAt: null, revocationReason: null, activatedAt: null });
+    }
+    // Rows as SQL writes them, 250 to a statement (one round trip each on PostgreSQL).
+    for (let from = 0; from < 2_000; from += 250) {
+      const values: unknown[] = [];
+      for (let i = from; i < from + 250; i++) {
+        const nb = 1_000_000 + i * 1_000;
+        values.push(i.toString(16).padStart(8, "0"), i % 2 ? "aa" : "bb", nb, nb + 24 * HOUR, Buffer.of(0), i % 3 ? "p1" : "p2", nb);
+      }
+      await sql(
+        `INSERT INTO certificates (serial, issuer_key_id, sans, not_before, not_after, der, provisioner, created_at) VALUES ${Array(250).fill(`(?, ?, '{"dns":[],"ip":[],"uri":[]}', ?, ?, ?, ?, ?)`).join(", ")}`,
+        values,
+      );
+    }
+    for (let i = 0; i < 300; i++) {
+      const at = 1_000_000 + i * 3_000;
+      const kind = (["issuer", "provisioner", "serial"] as const)[i % 3]!;
+      const value = kind === "issuer" ? (i % 2 ? "aa" : "bb") : kind === "provisioner" ? (i % 2 ? "p1" : "p2") : (i * 5).toString(16).padStart(8, "0");
+      await storage.renewalWindows.recordRenewalOverride({ kind, value, start: new Date(at), end: new Date(at + HOUR + (i % 7) * 60_000), createdAt: new Date(at) }, new Date(at));
+    }
+    const windows = storage.requests;
     // Certificate number 500: issuer bb, provisioner p1, created at 1,500,000; overrides 167 to 299 follow it.
-    const s = windows.renewalSubject((500).toString(16).padStart(8, "0") as SerialHex)!;
+    const s = (await windows.renewalSubject((500).toString(16).padStart(8, "0") as SerialHex))!;
     expect(s.createdAt.getTime()).toBe(1_500_000);
-    const candidates = store.db
-      .prepare(
-        `SELECT window_end, created_at FROM renewal_windows WHERE created_at > ? AND ((kind = 'issuer' AND value = ?) OR (kind = 'provisioner' AND value = ?) OR (kind = 'serial' AND value = ?))
-         ORDER BY window_end, created_at LIMIT 1`,
-      )
-      .get(s.createdAt.getTime(), s.issuerKeyId, s.provisioner, s.serial) as { window_end: number; created_at: number };
+    const [candidate] = await sql(
+      `SELECT window_end, created_at FROM renewal_windows WHERE created_at > ? AND ((kind = 'issuer' AND value = ?) OR (kind = 'provisioner' AND value = ?) OR (kind = 'serial' AND value = ?))
+       ORDER BY window_end, created_at LIMIT 1`,
+      [s.createdAt.getTime(), s.issuerKeyId, s.provisioner, s.serial],
+    );
     expect(s.override).not.toBeNull();
-    expect(s.override!.end.getTime()).toBe(candidates.window_end);
+    expect(s.override!.end.getTime()).toBe(candidate![0]);
     expect(s.override!.createdAt.getTime()).toBeGreaterThan(s.createdAt.getTime());
     // The newest certificate was issued after every override: none applies.
-    const last = windows.renewalSubject((1_999).toString(16).padStart(8, "0") as SerialHex)!;
+    const last = (await windows.renewalSubject((1_999).toString(16).padStart(8, "0") as SerialHex))!;
     expect(last.createdAt.getTime()).toBeGreaterThan(1_000_000 + 299 * 3_000);
     expect(last.override).toBeNull();
-    expect(windows.renewalSubject("ffffffff" as SerialHex)).toBeNull();
+    expect(await windows.renewalSubject("ffffffff" as SerialHex)).toBeNull();
   });
 });

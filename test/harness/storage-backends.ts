@@ -113,7 +113,8 @@ export function useStorageBackend(name: StorageBackendName): StorageBackend {
 
   const openSqlite = (path = join(dir, `ca-${++made}.db`), readonly = false): { storage: CaStorage; path: string } => {
     const store = new SqliteStore(path, { readonly });
-    const storage = sqliteCaStorage(store, path);
+    // No key files here: nothing these tests read vouches for an audit key.
+    const storage = sqliteCaStorage(store, path, join(dir, "keys"));
     sqlOf.set(storage, async (text, params = []) => {
       const stmt = store.db.prepare(text);
       if (!stmt.reader) {

@@ -127,6 +127,13 @@ describe("three replicas on one PostgreSQL", () => {
     expect(res.status, res.raw).toBe(201);
     const health = await r.ws.cli(["status", "--health"]);
     expect(health.code, health.stdout + health.stderr).toBe(0);
+    // Each replica's API serving certificate supersedes only its own predecessors: three live ones.
+    const listed = await r.ws.cli(["list", "--json"]);
+    expect(listed.code, listed.stderr).toBe(0);
+    const serving = (JSON.parse(listed.stdout) as Array<{ provisioner: string; instance: string | null }>).filter((c) => c.provisioner === "fleetca-api");
+    expect(serving).toHaveLength(3);
+    expect(new Set(serving.map((c) => c.instance)).size).toBe(3);
+    expect(serving.every((c) => c.instance?.startsWith("replica:"))).toBe(true);
   }, 60_000);
 
   it("a revocation on one replica shows in OCSP and the CRL on each of the others within 5 s", async () => {

@@ -29,6 +29,8 @@ export class ServingCertificate {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly install: (c: TlsCredentials) => void,
+    /** This replica's name among several on one database (its certificates supersede only its own); null for one. */
+    private readonly instance: string | null = null,
   ) {}
 
   get current(): TlsCredentials {
@@ -44,6 +46,7 @@ export class ServingCertificate {
       sans: sansFromList(this.names),
       ttlMs: this.lifetimeMs,
       purpose: "fleetca-api",
+      instance: this.instance,
     });
     const creds: TlsCredentials = {
       key: signer.privateKeyPem(),

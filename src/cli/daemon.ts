@@ -1,7 +1,8 @@
 import type { Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import { existsSync, unlinkSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
+import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
 import { writeFileAtomic } from "../core/atomic-file.js";
@@ -251,7 +252,10 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
   // The API's own certificate lives a day (or maxTTL if shorter), whatever leaves get by default:
   // a short defaultTTL for a fleet must not make the CA's own listener churn or lapse.
   const servingLifetimeMs = Math.min(SERVING_CERT_LIFETIME_MS, config.issuance.maxTTL);
-  const serving = new ServingCertificate(ra, servingNames, servingLifetimeMs, clock, log, install);
+  // Replicas on one database each serve their own certificate: named by machine and dataDir (the
+  // same across this replica's restarts), each supersedes only its own predecessors.
+  const servingInstance = storage.kind === "postgres" ? `replica:${hostname()}:${resolvePath(config.dataDir)}` : null;
+  const serving = new ServingCertificate(ra, servingNames, servingLifetimeMs, clock, log, install, servingInstance);
   const creds = await serving.issue();
   for (const i of lineup.records.filter((r) => r.status === "active")) metrics.trackExpiry(`${i.role}:${shortKeyId(i.keyId)}`, () => i.notAfter);
   metrics.trackExpiry("api", () => serving.current.notAfter);

@@ -237,10 +237,13 @@ export class RegistrationAuthority {
    * Issues a certificate for fleetca's own use (the API listener's serving cert): no token, the
    * SANs come from configuration. Stored like every other cert so it can be listed and revoked.
    */
-  async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string }): Promise<CertificateRecord> {
-    // Each serving certificate replaces the earlier ones of its purpose (this run's previous one,
-    // and those of runs before): marked superseded, `fleetca list` shows only the current one.
-    const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null }, undefined, true);
+  async issueInternal(req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number; purpose: string; instance?: string | null }): Promise<CertificateRecord> {
+    // Each serving certificate replaces the earlier ones of its purpose and instance (this run's
+    // previous one, and those of runs before): marked superseded, `fleetca list` shows only the
+    // current one, one per replica.
+    const record = await this.#issueWithoutToken(req, { op: "internal", provisioner: req.purpose, jti: null, client: null, renewedFrom: null }, undefined, {
+      instance: req.instance ?? null,
+    });
     if (record === "superseded") throw new Error("an internal certificate supersedes nothing");
     this.log.info({ serial: record.serial, purpose: req.purpose, sans: sansToList(req.sans), notAfter: record.notAfter }, "internal certificate issued");
     return record;
@@ -326,7 +329,7 @@ export class RegistrationAuthority {
     req: { spki: Uint8Array; subjectKey: SubjectKeyAlgorithm; sans: Sans; ttlMs: number },
     context: IssuanceContext,
     renewal?: { supersedes: SerialHex; lineage: SerialHex; attestedAt: Date; instance: string | null },
-    supersedesPurpose = false,
+    internal?: { instance: string | null },
   ): Promise<CertificateRecord | "superseded"> {
     const ca = this.ca();
     for (let attempt = 1; attempt <= MAX_SERIAL_ATTEMPTS; attempt++) {
@@ -335,12 +338,13 @@ export class RegistrationAuthority {
       const record: CertificateRecord = {
         ...recordOf(issued, req.sans, context.provisioner, null, this.clock.now(), context.renewedFrom),
         ...(renewal && { lineage: renewal.lineage, attestedAt: renewal.attestedAt, instance: renewal.instance }),
+        ...(internal && { instance: internal.instance }),
       };
       const outcome = await this.store.commitIssuance({
         certificate: record,
         audit: issuedEntry(record, context),
         ...(renewal && { supersedes: renewal.supersedes }),
-        ...(supersedesPurpose && { supersedesPurpose }),
+        ...(internal && { supersedesPurpose: true }),
       });
       if (outcome === "committed") return record;
       if (outcome === "superseded") return outcome;

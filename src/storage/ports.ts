@@ -97,7 +97,9 @@ export interface IssuanceCommit {
   retireInstance?: boolean;
   /**
    * An internal certificate that replaces every earlier one of its purpose (the API's serving
-   * certificate, re-issued at each start and renewal): they are marked superseded by it.
+   * certificate, re-issued at each start and renewal): they are marked superseded by it. Only
+   * those of its own `instance` (a replica's, on PostgreSQL) or of none (one serving process, or
+   * issued before replicas named theirs): replicas' serving certificates live side by side.
    */
   supersedesPurpose?: boolean;
 }

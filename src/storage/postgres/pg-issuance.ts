@@ -55,7 +55,11 @@ export async function applyIssuance(client: pg.ClientBase, c: IssuanceCommit): P
     retired = await retireInstanceIn(client, { serial: cert.serial, provisioner: cert.provisioner, instance: cert.instance, createdAt: cert.createdAt });
   }
   if (c.supersedesPurpose) {
-    await client.query("UPDATE certificates SET superseded_by = $1 WHERE provisioner = $2 AND superseded_by IS NULL AND serial <> $1", [cert.serial, cert.provisioner]);
+    await client.query("UPDATE certificates SET superseded_by = $1 WHERE provisioner = $2 AND superseded_by IS NULL AND serial <> $1 AND (instance IS NULL OR instance = $3)", [
+      cert.serial,
+      cert.provisioner,
+      cert.instance ?? null,
+    ]);
   }
   if (c.idempotency) {
     const i = c.idempotency;

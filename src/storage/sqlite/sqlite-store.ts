@@ -258,11 +258,10 @@ export class SqliteStore {
     }
     if (c.retireInstance && c.certificate.instance) this.#retireInstance(c.certificate);
     if (c.supersedesPurpose) {
-      this.#lazy("supersedePurpose", "UPDATE certificates SET superseded_by = ? WHERE provisioner = ? AND superseded_by IS NULL AND serial <> ?").run(
-        c.certificate.serial,
-        c.certificate.provisioner,
-        c.certificate.serial,
-      );
+      this.#lazy(
+        "supersedePurpose",
+        "UPDATE certificates SET superseded_by = ? WHERE provisioner = ? AND superseded_by IS NULL AND serial <> ? AND (instance IS NULL OR instance = ?)",
+      ).run(c.certificate.serial, c.certificate.provisioner, c.certificate.serial, c.certificate.instance ?? null);
     }
     if (c.idempotency) {
       const i = c.idempotency;

@@ -3,7 +3,7 @@ import { OperatorError } from "../../core/errors.js";
 import type { Secret } from "../../core/secret.js";
 import { kekIdOfParams, newPassphraseKek, type Kek } from "../../signing/kek.js";
 import { openWrappedKey, rewrapKey } from "../../signing/wrapped-key.js";
-import { checkout } from "./pg-transaction.js";
+import { checkout, isConnectionFailure } from "./pg-transaction.js";
 
 /*
  * `fleetca rotate kek` on PostgreSQL: every ca_keys row re-wrapped under a new KEK and the new
@@ -114,10 +114,9 @@ async function afterFailedCommit(pool: pg.Pool, next: Kek, e: unknown): Promise<
 }
 
 function isConnectionLoss(e: unknown): boolean {
+  // 08xxx connection exceptions, 57P0x the server shutting down or terminating the session.
   if (e instanceof pg.DatabaseError) return typeof e.code === "string" && /^(08|57P)/.test(e.code);
-  if (!(e instanceof Error)) return false;
-  const code = (e as NodeJS.ErrnoException).code;
-  return (typeof code === "string" && /^E[A-Z]+$/.test(code)) || /Connection terminated|connection error|not queryable/i.test(e.message);
+  return e instanceof Error && isConnectionFailure(e);
 }
 
 /** A short, secret-free reason: the SQLSTATE or the socket error, never the server's text (it may name the host). */

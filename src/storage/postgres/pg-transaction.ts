@@ -56,7 +56,8 @@ export function asStoreError(e: unknown): unknown {
   return e;
 }
 
-function isConnectionFailure(e: Error): boolean {
+/** node-postgres's ways of saying the connection failed (not the server refusing a statement). */
+export function isConnectionFailure(e: Error): boolean {
   const code = (e as NodeJS.ErrnoException).code;
   if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, …
   return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection error|not queryable/i.test(e.message);

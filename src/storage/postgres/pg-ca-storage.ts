@@ -22,7 +22,7 @@ import type {
   StoredTreeHead,
 } from "../ports.js";
 import type { CrossCertificateRecord } from "../sqlite/sqlite-cross-certificates.js";
-import { appendAuditEntry, type PgAuditLog } from "./pg-audit-log.js";
+import type { PgAuditLog } from "./pg-audit-log.js";
 import { PgCrlCatalog } from "./pg-crl-catalog.js";
 import { PgCrlLeases } from "./pg-crl-leases.js";
 import { PgCrlStore } from "./pg-crl-store.js";
@@ -80,7 +80,7 @@ class PgAuditLogPort implements AuditLogStore {
     private readonly log: PgAuditLog,
   ) {}
   append(fields: AuditFields, at: Date): Promise<number> {
-    return storeTransaction(this.store.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }));
+    return this.log.append(fields, at);
   }
   lastEntryOfKind(kind: string): Promise<Buffer | null> {
     return this.log.lastEntryOfKind(kind);

@@ -1,8 +1,9 @@
 import type pg from "pg";
 import type { CommitOutcome, IssuanceCommit } from "../ports.js";
-import { appendAuditEntry } from "./pg-audit-log.js";
+import { commitAuditEntry } from "./pg-audit-log.js";
 import { logRevocationsIn, retireInstanceIn, SUPERSEDED, type Flipped } from "./pg-revocations.js";
 import { CERT_COLUMNS, certificateValues } from "./pg-rows.js";
+import type { CommitWith } from "./pg-transaction.js";
 
 const INSERT_CERT = `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${CERT_COLUMNS.split(",").map((_, i) => `$${i + 1}`).join(", ")})
   ON CONFLICT (serial) DO NOTHING`;
@@ -23,13 +24,15 @@ const INSERT_CERT = `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${CERT_C
  *
  * The log rows go last (the retired certificates' revocations, then the "issued" entry): they take
  * the append lock (pg-append-lock.ts), which must be the transaction's last lock and is held to
- * COMMIT, so other appenders wait only for a few INSERTs and the COMMIT.
+ * COMMIT. The "issued" entry is sent in one message with the COMMIT (commitWith), so the turn is
+ * held for the server's INSERT and WAL flush, not for a round trip to the daemon; a commit
+ * without an entry is left to the caller to commit.
  *
  * One transaction (one WAL flush at COMMIT) per issuance: PostgreSQL's own commit_delay /
  * group commit of concurrent backends' flushes stands in for sqlite/issuance-group-commit.ts's
  * batching; batching several issuances per transaction is left until measured.
  */
-export async function applyIssuance(client: pg.ClientBase, c: IssuanceCommit): Promise<CommitOutcome> {
+export async function applyIssuance(client: pg.ClientBase, c: IssuanceCommit, commitWith: CommitWith): Promise<CommitOutcome> {
   const cert = c.certificate;
   const stored = await client.query("SELECT 1 FROM certificates WHERE serial = $1", [cert.serial]);
   if ((stored.rowCount ?? 0) > 0) return "serial_collision";
@@ -74,6 +77,6 @@ export async function applyIssuance(client: pg.ClientBase, c: IssuanceCommit): P
   // The logs last, under the append lock, in SQLite's order: the retired certificates' revocations,
   // then the "issued" entry.
   await logRevocationsIn(client, retired, cert.createdAt, SUPERSEDED);
-  if (c.audit) await appendAuditEntry(client, c.audit, cert.createdAt);
+  if (c.audit) await commitAuditEntry(commitWith, c.audit, cert.createdAt);
   return "committed";
 }

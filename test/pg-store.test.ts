@@ -272,6 +272,8 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
     // A stored serial: serial_collision, checked before the token (which stays unused).
     expect(await s.commitIssuance(commitOf(1, { token: "p:b" }))).toBe("serial_collision");
     expect(await s.isTokenUsed("p:b")).toBe(false);
+    // A stored serial with a spent token: still serial_collision, not replayed.
+    expect(await s.commitIssuance(commitOf(1, { token: "p:a" }))).toBe("serial_collision");
     // A live key of the scope: idempotency_conflict; the certificate and the token roll back.
     expect(await s.commitIssuance(commitOf(3, { token: "p:c", idem: "k" }))).toBe("idempotency_conflict");
     expect(await s.getCertificate(serialOf(3))).toBeNull();

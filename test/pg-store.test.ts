@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import type { AuditFields, IntentFields, IssuedFields } from "../src/audit/audit-entry.js";
+import { decodeEntry, encodeEntry, type AuditEntry, type AuditFields, type IntentFields, type IssuedFields } from "../src/audit/audit-entry.js";
+import { leafHash } from "../src/audit/merkle.js";
 import { CaError } from "../src/core/errors.js";
 import type { RevocationReason } from "../src/core/revocation-reason.js";
 import type { SerialHex } from "../src/core/serial.js";
@@ -31,6 +32,7 @@ import type {
   RevocationStore,
 } from "../src/storage/ports.js";
 import { APPEND_LOCK } from "../src/storage/postgres/pg-append-lock.js";
+import { appendAuditEntry } from "../src/storage/postgres/pg-audit-log.js";
 import { PgIssuerLifecycle } from "../src/storage/postgres/pg-issuer-lifecycle.js";
 import type { Promised } from "./harness/promised.js";
 import { REVOCATION_CHANNEL } from "../src/storage/postgres/pg-revocation-notifications.js";
@@ -279,6 +281,8 @@ describe.each(BACKENDS)("storage core on %s", (_name, backend) => {
     // A stored serial: serial_collision, checked before the token (which stays unused).
     expect(await s.commitIssuance(commitOf(1, { token: "p:b" }))).toBe("serial_collision");
     expect(await s.isTokenUsed("p:b")).toBe(false);
+    // A stored serial with a spent token: still serial_collision, not replayed.
+    expect(await s.commitIssuance(commitOf(1, { token: "p:a" }))).toBe("serial_collision");
     // A live key of the scope: idempotency_conflict; the certificate and the token roll back.
     expect(await s.commitIssuance(commitOf(3, { token: "p:c", idem: "k" }))).toBe("idempotency_conflict");
     expect(await s.getCertificate(serialOf(3))).toBeNull();
@@ -653,6 +657,76 @@ describe("PostgreSQL specifics", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(payloads).toEqual((await store.revocationsAfter(0, 10)).map((e) => String(e.seq)));
     expect(payloads).toHaveLength(3);
+  });
+
+  it("an append waiting for the turn reads the previous holder's rows: the next index, and its intent's serial as taken", async () => {
+    const url = await server.createDatabase(`t${++databases}`);
+    const store = await PgStore.open({ url });
+    closers.push(() => store.close());
+    await store.addIssuer(issuer());
+    // The holder appends an intent under the turn and keeps it; meanwhile an intent for the same
+    // serial, one for another serial and an issuance queue behind it. The lock statement and
+    // the INSERT travel in one message: the INSERT must take its snapshot after the grant, or
+    // it would read the old MAX(idx) (a duplicate index) and miss the holder's intent.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    closers.push(() => holder.end());
+    await holder.query("BEGIN");
+    await appendAuditEntry(holder, intent(serialOf(1)), new Date(T0));
+    const sameSerial = store.recordIntent(intent(serialOf(1)), new Date(T0));
+    const otherSerial = store.recordIntent(intent(serialOf(2)), new Date(T0 + 1));
+    const issuance = store.commitIssuance(commitOf(3, { token: "p:3" }));
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await holder.query<{ n: string }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+      if (Number(rows[0]!.n) === 3) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(await store.audit.size()).toBe(0);
+    await holder.query("COMMIT");
+    expect(await sameSerial).toBe("serial_collision");
+    expect(await otherSerial).toBe("committed");
+    expect(await issuance).toBe("committed");
+    const entries = await store.audit.entries(0, 10);
+    expect(entries.map((e) => e.idx)).toEqual([0, 1, 2]);
+    expect(entries.map((e) => e.kind).sort()).toEqual(["intent", "intent", "issued"]);
+    expect(entries.filter((e) => e.serial === serialOf(1))).toHaveLength(1);
+  });
+
+  it("entries built on the server are encodeEntry's bytes and leafHash's hash, whatever the fields hold", async () => {
+    const url = await server.createDatabase(`t${++databases}`);
+    const store = await PgStore.open({ url });
+    closers.push(() => store.close());
+    await store.addIssuer(issuer());
+    const odd = `it's "quoted" \\ back\\slash \u00e9 \u{1F600} \n line'); DROP TABLE audit_log; --`;
+    const fields: AuditFields[] = [
+      { kind: "event", event: "test", details: { i: 0, n: -1, odd, flag: true, none: null } },
+      { kind: "event", event: odd, details: {} },
+      { ...intent(serialOf(1)), sans: ["\u00fcber.internal", odd], client: "::1" },
+      { kind: "token_refused", provisioner: null, reason: odd, client: null },
+    ];
+    // Twelve entries: indexes of one and of two digits.
+    const appended: Array<{ f: AuditFields; at: number }> = [];
+    for (let n = 0; n < 12; n++) {
+      const f = fields[n % fields.length]!;
+      const at = T0 + n * 1_001;
+      if (f.kind === "intent") {
+        expect(await store.recordIntent({ ...f, serial: serialOf(n) }, new Date(at))).toBe("committed");
+        appended.push({ f: { ...f, serial: serialOf(n) }, at });
+      } else {
+        await (n % 2 === 0 ? store.audit.append(f, new Date(at)) : store.recordAudit(f, new Date(at)));
+        appended.push({ f, at });
+      }
+    }
+    const entries = await store.audit.entries(0, 100);
+    expect(entries).toHaveLength(12);
+    entries.forEach((e, i) => {
+      const bytes = encodeEntry({ ...appended[i]!.f, v: 1, i, t: appended[i]!.at } as AuditEntry);
+      expect(e.idx).toBe(i);
+      expect(Buffer.from(e.entry).toString("hex")).toBe(bytes.toString("hex"));
+      expect(Buffer.from(e.leafHash).toString("hex")).toBe(leafHash(bytes).toString("hex"));
+      expect(decodeEntry(e.entry).i).toBe(i);
+    });
+    expect((await store.audit.query({ subject: odd }, 100)).map((e) => e.idx)).toEqual([2, 6, 10]);
   });
 
   it("a connection lost mid-commit: CaError unavailable, nothing of the commit stored", async () => {

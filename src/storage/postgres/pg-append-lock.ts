@@ -18,6 +18,11 @@ import type { ClientBase } from "pg";
  * A rolled-back append leaves a gap in revocation_log.seq (readers use > and MAX: harmless) and
  * none in audit_log.idx (MAX + 1 is read under the lock).
  *
+ * Every appender waits while the holder has it, so the hold is kept to the server's own work:
+ * the issuance path sends the lock, the issuance-log INSERT and the COMMIT as one message
+ * (pg-audit-log.ts auditAppendSql, pg-transaction.ts CommitWith), never waiting under the lock
+ * for a round trip to a daemon; what remains is the INSERT and the COMMIT's WAL flush.
+ *
  * One lock for both logs: every revocation appends to both (its revocation_log row and its
  * "revoked" issuance-log entry), so two locks would always be taken together anyway, and one
  * cannot be taken in two orders. Deadlock freedom: it is the last lock a transaction takes; after

@@ -1,48 +1,117 @@
 import type pg from "pg";
 import { encodeEntry, provisionerOf, sansOf, serialOf, type AuditEntry, type AuditFields } from "../../audit/audit-entry.js";
-import { leafHash } from "../../audit/merkle.js";
 import type { AuditKeyRecord, AuditQuery, StoredAuditEntry, StoredTreeHead } from "../sqlite/sqlite-audit-log.js";
-import { takeAppendTurn } from "./pg-append-lock.js";
-import { asStoreError, query, storeTransaction } from "./pg-transaction.js";
+import { APPEND_LOCK } from "./pg-append-lock.js";
+import { asStoreError, query, storeTransaction, type CommitWith } from "./pg-transaction.js";
 
 const ENTRY_COLUMNS = `idx, at, kind, serial, provisioner, entry, leaf_hash AS "leafHash"`;
 const HEAD_COLUMNS = `tree_size AS "treeSize", root_hash AS "rootHash", timestamp, key_name AS "keyName", key_spki AS "keySpki", signature`;
 
 /**
- * Appends one issuance-log entry inside the caller's transaction and returns its leaf index: the
- * PostgreSQL form of SqliteAuditLog.append. The index is MAX(idx) + 1 read after the append lock
- * is granted (pg-append-lock.ts), so it is gapless and indexes become visible in order even with
- * several replicas appending; the entry's bytes and leaf hash are computed exactly as SQLite's
- * (same encodeEntry, same leafHash), so the Merkle tree over the same entries is the same tree.
- * The caller commits; nothing in its transaction may take a lock after this.
+ * The entry's bytes either side of its index: encodeEntry({ ...fields, v: 1, i, t }) is
+ * `before ‖ decimal(i) ‖ after` for every i ≥ 0, because the entry is canonical JSON in which
+ * nothing but the value of "i" depends on i. Found by encoding the entry with i = 0 and i = 1:
+ * the two differ in exactly that one digit (a nested key also named "i", in an event's details,
+ * is the same in both and cannot be mistaken for it).
+ */
+function entryAroundIndex(fields: AuditFields, at: Date): { before: Buffer; after: Buffer } {
+  const base = { ...fields, v: 1 as const, t: at.getTime() };
+  const zero = encodeEntry({ ...base, i: 0 } as AuditEntry);
+  const one = encodeEntry({ ...base, i: 1 } as AuditEntry);
+  let p = 0;
+  while (p < zero.length && zero[p] === one[p]) p++;
+  if (zero.length !== one.length || p === zero.length || !zero.subarray(p + 1).equals(one.subarray(p + 1))) {
+    throw new Error("audit entry: the index is not one place in the encoding");
+  }
+  return { before: zero.subarray(0, p), after: zero.subarray(p + 1) };
+}
+
+/**
+ * SQL literals made of hex digits and decimal digits only, whatever the value holds: the
+ * statements below travel as one simple-query message with COMMIT (pg-transaction.ts,
+ * CommitWith), which takes no parameters, so nothing of a request's text is ever SQL.
+ */
+function bytesSql(b: Uint8Array): string {
+  return `decode('${Buffer.from(b).toString("hex")}', 'hex')`;
+}
+function textSql(s: string | null): string {
+  return s === null ? "NULL" : `convert_from(${bytesSql(Buffer.from(s, "utf8"))}, 'UTF8')`;
+}
+function integerSql(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new Error(`audit entry: ${n} is not an integer`);
+  return String(n);
+}
+
+/** The SQL condition "this serial was already announced by an intent or stored", over a serial expression. */
+function serialTakenSql(serial: string): string {
+  return `(EXISTS (SELECT 1 FROM audit_log WHERE serial = ${serial} AND kind = 'intent') OR EXISTS (SELECT 1 FROM certificates WHERE serial = ${serial}))`;
+}
+
+/**
+ * The statements that append one issuance-log entry: take the append turn (pg-append-lock.ts),
+ * then one INSERT that reads MAX(idx) + 1 and builds the entry's bytes and leaf hash from it on
+ * the server: the same bytes as encodeEntry (entryAroundIndex) and the same hash as leafHash
+ * (RFC 9162 §2.1.1: SHA-256 of 0x00 ‖ entry), so the Merkle tree over the same entries is
+ * SqliteAuditLog's. The index is known only once the turn is granted, and this way no round trip
+ * to the daemon is needed between the grant and the row.
+ *
+ * Two statements, not one: a READ COMMITTED statement sees what was committed when it began
+ * (docs 13.2.1), so a MAX(idx) in the statement that waits for the lock would miss the previous
+ * holder's row. Sent together in one simple-query message, the INSERT starts, and takes its
+ * snapshot, after the lock statement has returned (postgres.c, exec_simple_query: a snapshot per
+ * statement).
+ *
+ * With `unlessSerialTaken`, the row is inserted only if that serial was neither announced nor
+ * stored (judged under the turn, so two announcements of one serial cannot both pass); the
+ * INSERT then returns no row.
+ */
+export function auditAppendSql(fields: AuditFields, at: Date, opts: { unlessSerialTaken?: string } = {}): string {
+  const { before, after } = entryAroundIndex(fields, at);
+  const sans = sansOf(fields);
+  const condition = opts.unlessSerialTaken === undefined ? "" : `WHERE NOT ${serialTakenSql(textSql(opts.unlessSerialTaken))}`;
+  return `SELECT pg_advisory_xact_lock(${APPEND_LOCK});
+INSERT INTO audit_log (idx, at, kind, serial, provisioner, subjects, entry, leaf_hash)
+  SELECT n.idx, ${integerSql(at.getTime())}, ${textSql(fields.kind)}, ${textSql(serialOf(fields))}, ${textSql(provisionerOf(fields))},
+         ${textSql(sans.length > 0 ? sans.join("\n") : null)}, e.entry, sha256(decode('00', 'hex') || e.entry)
+  FROM (SELECT COALESCE(MAX(idx), -1) + 1 AS idx FROM audit_log) n,
+       LATERAL (SELECT ${bytesSql(before)} || convert_to(n.idx::text, 'UTF8') || ${bytesSql(after)} AS entry) e
+  ${condition}
+  RETURNING idx`;
+}
+
+/** The leaf index the INSERT of auditAppendSql returned, or null when it appended nothing. */
+function appendedIndex(results: pg.QueryResult[]): number | null {
+  const inserted = results[results.length - 1];
+  return (inserted?.rows[0] as { idx: number } | undefined)?.idx ?? null;
+}
+
+/**
+ * Appends one issuance-log entry inside the caller's transaction, in one round trip, and returns
+ * its leaf index: the PostgreSQL form of SqliteAuditLog.append. The index is gapless and indexes
+ * become visible in order even with several replicas appending (pg-append-lock.ts). The turn is
+ * then held until the caller's COMMIT; nothing in its transaction may take a lock after this.
+ * Where the append is the transaction's last write, commitAuditEntry saves the round trip under
+ * the turn.
  */
 export async function appendAuditEntry(client: pg.ClientBase, fields: AuditFields, at: Date): Promise<number> {
-  await takeAppendTurn(client);
-  const { rows } = await client.query<{ next: number }>("SELECT COALESCE(MAX(idx), -1) + 1 AS next FROM audit_log");
-  const idx = rows[0]!.next;
-  const entry: AuditEntry = { ...fields, v: 1, i: idx, t: at.getTime() };
-  const bytes = encodeEntry(entry);
-  const sans = sansOf(fields);
-  await client.query("INSERT INTO audit_log (idx, at, kind, serial, provisioner, subjects, entry, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
-    idx,
-    at.getTime(),
-    fields.kind,
-    serialOf(fields),
-    provisionerOf(fields),
-    sans.length > 0 ? sans.join("\n") : null,
-    Buffer.from(bytes),
-    leafHash(bytes),
-  ]);
-  return idx;
+  const results = (await client.query(auditAppendSql(fields, at))) as unknown as pg.QueryResult[];
+  return appendedIndex(results)!;
+}
+
+/**
+ * Appends one entry and commits the caller's transaction in the same message (CommitWith): the
+ * turn is held only while the server runs the INSERT and the COMMIT (its WAL flush included, for
+ * a durable one). Returns the leaf index, or null when `unlessSerialTaken` found the serial taken
+ * (nothing was appended; what else the transaction wrote is committed).
+ */
+export async function commitAuditEntry(commitWith: CommitWith, fields: AuditFields, at: Date, opts: { unlessSerialTaken?: string } = {}): Promise<number | null> {
+  return appendedIndex(await commitWith(auditAppendSql(fields, at, opts)));
 }
 
 /** True when a serial was already announced by an intent or stored: it must not be signed again. */
 export async function serialTakenIn(client: pg.ClientBase | pg.Pool, serial: string): Promise<boolean> {
-  const { rowCount } = await client.query(
-    "SELECT 1 FROM audit_log WHERE serial = $1 AND kind = 'intent' UNION ALL SELECT 1 FROM certificates WHERE serial = $1 LIMIT 1",
-    [serial],
-  );
-  return (rowCount ?? 0) > 0;
+  const { rows } = await client.query<{ taken: boolean }>(`SELECT ${serialTakenSql("$1")} AS taken`, [serial]);
+  return rows[0]!.taken;
 }
 
 /**
@@ -55,7 +124,7 @@ export class PgAuditLog {
 
   /** Appends one entry at time `at` in a transaction of its own; returns its leaf index. */
   append(fields: AuditFields, at: Date): Promise<number> {
-    return storeTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }));
+    return storeTransaction(this.pool, async (_client, commitWith) => ({ result: (await commitAuditEntry(commitWith, fields, at))!, commit: true }));
   }
 
   async serialTaken(serial: string): Promise<boolean> {

@@ -24,7 +24,7 @@ import type {
   RevocationStore,
   StoredTreeHead,
 } from "../ports.js";
-import { appendAuditEntry, type PgAuditLog } from "./pg-audit-log.js";
+import type { PgAuditLog } from "./pg-audit-log.js";
 import { pgAuditVerifySource } from "./pg-audit-verify-source.js";
 import { PgCrlCatalog } from "./pg-crl-catalog.js";
 import { PgCrlLeases } from "./pg-crl-leases.js";
@@ -36,7 +36,7 @@ import { RevocationNotifications } from "./pg-revocation-notifications.js";
 import { PgRateLimits } from "./pg-rate-limits.js";
 import { PgRenewalWindows } from "./pg-renewal-windows.js";
 import { PgStore } from "./pg-store.js";
-import { checkout, storeTransaction } from "./pg-transaction.js";
+import { checkout } from "./pg-transaction.js";
 
 /** The request-path ports from PgStore, with renewal info from PgRenewalWindows. */
 class PgRequestPorts implements IssuanceStore, CertificateStatusLookup, CertificateLookup, RevocationStore, RenewalInfoLookup {
@@ -83,7 +83,7 @@ class PgAuditLogPort implements AuditLogStore {
     private readonly log: PgAuditLog,
   ) {}
   append(fields: AuditFields, at: Date): Promise<number> {
-    return storeTransaction(this.store.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }));
+    return this.log.append(fields, at);
   }
   lastEntryOfKind(kind: string): Promise<Buffer | null> {
     return this.log.lastEntryOfKind(kind);

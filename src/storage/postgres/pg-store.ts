@@ -27,8 +27,7 @@ import type {
   RevocationOutcome,
   RevocationStore,
 } from "../ports.js";
-import { takeAppendTurn } from "./pg-append-lock.js";
-import { appendAuditEntry, PgAuditLog, serialTakenIn } from "./pg-audit-log.js";
+import { commitAuditEntry, PgAuditLog } from "./pg-audit-log.js";
 import { applyIssuance } from "./pg-issuance.js";
 import { insertIssuerIn } from "./pg-issuer-lifecycle.js";
 import { openPgPool, type PgSettings } from "./pg-pool.js";
@@ -139,26 +138,27 @@ export class PgStore
 
   /** One durable transaction per commit (pg-issuance.ts); resolves after COMMIT returned. */
   commitIssuance(c: IssuanceCommit): Promise<CommitOutcome> {
-    return storeTransaction(this.pool, async (client) => {
-      const outcome = await applyIssuance(client, c);
+    return storeTransaction(this.pool, async (client, commitWith) => {
+      const outcome = await applyIssuance(client, c, commitWith);
       return { result: outcome, commit: outcome === "committed" };
     });
   }
 
   /**
    * The check and the append under the append lock, so two replicas announcing one serial at once
-   * get one "committed" and one "serial_collision". Not durable on its own, as SQLite's intent
+   * get one "committed" and one "serial_collision": one conditional INSERT sent with the COMMIT
+   * (pg-audit-log.ts, commitAuditEntry), two round trips in all (BEGIN, then the append and the
+   * COMMIT) and none of them while the turn is held. A taken serial commits an empty
+   * transaction: nothing stored, as a rollback. Not durable on its own, as SQLite's intent
    * (issuance-group-commit.ts, commitWork): the certificate's durable COMMIT flushes the WAL
    * past this one's record before the certificate is handed out.
    */
   recordIntent(intent: IntentFields, at: Date): Promise<"committed" | "serial_collision"> {
     return storeTransaction(
       this.pool,
-      async (client) => {
-        await takeAppendTurn(client);
-        if (await serialTakenIn(client, intent.serial)) return { result: "serial_collision" as const, commit: false };
-        await appendAuditEntry(client, intent, at);
-        return { result: "committed" as const, commit: true };
+      async (_client, commitWith) => {
+        const idx = await commitAuditEntry(commitWith, intent, at, { unlessSerialTaken: intent.serial });
+        return { result: idx === null ? ("serial_collision" as const) : ("committed" as const), commit: true };
       },
       { durable: false },
     );
@@ -166,7 +166,7 @@ export class PgStore
 
   /** Appends one issuance-log entry; committed, not flushed, when this resolves (as SQLite's). */
   async recordAudit(fields: AuditFields, at: Date): Promise<void> {
-    await storeTransaction(this.pool, async (client) => ({ result: await appendAuditEntry(client, fields, at), commit: true }), { durable: false });
+    await storeTransaction(this.pool, async (_client, commitWith) => ({ result: await commitAuditEntry(commitWith, fields, at), commit: true }), { durable: false });
   }
 
   // --- CertificateStatusLookup ---

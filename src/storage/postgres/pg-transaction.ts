@@ -98,9 +98,21 @@ export async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; 
  * the caller is told "unavailable" and a retry meets the stored token ("replayed") or its
  * Idempotency-Key (the certificate), as after any lost response.
  */
+/**
+ * Ends the transaction: sends `statements` (SQL text without parameters, several separated by
+ * semicolons) and COMMIT in one simple-query message, one round trip, and resolves to the
+ * statements' results in order (the COMMIT's left out). In READ COMMITTED each statement of the
+ * message still takes its snapshot when it starts (docs, "Multiple Statements in a Simple
+ * Query"), so a statement sees what a lock taken by the one before it waited for. If a statement
+ * fails, the rest of the message, COMMIT included, is skipped and storeTransaction rolls back.
+ * For the log appends (pg-audit-log.ts): the append lock is then held only while the server runs
+ * the message, not across a round trip to the daemon.
+ */
+export type CommitWith = (statements: string) => Promise<pg.QueryResult[]>;
+
 export async function storeTransaction<T>(
   pool: pg.Pool,
-  work: (client: pg.PoolClient) => Promise<{ result: T; commit: boolean }>,
+  work: (client: pg.PoolClient, commitWith: CommitWith) => Promise<{ result: T; commit: boolean }>,
   opts: { durable: boolean } = { durable: true },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -129,8 +141,18 @@ export async function storeTransaction<T>(
         }
         throw e;
       }
-      const { result, commit } = await work(client);
-      await client.query(commit ? "COMMIT" : "ROLLBACK");
+      // Set once commitWith has sent its message: the transaction is then ended by it (or, if it
+      // failed, rolled back below), and must not be committed a second time.
+      let ended = false;
+      const commitWith: CommitWith = async (statements) => {
+        if (ended) throw new Error("the transaction was already ended");
+        ended = true;
+        const results = (await client.query(`${statements}; COMMIT`)) as unknown as pg.QueryResult[];
+        return results.slice(0, -1);
+      };
+      const { result, commit } = await work(client, commitWith);
+      if (ended && !commit) throw new Error("a transaction ended by commitWith cannot be rolled back");
+      if (!ended) await client.query(commit ? "COMMIT" : "ROLLBACK");
       return result;
     } catch (e) {
       await client.query("ROLLBACK").catch((rollbackError: Error) => {

@@ -1,0 +1,184 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CaWorkspace, type CliResult, type DaemonProcess } from "./harness/fleetca-process.js";
+import { CaClient } from "./harness/ca-client.js";
+import { eventually } from "./harness/eventually.js";
+import { postApi, signBody } from "./harness/http.js";
+import { makeCsr, openssl, opensslAsync } from "./harness/openssl.js";
+import { startPostgres, type TestPostgres } from "./harness/postgres.js";
+
+/**
+ * storage.url's TLS against a real PostgreSQL that requires it (hostssl only, as a managed
+ * service or a Patroni cluster is set up): a throwaway CA and a server certificate for 127.0.0.1
+ * and localhost made here with openssl (keys in a temp directory, never committed). Every
+ * connection fleetca opens, the pool's and the LISTEN session's, must be TLS, verified against
+ * sslrootcert; a wrong CA or no TLS at all is refused at start in one line.
+ */
+const PASSPHRASE = "tls replica passphrase";
+
+/** A CA (self-signed, P-256) in `dir`: `name`.pem and `name`.key. */
+function makeCa(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", `/CN=${name}`,
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  return { cert, key };
+}
+
+/** A leaf signed by `ca`: `name`.crt and `name`.key, with `cn` and (for a server) `sans`. */
+function makeLeaf(dir: string, ca: { cert: string; key: string }, name: string, cn: string, ext: string): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.crt`);
+  const extFile = join(dir, `${name}.ext`);
+  writeFileSync(extFile, `${ext}\n`);
+  openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", `/CN=${cn}`]);
+  openssl(["x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extFile]);
+  return { cert, key };
+}
+
+/** The CLI's refusal: exit 1, one line on stderr, no stack, no secret. */
+function expectOneLineRefusal(r: CliResult, message: RegExp): void {
+  expect(r.code, r.stdout + r.stderr).toBe(1);
+  const lines = r.stderr.trimEnd().split("\n");
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(message);
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+  expect(r.stderr).not.toContain(PASSPHRASE);
+}
+
+describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey)", () => {
+  let pki: string;
+  let ca: { cert: string; key: string };
+  let otherCa: { cert: string; key: string };
+  let client: { cert: string; key: string };
+  let db: TestPostgres;
+  let plainUrl: string;
+  let admin: pg.Client;
+  const workspaces: CaWorkspace[] = [];
+  let daemon: DaemonProcess | undefined;
+
+  const workspace = (url: string): CaWorkspace => {
+    const ws = new CaWorkspace({ passphrase: PASSPHRASE, extraConfig: `storage: { type: postgres, url: "${url}" }\n` });
+    workspaces.push(ws);
+    return ws;
+  };
+  const verifyFull = (url: string, root = ca.cert) => `${url}?sslmode=verify-full&sslrootcert=${root}`;
+
+  beforeAll(async () => {
+    pki = mkdtempSync(join(tmpdir(), "fleetca-pg-pki-"));
+    ca = makeCa(pki, "test-pg-ca");
+    otherCa = makeCa(pki, "another-ca");
+    const server = makeLeaf(pki, ca, "server", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth");
+    // `cert` authentication maps the client certificate's CN to the database user (pg_hba.conf docs).
+    client = makeLeaf(pki, ca, "client", "fleetca", "extendedKeyUsage=clientAuth");
+    db = await startPostgres({
+      tls: {
+        certFile: server.cert,
+        keyFile: server.key,
+        clientCaFile: ca.cert,
+        // No `host` line: plaintext over TCP is refused. certdb also wants a client certificate.
+        hba: ["hostssl certdb all 127.0.0.1/32 cert", "hostssl all all 127.0.0.1/32 trust"],
+      },
+    });
+    plainUrl = await db.createDatabase("tls");
+    await db.createDatabase("certdb");
+    admin = new pg.Client(db.socketConfig("postgres"));
+    await admin.connect();
+  }, 120_000);
+
+  afterAll(async () => {
+    await daemon?.stop().catch(() => {});
+    for (const ws of workspaces) ws.remove();
+    await admin?.end().catch(() => {});
+    await db?.stop();
+    if (pki) rmSync(pki, { recursive: true, force: true });
+  });
+
+  it("a replica with sslmode=verify-full starts, issues, and hears a revocation; every connection it holds is TLS", async () => {
+    const ws = workspace(verifyFull(plainUrl));
+    daemon = await ws.start();
+    const d = daemon;
+    const caClient = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+
+    const token = await ws.token("tls-leaf", ["tls-leaf.internal"]);
+    const csr = makeCsr(ws.dir, "tls-leaf");
+    const res = await postApi(`${d.apiUrl}/v1/sign`, caClient.roots, { token, body: signBody(csr.csrPem) });
+    expect(res.status, res.raw).toBe(201);
+    const cert = caClient.keep("tls-leaf", res.body, csr.keyPath);
+
+    // The replica's backends: the pool's and the LISTEN session, each TLS (pg_stat_ssl).
+    const { rows } = await admin.query<{ plain: number; total: number; listening: number }>(
+      `SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*)::int AS total,
+              count(*) FILTER (WHERE s.ssl AND a.query ILIKE 'LISTEN fleetca_revocation%')::int AS listening
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls'`,
+    );
+    expect(rows[0]!.plain).toBe(0);
+    expect(rows[0]!.listening).toBe(1);
+    expect(rows[0]!.total).toBeGreaterThanOrEqual(2);
+
+    const ocsp = async () =>
+      (await opensslAsync(["ocsp", "-timeout", "5", "-issuer", caClient.intermediatePath, "-cert", cert.certPath, "-url", `${d.publicUrl}/ocsp`, "-CAfile", caClient.rootsPath])).out;
+    expect(await ocsp()).toMatch(/: good/);
+    // Revoked by another process (the CLI, over TLS too): the replica learns of it from the database.
+    const revoked = await ws.cli(["revoke", cert.serial, "--reason", "keyCompromise", "--json"]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const seen = await eventually(5_000, "OCSP says revoked", ocsp, (out) => /: revoked/.test(out));
+    expect(seen.elapsedMs).toBeLessThan(5_000);
+
+    const after = await admin.query<{ plain: number }>(
+      "SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls'",
+    );
+    expect(after.rows[0]!.plain).toBe(0);
+    expect(d.child.exitCode).toBeNull();
+  }, 120_000);
+
+  it("the server's certificate not chaining to sslrootcert: the CLI and serve refuse in one line naming TLS verification", async () => {
+    const ws = workspace(verifyFull(plainUrl, otherCa.cert));
+    expectOneLineRefusal(await ws.cli(["status", "--json"]), /^fleetca: PostgreSQL TLS verification failed: .*unable to verify|^fleetca: PostgreSQL TLS verification failed: .*self[- ]signed/i);
+    const started = await ws.start().then(
+      (d) => {
+        daemon = d;
+        return "started";
+      },
+      (e: Error) => e.message,
+    );
+    expect(started).toMatch(/^daemon exited with 1:/);
+    expect(started).not.toMatch(/^\s+at /m);
+    expect(started).not.toContain(PASSPHRASE);
+    const last = started.trimEnd().split("\n").at(-1)!;
+    expect(last).toMatch(/^fleetca: PostgreSQL TLS verification failed: .*sslrootcert/);
+  }, 60_000);
+
+  it("no sslmode against a server that requires TLS: refused in one line saying so", async () => {
+    const ws = workspace(plainUrl);
+    expectOneLineRefusal(await ws.cli(["status", "--json"]), /^fleetca: PostgreSQL refused the connection: .*no encryption.*requires TLS/);
+  }, 30_000);
+
+  it("an unreadable sslrootcert is named, not a bare ENOENT", async () => {
+    const ws = workspace(verifyFull(plainUrl, join(pki, "missing.pem")));
+    expectOneLineRefusal(await ws.cli(["list", "--json"]), /^fleetca: storage\.url sslrootcert \S+missing\.pem: ENOENT$/);
+  }, 30_000);
+
+  it("a client certificate (sslcert, sslkey) for a database that authenticates by certificate", async () => {
+    const certdb = db.urlOf("certdb");
+    // Without it, pg_hba's `cert` line refuses.
+    const without = workspace(verifyFull(certdb));
+    expectOneLineRefusal(await without.cli(["status", "--json"]), /^fleetca: PostgreSQL refused the connection: .*certificate/i);
+    // With it, the connection is made (and the schema migrated): the empty database holds no CA.
+    const withCert = workspace(`${verifyFull(certdb)}&sslcert=${client.cert}&sslkey=${client.key}`);
+    expectOneLineRefusal(await withCert.cli(["status", "--json"]), /^fleetca: no CA in postgres:\/\/fleetca@127\.0\.0\.1:\d+\/certdb/);
+    const { rows } = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_database WHERE datname = 'certdb'");
+    expect(rows[0]!.n).toBe(1);
+    const migrated = new pg.Client(db.socketConfig("certdb"));
+    await migrated.connect();
+    try {
+      expect((await migrated.query("SELECT count(*)::int AS n FROM schema_migrations")).rows[0].n).toBeGreaterThan(0);
+    } finally {
+      await migrated.end();
+    }
+  }, 30_000);
+});

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -60,6 +60,10 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
   let admin: pg.Client;
   const workspaces: CaWorkspace[] = [];
   let daemon: DaemonProcess | undefined;
+  let replicaWs: CaWorkspace;
+  let replicaCa: CaClient;
+  /** The replica's sslrootcert: a copy of the test CA, so one test can swap its content. */
+  let replicaRoot: string;
 
   const workspace = (url: string): CaWorkspace => {
     const ws = new CaWorkspace({ passphrase: PASSPHRASE, extraConfig: `storage: { type: postgres, url: "${url}" }\n` });
@@ -98,11 +102,25 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     if (pki) rmSync(pki, { recursive: true, force: true });
   });
 
+  /** The replica's backends in the tls database: how many are plaintext, how many in all, how many LISTEN over TLS. */
+  const replicaBackends = async () =>
+    (
+      await admin.query<{ plain: number; total: number; listening: number }>(
+        `SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*)::int AS total,
+                count(*) FILTER (WHERE s.ssl AND a.query ILIKE 'LISTEN fleetca_revocation%')::int AS listening
+           FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls'`,
+      )
+    ).rows[0]!;
+
   it("a replica with sslmode=verify-full starts, issues, and hears a revocation; every connection it holds is TLS", async () => {
-    const ws = workspace(verifyFull(plainUrl));
+    replicaRoot = join(pki, "replica-root.pem");
+    copyFileSync(ca.cert, replicaRoot);
+    const ws = workspace(verifyFull(plainUrl, replicaRoot));
+    replicaWs = ws;
     daemon = await ws.start();
     const d = daemon;
     const caClient = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
+    replicaCa = caClient;
 
     const token = await ws.token("tls-leaf", ["tls-leaf.internal"]);
     const csr = makeCsr(ws.dir, "tls-leaf");
@@ -111,14 +129,10 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     const cert = caClient.keep("tls-leaf", res.body, csr.keyPath);
 
     // The replica's backends: the pool's and the LISTEN session, each TLS (pg_stat_ssl).
-    const { rows } = await admin.query<{ plain: number; total: number; listening: number }>(
-      `SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain, count(*)::int AS total,
-              count(*) FILTER (WHERE s.ssl AND a.query ILIKE 'LISTEN fleetca_revocation%')::int AS listening
-         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls'`,
-    );
-    expect(rows[0]!.plain).toBe(0);
-    expect(rows[0]!.listening).toBe(1);
-    expect(rows[0]!.total).toBeGreaterThanOrEqual(2);
+    const during = await replicaBackends();
+    expect(during.plain).toBe(0);
+    expect(during.listening).toBe(1);
+    expect(during.total).toBeGreaterThanOrEqual(2);
 
     const ocsp = async () =>
       (await opensslAsync(["ocsp", "-timeout", "5", "-issuer", caClient.intermediatePath, "-cert", cert.certPath, "-url", `${d.publicUrl}/ocsp`, "-CAfile", caClient.rootsPath])).out;
@@ -129,12 +143,50 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     const seen = await eventually(5_000, "OCSP says revoked", ocsp, (out) => /: revoked/.test(out));
     expect(seen.elapsedMs).toBeLessThan(5_000);
 
-    const after = await admin.query<{ plain: number }>(
-      "SELECT count(*) FILTER (WHERE NOT s.ssl)::int AS plain FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls'",
-    );
-    expect(after.rows[0]!.plain).toBe(0);
+    expect((await replicaBackends()).plain).toBe(0);
     expect(d.child.exitCode).toBeNull();
   }, 120_000);
+
+  it("the server's certificate stops verifying while the replica runs: 503 unavailable (not 500), then recovery, LISTEN included, once it verifies again", async () => {
+    const d = daemon!;
+    const token = await replicaWs.token("tls-outage", ["tls-outage.internal"]);
+    const csr = makeCsr(replicaWs.dir, "tls-outage");
+    const sign = () => postApi(`${d.apiUrl}/v1/sign`, replicaCa.roots, { token, body: signBody(csr.csrPem) });
+    // node-postgres reads sslrootcert at each new connection: the next ones verify against another CA.
+    copyFileSync(otherCa.cert, replicaRoot);
+    try {
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tls'");
+      const refused = await sign();
+      expect(refused.status, refused.raw).toBe(503);
+      expect(refused.body.error).toBe("unavailable");
+      // The client is told to retry, not why the database cannot be reached (that is the log's).
+      expect(refused.body.message).toBe("the certificate store cannot commit right now; retry later");
+      await eventually(10_000, "the LISTEN session's reconnection refused, logged", async () => d.output, (out) => /revocation notifications lost[^\n]*(self[- ]signed|unable to verify)/i.test(out));
+    } finally {
+      copyFileSync(ca.cert, replicaRoot);
+    }
+    const again = await eventually(10_000, "issuance again", sign, (r) => r.status !== 503);
+    expect(again.seen.status, again.seen.raw).toBe(201);
+    await eventually(20_000, "LISTEN again, over TLS", replicaBackends, (b) => b.listening === 1 && b.plain === 0);
+    expect(d.child.exitCode).toBeNull();
+  }, 60_000);
+
+  it("what each accepted sslmode does against this server", async () => {
+    const status = (query: string) => workspace(`${plainUrl}?${query}`).cli(["status", "--json"]);
+    // disable: plaintext, which this server refuses.
+    expectOneLineRefusal(await status("sslmode=disable"), /^fleetca: PostgreSQL refused the connection: .*no encryption/);
+    // verify-full without sslrootcert: Node's bundled public CAs, which do not include a private CA.
+    expectOneLineRefusal(await status("sslmode=verify-full"), /^fleetca: PostgreSQL TLS verification failed/);
+    // no-verify, and libpq's require (uselibpqcompat, no sslrootcert): encrypted, the server not verified.
+    for (const q of ["sslmode=no-verify", "uselibpqcompat=true&sslmode=require"]) {
+      const r = await status(q);
+      expect(r.code, `${q}: ${r.stderr}`).toBe(0);
+      expect(JSON.parse(r.stdout).storage.type).toBe("postgres");
+    }
+    // libpq's verify-ca: the chain is checked.
+    expectOneLineRefusal(await status(`uselibpqcompat=true&sslmode=verify-ca&sslrootcert=${otherCa.cert}`), /^fleetca: PostgreSQL TLS verification failed/);
+    expect((await status(`uselibpqcompat=true&sslmode=verify-ca&sslrootcert=${ca.cert}`)).code).toBe(0);
+  }, 60_000);
 
   it("the server's certificate not chaining to sslrootcert: the CLI and serve refuse in one line naming TLS verification", async () => {
     const ws = workspace(verifyFull(plainUrl, otherCa.cert));

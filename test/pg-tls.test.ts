@@ -171,6 +171,29 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     expect(d.child.exitCode).toBeNull();
   }, 60_000);
 
+  it("the sslrootcert file gone while the replica runs: 503, the process lives, recovery once it is back", async () => {
+    const d = daemon!;
+    const token = await replicaWs.token("tls-gone", ["tls-gone.internal"]);
+    const csr = makeCsr(replicaWs.dir, "tls-gone");
+    const sign = () => postApi(`${d.apiUrl}/v1/sign`, replicaCa.roots, { token, body: signBody(csr.csrPem) });
+    rmSync(replicaRoot);
+    try {
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tls'");
+      for (let i = 0; i < 3; i++) {
+        const refused = await sign();
+        expect(refused.status, refused.raw).toBe(503);
+      }
+      await eventually(10_000, "the LISTEN session's reconnection refused, logged", async () => d.output, (out) => /revocation notifications cannot connect[^\n]*ENOENT/.test(out));
+      expect(d.child.exitCode, d.output.slice(-2000)).toBeNull();
+    } finally {
+      copyFileSync(ca.cert, replicaRoot);
+    }
+    const again = await eventually(10_000, "issuance again", sign, (r) => r.status !== 503);
+    expect(again.seen.status, again.seen.raw).toBe(201);
+    await eventually(20_000, "LISTEN again, over TLS", replicaBackends, (b) => b.listening === 1 && b.plain === 0);
+    expect(d.child.exitCode).toBeNull();
+  }, 60_000);
+
   it("what each accepted sslmode does against this server", async () => {
     const status = (query: string) => workspace(`${plainUrl}?${query}`).cli(["status", "--json"]);
     // disable: plaintext, which this server refuses.

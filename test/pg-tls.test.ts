@@ -228,6 +228,21 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     expect(last).toMatch(/^fleetca: PostgreSQL TLS verification failed: .*sslrootcert/);
   }, 60_000);
 
+  it("verify-full and a server certificate that does not name the URL's host: refused in one line; verify-ca (libpq) takes it", async () => {
+    const elsewhere = makeLeaf(pki, ca, "elsewhere", "db.elsewhere.test", "subjectAltName=DNS:db.elsewhere.test\nextendedKeyUsage=serverAuth");
+    await db.replaceTlsCertificate(elsewhere.cert, elsewhere.key);
+    try {
+      expectOneLineRefusal(await workspace(verifyFull(plainUrl)).cli(["status", "--json"]), /^fleetca: PostgreSQL TLS verification failed: .*127\.0\.0\.1.*ERR_TLS_CERT_ALTNAME_INVALID/);
+      // libpq's verify-ca checks the chain only: the same certificate is accepted.
+      const r = await workspace(`${plainUrl}?uselibpqcompat=true&sslmode=verify-ca&sslrootcert=${ca.cert}`).cli(["status", "--json"]);
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      await db.replaceTlsCertificate(join(pki, "server.crt"), join(pki, "server.key"));
+    }
+    // Back to the certificate for 127.0.0.1: verify-full connects again.
+    expect((await workspace(verifyFull(plainUrl)).cli(["status", "--json"])).code).toBe(0);
+  }, 60_000);
+
   it("no sslmode against a server that requires TLS: refused in one line saying so", async () => {
     const ws = workspace(plainUrl);
     expectOneLineRefusal(await ws.cli(["status", "--json"]), /^fleetca: PostgreSQL refused the connection: .*no encryption.*requires TLS/);

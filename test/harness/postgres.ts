@@ -32,6 +32,11 @@ export interface TestPostgres {
    * whatever the TCP rules (a hostssl-only cluster refuses plaintext on 127.0.0.1).
    */
   socketConfig(database: string): pg.ClientConfig;
+  /**
+   * Only for a cluster started with `tls`: serves another certificate and key from the next
+   * connection on (PostgreSQL re-reads them on a configuration reload, pg_reload_conf()).
+   */
+  replaceTlsCertificate(certFile: string, keyFile: string): Promise<void>;
 }
 
 /** TLS for the cluster: the server's certificate and key (PEM files; copied into the cluster's directory). */
@@ -141,7 +146,8 @@ export async function startPostgres(opts: { tls?: TestPostgresTls } = {}): Promi
     // --no-sync: a throwaway need not survive a power cut.
     const [file, argv] = command("initdb", ["-D", data, "-A", "trust", "-U", "fleetca", "-E", "UTF8", "--locale=C", "--no-sync"]);
     await run(file, argv, { timeout: 90_000 });
-    const tlsOptions = opts.tls ? installTls(dir, data, opts.tls, asRoot ? postgresUser() : null) : "";
+    const owner = asRoot ? postgresUser() : null;
+    const tlsOptions = opts.tls ? installTls(dir, data, opts.tls, owner) : "";
 
     // A port free a moment ago may be taken by the time the postmaster binds it (other test files
     // pick ports too): try again with another.
@@ -190,6 +196,18 @@ export async function startPostgres(opts: { tls?: TestPostgresTls } = {}): Promi
       urlOf,
       createDatabase,
       socketConfig,
+      async replaceTlsCertificate(certFile: string, keyFile: string) {
+        if (!opts.tls) throw new Error("replaceTlsCertificate: the cluster was started without tls");
+        placeFile(certFile, join(dir, "server.crt"), owner);
+        placeFile(keyFile, join(dir, "server.key"), owner);
+        const admin = new pg.Client(socketConfig("postgres"));
+        await admin.connect();
+        try {
+          await admin.query("SELECT pg_reload_conf()");
+        } finally {
+          await admin.end();
+        }
+      },
       async pause() {
         await pgctl(["-D", data, "-m", "immediate", "-w", "stop"]);
       },
@@ -216,13 +234,7 @@ export async function startPostgres(opts: { tls?: TestPostgresTls } = {}): Promi
  * asked for, and returns the server options that turn TLS on.
  */
 function installTls(dir: string, data: string, tls: TestPostgresTls, owner: { uid: number; gid: number } | null): string {
-  const place = (from: string, name: string): string => {
-    const to = join(dir, name);
-    copyFileSync(from, to);
-    chmodSync(to, 0o600);
-    if (owner) chownSync(to, owner.uid, owner.gid);
-    return to;
-  };
+  const place = (from: string, name: string): string => placeFile(from, join(dir, name), owner);
   const cert = place(tls.certFile, "server.crt");
   const key = place(tls.keyFile, "server.key");
   let options = ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
@@ -233,4 +245,12 @@ function installTls(dir: string, data: string, tls: TestPostgresTls, owner: { ui
     if (owner) chownSync(hba, owner.uid, owner.gid);
   }
   return options;
+}
+
+/** `from` copied to `to`, 0600, owned by the server's user (a key file must be; docs, "Secure TCP/IP Connections with SSL"). */
+function placeFile(from: string, to: string, owner: { uid: number; gid: number } | null): string {
+  copyFileSync(from, to);
+  chmodSync(to, 0o600);
+  if (owner) chownSync(to, owner.uid, owner.gid);
+  return to;
 }

@@ -32,6 +32,18 @@ describe("storage config", () => {
   });
 
   it.each([
+    "sslmode=verify-full&sslrootcert=/etc/fleetca/pg-ca.pem",
+    "sslmode=verify-full&sslrootcert=/etc/ca.pem&sslcert=/etc/c.crt&sslkey=/etc/c.key",
+    "sslmode=disable",
+    "sslmode=no-verify",
+    "uselibpqcompat=true&sslmode=require",
+    "uselibpqcompat=true&sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+  ])("takes the TLS query %s", (query) => {
+    const url = `postgres://u@h/db?${query}`;
+    expect(load(`storage:\n  type: postgres\n  url: "${url}"\n`).config().storage).toMatchObject({ type: "postgres", url });
+  });
+
+  it.each([
     ["type: postgres\n", /storage\.url/],
     ["type: postgres\n  url: mysql://h/db\n", /storage\.url: expected a postgres/],
     ["type: postgres\n  url: postgres://u:hunter2@h/db\n", /storage\.url: must not hold a password: put it in storage\.passwordFile/],
@@ -39,6 +51,14 @@ describe("storage config", () => {
     ["type: postgres\n  url: postgres://u@h/db\n  pool: 0\n", /storage\.pool: must be at least 1/],
     ["type: mysql\n", /storage\.type/],
     ["type: sqlite\n  url: postgres://u@h/db\n", /unknown key\(s\) url/],
+    // node-postgres 8 reads these three as verify-full, its next major as libpq's weaker modes (pg-url-tls.ts).
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=require\n", /storage\.url: sslmode=require means verify-full in node-postgres 8 .*write sslmode=verify-full/],
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=verify-ca&sslrootcert=/etc/ca.pem\n", /storage\.url: sslmode=verify-ca means verify-full/],
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=prefer\n", /storage\.url: sslmode=prefer means verify-full/],
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=verify_full\n", /storage\.url: sslmode=verify_full: expected verify-full \(recommended\)/],
+    ["type: postgres\n  url: postgres://u@h/db?uselibpqcompat=true&sslmode=verify-ca\n", /storage\.url: sslmode=verify-ca needs sslrootcert/],
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=verify-full&sslrootcert=certs/ca.pem\n", /storage\.url: sslrootcert=certs\/ca\.pem: must be an absolute path/],
+    ["type: postgres\n  url: postgres://u@h/db?sslmode=verify-full&sslkey=client.key\n", /storage\.url: sslkey=client\.key: must be an absolute path/],
   ])("refuses %j in one line, without the secret", (body, message) => {
     const { config } = load(`storage:\n  ${body}`);
     let err: Error | undefined;

@@ -9,6 +9,7 @@ import { DEV_KEK_FILE, KEK_PARAMS_FILE } from "../signing/kek.js";
 import { pgAuditVerifySource } from "../storage/postgres/pg-audit-verify-source.js";
 import { openPgKek } from "../storage/postgres/pg-key-store.js";
 import { openPgPool } from "../storage/postgres/pg-pool.js";
+import { urlTlsProblem } from "../storage/postgres/pg-url-tls.js";
 import { migratePostgres } from "../storage/postgres/pg-schema.js";
 import { copiedTables, copySqliteToPostgres, notEmpty, targetRowCounts, type KeyMaterial } from "../storage/postgres/sqlite-to-pg-copy.js";
 import type { SqliteStore } from "../storage/sqlite/sqlite-store.js";
@@ -122,6 +123,9 @@ function checkTargetUrl(url: string): void {
   if (u.password) throw new OperatorError("--to: must not hold a password: put it in --password-file (or PGPASSWORD)");
   if (!u.hostname) throw new OperatorError("--to: must name a host");
   if (u.pathname.length <= 1) throw new OperatorError("--to: must name a database (postgres://USER@HOST:PORT/DATABASE)");
+  // The URL goes into the storage config printed at the end: refused now if that config would be.
+  const tls = urlTlsProblem(u);
+  if (tls) throw new OperatorError(`--to: ${tls}`);
 }
 
 /** The wrapped key files' texts and kek.json's text, exactly as they are on disk. */

@@ -8,6 +8,7 @@ import { DEFAULT_K8S_SANS, K8S_CLAIMS } from "../attestation/kubernetes.js";
 import type { AdminIdentity } from "../attestation/admin-sans.js";
 import { namePolicyRuleProblem } from "../registration/name-policy.js";
 import { publicUrlFromListen } from "./public-url.js";
+import { urlTlsProblem } from "../storage/postgres/pg-url-tls.js";
 
 /** "10m" → ms, with the offending text in the message when it is not a duration. */
 const duration = z.string().transform((s, ctx) => {
@@ -35,7 +36,8 @@ const baseUrl = (schemes: string[]) =>
 
 /**
  * storage.url of a PostgreSQL store: postgres:// or postgresql://, a host and a database, query
- * parameters allowed (node-postgres reads sslmode, sslrootcert, … from them). A password in it is
+ * parameters allowed (node-postgres reads sslmode, sslrootcert, … from them; the TLS ones whose
+ * meaning would change with the pg version are refused, pg-url-tls.ts). A password in it is
  * refused: the URL is logged and shown by `fleetca status`, and a secret must not be in a URL
  * (storage.passwordFile, or PGPASSWORD, hold it instead).
  */
@@ -51,6 +53,10 @@ const postgresUrl = z.string().superRefine((s, ctx) => {
   else if (u.password) ctx.addIssue({ code: "custom", message: "must not hold a password: put it in storage.passwordFile (or PGPASSWORD)" });
   else if (!u.hostname) ctx.addIssue({ code: "custom", message: "must name a host" });
   else if (u.pathname.length <= 1) ctx.addIssue({ code: "custom", message: "must name a database (postgres://USER@HOST:PORT/DATABASE)" });
+  else {
+    const tls = urlTlsProblem(u);
+    if (tls) ctx.addIssue({ code: "custom", message: tls });
+  }
 });
 
 /**

@@ -6,7 +6,7 @@
  * storage test that quietly skipped PostgreSQL would claim coverage it does not have.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { accessSync, chownSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { accessSync, chmodSync, chownSync, constants, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
@@ -27,6 +27,26 @@ export interface TestPostgres {
   /** Starts it again on the same port, with what it had committed. */
   resume(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * A superuser connection over the cluster's Unix socket (trust), to `database`: it works
+   * whatever the TCP rules (a hostssl-only cluster refuses plaintext on 127.0.0.1).
+   */
+  socketConfig(database: string): pg.ClientConfig;
+  /**
+   * Only for a cluster started with `tls`: serves another certificate and key from the next
+   * connection on (PostgreSQL re-reads them on a configuration reload, pg_reload_conf()).
+   */
+  replaceTlsCertificate(certFile: string, keyFile: string): Promise<void>;
+}
+
+/** TLS for the cluster: the server's certificate and key (PEM files; copied into the cluster's directory). */
+export interface TestPostgresTls {
+  certFile: string;
+  keyFile: string;
+  /** CA certificates client certificates must chain to (ssl_ca_file), for `cert` authentication. */
+  clientCaFile?: string;
+  /** pg_hba.conf lines replacing initdb's (which allow plaintext); the socket's `local all all trust` is kept first. */
+  hba?: string[];
 }
 
 /** Clusters not stopped yet: killed at process exit, should a test worker end without stop(). */
@@ -87,7 +107,12 @@ function postgresUser(): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * `tls`: the cluster also speaks TLS (ssl=on) with that certificate; with `tls.hba`, only what
+ * those lines allow (e.g. hostssl only, so a plaintext connection is refused). Without it, as
+ * before: plaintext, trust on loopback.
+ */
+export async function startPostgres(opts: { tls?: TestPostgresTls } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), "fleetca-pg-"));
   const data = join(dir, "data");
@@ -121,6 +146,8 @@ export async function startPostgres(): Promise<TestPostgres> {
     // --no-sync: a throwaway need not survive a power cut.
     const [file, argv] = command("initdb", ["-D", data, "-A", "trust", "-U", "fleetca", "-E", "UTF8", "--locale=C", "--no-sync"]);
     await run(file, argv, { timeout: 90_000 });
+    const owner = asRoot ? postgresUser() : null;
+    const tlsOptions = opts.tls ? installTls(dir, data, opts.tls, owner) : "";
 
     // A port free a moment ago may be taken by the time the postmaster binds it (other test files
     // pick ports too): try again with another.
@@ -128,7 +155,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     // -l: the postmaster's output goes to the log file, not to pipes that execFile would wait
     // on after pg_ctl itself has exited. -k: the Unix socket in our directory, not
     // /var/run/postgresql (where a system cluster may be). fsync=off: as --no-sync.
-    const options = () => `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+    const options = () => `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off${tlsOptions}`;
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
       try {
@@ -143,8 +170,10 @@ export async function startPostgres(): Promise<TestPostgres> {
 
     const base = `postgres://fleetca@127.0.0.1:${port}`;
     const urlOf = (database: string): string => `${base}/${database}`;
+    const socketConfig = (database: string): pg.ClientConfig => ({ host: dir, port, user: "fleetca", database });
     const createDatabase = async (name: string): Promise<string> => {
-      const admin = new pg.Client({ connectionString: urlOf("postgres") });
+      // Over the socket when the TCP rules are the test's (hostssl only); over TCP as always otherwise.
+      const admin = new pg.Client(opts.tls?.hba ? socketConfig("postgres") : { connectionString: urlOf("postgres") });
       await admin.connect();
       try {
         await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
@@ -166,6 +195,19 @@ export async function startPostgres(): Promise<TestPostgres> {
       url,
       urlOf,
       createDatabase,
+      socketConfig,
+      async replaceTlsCertificate(certFile: string, keyFile: string) {
+        if (!opts.tls) throw new Error("replaceTlsCertificate: the cluster was started without tls");
+        placeFile(certFile, join(dir, "server.crt"), owner);
+        placeFile(keyFile, join(dir, "server.key"), owner);
+        const admin = new pg.Client(socketConfig("postgres"));
+        await admin.connect();
+        try {
+          await admin.query("SELECT pg_reload_conf()");
+        } finally {
+          await admin.end();
+        }
+      },
       async pause() {
         await pgctl(["-D", data, "-m", "immediate", "-w", "stop"]);
       },
@@ -183,4 +225,32 @@ export async function startPostgres(): Promise<TestPostgres> {
     stopSync();
     throw e;
   }
+}
+
+/**
+ * Copies the certificate and key into the cluster's directory, owned by the user the server runs
+ * as and 0600 (PostgreSQL refuses a key file others can read, or one owned by another user unless
+ * root owns it with 0640: docs, "Secure TCP/IP Connections with SSL"), writes the pg_hba.conf
+ * asked for, and returns the server options that turn TLS on.
+ */
+function installTls(dir: string, data: string, tls: TestPostgresTls, owner: { uid: number; gid: number } | null): string {
+  const place = (from: string, name: string): string => placeFile(from, join(dir, name), owner);
+  const cert = place(tls.certFile, "server.crt");
+  const key = place(tls.keyFile, "server.key");
+  let options = ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
+  if (tls.clientCaFile) options += ` -c ssl_ca_file=${place(tls.clientCaFile, "client-ca.pem")}`;
+  if (tls.hba) {
+    const hba = join(data, "pg_hba.conf");
+    writeFileSync(hba, ["local all all trust", ...tls.hba, ""].join("\n"));
+    if (owner) chownSync(hba, owner.uid, owner.gid);
+  }
+  return options;
+}
+
+/** `from` copied to `to`, 0600, owned by the server's user (a key file must be; docs, "Secure TCP/IP Connections with SSL"). */
+function placeFile(from: string, to: string, owner: { uid: number; gid: number } | null): string {
+  copyFileSync(from, to);
+  chmodSync(to, 0o600);
+  if (owner) chownSync(to, owner.uid, owner.gid);
+  return to;
 }

@@ -37,6 +37,8 @@ import { PgRateLimits } from "./pg-rate-limits.js";
 import { PgRenewalWindows } from "./pg-renewal-windows.js";
 import { PgStore } from "./pg-store.js";
 import { checkout } from "./pg-transaction.js";
+import { connectRefusal } from "./pg-url-tls.js";
+import { CaError, OperatorError } from "../../core/errors.js";
 
 /** The request-path ports from PgStore, with renewal info from PgRenewalWindows. */
 class PgRequestPorts implements IssuanceStore, CertificateStatusLookup, CertificateLookup, RevocationStore, RenewalInfoLookup {
@@ -121,12 +123,27 @@ class PgAuditLogPort implements AuditLogStore {
 }
 
 /**
+ * PgStore.open, with a refusal the operator must act on (the server's certificate not verifying,
+ * pg_hba.conf or authentication refusing) told in one line (pg-url-tls.ts, connectRefusal) rather
+ * than as "retry later": every command and `fleetca serve` open the database here first, so a
+ * wrong sslrootcert or a missing sslmode stops them at start with that line.
+ */
+async function openStore(settings: PgSettings, onIdleError?: (err: Error) => void): Promise<PgStore> {
+  try {
+    return await PgStore.open(settings, onIdleError ? { onIdleError } : {});
+  } catch (e) {
+    const line = connectRefusal(e instanceof CaError ? e.cause : e);
+    throw line === null ? e : new OperatorError(line, { cause: e });
+  }
+}
+
+/**
  * The PostgreSQL adapter's ports over one pool (PgStore opens it and migrates the schema): the
  * database several replicas share. Nothing of the CA's state is kept elsewhere; each replica's
  * dataDir holds only its own serving state (serve.json, the lock).
  */
 export async function openPgCaStorage(settings: PgSettings, onIdleError?: (err: Error) => void): Promise<{ storage: CaStorage; store: PgStore }> {
-  const store = await PgStore.open(settings, onIdleError ? { onIdleError } : {});
+  const store = await openStore(settings, onIdleError);
   const pool = store.pool;
   const windows = new PgRenewalWindows(pool);
   const crls = new PgCrlStore(pool);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import { OperatorError } from "../../core/errors.js";
+import { assertUrlTlsFilesReadable } from "./pg-url-tls.js";
 
 /** What `storage: { type: postgres, … }` gives the adapter (config/schema.ts). */
 export interface PgSettings {
@@ -38,8 +39,12 @@ const typeParsers = {
 /**
  * Where and as whom to connect: the URL, and the password from storage.passwordFile when there
  * is one (read at each call: a rotated password is picked up by the next connection made).
+ * Every connection fleetca opens (the pool's, the LISTEN session's, migrate-store's) is made from
+ * this, and TLS comes from the URL's query alone (pg-url-tls.ts): no `ssl` option is set here,
+ * which would be merged under the URL's and differ between connections.
  */
 export function pgConnection(s: PgSettings): { connectionString: string; password?: string } {
+  assertUrlTlsFilesReadable(s.url);
   if (s.passwordFile === undefined) return { connectionString: s.url };
   try {
     const password = readFileSync(s.passwordFile, "utf8").split(/\r?\n/, 1)[0]!;

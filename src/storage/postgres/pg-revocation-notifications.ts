@@ -67,7 +67,16 @@ export class RevocationNotifications {
 
   async #connect(): Promise<void> {
     if (this.#stopped) return;
-    const client = new pg.Client(this.#opts.connection);
+    let client: pg.Client;
+    try {
+      // node-postgres parses the URL here, reading sslrootcert/sslcert/sslkey (pg-url-tls.ts): a
+      // file gone since the start throws, and a throw would reject a promise nobody awaits.
+      client = new pg.Client(this.#opts.connection);
+    } catch (err) {
+      this.#opts.log.warn({ err: (err as Error).message, retryMs: this.#retryMs }, "revocation notifications cannot connect; polling until they can");
+      this.#retry();
+      return;
+    }
     this.#client = client;
     // A dropped session (server restart, failover, network) reports here; reconnect, once.
     let lost = false;

@@ -1,5 +1,6 @@
 import pg from "pg";
 import { CaError } from "../../core/errors.js";
+import { isTlsFailure } from "./pg-url-tls.js";
 
 /**
  * Running one unit of work as a PostgreSQL transaction on a pooled connection, and telling a
@@ -31,10 +32,11 @@ const RETRYABLE = new Set(["40001", "40P01"]);
  * The SQLSTATE classes that say the database, not the request, is at fault (docs, Appendix A):
  * 08 connection exception, 53 insufficient resources (disk full, too many connections), 57P
  * operator intervention (shutdown, crash recovery: "cannot connect now"), 58 system error (I/O),
- * 25006 read-only transaction (a standby after a failover), 40 after the retries.
+ * 25006 read-only transaction (a standby after a failover), 40 after the retries, 28 the server
+ * refusing the connection itself (pg_hba.conf, authentication: its configuration, not the request).
  */
 function isStorageFault(code: string): boolean {
-  return /^(08|53|57P|58|40)/.test(code) || code === "25006";
+  return /^(08|53|57P|58|40|28)/.test(code) || code === "25006";
 }
 
 const UNAVAILABLE_MESSAGE = "the certificate store cannot commit right now; retry later";
@@ -58,6 +60,8 @@ export function asStoreError(e: unknown): unknown {
 
 /** node-postgres's ways of saying the connection failed (not the server refusing a statement). */
 export function isConnectionFailure(e: Error): boolean {
+  // The server's certificate not verifying, or a failed handshake: no connection was made.
+  if (isTlsFailure(e)) return true;
   const code = (e as NodeJS.ErrnoException).code;
   if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, …
   return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection error|not queryable/i.test(e.message);

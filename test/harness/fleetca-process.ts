@@ -4,10 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
+import pg from "pg";
 import { FLEETCA_BIN } from "./paths.js";
 import { loadConfig, passphraseFrom } from "../../src/config/load.js";
 import type { OpenedCa } from "../../src/cli/data-dir.js";
 import { openCa } from "../../src/cli/open-ca.js";
+import { pgConnection } from "../../src/storage/postgres/pg-pool.js";
 import { signAudience } from "../../src/cli/token-audience.js";
 import { bootstrapSettingsFor } from "../../src/cli/provisioners.js";
 import { createBootstrapToken } from "../../src/attestation/bootstrap.js";
@@ -118,6 +120,27 @@ export class CaWorkspace {
       };
     } finally {
       db.close();
+    }
+  }
+
+  /**
+   * rowCounts() on whichever storage the workspace's config names: the SQLite file in dataDir, or
+   * the PostgreSQL database of storage.url (one connection, made as the daemon makes its own).
+   */
+  async storedRowCounts(): Promise<Record<string, number>> {
+    const { config } = loadConfig(this.configPath, this.env);
+    if (config.storage.type === "sqlite") return this.rowCounts();
+    const client = new pg.Client(pgConnection(config.storage));
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ certificates: string; used_tokens: string; idempotency_keys: string }>(
+        `SELECT (SELECT COUNT(*) FROM certificates) AS certificates, (SELECT COUNT(*) FROM used_tokens) AS used_tokens,
+                (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys`,
+      );
+      const r = rows[0]!;
+      return { certificates: Number(r.certificates), used_tokens: Number(r.used_tokens), idempotency_keys: Number(r.idempotency_keys) };
+    } finally {
+      await client.end();
     }
   }
 

@@ -253,6 +253,15 @@ describe("PostgreSQL over TLS (storage.url sslmode, sslrootcert, sslcert, sslkey
     expectOneLineRefusal(await ws.cli(["list", "--json"]), /^fleetca: storage\.url sslrootcert \S+missing\.pem: ENOENT$/);
   }, 30_000);
 
+  it("migrate-store names --to, not storage.url, in the same refusals", async () => {
+    const src = new CaWorkspace({ passphrase: PASSPHRASE });
+    workspaces.push(src);
+    expect((await src.cli(["init"])).code).toBe(0);
+    expectOneLineRefusal(await src.cli(["migrate-store", "--to", verifyFull(plainUrl, join(pki, "missing.pem"))]), /^fleetca: --to sslrootcert \S+missing\.pem: ENOENT$/);
+    expectOneLineRefusal(await src.cli(["migrate-store", "--to", plainUrl]), /^fleetca: PostgreSQL refused the connection: .*no encryption.*add sslmode=verify-full.* to --to\)$/);
+    expectOneLineRefusal(await src.cli(["migrate-store", "--to", verifyFull(plainUrl, otherCa.cert)]), /^fleetca: PostgreSQL TLS verification failed: .*check --to's sslrootcert/);
+  }, 60_000);
+
   it("a client certificate (sslcert, sslkey) for a database that authenticates by certificate", async () => {
     const certdb = db.urlOf("certdb");
     // Without it, pg_hba's `cert` line refuses.

@@ -9,7 +9,7 @@ import { DEV_KEK_FILE, KEK_PARAMS_FILE } from "../signing/kek.js";
 import { pgAuditVerifySource } from "../storage/postgres/pg-audit-verify-source.js";
 import { openPgKek } from "../storage/postgres/pg-key-store.js";
 import { openPgPool } from "../storage/postgres/pg-pool.js";
-import { urlTlsProblem } from "../storage/postgres/pg-url-tls.js";
+import { connectRefusal, urlTlsProblem } from "../storage/postgres/pg-url-tls.js";
 import { migratePostgres } from "../storage/postgres/pg-schema.js";
 import { copiedTables, copySqliteToPostgres, notEmpty, targetRowCounts, type KeyMaterial } from "../storage/postgres/sqlite-to-pg-copy.js";
 import type { SqliteStore } from "../storage/sqlite/sqlite-store.js";
@@ -70,10 +70,10 @@ export async function migrateStore(config: FleetcaConfig, passphrase: Secret | u
     const { keys: sourceKeys } = openKeyStore(dir, passphrase, { create: false });
     const keys = keyMaterial(dir, sourceKeys.names());
     const store = openDatabase(dir);
-    const pool = openPgPool({ url: opts.to, pool: 2, ...(opts.passwordFile && { passwordFile: opts.passwordFile }) });
+    const pool = openPgPool({ url: opts.to, urlName: "--to", pool: 2, ...(opts.passwordFile && { passwordFile: opts.passwordFile }) });
     try {
       const client = await pool.connect().catch((e: Error) => {
-        throw new OperatorError(`cannot connect to the target database: ${e.message}`);
+        throw new OperatorError(connectRefusal(e, "--to") ?? `cannot connect to the target database: ${e.message}`);
       });
       let copied: Map<string, number>;
       try {

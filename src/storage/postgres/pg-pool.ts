@@ -11,6 +11,8 @@ export interface PgSettings {
   passwordFile?: string;
   /** Connections this process keeps at most (node-postgres Pool `max`). */
   pool?: number;
+  /** How errors name the URL to the operator: the config key, or migrate-store's `--to`. */
+  urlName?: string;
 }
 
 /** PostgreSQL's type OIDs (pg_type.oid) the adapter parses itself. */
@@ -44,7 +46,7 @@ const typeParsers = {
  * which would be merged under the URL's and differ between connections.
  */
 export function pgConnection(s: PgSettings): { connectionString: string; password?: string } {
-  assertUrlTlsFilesReadable(s.url);
+  assertUrlTlsFilesReadable(s.url, s.urlName);
   if (s.passwordFile === undefined) return { connectionString: s.url };
   try {
     const password = readFileSync(s.passwordFile, "utf8").split(/\r?\n/, 1)[0]!;

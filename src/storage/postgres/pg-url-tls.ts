@@ -49,7 +49,7 @@ export function urlTlsProblem(u: URL): string | null {
  * parameter and path (node-postgres would fail the first connection with a bare ENOENT). Never
  * the file's content in the message: sslkey is a private key.
  */
-export function assertUrlTlsFilesReadable(url: string): void {
+export function assertUrlTlsFilesReadable(url: string, urlName = "storage.url"): void {
   let u: URL;
   try {
     u = new URL(url);
@@ -62,7 +62,7 @@ export function assertUrlTlsFilesReadable(url: string): void {
     try {
       readFileSync(path);
     } catch (err) {
-      throw new OperatorError(`storage.url ${p} ${path}: ${(err as NodeJS.ErrnoException).code ?? "unreadable"}`);
+      throw new OperatorError(`${urlName} ${p} ${path}: ${(err as NodeJS.ErrnoException).code ?? "unreadable"}`);
     }
   }
 }
@@ -88,17 +88,17 @@ export function isTlsFailure(e: unknown): boolean {
  * The server's own FATAL text (pg_hba, authentication) names host, user and database, never a
  * password; Node's verification messages name the host and the certificate's names.
  */
-export function connectRefusal(e: unknown): string | null {
+export function connectRefusal(e: unknown, urlName = "storage.url"): string | null {
   if (!(e instanceof Error)) return null;
   if (isTlsFailure(e)) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (/does not support SSL/.test(e.message)) return "PostgreSQL TLS: the server does not accept TLS connections (ssl = off); fix the server or storage.url's sslmode";
-    return `PostgreSQL TLS verification failed: ${e.message}${code ? ` (${code})` : ""}; check storage.url's sslrootcert (the CA of the server's certificate) and that the URL's host is a name in that certificate`;
+    if (/does not support SSL/.test(e.message)) return `PostgreSQL TLS: the server does not accept TLS connections (ssl = off); fix the server or ${urlName}'s sslmode`;
+    return `PostgreSQL TLS verification failed: ${e.message}${code ? ` (${code})` : ""}; check ${urlName}'s sslrootcert (the CA of the server's certificate) and that the URL's host is a name in that certificate`;
   }
   const sqlstate = (e as { code?: unknown }).code;
   // 28000 invalid_authorization_specification (pg_hba.conf refused), 28P01 invalid_password.
   if (sqlstate === "28000" || sqlstate === "28P01") {
-    const hint = /no encryption/.test(e.message) ? " (the server requires TLS: add sslmode=verify-full&sslrootcert=/path/ca.pem to storage.url)" : "";
+    const hint = /no encryption/.test(e.message) ? ` (the server requires TLS: add sslmode=verify-full&sslrootcert=/path/ca.pem to ${urlName})` : "";
     return `PostgreSQL refused the connection: ${e.message}${hint}`;
   }
   return null;

@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { CaError } from "../core/errors.js";
 
 export type LogFormat = "logfmt" | "json";
 
@@ -32,6 +33,27 @@ const REDACT = [
 ];
 
 /**
+ * `err` as pino writes it (type, message, stack, cause), except the storage being unavailable:
+ * while PostgreSQL is down or failing over every periodic task (CRL ticks, rate-limit flushes,
+ * OCSP pre-signing) logs that failure on each attempt, and the same stack every few seconds
+ * buries the one line that says what is wrong. That line keeps the message and its cause's
+ * message and code (ECONNREFUSED, a SQLSTATE), which is what an operator acts on.
+ */
+function serializeErr(err: unknown): unknown {
+  if (err instanceof CaError && err.code === "unavailable") {
+    const cause = err.cause as { message?: unknown; code?: unknown } | undefined;
+    return {
+      type: err.name,
+      code: err.code,
+      message: err.message,
+      ...(typeof cause?.message === "string" && { cause: cause.message }),
+      ...(typeof cause?.code === "string" && { causeCode: cause.code }),
+    };
+  }
+  return pino.stdSerializers.err(err as Error);
+}
+
+/**
  * Logs to stdout as logfmt (SPEC.md shows `"api listening" url=https://…`) or pino's JSON.
  * logfmt is rendered from pino's JSON line, so redaction applies to both.
  */
@@ -45,6 +67,7 @@ export function createLogger(opts: { level: string; format: LogFormat; write?: (
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT, censor: "[REDACTED]" },
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeErr },
     },
     stream,
   );

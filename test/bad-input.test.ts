@@ -1,26 +1,32 @@
 /**
- * Hostile and broken input against POST /v1/sign on one real daemon (SPEC.md "HTTP API").
+ * Hostile and broken input against POST /v1/sign on one real daemon (SPEC.md "HTTP API"), once
+ * per storage adapter: a daemon on SQLite, then one on PostgreSQL (a throwaway cluster, a database
+ * of its own), as issuance on each is its own code path (issue 17).
  *
  * Every refused request must: answer with the SPEC status and `error` code (never a 500), name
- * the reason in `message` where SPEC says so, and store nothing (row counts unchanged). Each case
- * carries exactly one defect: everything else about the request (token, body, CSR) is valid.
+ * the reason in `message` where SPEC says so, and store nothing (row counts unchanged, counted on
+ * the daemon's own storage). Each case carries exactly one defect: everything else about the
+ * request (token, body, CSR) is valid.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBootstrapToken } from "../src/attestation/bootstrap.js";
-import { openDataDir } from "../src/cli/data-dir.js";
+import type { OpenedCa } from "../src/cli/data-dir.js";
+import { openCa } from "../src/cli/open-ca.js";
+import { loadConfig, passphraseFrom } from "../src/config/load.js";
 import { ManualClock } from "../src/core/clock.js";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { fetchRoots, postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { makeCsr, openssl } from "./harness/openssl.js";
-import { SqliteOperationsPorts } from "../src/storage/sqlite/sqlite-operations-ports.js";
+import { startPostgres, type TestPostgres } from "./harness/postgres.js";
+import { STORAGE_BACKENDS } from "./harness/storage-backends.js";
 
 const SUB = "web-1";
 const SAN = "web-1.internal";
 
+// The daemon under test and its workspace: those of the storage adapter whose cases are running.
 let ws: CaWorkspace;
 let ws2: CaWorkspace | undefined; // a second, unrelated CA: source of foreign-signed tokens
 let d: DaemonProcess;
@@ -84,14 +90,14 @@ async function expectRefused(
   req: { token?: string; body?: string | Buffer; headers?: Record<string, string>; url?: string },
   want: Refusal,
 ): Promise<ApiResponse> {
-  const before = ws.rowCounts();
+  const before = await ws.storedRowCounts();
   const r = req.url ? await postApi(req.url, roots, req) : await sign(req);
   expect(r.status, `never a 500; got ${r.raw.slice(0, 200)}`).not.toBe(500);
   expect({ status: r.status, error: r.body?.error }, r.raw.slice(0, 300)).toEqual({ status: want.status, error: want.error });
   expect(typeof r.body.message).toBe("string");
   if (typeof want.reason === "string") expect(r.body.message.startsWith(want.reason), `message "${r.body.message}"`).toBe(true);
   else if (want.reason) expect(r.body.message).toMatch(want.reason);
-  expect(ws.rowCounts(), "a refused request stores nothing").toEqual(before);
+  expect(await ws.storedRowCounts(), "a refused request stores nothing").toEqual(before);
   return r;
 }
 
@@ -102,38 +108,58 @@ async function expectIssued(token: string, csrPem: string): Promise<void> {
   expect(r.body.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
 }
 
+/** The CA of `ws`, opened on whichever storage its config names, for what only the library can do. */
+async function withCa<T>(fn: (dd: OpenedCa) => Promise<T>): Promise<T> {
+  const { config } = loadConfig(ws.configPath, ws.env);
+  const dd = await openCa(config, passphraseFrom(config, ws.env), { create: false });
+  try {
+    return await fn(dd);
+  } finally {
+    await dd.storage.close();
+  }
+}
+
 /** Mints a bootstrap token in-process with the real library and a shifted clock. */
 async function tokenAt(offsetMs: number): Promise<string> {
-  const dd = openDataDir(ws.dataDir, undefined, { create: false });
-  try {
-    const t = await createBootstrapToken(
+  const t = await withCa((dd) =>
+    createBootstrapToken(
       { name: "bootstrap", maxTokenTtlMs: 3600_000, leewayMs: 60_000 },
       dd.caKeys,
-      new SqliteOperationsPorts(dd.store),
+      dd.storage.operations,
       { subject: SUB, sans: [SAN], ttlMs: 300_000, audience: `${d.apiUrl}/v1/sign` },
       new ManualClock(new Date(Date.now() + offsetMs)),
-    );
-    return track(t.reveal());
-  } finally {
-    dd.store.close();
-  }
+    ),
+  );
+  return track(t.reveal());
 }
 
 // ---------------------------------------------------------------------------------------------
 
-beforeAll(async () => {
-  ws = new CaWorkspace();
-  d = await ws.start();
-  roots = await fetchRoots(d.publicUrl);
-});
+describe.each(STORAGE_BACKENDS)("POST /v1/sign refuses bad input without storing anything, on %s", (backend) => {
+  let server: TestPostgres | undefined;
 
-afterAll(async () => {
-  await d?.stop();
-  ws?.remove();
-  ws2?.remove();
-});
+  beforeAll(async () => {
+    tokensSent.length = 0;
+    let opts: ConstructorParameters<typeof CaWorkspace>[0] = {};
+    if (backend === "PostgreSQL") {
+      server = await startPostgres();
+      // PostgreSQL storage refuses a development KEK (one that would live in one replica's dataDir).
+      opts = { passphrase: "bad-input passphrase", extraConfig: `storage: { type: postgres, url: "${await server.createDatabase("bad_input")}" }\n` };
+    }
+    ws = new CaWorkspace(opts);
+    // The daemon initialises the CA on its first start, on either storage.
+    d = await ws.start();
+    roots = await fetchRoots(d.publicUrl);
+  }, 120_000);
 
-describe("POST /v1/sign refuses bad input without storing anything", () => {
+  afterAll(async () => {
+    await d?.stop();
+    ws?.remove();
+    ws2?.remove();
+    ws2 = undefined;
+    await server?.stop();
+  });
+
   // -------------------------------------------------------------------------------------------
   describe("request body", () => {
     // Body-parser and shape errors must be 400s decided before any token or CSR work.
@@ -287,17 +313,12 @@ describe("POST /v1/sign refuses bad input without storing anything", () => {
 
     // Algorithm confusion: HMAC keyed with the provisioner's public key (which anyone can know).
     it("HS256 keyed with the provisioner's public key -> 401 alg_not_allowed", async () => {
-      const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
-      let row: { kid: string; public_jwk: string };
-      try {
-        row = db.prepare("SELECT kid, public_jwk FROM provisioner_keys LIMIT 1").get() as typeof row;
-      } finally {
-        db.close();
-      }
+      const key = await withCa((dd) => dd.storage.operations.getProvisionerKey("bootstrap"));
+      if (!key) throw new Error("no bootstrap provisioner key stored");
       const claims = jwtParts(await freshToken()).payload as { iss: string; aud: string; sans: string[] };
       const hs = track(
         await new SignJWT({ sans: claims.sans })
-          .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: row.kid })
+          .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: key.kid })
           .setIssuer(claims.iss)
           .setSubject(SUB)
           .setAudience(claims.aud)
@@ -305,7 +326,7 @@ describe("POST /v1/sign refuses bad input without storing anything", () => {
           .setNotBefore("0s")
           .setExpirationTime("5m")
           .setJti(randomUUID())
-          .sign(Buffer.from(row.public_jwk)),
+          .sign(Buffer.from(JSON.stringify(key.publicJwk))),
       );
       await refusedToken(hs, "alg_not_allowed");
     });

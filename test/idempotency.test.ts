@@ -4,16 +4,15 @@ import { CaClient } from "./harness/ca-client.js";
 import { makeCsr } from "./harness/openssl.js";
 import { fetchRoots, mtlsRequest, postApi, signBody, type ApiResponse } from "./harness/http.js";
 import { startInProcess } from "./harness/in-process.js";
+import { useInitialisedCa } from "./harness/initialised-ca.js";
+import { STORAGE_BACKENDS } from "./harness/storage-backends.js";
 import { ManualClock, systemClock } from "../src/core/clock.js";
 import { createBootstrapToken } from "../src/attestation/bootstrap.js";
 import { Secret } from "../src/core/secret.js";
-import { loadConfig } from "../src/config/load.js";
 import { createLogger } from "../src/log/logger.js";
-import { openDataDir } from "../src/cli/data-dir.js";
-import { SqliteRequestPorts } from "../src/storage/sqlite/sqlite-request-ports.js";
 import { certificateAuthorityFor, registrationAuthorityFor } from "../src/cli/api-service.js";
 import { LiveIssuers } from "../src/issuance/live-issuers.js";
-import { SqliteInventoryPorts } from "../src/storage/sqlite/sqlite-inventory-ports.js";
+import type { CaStorage } from "../src/storage/ca-storage.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import Database from "better-sqlite3";
@@ -25,6 +24,8 @@ import Database from "better-sqlite3";
  * goes with it: exactly one PEM block in `csr`, a ttl not under issuance.minTTL. Real daemon,
  * real HTTPS, CSRs from `openssl req`; the clock injected (in-process daemon) where a day must
  * pass, and one interleaving of two API processes driven through the RA on the real store.
+ * What the store decides (keys shared by API processes, the racing retry) runs on both adapters
+ * (issue 17): SQLite and a real PostgreSQL.
  */
 
 const DAY = 24 * 3_600_000;
@@ -35,10 +36,13 @@ function burst(n: number, send: () => Promise<ApiResponse>): Promise<ApiResponse
 }
 
 describe.each([
-  ["one API process", ""],
+  ["one API process", "SQLite", ""],
   // Each API worker has its own in-process serialisation: across them, the store decides.
-  ["two API workers (listen.apiWorkers: 2)", "apiWorkers: 2"],
-])("Idempotency-Key on POST /v1/sign, %s", (_name, listen) => {
+  ["two API workers (listen.apiWorkers: 2)", "SQLite", "apiWorkers: 2"],
+  // The same across processes on PostgreSQL, the database replicas share.
+  ["two API workers on PostgreSQL", "PostgreSQL", "apiWorkers: 2"],
+] as const)("Idempotency-Key on POST /v1/sign, %s", (_name, backend, listen) => {
+  const made = useInitialisedCa(backend, { listen });
   let ws: CaWorkspace;
   let d: DaemonProcess;
   let roots: string;
@@ -46,13 +50,12 @@ describe.each([
     postApi(`${d.apiUrl}/v1/sign`, roots, { token, body: signBody(csrPem, extra), ...(key !== undefined && { headers: { "idempotency-key": key } }) });
 
   beforeAll(async () => {
-    ws = new CaWorkspace({ listen });
+    ws = made.ws;
     d = await ws.start();
     roots = await fetchRoots(d.publicUrl);
   });
   afterAll(async () => {
     await d?.stop();
-    ws?.remove();
   });
 
   it("answers 8 concurrent requests with one token, CSR and key with the one certificate, round after round", async () => {
@@ -60,12 +63,12 @@ describe.each([
     for (let round = 0; round < rounds; round++) {
       const token = await ws.token(`race-${round}`, ["race.internal"]);
       const csr = makeCsr(ws.dir, `race-${round}`, { cn: "race.internal" });
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       const answers = await burst(8, () => sign(token, csr.csrPem, `race-key-${round}`));
       expect(answers.map((a) => a.status), `round ${round}: ${JSON.stringify(answers.map((a) => a.body))}`).toEqual(Array(8).fill(201));
       expect(new Set(answers.map((a) => a.body.serial)).size, `round ${round}`).toBe(1);
       expect(new Set(answers.map((a) => a.body.certificate)).size, `round ${round}`).toBe(1);
-      const after = ws.rowCounts();
+      const after = await ws.storedRowCounts();
       expect(after, `round ${round}`).toEqual({ certificates: before.certificates! + 1, used_tokens: before.used_tokens! + 1, idempotency_keys: before.idempotency_keys! + 1 });
     }
   });
@@ -102,7 +105,7 @@ describe.each([
     const other = makeCsr(ws.dir, "carol-2", { cn: "carol.internal" });
     const r = await sign(token, first.csrPem, key);
     expect(r.status, r.raw).toBe(201);
-    const before = ws.rowCounts();
+    const before = await ws.storedRowCounts();
     for (const clash of [await sign(token, other.csrPem, key), await sign(token, first.csrPem, key, { ttl: "2h" })]) {
       expect(clash.status, clash.raw).toBe(409);
       expect(clash.body.error).toBe("conflict");
@@ -112,7 +115,7 @@ describe.each([
     const token2 = await ws.token("carol", ["carol.internal"]);
     const third = await sign(token2, other.csrPem, key);
     expect([third.status, third.body?.error]).toEqual([409, "conflict"]);
-    expect(ws.rowCounts()).toEqual(before);
+    expect(await ws.storedRowCounts()).toEqual(before);
     const retry = await sign(token, first.csrPem, key);
     expect([retry.status, retry.body.serial]).toEqual([201, r.body.serial]);
     // token2 was not spent by its refusal: without the key it still gets a certificate.
@@ -242,32 +245,32 @@ describe("an expired Idempotency-Key not yet pruned (in-process daemon, injected
   });
 });
 
-describe("a retry racing another API process's commit of the same request (the RA on the real store)", () => {
-  const ws = new CaWorkspace();
-  afterAll(() => ws.remove());
+describe.each(STORAGE_BACKENDS)("a retry racing another API process's commit of the same request (the RA on the real store, %s)", (backend) => {
+  const made = useInitialisedCa(backend);
 
   /**
    * listen.apiWorkers: each API process serialises its own retries, so across processes the store
    * decides. Process B's retry reads the store twice before it would sign (is the token spent? is
    * the key stored?); process A commits the same request between those reads. B's first read is
-   * therefore answered as of before A's commit (a wrapper at the store under B's IssuanceStore
-   * port, the one thing faked), its second as of after it: the interleaving that gave 401 replayed when the
-   * key was read first (no key yet) and the token second (spent).
+   * therefore answered as of before A's commit (a wrapper around B's request ports, the
+   * IssuanceStore the RA reads: the one thing faked), its second as of after it: the interleaving
+   * that gave 401 replayed when the key was read first (no key yet) and the token second (spent).
+   * Each process opens the CA itself: its own connection to the SQLite file, its own pool on the
+   * PostgreSQL database.
    */
   it("answers the retry with the one certificate, never 401 replayed", async () => {
-    expect((await ws.cli(["init"])).code).toBe(0);
-    const { config } = loadConfig(ws.configPath, ws.env);
+    const ws = made.ws;
+    const config = made.config();
     const log = createLogger({ level: "silent", format: "logfmt" });
     const audience = "https://ca.test/v1/sign";
-    const opened: Array<{ store: SqliteStore }> = [];
-    const apiProcess = async (wrap: (s: SqliteStore) => SqliteStore = (s) => s) => {
-      const dd = openDataDir(ws.dataDir, undefined, { create: false });
-      opened.push(dd);
-      const inventory = new SqliteInventoryPorts(dd.store);
-      const live = new LiveIssuers(inventory, inventory, dd.caKeys, systemClock);
+    const closing: Array<() => Promise<void>> = [];
+    const apiProcess = async (wrap: (r: CaStorage["requests"]) => CaStorage["requests"] = (r) => r) => {
+      const dd = await made.open();
+      const live = new LiveIssuers(dd.storage.issuers, dd.storage.issuerLifecycle, dd.caKeys, systemClock);
       const lineup = (await live.refresh())!;
       const ca = certificateAuthorityFor(config, lineup.current, systemClock);
-      const { ra } = await registrationAuthorityFor(config, () => ca, { ...dd, storage: { ...dd.storage, requests: new SqliteRequestPorts(wrap(dd.store)) } }, { clock: systemClock, log, audiences: () => [audience] });
+      const { ra, rateLimits } = await registrationAuthorityFor(config, () => ca, { ...dd, storage: { ...dd.storage, requests: wrap(dd.storage.requests) } }, { clock: systemClock, log, audiences: () => [audience] });
+      closing.push(() => rateLimits.close());
       return { ra, dd };
     };
     try {
@@ -286,8 +289,8 @@ describe("a retry racing another API process's commit of the same request (the R
 
       let firstRead = true;
       const b = await apiProcess(
-        (store) =>
-          new Proxy(store, {
+        (requests) =>
+          new Proxy(requests, {
             get(target, prop) {
               const v = Reflect.get(target, prop, target) as unknown;
               if (typeof v !== "function") return v;
@@ -295,18 +298,19 @@ describe("a retry racing another API process's commit of the same request (the R
               return (...args: unknown[]) => {
                 if (!firstRead) return v.apply(target, args);
                 firstRead = false;
-                return prop === "isTokenUsed" ? false : null; // as of before A's commit
+                return Promise.resolve(prop === "isTokenUsed" ? false : null); // as of before A's commit
               };
             },
           }),
       );
       const first = await a.ra.sign(request());
       const retry = await b.ra.sign(request());
+      expect(firstRead, "B's first read was answered as of before A's commit").toBe(false);
       expect(retry.serial).toBe(first.serial);
       expect(retry.certificate).toBe(first.certificate);
-      expect(ws.rowCounts().certificates).toBe(1);
+      expect(await ws.storedRowCounts()).toEqual({ certificates: 1, used_tokens: 1, idempotency_keys: 1 });
     } finally {
-      for (const dd of opened) dd.store.close();
+      for (const close of closing) await close();
     }
   });
 });

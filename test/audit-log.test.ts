@@ -237,6 +237,12 @@ describe("the issuance log of a running CA", () => {
       expect(refused.filter((e) => e.kind === "key_loaded").map((e) => e.role)).toEqual(["intermediate", "audit", "intermediate", "audit"]);
       const bySubject = auditCli(ws.dir, ws.dataDir, ["query", "--subject", "svc-3.internal", "--json", "--limit", "100000"]).stdout.trim().split("\n");
       expect(bySubject).toHaveLength(95 * 2);
+      // A limit that cuts the answer says so (on stderr: stdout stays one entry per line); one that does not, says nothing.
+      const cut = auditCli(ws.dir, ws.dataDir, ["query", "--subject", "svc-3.internal", "--json", "--limit", "3"]);
+      expect(cut.code).toBe(0);
+      expect(cut.stdout.trim().split("\n").map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(bySubject.slice(0, 3).map((l) => (JSON.parse(l) as { i: number }).i));
+      expect(cut.stderr).toBe("fleetca: showing the first 3 matching entries; more match: raise --limit or narrow the query\n");
+      expect(auditCli(ws.dir, ws.dataDir, ["query", "--subject", "svc-3.internal", "--json", "--limit", String(95 * 2)]).stderr).toBe("");
 
       // Inclusion and consistency proofs, checked by the Python of docs/audit.md.
       const prove = auditCli(ws.dir, ws.dataDir, ["prove", serials[500]!]);

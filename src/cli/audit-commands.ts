@@ -69,8 +69,11 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
             ...(o.subject !== undefined && { subject: o.subject }),
             ...(o.since !== undefined && { sinceMs: sinceArg(o.since) }),
           },
-          limit,
+          // One more than asked: whether the limit cut the answer, which the operator is told.
+          limit + 1,
         );
+        const more = rows.length > limit;
+        if (more) rows.length = limit;
         for (const row of rows) {
           const entry = decodeEntry(row.entry);
           const unfinished = entry.kind === "intent" && !(await storage.audit.entriesForSerial(entry.serial)).some((r) => r.kind === "issued");
@@ -78,6 +81,8 @@ export function registerAuditCommands(program: Command, configOption: () => Opti
           else process.stdout.write(formatEntry(row, entry, unfinished) + "\n");
         }
         if (!o.json && rows.length === 0) process.stdout.write("no entries\n");
+        // On stderr, so --json output stays one entry per line; not an error (exit 0).
+        if (more) process.stderr.write(`fleetca: showing the first ${limit} matching entries; more match: raise --limit or narrow the query\n`);
       });
     });
 

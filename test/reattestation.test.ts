@@ -1,32 +1,50 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { FakePlatform } from "../scripts/fake-platform.mjs";
+import type { OpenedCa } from "../src/cli/data-dir.js";
+import { openCa } from "../src/cli/open-ca.js";
+import { loadConfig, passphraseFrom } from "../src/config/load.js";
+import type { CertificateRecord } from "../src/storage/ports.js";
 import { CaClient } from "./harness/ca-client.js";
 import { eventually } from "./harness/eventually.js";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { postApi, signBody } from "./harness/http.js";
 import { makeCsr, opensslAsync } from "./harness/openssl.js";
+import { startPostgres, type TestPostgres } from "./harness/postgres.js";
+import { STORAGE_BACKENDS } from "./harness/storage-backends.js";
 
 /**
  * Cloud instance re-attestation (issue 15): SPIRE's gcp_iit/aws_iid let a node attest once and
  * lock a rebuilt node out; fleetca lets the same instance attest again, and retires the
  * instance's earlier lineage (revoked, reason superseded) in the same transaction, so a stolen
- * identity token cannot quietly keep a second lineage running beside the real instance.
+ * identity token cannot quietly keep a second lineage running beside the real instance. Once per
+ * storage adapter (a daemon on SQLite, then one on a throwaway PostgreSQL cluster), as issuance
+ * and revocation on each are their own code path (issue 17).
  */
 const SIGN_AUD = "https://ca.test.internal:8443/v1/sign";
 
-describe("a jwt provisioner with instanceClaim", () => {
+describe.each(STORAGE_BACKENDS)("a jwt provisioner with instanceClaim, on %s", (backend) => {
   const gce = new FakePlatform({ alg: "ES256" });
+  let server: TestPostgres | undefined;
   let ws: CaWorkspace;
   let d: DaemonProcess;
   let ca: CaClient;
+  let opened: Promise<OpenedCa> | undefined;
 
   beforeAll(async () => {
     await gce.start();
+    let storage = "";
+    let passphrase: string | undefined;
+    if (backend === "PostgreSQL") {
+      server = await startPostgres();
+      // PostgreSQL storage refuses a development KEK (one that would live in one replica's dataDir).
+      passphrase = "reattestation passphrase";
+      storage = `storage: { type: postgres, url: "${await server.createDatabase("reattestation")}" }\n`;
+    }
     ws = new CaWorkspace({
-      extraConfig: `apiUrl: https://ca.test.internal:8443
+      passphrase,
+      extraConfig: `${storage}apiUrl: https://ca.test.internal:8443
 provisioners:
   - { name: bootstrap, type: bootstrap }
   - name: gce
@@ -43,22 +61,22 @@ provisioners:
     });
     d = await ws.start();
     ca = await new CaClient(ws, d.apiUrl, d.publicUrl).init();
-  });
+  }, 120_000);
   afterAll(async () => {
+    if (opened) await (await opened).storage.close();
     await d?.stop();
     await gce.stop();
     ws?.remove();
+    await server?.stop();
   });
 
-  const row = (serial: string) => {
-    const db = new Database(join(ws.dataDir, "fleetca.db"), { readonly: true });
-    try {
-      return db.prepare("SELECT status, revocation_reason, instance, lineage FROM certificates WHERE serial = ?").get(serial) as
-        | { status: string; revocation_reason: number | null; instance: string | null; lineage: string }
-        | undefined;
-    } finally {
-      db.close();
+  /** The stored record, through the storage ports of whichever storage the config names (the CA opened once). */
+  const row = async (serial: string): Promise<CertificateRecord | null> => {
+    if (!opened) {
+      const { config } = loadConfig(ws.configPath, ws.env);
+      opened = openCa(config, passphraseFrom(config, ws.env), { create: false });
     }
+    return (await opened).storage.requests.getCertificate(serial as CertificateRecord["serial"]);
   };
   let n = 0;
   const attest = async (instanceName: string, iatOffset = 0) => {
@@ -80,23 +98,23 @@ provisioners:
     const neighbour = await attest("web-2", 30);
     expect(neighbour.r.status, neighbour.r.raw).toBe(201);
     const a = first.r.body.serial as string;
-    expect(row(a)).toMatchObject({ status: "valid", instance: expect.stringMatching(/^\d{19}$/) });
+    expect(await row(a)).toMatchObject({ status: "valid", instance: expect.stringMatching(/^\d{19}$/) });
     // The lineage continues through renewal, still bound to the instance.
     const renewed = await ca.renew({ key: readFileSync(first.csr.keyPath), cert: `${first.r.body.certificate as string}${first.r.body.chain as string}` });
     expect(renewed.status, renewed.raw).toBe(201);
     const a2 = renewed.body.serial as string;
-    expect(row(a2)).toMatchObject({ instance: row(a)!.instance, lineage: a });
+    expect(await row(a2)).toMatchObject({ instance: (await row(a))!.instance, lineage: a });
 
     // The instance is rebuilt and attests again with a new identity token.
     const again = await attest("web-1");
     expect(again.r.status, again.r.raw).toBe(201);
     const b = again.r.body.serial as string;
-    expect(row(b)).toMatchObject({ status: "valid", instance: row(a)!.instance, lineage: b });
+    expect(await row(b)).toMatchObject({ status: "valid", instance: (await row(a))!.instance, lineage: b });
     // Every live certificate of the old lineage is revoked, reason superseded (RFC 5280 §5.3.1: 4).
-    expect(row(a2)).toMatchObject({ status: "revoked", revocation_reason: 4 });
-    expect(row(a)).toMatchObject({ status: "revoked", revocation_reason: 4 });
+    expect(await row(a2)).toMatchObject({ status: "revoked", revocationReason: 4 });
+    expect(await row(a)).toMatchObject({ status: "revoked", revocationReason: 4 });
     // Another instance's certificate is untouched.
-    expect(row(neighbour.r.body.serial as string)).toMatchObject({ status: "valid" });
+    expect(await row(neighbour.r.body.serial as string)).toMatchObject({ status: "valid" });
     await eventually(5_000, "OCSP says the old lineage is revoked, superseded", () => ocspStatus(renewed.body.certificate as string, "a2"), (o) =>
       /: revoked/.test(o) && /Reason: superseded/i.test(o),
     );
@@ -106,6 +124,6 @@ provisioners:
     const replay = await postApi(`${d.apiUrl}/v1/sign`, ca.roots, { token: again.token, body: signBody(makeCsr(ws.dir, "replay").csrPem) });
     expect(replay.status, replay.raw).toBe(401);
     expect(replay.body.message).toMatch(/^replayed/);
-    expect(row(b)).toMatchObject({ status: "valid" });
+    expect(await row(b)).toMatchObject({ status: "valid" });
   });
 });

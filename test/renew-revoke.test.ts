@@ -2,27 +2,42 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { OpenedCa } from "../src/cli/data-dir.js";
+import { openCa } from "../src/cli/open-ca.js";
+import { loadConfig, passphraseFrom } from "../src/config/load.js";
+import type { CertificateRecord } from "../src/storage/ports.js";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { makeCsr, openssl } from "./harness/openssl.js";
 import type { ApiResponse } from "./harness/http.js";
 import { CaClient, type Issued } from "./harness/ca-client.js";
 import { startInProcess } from "./harness/in-process.js";
+import { startPostgres, type TestPostgres } from "./harness/postgres.js";
+import { STORAGE_BACKENDS } from "./harness/storage-backends.js";
 import { ManualClock } from "../src/core/clock.js";
 import { MIGRATIONS } from "../src/storage/migrations.js";
 import { SqliteStore } from "../src/storage/sqlite/sqlite-store.js";
 
 const ADMIN_SAN = "spiffe://example.org/admin";
 
-/** The CA as a host sees it, plus what only this file checks: the stored row and a chain that verifies. */
+/** The CA as a host sees it, plus what only this file checks: the stored record and a chain that verifies. */
 class Ca extends CaClient {
-  /** The stored row, read straight from the SQLite file. */
-  row(serial: string): Record<string, unknown> | undefined {
-    const db = new Database(join(this.ws.dataDir, "fleetca.db"), { readonly: true });
-    try {
-      return db.prepare("SELECT * FROM certificates WHERE serial = ?").get(serial) as Record<string, unknown> | undefined;
-    } finally {
-      db.close();
+  #opened: Promise<OpenedCa> | null = null;
+
+  /**
+   * The stored record, read through the storage ports on whichever storage the config names (the
+   * SQLite file or the PostgreSQL database): the CA opened once, as an operator command opens it.
+   */
+  async row(serial: string): Promise<CertificateRecord | null> {
+    if (!this.#opened) {
+      const { config } = loadConfig(this.ws.configPath, this.ws.env);
+      this.#opened = openCa(config, passphraseFrom(config, this.ws.env), { create: false });
     }
+    return (await this.#opened).storage.requests.getCertificate(serial as CertificateRecord["serial"]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#opened) await (await this.#opened).storage.close();
+    this.#opened = null;
   }
 
   /** `openssl verify -x509_strict` accepts `c` as a TLS client certificate under the roots alone. */
@@ -49,27 +64,39 @@ function expectRefused(r: ApiResponse, status: number, code: string, reason?: st
   if (reason) expect(r.body.message).toMatch(new RegExp(`^${reason}`));
 }
 
-describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", () => {
+// Once per storage adapter: renewal and revocation on PostgreSQL are their own code path (issue 17).
+describe.each(STORAGE_BACKENDS)("renewal and revocation over mTLS (real daemon, real TLS, openssl), on %s", (backend) => {
+  let server: TestPostgres | undefined;
   let ws: CaWorkspace;
   let d: DaemonProcess;
   let ca: Ca;
   let admin: Issued;
 
   beforeAll(async () => {
-    ws = new CaWorkspace({ extraConfig: `admins: ["${ADMIN_SAN}"]\n` });
+    let storage = "";
+    let passphrase: string | undefined;
+    if (backend === "PostgreSQL") {
+      server = await startPostgres();
+      // PostgreSQL storage refuses a development KEK (one that would live in one replica's dataDir).
+      passphrase = "renew-revoke passphrase";
+      storage = `storage: { type: postgres, url: "${await server.createDatabase("renew_revoke")}" }\n`;
+    }
+    ws = new CaWorkspace({ passphrase, extraConfig: `admins: ["${ADMIN_SAN}"]\n${storage}` });
     d = await ws.start();
     ca = await new Ca(ws, d.apiUrl, d.publicUrl).init();
     admin = await ca.issue("admin", [ADMIN_SAN], {}, ["--admin"]);
-  });
+  }, 120_000);
   afterAll(async () => {
+    await ca?.close();
     await d?.stop();
     ws?.remove();
+    await server?.stop();
   });
 
   describe("POST /v1/renew", () => {
     it("renews with the current cert: same SANs and key, new serial, provisioner and link recorded", async () => {
       const old = await ca.issue("web-1", ["web-1.internal", "10.0.0.7", "spiffe://example.org/ns/prod/sa/web"]);
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       const r = await ca.renew(old.identity);
       expect(r.status, r.raw).toBe(201);
       expect(Object.keys(r.body).sort()).toEqual(["certificate", "chain", "notAfter", "notBefore", "serial"]);
@@ -83,23 +110,23 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       expect(serial).toBe(r.body.serial);
       // Default lifetime (24 h + 1 min backdating), and no token spent.
       expect(Date.parse(r.body.notAfter) - Date.parse(r.body.notBefore)).toBe(24 * 3600_000 + 60_000);
-      expect(ws.rowCounts()).toEqual({ ...before, certificates: before.certificates! + 1 });
-      const row = ca.row(r.body.serial)!;
-      expect(row.provisioner).toBe(ca.row(old.serial)!.provisioner);
+      expect(await ws.storedRowCounts()).toEqual({ ...before, certificates: before.certificates! + 1 });
+      const row = (await ca.row(r.body.serial))!;
+      expect(row.provisioner).toBe((await ca.row(old.serial))!.provisioner);
       expect(row.provisioner).toBe("bootstrap");
-      expect(row.renewed_from).toBe(old.serial);
-      expect(row.token_id).toBeNull();
-      expect(ca.row(old.serial)!.renewed_from).toBeNull();
+      expect(row.renewedFrom).toBe(old.serial);
+      expect(row.tokenId).toBeNull();
+      expect((await ca.row(old.serial))!.renewedFrom).toBeNull();
       // The old cert is still valid (renewal does not revoke it) but superseded, and the new one
       // carries the lineage: the chain's first serial and the time of its attestation.
-      expect(ca.row(old.serial)!.status).toBe("valid");
-      expect(ca.row(old.serial)!.superseded_by).toBe(r.body.serial);
+      expect((await ca.row(old.serial))!.status).toBe("valid");
+      expect((await ca.row(old.serial))!.supersededBy).toBe(r.body.serial);
       expect(row.lineage).toBe(old.serial);
-      expect(row.attested_at).toBe(ca.row(old.serial)!.attested_at);
+      expect(row.attestedAt!.getTime()).toBe((await ca.row(old.serial))!.attestedAt!.getTime());
       const again = await ca.renew(renewed.identity, {});
       expect(again.status, again.raw).toBe(201);
-      expect(ca.row(again.body.serial)!.renewed_from).toBe(renewed.serial);
-      expect(ca.row(again.body.serial)!.lineage).toBe(old.serial);
+      expect((await ca.row(again.body.serial))!.renewedFrom).toBe(renewed.serial);
+      expect((await ca.row(again.body.serial))!.lineage).toBe(old.serial);
     });
 
     it("does not fork: a superseded certificate gets its successor back for the same key, and a refusal for another", async () => {
@@ -107,16 +134,16 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const first = await ca.renew(old.identity);
       expect(first.status, first.raw).toBe(201);
       // The answer was lost and the host asks again with the same key: the same certificate.
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       const retry = await ca.renew(old.identity);
       expect(retry.status, retry.raw).toBe(201);
       expect(retry.body.serial).toBe(first.body.serial);
       expect(retry.body.certificate).toBe(first.body.certificate);
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
       // A new key on the superseded certificate would be a second live lineage: refused.
       const other = makeCsr(ws.dir, "fork-1-other");
       expectRefused(await ca.renew(old.identity, { csr: other.csrPem }), 403, "forbidden", "superseded");
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
       // Eight renewals of one certificate at once, each with its own key: exactly one succeeds.
       const racer = await ca.issue("fork-2", ["fork-2.internal"]);
       const keys = Array.from({ length: 8 }, (_, i) => makeCsr(ws.dir, `fork-2-${i}`));
@@ -134,9 +161,9 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const long = await ca.renew(ca.keep("ttl-1-short", short.body, old.keyPath).identity, { ttl: "1000h" });
       expect(long.status, long.raw).toBe(201);
       expect(Date.parse(long.body.notAfter) - Date.parse(long.body.notBefore)).toBe(168 * 3600_000 + 60_000);
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.renew(ca.keep("ttl-1-long", long.body, old.keyPath).identity, { ttl: "soon" }), 400, "bad_request");
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
     });
 
     it("rekeys with a CSR: a new public key, the same SANs", async () => {
@@ -150,7 +177,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       expect(publicKeyOf(renewed.certPath)).not.toBe(publicKeyOf(old.certPath));
       expect(publicKeyOf(renewed.certPath)).toBe(openssl(["pkey", "-in", bare.keyPath, "-pubout"]));
       expect(sansOf(renewed.certPath)).toBe(sansOf(old.certPath));
-      expect(ca.row(renewed.serial)!.renewed_from).toBe(old.serial);
+      expect((await ca.row(renewed.serial))!.renewedFrom).toBe(old.serial);
 
       const same = makeCsr(ws.dir, "rekey-1-same", { cn: "rekey-1.internal", sans: ["DNS:rekey-1.internal", "URI:spiffe://example.org/ns/prod/sa/rekey"] });
       const r2 = await ca.renew(renewed.identity, { csr: same.csrPem });
@@ -163,7 +190,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
 
     it("refuses a rekey CSR that asks for other SANs (403) or does not verify (400)", async () => {
       const old = await ca.issue("rekey-2", ["rekey-2.internal"]);
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       const more = makeCsr(ws.dir, "rekey-2-more", { sans: ["DNS:rekey-2.internal", "DNS:other.internal"] });
       expectRefused(await ca.renew(old.identity, { csr: more.csrPem }), 403, "forbidden");
       const fewer = makeCsr(ws.dir, "rekey-2-other", { sans: ["DNS:other.internal"] });
@@ -171,16 +198,16 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const tampered = more.csrPem.replace(/^(.{120})(.)/s, (_m, a: string, c: string) => a + (c === "A" ? "B" : "A"));
       expectRefused(await ca.renew(old.identity, { csr: tampered }), 400, "bad_csr");
       expectRefused(await ca.renew(old.identity, { csr: 42 }), 400, "bad_request");
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
     });
 
     it("refuses a request without a client certificate, while /v1/sign still takes none", async () => {
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.renew(undefined), 401, "unauthorized", "missing_client_certificate");
       expectRefused(await ca.revoke(undefined, { serial: admin.serial }), 401, "unauthorized", "missing_client_certificate");
       expectRefused(await ca.record(undefined, admin.serial), 401, "unauthorized", "missing_client_certificate");
-      expect(ws.rowCounts()).toEqual(before);
-      expect(ca.row(admin.serial)!.status).toBe("valid");
+      expect(await ws.storedRowCounts()).toEqual(before);
+      expect((await ca.row(admin.serial))!.status).toBe("valid");
     });
 
     it("refuses a certificate from another fleetca instance", async () => {
@@ -190,13 +217,13 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
         const other = await new Ca(otherWs, otherD.apiUrl, otherD.publicUrl).init();
         // Same SANs, even an admin SAN: it is still not ours.
         const foreign = await other.issue("foreign", ["web-1.internal", ADMIN_SAN], {}, ["--admin"]);
-        const before = ws.rowCounts();
+        const before = await ws.storedRowCounts();
         expectRefused(await ca.renew(foreign.identity), 401, "unauthorized", "unknown_certificate");
         expectRefused(await ca.revoke(foreign.identity, { serial: foreign.serial }), 401, "unauthorized", "unknown_certificate");
         expectRefused(await ca.revoke(foreign.identity, { serial: admin.serial }), 401, "unauthorized", "unknown_certificate");
         expectRefused(await ca.record(foreign.identity, admin.serial), 401, "unauthorized", "unknown_certificate");
-        expect(ws.rowCounts()).toEqual(before);
-        expect(ca.row(admin.serial)!.status).toBe("valid");
+        expect(await ws.storedRowCounts()).toEqual(before);
+        expect((await ca.row(admin.serial))!.status).toBe("valid");
       } finally {
         await otherD.stop();
         otherWs.remove();
@@ -213,11 +240,11 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       ]);
       expect(openssl(["x509", "-in", certPath, "-noout", "-serial"]).trim().toLowerCase()).toBe(`serial=${real.serial}`);
       const forged = { key: readFileSync(keyPath, "utf8"), cert: readFileSync(certPath, "utf8") };
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.renew(forged), 401, "unauthorized", "unknown_certificate");
       expectRefused(await ca.revoke(forged, { serial: real.serial }), 401, "unauthorized", "unknown_certificate");
-      expect(ws.rowCounts()).toEqual(before);
-      expect(ca.row(real.serial)!.status).toBe("valid");
+      expect(await ws.storedRowCounts()).toEqual(before);
+      expect((await ca.row(real.serial))!.status).toBe("valid");
     });
   });
 
@@ -229,14 +256,14 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       expect(Object.keys(r.body).sort()).toEqual(["revokedAt", "serial"]);
       expect(r.body.serial).toBe(c.serial);
       expect(Math.abs(Date.parse(r.body.revokedAt) - Date.now())).toBeLessThan(30_000);
-      const row = ca.row(c.serial)!;
+      const row = (await ca.row(c.serial))!;
       expect(row.status).toBe("revoked");
-      expect(row.revoked_at).toBe(Date.parse(r.body.revokedAt));
-      expect(row.revocation_reason).toBe(1);
+      expect(row.revokedAt!.getTime()).toBe(Date.parse(r.body.revokedAt));
+      expect(row.revocationReason).toBe(1);
 
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.renew(c.identity), 401, "unauthorized", "revoked");
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
 
       const list = await ws.cli(["list", "--revoked", "--json"]);
       expect(list.code, list.stderr).toBe(0);
@@ -248,7 +275,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const again = await ca.revoke(admin.identity, { serial: c.serial, reason: "superseded" });
       expect(again.status, again.raw).toBe(200);
       expect(again.body).toEqual(r.body);
-      expect(ca.row(c.serial)!.revocation_reason).toBe(1);
+      expect((await ca.row(c.serial))!.revocationReason).toBe(1);
     });
 
     it("lets an admin revoke any cert, answers 404 for an unknown serial, and is idempotent", async () => {
@@ -256,7 +283,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const r = await ca.revoke(admin.identity, { serial: c.serial.toUpperCase(), reason: 5 });
       expect(r.status, r.raw).toBe(200);
       expect(r.body.serial).toBe(c.serial);
-      expect(ca.row(c.serial)).toMatchObject({ status: "revoked", revocation_reason: 5 });
+      expect(await ca.row(c.serial)).toMatchObject({ status: "revoked", revocationReason: 5 });
       const again = await ca.revoke(admin.identity, { serial: c.serial });
       expect(again.status).toBe(200);
       expect(again.body.revokedAt).toBe(r.body.revokedAt);
@@ -265,19 +292,19 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       // No reason means unspecified (0).
       const u = await ca.issue("victim-2", ["victim-2.internal"]);
       expect((await ca.revoke(admin.identity, { serial: u.serial })).status).toBe(200);
-      expect(ca.row(u.serial)!.revocation_reason).toBe(0);
+      expect((await ca.row(u.serial))!.revocationReason).toBe(0);
     });
 
     it("refuses a third party (403), without telling whether the serial exists", async () => {
       const victim = await ca.issue("victim-3", ["victim-3.internal"]);
       const third = await ca.issue("third-1", ["third-1.internal"]);
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.revoke(third.identity, { serial: victim.serial }), 403, "forbidden");
       expectRefused(await ca.revoke(third.identity, { serial: "00112233445566778899aabbccddeeff" }), 403, "forbidden");
       expectRefused(await ca.revoke(third.identity, { serial: admin.serial }), 403, "forbidden");
-      expect(ws.rowCounts()).toEqual(before);
-      expect(ca.row(victim.serial)!.status).toBe("valid");
-      expect(ca.row(admin.serial)!.status).toBe("valid");
+      expect(await ws.storedRowCounts()).toEqual(before);
+      expect((await ca.row(victim.serial))!.status).toBe("valid");
+      expect((await ca.row(admin.serial))!.status).toBe("valid");
       expect((await ca.renew(victim.identity)).status).toBe(201);
     });
 
@@ -293,12 +320,12 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       [true, /unknown revocation reason/],
     ])("refuses reason %s with 400", async (reason, message) => {
       const c = await ca.issue(`bad-reason-${String(reason)}`, [`bad-reason-${String(reason).toLowerCase()}.internal`]);
-      const before = ws.rowCounts();
+      const before = await ws.storedRowCounts();
       const r = await ca.revoke(c.identity, { serial: c.serial, reason });
       expectRefused(r, 400, "bad_request");
       expect(r.body.message).toMatch(message);
-      expect(ca.row(c.serial)!.status).toBe("valid");
-      expect(ws.rowCounts()).toEqual(before);
+      expect((await ca.row(c.serial))!.status).toBe("valid");
+      expect(await ws.storedRowCounts()).toEqual(before);
     });
 
     it("refuses a malformed request body with 400", async () => {
@@ -306,7 +333,7 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       for (const body of [{}, { serial: 12 }, { serial: "not-hex" }]) {
         expectRefused(await ca.revoke(c.identity, body), 400, "bad_request");
       }
-      expect(ca.row(c.serial)!.status).toBe("valid");
+      expect((await ca.row(c.serial))!.status).toBe("valid");
     });
   });
 
@@ -318,10 +345,10 @@ describe("renewal and revocation over mTLS (real daemon, real TLS, openssl)", ()
       const m = /^revoked ([0-9a-f]+) at (\S+)\n$/.exec(r.stdout);
       expect(m?.[1]).toBe(c.serial);
       expect(new Date(m![2]!).toISOString()).toBe(m![2]);
-      expect(ca.row(c.serial)).toMatchObject({ status: "revoked", revocation_reason: 4, revoked_at: Date.parse(m![2]!) });
-      const before = ws.rowCounts();
+      expect(await ca.row(c.serial)).toMatchObject({ status: "revoked", revocationReason: 4, revokedAt: new Date(m![2]!) });
+      const before = await ws.storedRowCounts();
       expectRefused(await ca.renew(c.identity), 401, "unauthorized", "revoked");
-      expect(ws.rowCounts()).toEqual(before);
+      expect(await ws.storedRowCounts()).toEqual(before);
       // Again: same time, says so.
       const again = await ws.cli(["revoke", c.serial]);
       expect(again.code).toBe(0);

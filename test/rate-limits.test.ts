@@ -2,11 +2,13 @@
  * Rate limits (issue 15, SPEC `429 rate_limited` with Retry-After) on the real daemon over real
  * HTTPS: issuance per subject and per provisioner, renewals per lineage, failed token
  * verifications per client address; kept in the database across a restart; counted in /metrics.
- * Then the shared buckets themselves: two processes on one database, and refilling, by the clock.
+ * Then the shared buckets themselves: two processes on one database, and refilling, by the clock;
+ * and the store under them: a merge of many buckets at once, and merges of two processes racing.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CaWorkspace, type DaemonProcess } from "./harness/fleetca-process.js";
 import { CaClient } from "./harness/ca-client.js";
@@ -19,7 +21,7 @@ import { createLogger } from "../src/log/logger.js";
 import { RateLimits, clientKey, type RateLimitRules } from "../src/registration/rate-limits.js";
 import type { CaStorage } from "../src/storage/ca-storage.js";
 import { STORAGE_BACKENDS, useStorageBackend } from "./harness/storage-backends.js";
-import type { RateLimitStore } from "../src/storage/ports.js";
+import type { BucketKey, RateLimitStore, StoredBucket } from "../src/storage/ports.js";
 
 const LIMITED = "fleetca_rate_limited_total";
 /** One token per 100 s: nothing refills while a test runs, so Retry-After is close to 100. */
@@ -357,6 +359,165 @@ describe.each(STORAGE_BACKENDS)("shared token buckets on %s", (backendName) => {
     // A bucket with no stored row needs no read.
     expect(await refusedWith(() => a.takeIssuance("p", "other"))).toBeNull();
   });
+
+  /**
+   * Many buckets whose keys sort differently by bytes and by a locale (case, accents, astral
+   * characters) and hold what an array literal must escape (quotes, backslashes, braces, NULL),
+   * handed over in neither order.
+   */
+  function manyBuckets(n: number): BucketKey[] {
+    const shapes = ["k", "K", "é", "z", "\u{1F600}", 'a"b', "a\\b", "{x,y}", "NULL", " sp"];
+    const keys = Array.from({ length: n }, (_, i) => ({ limit: i % 2 ? "issuance_per_subject" : "renewals_per_lineage", key: `${shapes[i % shapes.length]}-${i}` }));
+    // 367 is prime and no factor of the sizes used here: a permutation of 0..n−1.
+    return keys.map((_, i) => keys[(i * 367) % n]!);
+  }
+  const indexOf = (b: BucketKey): number => Number(b.key.slice(b.key.lastIndexOf("-") + 1));
+  const at = new Date("2026-12-01T00:00:00.123Z");
+  const later = new Date("2027-01-01T00:00:00Z");
+
+  it("a merge of 500 buckets: new rows, stored rows and full buckets (deleted) each merged once on their stored value; full rows before now pruned", async () => {
+    const db = await backend.fresh();
+    const store = db.rateLimits;
+    const buckets = manyBuckets(500);
+    const seeded = (i: number): StoredBucket => ({ tokens: i + 0.25, at: new Date(at.getTime() - i), fullAt: new Date(later.getTime() + i) });
+    // Every even bucket stored; and a row not in the merge that is full before `now`.
+    await store.mergeBuckets(
+      buckets.filter((b) => indexOf(b) % 2 === 0),
+      (b) => seeded(indexOf(b)),
+      at,
+    );
+    const stale = { limit: "issuance_per_subject", key: "stale" };
+    await store.mergeBuckets([stale], () => ({ tokens: 1, at, fullAt: at }), new Date(0));
+    expect(await store.readBucket(stale)).not.toBeNull();
+
+    const seen = new Map<number, (StoredBucket | null)[]>();
+    const now = new Date(at.getTime() + 1000);
+    // Every fifth bucket is full after its merge: a stored row deleted, or a new one never kept.
+    const next = (i: number, stored: StoredBucket | null): StoredBucket | null =>
+      i % 5 === 0 ? null : { tokens: (stored?.tokens ?? 0) + 1.5, at: now, fullAt: new Date(later.getTime() + 1000 * i) };
+    await store.mergeBuckets(
+      buckets,
+      (b, stored) => {
+        const i = indexOf(b);
+        seen.set(i, [...(seen.get(i) ?? []), stored]);
+        return next(i, stored);
+      },
+      now,
+    );
+    for (const b of buckets) {
+      const i = indexOf(b);
+      expect(seen.get(i), b.key).toEqual([i % 2 === 0 ? seeded(i) : null]);
+      expect(await store.readBucket(b), b.key).toEqual(next(i, i % 2 === 0 ? seeded(i) : null));
+    }
+    expect(await store.readBucket(stale)).toBeNull();
+    const kept = (await store.bucketsMergedSince(new Date(0))).map((b) => `${b.limit} ${b.key}`).sort();
+    expect(kept).toEqual(
+      buckets
+        .filter((b) => indexOf(b) % 5 !== 0)
+        .map((b) => `${b.limit} ${b.key}`)
+        .sort(),
+    );
+  });
+
+  it("two processes merging overlapping sets of 400 buckets at once, 20 times: every merge counted (no lost update), none fails (no deadlock)", async () => {
+    const db = await backend.fresh();
+    const a = (await backend.another(db)).rateLimits;
+    const b = (await backend.another(db)).rateLimits;
+    const buckets = manyBuckets(600);
+    const ofA = buckets.filter((x) => indexOf(x) < 400);
+    const ofB = buckets.filter((x) => indexOf(x) >= 200).reverse();
+    // Each merge adds one; two thirds of the buckets are full (deleted) when they reach 2 or 3,
+    // so rows go and come back while the other process merges them too. Every other round merges
+    // only the others, whose rows are then all stored: neither merge has a row to claim, and
+    // each must wait for the other's lock on the rows both merge.
+    const fullAt = (i: number): number => [Infinity, 2, 3][i % 3]!;
+    const add = (x: BucketKey, stored: StoredBucket | null): StoredBucket | null => {
+      const tokens = (stored?.tokens ?? 0) + 1;
+      return tokens === fullAt(indexOf(x)) ? null : { tokens, at, fullAt: later };
+    };
+    const rounds = 20;
+    for (let round = 0; round < rounds; round++) {
+      const merged: string[] = [];
+      const counting = (x: BucketKey, stored: StoredBucket | null) => (merged.push(`${x.limit} ${x.key}`), add(x, stored));
+      const these = (set: BucketKey[]) => (round % 2 ? set.filter((x) => indexOf(x) % 3 === 0) : set);
+      await Promise.all([a.mergeBuckets(these(ofA), counting, at), b.mergeBuckets(these(ofB), counting, at)]);
+      expect(merged.length).toBe(these(ofA).length + these(ofB).length);
+    }
+    for (const x of buckets) {
+      const i = indexOf(x);
+      const merges = (i % 3 === 0 ? rounds : rounds / 2) * (i >= 200 && i < 400 ? 2 : 1);
+      const tokens = Number.isFinite(fullAt(i)) ? merges % fullAt(i) : merges;
+      expect(await a.readBucket(x), x.key).toEqual(tokens === 0 ? null : { tokens, at, fullAt: later });
+    }
+  });
+
+  if (backendName === "PostgreSQL") {
+    /** Every statement a pg client sends while `f` runs (BEGIN and COMMIT included): its round trips. */
+    async function statementsOf(f: () => Promise<unknown>): Promise<number> {
+      const spy = vi.spyOn(pg.Client.prototype, "query");
+      try {
+        await f();
+        return spy.mock.calls.length;
+      } finally {
+        spy.mockRestore();
+      }
+    }
+
+    it("a merge takes as many round trips for 500 buckets as for 6: BEGIN, claim, lock, UPDATE, DELETE, prune, COMMIT", async () => {
+      const db = await backend.fresh();
+      const store = db.rateLimits;
+      const roundTrips = async (buckets: BucketKey[]): Promise<number> => {
+        // A third stored; then new and stored buckets, some kept and some full (deleted).
+        await store.mergeBuckets(
+          buckets.filter((_, n) => n % 3 === 0),
+          () => ({ tokens: 1, at, fullAt: later }),
+          at,
+        );
+        return statementsOf(() => store.mergeBuckets(buckets, (x, stored) => (indexOf(x) % 2 ? null : { tokens: (stored?.tokens ?? 0) - 1, at, fullAt: later }), at));
+      };
+      const buckets = manyBuckets(506);
+      expect([await roundTrips(buckets.slice(0, 6)), await roundTrips(buckets.slice(6))]).toEqual([7, 7]);
+    });
+
+    it("a row deleted by another process between this merge's claim and its lock: the merge starts over and finds no row", async () => {
+      const db = await backend.fresh();
+      const store = db.rateLimits;
+      const other = (await backend.another(db)).rateLimits;
+      const gone = { limit: "issuance_per_subject", key: "a-gone" };
+      const fresh = { limit: "issuance_per_subject", key: "b-new" };
+      await store.mergeBuckets([gone], () => ({ tokens: 3, at, fullAt: later }), at);
+      // Right after this merge's first statement (its INSERT, which finds `gone` stored and does
+      // not lock it), the other process finds `gone` full and deletes it, and commits.
+      const original = pg.Client.prototype.query;
+      let armed = true;
+      const spy = vi.spyOn(pg.Client.prototype, "query").mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const sent = (original as (...a: unknown[]) => unknown).apply(this, args);
+        const text = typeof args[0] === "string" ? args[0] : "";
+        if (!armed || !text.trimStart().startsWith("INSERT INTO rate_limit_buckets")) return sent;
+        armed = false;
+        return (sent as Promise<unknown>).then(async (r) => {
+          await other.mergeBuckets([gone], () => null, at);
+          return r;
+        });
+      } as typeof original);
+      const seen: [string, StoredBucket | null][] = [];
+      try {
+        await store.mergeBuckets(
+          [fresh, gone],
+          (x, stored) => (seen.push([x.key, stored]), { tokens: (stored?.tokens ?? 0) + 1, at, fullAt: later }),
+          at,
+        );
+      } finally {
+        spy.mockRestore();
+      }
+      expect(armed).toBe(false);
+      expect(seen).toEqual([
+        ["a-gone", null],
+        ["b-new", null],
+      ]);
+      for (const x of [gone, fresh]) expect(await other.readBucket(x)).toEqual({ tokens: 1, at, fullAt: later });
+    });
+  }
 });
 
 describe("rate-limit client keys", () => {

@@ -4,7 +4,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { createPublicKey, X509Certificate } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -146,6 +146,22 @@ describe("publisher with several writers", () => {
     expect(left).toHaveLength(1);
     expect(first).not.toContain(left[0]);
     expect(readCurrentSet(out, ["key.pem"])!["key.pem"]!.toString()).toBe(pairs[2]!.key);
+  });
+
+  it("removes a visible name's temporary link a killed publisher left (and nothing of the operator's that looks alike)", () => {
+    const out = join(dir, "visible-tmp");
+    publishSet(out, files(0, true), new Date());
+    // Killed between symlink(..data/ocsp.der, .ocsp.der.RAND.tmp) and its rename over ocsp.der.
+    symlinkSync("..data/ocsp.der", join(out, ".ocsp.der.9ad83839.tmp"));
+    // Not ours: the same shape but a regular file, and a link elsewhere.
+    writeFileSync(join(out, ".notes.0badc0de.tmp"), "operator");
+    symlinkSync("/etc/hostname", join(out, ".hostname.0badc0de.tmp"));
+    publishSet(out, files(1, true), new Date());
+    const left = readdirSync(out);
+    expect(left).not.toContain(".ocsp.der.9ad83839.tmp");
+    expect(left).toContain(".notes.0badc0de.tmp");
+    expect(left).toContain(".hostname.0badc0de.tmp");
+    expect(readFileSync(join(out, "ocsp.der"), "utf8")).toBe("ocsp 1");
   });
 
   it("takes over a lock left by a dead publisher, and waits for a live one", async () => {

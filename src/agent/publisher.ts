@@ -97,13 +97,23 @@ function publishLocked(dir: string, files: readonly PublishedFile[], now: Date):
   // AtomicWriter deletes it at once and has exactly that window).
   let removed = false;
   for (const n of readdirSync(dir)) {
-    const leftover = (VERSION.test(n) && n !== version && n !== old) || n.startsWith(DATA_TMP_PREFIX);
+    const leftover = (VERSION.test(n) && n !== version && n !== old) || n.startsWith(DATA_TMP_PREFIX) || isVisibleLinkTemporary(dir, n);
     if (!leftover) continue;
     rmSync(join(dir, n), { recursive: true, force: true });
     removed = true;
   }
   if (removed) fsyncDir(dir);
   return version;
+}
+
+/**
+ * A visible name's temporary link (`.NAME.RAND.tmp` -> ..data/NAME, made just before its rename
+ * over NAME above) left by a publisher killed between the two calls. Recognised by its name's
+ * shape and its target both, so nothing an operator put in the directory is taken for one.
+ */
+function isVisibleLinkTemporary(dir: string, n: string): boolean {
+  const m = /^\.(.+)\.[0-9a-f]{8}\.tmp$/.exec(n);
+  return m !== null && readlinkOrNull(join(dir, n)) === `${DATA_LINK}/${m[1]}`;
 }
 
 /**

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Clock } from "../core/clock.js";
 import { OperatorError } from "../core/errors.js";
 import type { RenewalWindow } from "../core/renewal-window.js";
@@ -9,6 +8,7 @@ import { renewalPull } from "../registration/renewal-override.js";
 import { crlUrl } from "../revocation/crl/crl-shard.js";
 import type { IssuerRecord } from "../storage/ports.js";
 import type { OpenedCa } from "./data-dir.js";
+import { caKeyName } from "../signing/ca-key-name.js";
 
 /** `fleetca rotate intermediate` without --migrate-within: the old intermediate's fleet renews within a day. */
 export const DEFAULT_MIGRATE_WITHIN_MS = 24 * 3_600_000;
@@ -44,9 +44,7 @@ export interface RotationResult {
 export async function prepareIntermediate(ca: OpenedCa, config: FleetcaConfig, clock: Clock, root?: Issuer): Promise<PreparedIntermediate> {
   const now = clock.now();
   root ??= await unwrapNewestRoot(ca, now);
-  const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
-  // The random suffix keeps two rotations in the same second from refusing each other's key file.
-  const keyName = `intermediate-${stamp}-${randomBytes(3).toString("hex")}`;
+  const keyName = caKeyName("intermediate", now);
   const signer = await ca.caKeys.generate(keyName, config.ca.keyType);
   const der = await createIntermediateCertificate(root, signer, {
     caName: config.ca.name,

@@ -12,6 +12,7 @@ import { crlUrl } from "../revocation/crl/crl-shard.js";
 import { signRootCrl } from "../revocation/crl/root-crl.js";
 import { openCa } from "./open-ca.js";
 import { recordOperatorEvent } from "./operator-event.js";
+import { caKeyName } from "../signing/ca-key-name.js";
 
 export interface RootRotation {
   oldRootKeyId: string;
@@ -37,9 +38,7 @@ export async function rotateRoot(config: FleetcaConfig, passphrase: Secret | und
     if (!current) throw new OperatorError(`no active root in ${ca.storage.location}`);
     const oldRoot = await bindIssuer(current.der, await ca.caKeys.load(current.keyName));
     const now = clock.now();
-    const stamp = now.toISOString().replace(/[-:]/g, "").slice(0, 15).toLowerCase();
-    const keyName = `root-${stamp}`;
-    if (await ca.caKeys.has(keyName)) throw new OperatorError(`a root was already made at ${now.toISOString()}; wait a second and run it again`);
+    const keyName = caKeyName("root", now);
     const signer = await ca.caKeys.generate(keyName, config.ca.keyType);
     // The new root keeps the old root's name: the cross certificate is then self-issued (issuer
     // name = subject name), which RFC 5280 §4.2.1.9 leaves out of path length, so the old root's

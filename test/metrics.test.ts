@@ -186,6 +186,13 @@ describe("GET /metrics on the public listener (one process)", () => {
   it("counts every step of the scripted flow, by the labels issue 14 names", async () => {
     expectFlowCounted((await scrape(`${d.publicUrl}/metrics`)).samples, flow, true);
   });
+
+  it("on SQLite: the storage probe says up, and no lease series (one process writes every CRL, no leases)", async () => {
+    const r = await scrape(`${d.publicUrl}/metrics`);
+    expect(r.text).toMatch(/^fleetca_storage_up 1$/m);
+    expect(r.text).toMatch(/^# TYPE fleetca_storage_up gauge$/m);
+    expect(r.text).not.toContain("fleetca_leases_held");
+  });
 });
 
 describe("GET /metrics with workers (listen.publicWorkers: 2, apiWorkers: 2): any process answers for the whole daemon", () => {
@@ -219,6 +226,13 @@ describe("GET /metrics with workers (listen.publicWorkers: 2, apiWorkers: 2): an
     // Three processes' event loops, merged: the gauges prom-client averages stay single series.
     expect(samples(m, "nodejs_eventloop_lag_seconds")).toHaveLength(1);
     expect(samples(m, "process_start_time_seconds")).toHaveLength(0);
+  });
+
+  it("fleetca_storage_up comes through the merge as one series, the primary probe's 1, whichever process serves the scrape", async () => {
+    for (let i = 0; i < 3; i++) {
+      const m = (await scrape(`${d.publicUrl}/metrics`)).samples;
+      expect(samples(m, "fleetca_storage_up")).toEqual([{ name: "fleetca_storage_up", labels: {}, value: 1 }]);
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { postApi, signBody } from "./harness/http.js";
 import { makeCsr, opensslAsync } from "./harness/openssl.js";
 import { startPostgres, type TestPostgres } from "./harness/postgres.js";
 import { eventually } from "./harness/eventually.js";
+import { samples, scrape } from "./harness/prometheus.js";
 
 /**
  * Several replicas on one PostgreSQL (issue 17): the real daemon three times, each with its own
@@ -82,6 +83,10 @@ describe("three replicas on one PostgreSQL", () => {
     const number = Number.parseInt(/X509v3 CRL Number:\s*\n?\s*(?:0x)?([0-9A-Fa-f]+)/.exec(text)?.[1] ?? "0", /0x/.test(text) ? 16 : 10);
     return { number, serials: [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!) };
   };
+
+  /** The values of a metric's series on a replica's /metrics (on its public listener, as configured here). */
+  const metric = async (r: Replica, name: string, labels: Record<string, string> = {}): Promise<number[]> =>
+    samples((await scrape(`${r.d.publicUrl}/metrics`)).samples, name, labels).map((s) => s.value);
 
   it("all three serve one CA: the same roots, and one intermediate", async () => {
     expect(new Set(replicas.map((r) => r.ca.roots)).size).toBe(1);
@@ -160,12 +165,17 @@ describe("three replicas on one PostgreSQL", () => {
 
   it("one replica killed with SIGKILL under load: the others keep issuing, its CRL lease moves within the lease time, CRL numbers only go up", async () => {
     // Who writes the current intermediate's full CRL now.
-    const { rows } = await sql.query("SELECT holder FROM crl_leases WHERE shard = -1 AND leased_until > $1", [Date.now()]);
+    const { rows } = await sql.query("SELECT issuer_key_id, holder FROM crl_leases WHERE shard = -1 AND leased_until > $1", [Date.now()]);
     expect(rows).toHaveLength(1);
     const holderPid = Number((rows[0]!.holder as string).split(":")[1]);
     const victim = replicas.find((r) => r.d.child.pid === holderPid)!;
     expect(victim, "the lease holder is one of the replicas").toBeDefined();
     const survivors = replicas.filter((r) => r !== victim);
+    // Each replica's /metrics says the same: the holder 1, the two still trying for it 0.
+    const lease = `crl/${rows[0]!.issuer_key_id as string}/full`;
+    const leaseHeld = (r: Replica) => metric(r, "fleetca_leases_held", { lease });
+    expect(await leaseHeld(victim)).toEqual([1]);
+    for (const r of survivors) expect(await leaseHeld(r)).toEqual([0]);
 
     const numbers: number[] = [];
     let load = true;
@@ -203,6 +213,11 @@ describe("three replicas on one PostgreSQL", () => {
     for (let i = 1; i < numbers.length; i++) expect(numbers[i]).toBeGreaterThanOrEqual(numbers[i - 1]!);
     const after = await sql.query("SELECT holder FROM crl_leases WHERE shard = -1 AND leased_until > $1", [Date.now()]);
     expect(after.rows[0]?.holder).not.toBe(rows[0]!.holder);
+    // The survivor that signed it reports the lease held; the other still 0.
+    const newHolder = survivors.find((r) => r.d.child.pid === Number((after.rows[0]!.holder as string).split(":")[1]))!;
+    expect(newHolder, "the new holder is a survivor").toBeDefined();
+    expect(await leaseHeld(newHolder)).toEqual([1]);
+    expect(await leaseHeld(survivors.find((r) => r !== newHolder)!)).toEqual([0]);
     replicas.splice(replicas.indexOf(victim), 1);
   }, 90_000);
 
@@ -227,12 +242,15 @@ describe("three replicas on one PostgreSQL", () => {
       // With a nonce the status cannot be read now: the answer held is served, nonce ignored.
       expect(await ocspStatus(r, cert)).toMatch(/: good/);
       expect((await crlOf(r)).number).toBe(crlBefore.number);
+      // The metric makes /healthz's probe (the same query, the same timeout).
+      expect(await metric(r, "fleetca_storage_up")).toEqual([0]);
       const rest = 30_000 - (Date.now() - started);
       if (rest > 0) await new Promise((done) => setTimeout(done, rest));
     } finally {
       await db.resume();
     }
     await eventually(30_000, "/healthz 200 again", async () => (await fetch(`${r.d.publicUrl}/healthz`)).status, (s) => s === 200);
+    expect(await metric(r, "fleetca_storage_up")).toEqual([1]);
     // Every replica lived through it (nothing the outage made fail ended a process).
     for (const x of replicas) expect(x.d.child.exitCode, x.d.output.slice(-2000)).toBeNull();
     // The token the refused request carried was not spent: nothing of it was stored.

@@ -46,8 +46,11 @@ export function createHealthCheck(
   };
 }
 
-/** The probe's answer, false when it rejects or has not answered within `timeoutMs`. */
-async function databaseAnswers(store: HealthProbe, timeoutMs: number): Promise<boolean> {
+/**
+ * The probe's answer, false when it rejects or has not answered within `timeoutMs`; also what
+ * fleetca_storage_up reports (daemon.ts), so the metric and /healthz cannot disagree on "up".
+ */
+export async function databaseAnswers(store: HealthProbe, timeoutMs: number = DATABASE_PROBE_TIMEOUT_MS): Promise<boolean> {
   let ping: Promise<boolean>;
   try {
     ping = store.ping();

@@ -25,7 +25,7 @@ import { StoredRootCrl } from "../revocation/crl/root-crl.js";
 import { OcspResponder } from "../revocation/ocsp/ocsp-responder.js";
 import { createApiApp } from "../api/api-router.js";
 import { createPublicServer } from "../api/public-server.js";
-import { createHealthCheck } from "../api/health-check.js";
+import { createHealthCheck, databaseAnswers } from "../api/health-check.js";
 import { loadOrCreateAuditKey } from "../audit/audit-key.js";
 import { recordStart } from "../audit/start-record.js";
 import { TreeHeadPublisher } from "../audit/tree-head-publisher.js";
@@ -217,6 +217,7 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
           },
         )
       : null;
+  if (leases) metrics.watchLeases(() => leases.leases());
   let crlsRef: CrlDirectory | null = null;
   let singletonScope: CrlScope = { issuerKeyId: lineup.current.keyIdHex, shard: null };
   const doesSingletonWork = (): boolean => leases === null || leases.holds(singletonScope);
@@ -353,6 +354,7 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
   // that read what this one signs and stores; their /healthz adds this process's report.
   const workerCount = config.listen.publicWorkers;
   const operations = storage.operations;
+  metrics.watchStorage(() => databaseAnswers(operations));
   const health = createHealthCheck(operations, () => ca.issuer, clock, () => {
     const h = crls.health();
     const warnings = [...h.warnings];

@@ -79,6 +79,11 @@ export class LeaseKeeper<K> {
     return h !== undefined && this.clock.now().getTime() < h.until;
   }
 
+  /** Every lease kept, by name, and whether this process holds it now (as holds() says): for metrics. */
+  leases(): { name: string; held: boolean }[] {
+    return this.#keys.map((k) => ({ name: this.nameOf(k), held: this.holds(k) }));
+  }
+
   /** Tries every tracked key once now (the first tick runs at start, not after a period). */
   tick(): Promise<void> {
     this.#ticking ??= this.#tick().finally(() => {

@@ -236,6 +236,46 @@ export class CaMetrics {
     this.#httpSeconds.observe({ route, method: HTTP_METHODS.has(method) ? method : "other", status: String(status) }, seconds);
   }
 
+  /**
+   * `fleetca_storage_up`: 1 when the database answers `answers` (the probe /healthz makes, with
+   * its timeout: health-check.ts), 0 when it does not, asked at each scrape. Called by the
+   * primary only, once: workers never register it, so a merged scrape carries the primary's value.
+   */
+  watchStorage(answers: () => Promise<boolean>): void {
+    new Gauge({
+      name: "fleetca_storage_up",
+      help: "1 when this replica's database answers the probe /healthz makes (within its timeout), 0 when it does not; probed at each scrape.",
+      // Only the primary reports it; should another process ever report it too, one that cannot
+      // reach the database is what an operator must see.
+      aggregator: "min",
+      registers: [this.registry],
+      async collect() {
+        this.set((await answers()) ? 1 : 0);
+      },
+    });
+  }
+
+  /**
+   * `fleetca_leases_held{lease}`: for each lease this replica keeps (lease-keeper.ts, names from
+   * configuration and issuers), 1 while it holds it, 0 while another replica does. Called by the
+   * primary only, once, and only where leases exist (replicas on PostgreSQL).
+   */
+  watchLeases(leases: () => readonly { name: string; held: boolean }[]): void {
+    new Gauge({
+      name: "fleetca_leases_held",
+      help: "Leases this replica keeps (crl/<issuer key id>/<full|partition>): 1 while it holds the lease and does its work, 0 while another replica holds it.",
+      labelNames: ["lease"],
+      // Only the primary keeps leases; max should another process ever report one.
+      aggregator: "max",
+      registers: [this.registry],
+      collect() {
+        // A lease no longer kept (its issuer gone) leaves with it.
+        this.reset();
+        for (const l of leases()) this.set({ lease: l.name }, l.held ? 1 : 0);
+      },
+    });
+  }
+
   /** For the audit log (wired by its owner): the Merkle tree's size and what its latest signed head covers. */
   setAuditTreeSize(n: number, signed: number): void {
     this.#auditTreeSize.set(n);

@@ -187,11 +187,13 @@ describe("GET /metrics on the public listener (one process)", () => {
     expectFlowCounted((await scrape(`${d.publicUrl}/metrics`)).samples, flow, true);
   });
 
-  it("on SQLite: the storage probe says up, and no lease series (one process writes every CRL, no leases)", async () => {
+  it("on SQLite: the storage probe says up; no lease series (one process writes every CRL, no leases), no revocation notifications", async () => {
     const r = await scrape(`${d.publicUrl}/metrics`);
     expect(r.text).toMatch(/^fleetca_storage_up 1$/m);
     expect(r.text).toMatch(/^# TYPE fleetca_storage_up gauge$/m);
     expect(r.text).not.toContain("fleetca_leases_held");
+    // LISTEN/NOTIFY is PostgreSQL's: SQLite has no such session to report on.
+    expect(r.text).not.toContain("fleetca_revocation_notifications_up");
   });
 });
 

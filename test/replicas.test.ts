@@ -244,6 +244,8 @@ describe("three replicas on one PostgreSQL", () => {
       expect((await crlOf(r)).number).toBe(crlBefore.number);
       // The metric makes /healthz's probe (the same query, the same timeout).
       expect(await metric(r, "fleetca_storage_up")).toEqual([0]);
+      // Its LISTEN session went with the server; polling stands in.
+      expect(await metric(r, "fleetca_revocation_notifications_up")).toEqual([0]);
       const rest = 30_000 - (Date.now() - started);
       if (rest > 0) await new Promise((done) => setTimeout(done, rest));
     } finally {
@@ -251,6 +253,8 @@ describe("three replicas on one PostgreSQL", () => {
     }
     await eventually(30_000, "/healthz 200 again", async () => (await fetch(`${r.d.publicUrl}/healthz`)).status, (s) => s === 200);
     expect(await metric(r, "fleetca_storage_up")).toEqual([1]);
+    // The session reconnects on a backoff of its own (doubling to 10 s, ±50 %), so after /healthz.
+    await eventually(20_000, "fleetca_revocation_notifications_up 1 again", () => metric(r, "fleetca_revocation_notifications_up"), (v) => v[0] === 1 && v.length === 1);
     // Every replica lived through it (nothing the outage made fail ended a process).
     for (const x of replicas) expect(x.d.child.exitCode, x.d.output.slice(-2000)).toBeNull();
     // The token the refused request carried was not spent: nothing of it was stored.

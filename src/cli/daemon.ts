@@ -314,6 +314,7 @@ async function run(config: FleetcaConfig, dd: OpenedCa, opts: DaemonOptions): Pr
   // Replicas: revocations another replica commits reach the feed at once (LISTEN), and the scopes
   // another replica writes follow what it stored.
   const revocationWatch = storage.watchRevocations?.(() => void revocationFeed.poll(), log) ?? null;
+  if (revocationWatch) metrics.watchRevocationNotifications(() => revocationWatch.listening);
   const followTimer = leases ? setInterval(() => void crls.refreshFromStore(), CRL_FOLLOW_MS) : null;
   followTimer?.unref();
   const presign = (): Promise<unknown> =>

@@ -276,6 +276,23 @@ export class CaMetrics {
     });
   }
 
+  /**
+   * `fleetca_revocation_notifications_up`: 1 while the LISTEN session for other replicas'
+   * revocations is connected (pg-revocation-notifications.ts), 0 while it reconnects and the
+   * one-second poll is all there is. Called by the primary only, once, on PostgreSQL.
+   */
+  watchRevocationNotifications(listening: () => boolean): void {
+    new Gauge({
+      name: "fleetca_revocation_notifications_up",
+      help: "PostgreSQL: 1 while this replica LISTENs for the revocations other replicas commit, 0 while that session reconnects (revocations then arrive by polling, within a second).",
+      aggregator: "min",
+      registers: [this.registry],
+      collect() {
+        this.set(listening() ? 1 : 0);
+      },
+    });
+  }
+
   /** For the audit log (wired by its owner): the Merkle tree's size and what its latest signed head covers. */
   setAuditTreeSize(n: number, signed: number): void {
     this.#auditTreeSize.set(n);

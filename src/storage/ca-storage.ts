@@ -66,9 +66,10 @@ export interface CaStorage {
   /**
    * Replicas: calls `onRevocation` soon after another process commits a revocation (PostgreSQL
    * LISTEN/NOTIFY), on top of the revocation feed's polling. Absent for SQLite (one machine: the
-   * feed's one-second poll of the file is what `fleetca revoke` relies on).
+   * feed's one-second poll of the file is what `fleetca revoke` relies on). `listening`: whether
+   * that session is connected now (fleetca_revocation_notifications_up).
    */
-  watchRevocations?(onRevocation: () => void, log: Logger): { stop(): Promise<void> };
+  watchRevocations?(onRevocation: () => void, log: Logger): { readonly listening: boolean; stop(): Promise<void> };
   /** Resolves once every commit handed to the store is durable (SQLite's group commit); closing waits for it too. */
   flushCommits(): Promise<void>;
   close(): Promise<void>;

@@ -198,7 +198,12 @@ export async function openPgCaStorage(settings: PgSettings, onIdleError?: (err: 
     watchRevocations(onRevocation, log) {
       const n = new RevocationNotifications({ connection: { ...pgConnection(settings), types: undefined }, onRevocation, log });
       n.start();
-      return { stop: () => n.stop() };
+      return {
+        get listening() {
+          return n.listening;
+        },
+        stop: () => n.stop(),
+      };
     },
     // Each commit is its own durable transaction (pg-store.ts): nothing is queued here.
     flushCommits: async () => {},

@@ -61,6 +61,8 @@ describe("cert-agent renewal loop (real processes, 30 s certificates)", () => {
     await eventually(26_000, "a renewal", sample, (n) => n >= 2).catch((e: Error) => {
       throw new Error(`${e.message}\nagent output:\n${agentOut}`);
     });
+    // The reader is another process, on 2 shared cores: let it read the renewed set too.
+    await eventually(10_000, "the reader read the renewed set", async () => reader.versionsSeen(), (n) => n >= 2);
     const report = await reader.stop();
 
     expect(agentOut.match(/msg="renewed"/g)?.length ?? 0).toBeGreaterThanOrEqual(1);

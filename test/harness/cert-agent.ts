@@ -64,7 +64,7 @@ export async function rootFingerprint(publicUrl: string): Promise<string> {
  * a mismatched pair in a stable sample is a publication bug.
  */
 const READER = `
-import { readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createPublicKey, X509Certificate } from "node:crypto";
 const [dir, stopFile] = process.argv.slice(2);
 const r = { samples: 0, consistent: 0, straddled: 0, mismatched: 0, missing: 0, versions: new Set(), errors: [] };
@@ -80,7 +80,7 @@ for (;;) {
   v2 = readlinkSync(dir + "/..data");
   r.samples++;
   if (v1 !== v2) { r.straddled++; continue; }
-  r.versions.add(v1);
+  if (!r.versions.has(v1)) { r.versions.add(v1); writeFileSync(stopFile + ".versions", String(r.versions.size)); }
   const a = createPublicKey(key).export({ type: "spki", format: "der" });
   const b = new X509Certificate(cert).publicKey.export({ type: "spki", format: "der" });
   if (a.equals(b)) r.consistent++; else r.mismatched++;
@@ -98,8 +98,12 @@ export interface ReaderReport {
   errors: string[];
 }
 
-/** Starts the reader on `dir` (which must already hold a published set); `stop()` returns its report. */
-export function startReader(dir: string, scratch: string): { stop: () => Promise<ReaderReport> } {
+/**
+ * Starts the reader on `dir` (which must already hold a published set); `stop()` returns its
+ * report. `versionsSeen()` is how many sets it has read whole so far: a test that saw a new set
+ * itself waits on it before stopping the reader, which may not have been on a core since.
+ */
+export function startReader(dir: string, scratch: string): { stop: () => Promise<ReaderReport>; versionsSeen: () => number } {
   const script = join(scratch, "reader.mjs");
   const stopFile = join(scratch, `reader-stop-${Date.now()}`);
   writeFileSync(script, READER);
@@ -108,6 +112,13 @@ export function startReader(dir: string, scratch: string): { stop: () => Promise
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   const done = new Promise<void>((resolve) => child.on("exit", () => resolve()));
   return {
+    versionsSeen: () => {
+      try {
+        return Number(readFileSync(`${stopFile}.versions`, "utf8"));
+      } catch {
+        return 0;
+      }
+    },
     stop: async () => {
       writeFileSync(stopFile, "");
       await done;
